@@ -1,0 +1,47 @@
+# usersync — the two commands that matter: `make demo` and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := slapd ldap-utils postgresql openssl python3-venv
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+.PHONY: help deps system-deps venv demo test airflow lock clean
+
+help:
+	@echo "make demo     throwaway OpenLDAP (1,000 users) -> Airflow DAG -> embedded SQLite, run twice"
+	@echo "make test     the whole test suite (starts its own slapd and PostgreSQL)"
+	@echo "make airflow  Airflow UI on http://127.0.0.1:8080 with the demo source"
+	@echo "make lock     re-resolve requirements.lock after changing pyproject.toml"
+
+deps: system-deps venv
+
+# Debian packages the demo and the tests need (servers run privately on loopback ports).
+system-deps:
+	@if [ ! -x /usr/sbin/slapd ] || ! command -v ldapsearch >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+	    || ! python3 -c 'import ensurepip' 2>/dev/null; then \
+	  echo "installing Debian packages: $(APT_PACKAGES)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check uv
+	$(VENV)/bin/uv pip sync -q --python $(PY) requirements.lock
+	touch $@
+
+demo: deps
+	$(PY) -m devtools.demo
+
+test: deps
+	$(PY) -m pytest
+
+airflow: deps
+	$(PY) -m devtools.demo serve
+
+lock:
+	$(VENV)/bin/uv pip compile -q --python $(PY) requirements.in -o requirements.lock --no-header
+
+clean:
+	rm -rf $(VENV) .demo .pytest_cache

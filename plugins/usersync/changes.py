@@ -1,0 +1,113 @@
+"""The change set: what a run will write, as typed changes that travel through XCom as plain JSON.
+
+Shaped like octoDNS' plan: the diff produces it, the safety checks read it, apply executes it. Updates carry
+only the changed columns with old → new, so the report can say exactly what changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+Key = tuple[str, str]  # (ad_username, domain) as found in the source
+
+
+def match_key(ad_username: str, domain: str) -> tuple[str, str]:
+    """The case-insensitive form used to match source accounts to users."""
+    return (ad_username.strip().casefold(), domain.strip().casefold())
+
+
+@dataclass(frozen=True)
+class Insert:
+    row: dict[str, Any]  # every writable column of the new user
+
+    @property
+    def label(self) -> str:
+        return f"{self.row.get('domain')}\\{self.row.get('ad_username')}"
+
+
+@dataclass(frozen=True)
+class Update:
+    id: int
+    username: str
+    changes: dict[str, tuple[Any, Any]]  # column → (old, new)
+
+    @property
+    def label(self) -> str:
+        return self.username
+
+
+@dataclass(frozen=True)
+class Delete:
+    id: int
+    username: str
+    ad_username: str
+    domain: str
+
+    @property
+    def label(self) -> str:
+        return self.username
+
+
+@dataclass(frozen=True)
+class Skipped:
+    account: str  # how the admin finds it in the source (DN, row id, uuid)
+    reason: str
+    #: the sync key when the record had one: a skipped account still exists, so its user is never deleted
+    ad_username: str | None = None
+    domain: str | None = None
+
+
+@dataclass
+class ChangeSet:
+    source: str
+    inserts: list[Insert] = field(default_factory=list)
+    updates: list[Update] = field(default_factory=list)
+    deletes: list[Delete] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    read: int = 0  # source records read
+    unchanged: int = 0  # matched users that need no write
+
+    @property
+    def writes(self) -> int:
+        return len(self.inserts) + len(self.updates) + len(self.deletes)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "read": self.read,
+            "inserted": len(self.inserts),
+            "updated": len(self.updates),
+            "deleted": len(self.deletes),
+            "unchanged": self.unchanged,
+            "skipped": len(self.skipped),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-able dict (tuples become lists); ``from_json`` restores it exactly."""
+        return {
+            "source": self.source,
+            "read": self.read,
+            "unchanged": self.unchanged,
+            "inserts": [c.row for c in self.inserts],
+            "updates": [
+                {"id": c.id, "username": c.username, "changes": {k: [o, n] for k, (o, n) in c.changes.items()}}
+                for c in self.updates
+            ],
+            "deletes": [asdict(c) for c in self.deletes],
+            "skipped": [asdict(c) for c in self.skipped],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "ChangeSet":
+        return cls(
+            source=data["source"],
+            read=data.get("read", 0),
+            unchanged=data.get("unchanged", 0),
+            inserts=[Insert(dict(r)) for r in data.get("inserts", [])],
+            updates=[
+                Update(u["id"], u["username"], {k: (o, n) for k, (o, n) in u["changes"].items()})
+                for u in data.get("updates", [])
+            ],
+            deletes=[Delete(**d) for d in data.get("deletes", [])],
+            skipped=[Skipped(**s) for s in data.get("skipped", [])],
+        )

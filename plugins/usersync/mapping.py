@@ -1,0 +1,139 @@
+"""Rules → target rows: turns each source record into the values the rules give its user.
+
+Mapping does not look at the users table; it only computes, per field, the value the rule yields
+(``keep`` fields yield nothing). A record that cannot be mapped (no key, bad e-mail, a number that is not a
+number, a value too long for its column) becomes a ``Skipped`` entry naming the account and the reason; it is
+never half-mapped.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+from usersync.changes import Skipped
+from usersync.fields import FIELDS, Kind, Policy
+from usersync.rules import Rules
+from usersync.schema import users
+from usersync.transforms import TransformError, apply_chain
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_NUMBER = re.compile(r"^\+?[0-9*#]+$")
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """One entry as read from a source: where it is (``account``) and its attributes."""
+
+    account: str
+    attributes: Mapping[str, Any]
+
+    def get(self, name: str) -> str | None:
+        """First value of an attribute, case-insensitively, stripped; None when absent or blank."""
+        value = self.attributes.get(name)
+        if value is None:
+            lowered = name.lower()
+            value = next((v for k, v in self.attributes.items() if k.lower() == lowered), None)
+        if isinstance(value, (list, tuple)):
+            value = value[0] if value else None
+        if value is None:
+            return None
+        text = str(value).strip()
+        return text or None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"account": self.account, "attributes": dict(self.attributes)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "SourceRecord":
+        return cls(data["account"], data["attributes"])
+
+
+@dataclass(frozen=True)
+class MappedUser:
+    """A source account with the values its rules produce (``keep`` fields absent)."""
+
+    account: str
+    ad_username: str
+    domain: str
+    values: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"account": self.account, "ad_username": self.ad_username, "domain": self.domain, "values": self.values}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "MappedUser":
+        return cls(data["account"], data["ad_username"], data["domain"], dict(data["values"]))
+
+
+class RecordError(ValueError):
+    """Why one record cannot be mapped."""
+
+
+def _field_value(rules: Rules, field: str, record: SourceRecord) -> Any:
+    rule = rules.rule(field)
+    if rule.policy is Policy.KEEP:
+        raise KeyError(field)
+    if rule.value is not None:
+        return rule.value
+    raw = record.get(rule.attribute)
+    if raw is None:
+        return None
+    try:
+        value = apply_chain(raw, rule.transforms)
+    except TransformError as exc:
+        raise RecordError(f"{field}: {exc} (from {rule.attribute})") from None
+    if isinstance(value, str):
+        value = value.strip() or None
+    if value is not None and rule.policy is Policy.PREFIX:
+        value = f"{rule.prefix}{value}"
+    return value
+
+
+def _check(field: str, value: Any) -> None:
+    spec = FIELDS[field]
+    if value is None or spec.kind is Kind.BOOL:
+        return
+    if spec.kind is Kind.EMAIL and not _EMAIL.match(value):
+        raise RecordError(f"{field}: not an e-mail address: {value!r}")
+    if spec.kind is Kind.NUMBER and not _NUMBER.match(value):
+        raise RecordError(f"{field}: not a phone number: {value!r} (add a 'digits' transform?)")
+    limit = users.c[field].type.length
+    if limit and len(value) > limit:
+        raise RecordError(f"{field}: {len(value)} characters, the column holds {limit}")
+
+
+def map_record(rules: Rules, record: SourceRecord) -> MappedUser:
+    """Map one record or raise ``RecordError`` with the reason."""
+    key_attr = rules.source.key_attribute
+    ad_username = record.get(key_attr)
+    if not ad_username:
+        raise RecordError(f"no {key_attr} (the sync key)")
+    if len(ad_username) > users.c.ad_username.type.length:
+        raise RecordError(f"{key_attr} is longer than {users.c.ad_username.type.length} characters")
+    values: dict[str, Any] = {}
+    for field in rules.fields:
+        try:
+            value = _field_value(rules, field, record)
+        except KeyError:
+            continue
+        _check(field, value)
+        values[field] = value
+    if not values.get("username"):
+        attr = rules.rule("username").attribute
+        raise RecordError(f"no username (attribute {attr} is empty)")
+    return MappedUser(record.account, ad_username, rules.source.domain, values)
+
+
+def map_records(rules: Rules, records: Iterable[SourceRecord]) -> tuple[list[MappedUser], list[Skipped]]:
+    """Map every record; unmappable ones become ``Skipped`` with their account and reason."""
+    mapped: list[MappedUser] = []
+    skipped: list[Skipped] = []
+    for record in records:
+        try:
+            mapped.append(map_record(rules, record))
+        except RecordError as exc:
+            key = record.get(rules.source.key_attribute)
+            skipped.append(Skipped(record.account, str(exc), key, rules.source.domain if key else None))
+    return mapped, skipped

@@ -1,0 +1,255 @@
+"""The rules file: one YAML per source, validated with pydantic.
+
+A rules file says where users come from (``source``), when the daily run happens (``schedule``), where they go
+(``target``) and, per target field, which choice of the seed applies (``fields``). Errors name the file, the
+field and the reason, because an administrator edits these files by hand.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from usersync import transforms
+from usersync.fields import FIELDS, Kind, Policy
+
+SOURCE_NAME_PATTERN = r"^[A-Za-z0-9_.-]{3,64}$"
+
+
+class RulesError(ValueError):
+    """A rules file that cannot be used; ``problems`` holds (location, reason) pairs."""
+
+    def __init__(self, path: str | Path, problems: list[tuple[str, str]]):
+        self.path = str(path)
+        self.problems = problems
+        lines = "\n".join(f"  - {loc}: {msg}" if loc else f"  - {msg}" for loc, msg in problems)
+        super().__init__(f"rules file {self.path} is invalid:\n{lines}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceSpec(_Strict):
+    """Where the users come from."""
+
+    name: Annotated[str, Field(pattern=SOURCE_NAME_PATTERN)]
+    type: Literal["active_directory", "ldap"]
+    conn_id: Annotated[str, Field(min_length=1)]
+    #: LDAP object path (search base). Blank: the ``CN=Users`` container of the default naming context.
+    object_path: str = ""
+    filter: str = "(&(objectClass=user)(!(objectClass=computer)))"
+    scope: Literal["subtree", "level"] = "subtree"
+    #: The value stored in the users' Domain field (half of the sync key).
+    domain: Annotated[str, Field(min_length=1)]
+    #: The attribute holding the account name (the other half of the sync key).
+    key_attribute: str = "sAMAccountName"
+    page_size: Annotated[int, Field(ge=1, le=10000)] = 1000
+
+    @field_validator("filter")
+    @classmethod
+    def _balanced(cls, v: str) -> str:
+        v = v.strip()
+        if not (v.startswith("(") and v.endswith(")")) or v.count("(") != v.count(")"):
+            raise ValueError(f"not an LDAP filter (unbalanced or missing parentheses): {v!r}")
+        return v
+
+
+class ScheduleSpec(_Strict):
+    """Auto mode: one run a day at ``hour:minute`` in ``timezone``. Off: manual runs only."""
+
+    auto: bool = False
+    hour: Annotated[int, Field(ge=0, le=23)] = 2
+    minute: Annotated[int, Field(ge=0, le=59)] = 0
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown timezone {v!r}") from exc
+        return v
+
+    @property
+    def cron(self) -> str | None:
+        return f"{self.minute} {self.hour} * * *" if self.auto else None
+
+
+class TargetSpec(_Strict):
+    """Where the users table lives: an Airflow connection id (default: the embedded SQLite database)."""
+
+    conn_id: str = "usersync_target"
+
+
+class RunSpec(_Strict):
+    """How Airflow runs the DAG: retries apply to transient failures (an unreachable server)."""
+
+    retries: Annotated[int, Field(ge=0, le=10)] = 2
+    retry_delay_minutes: Annotated[int, Field(ge=1, le=1440)] = 5
+
+
+class FieldRule(_Strict):
+    """One target field's choice. ``value`` for constants, ``attribute`` (+ ``transforms``) for source data."""
+
+    policy: Policy
+    value: str | bool | None = None
+    attribute: str | None = None
+    prefix: str | None = None
+    transforms: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        # "keep" alone is the common case: allow it as a bare string.
+        return {"policy": data} if isinstance(data, str) else data
+
+    @model_validator(mode="after")
+    def _shape(self) -> "FieldRule":
+        p = self.policy
+        for spec in self.transforms:
+            transforms.parse(spec)
+        if p is Policy.KEEP and (self.value is not None or self.attribute or self.prefix or self.transforms):
+            raise ValueError("'keep' takes no value, attribute, prefix or transforms")
+        if p is Policy.ON_INSERT and (self.value is None or self.attribute):
+            raise ValueError("'on_insert' needs a 'value' (and no attribute)")
+        if p in (Policy.IMPORT, Policy.PREFIX) and (not self.attribute or self.value is not None):
+            raise ValueError(f"'{p.value}' needs an 'attribute' (and no value)")
+        if p is Policy.PREFIX and self.prefix is None:
+            raise ValueError("'prefix' needs a 'prefix' string (it may be empty)")
+        if p is not Policy.PREFIX and self.prefix is not None:
+            raise ValueError(f"'prefix' is only valid with policy 'prefix', not '{p.value}'")
+        if p is Policy.DEFAULT_IF_EMPTY and (self.value is None) == (self.attribute is None):
+            raise ValueError("'default_if_empty' needs exactly one of 'value' or 'attribute'")
+        if self.value is not None and self.transforms:
+            raise ValueError("transforms apply to source attributes, not to constant values")
+        return self
+
+
+class Rules(_Strict):
+    """A whole rules file."""
+
+    source: SourceSpec
+    schedule: ScheduleSpec = ScheduleSpec()
+    target: TargetSpec = TargetSpec()
+    run: RunSpec = RunSpec()
+    fields: dict[str, FieldRule]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_omitted_fields(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("fields"), dict):
+            data = dict(data)
+            data["fields"] = {**{n: "keep" for n in FIELDS if n != "username"}, **data["fields"]}
+        return data
+
+    @model_validator(mode="after")
+    def _capabilities(self) -> "Rules":
+        problems = []
+        for name, rule in self.fields.items():
+            problem = _capability_problem(name, rule)
+            if problem:
+                problems.append(f"fields.{name}: {problem}")
+        if "username" not in self.fields:
+            problems.append("fields.username: required (the login name of every synced user)")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def rule(self, field: str) -> FieldRule:
+        return self.fields[field]
+
+    def source_attributes(self) -> list[str]:
+        """Every source attribute the rules read, key first: the extract asks for these only."""
+        seen = [self.source.key_attribute]
+        for rule in self.fields.values():
+            if rule.attribute and rule.attribute.lower() not in {a.lower() for a in seen}:
+                seen.append(rule.attribute)
+        return seen
+
+
+def _capability_problem(name: str, rule: FieldRule) -> str | None:
+    spec = FIELDS.get(name)
+    if spec is None:
+        return f"unknown field (known: {', '.join(FIELDS)})"
+    if rule.policy not in spec.policies:
+        allowed = ", ".join(sorted(p.value for p in spec.policies))
+        return f"policy '{rule.policy.value}' is not available for this field (allowed: {allowed})"
+    if rule.value is not None and not spec.constants:
+        return "a fixed value makes no sense for this field (each user has their own); import it instead"
+    if spec.kind is Kind.BOOL:
+        if rule.value is not None and not isinstance(rule.value, bool):
+            return f"boolean field: value must be true or false, not {rule.value!r}"
+        if rule.policy is Policy.IMPORT and not (rule.transforms and rule.transforms[-1].split(":")[0] in transforms.BOOL_TRANSFORMS):
+            return f"boolean field: an imported value needs a boolean transform last ({', '.join(sorted(transforms.BOOL_TRANSFORMS))})"
+    else:
+        if isinstance(rule.value, bool):
+            return f"text field: value must be text, not {rule.value!r}"
+        if any(t.split(":")[0] in transforms.BOOL_TRANSFORMS for t in rule.transforms):
+            return "boolean transforms are only for boolean fields"
+    return None
+
+
+def _format_loc(loc: tuple) -> str:
+    return ".".join(str(p) for p in loc if not str(p).startswith(("function-", "FieldRule")))
+
+
+def parse_rules(data: Any, path: str | Path = "<rules>") -> Rules:
+    """Validate already-parsed YAML data; raises ``RulesError`` naming ``path``."""
+    if not isinstance(data, dict):
+        raise RulesError(path, [("", "the file must hold a mapping with 'source' and 'fields'")])
+    if isinstance(data.get("source"), dict) and "name" not in data["source"] and path != "<rules>":
+        data = {**data, "source": {**data["source"], "name": Path(path).stem}}
+    try:
+        return Rules.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            msg = err["msg"].removeprefix("Value error, ")
+            loc = _format_loc(err["loc"])
+            if not loc and "; " in msg:  # model-level capability problems: one line each
+                problems.extend(("", m) for m in msg.split("; "))
+            else:
+                problems.append((loc, msg))
+        raise RulesError(path, problems) from None
+
+
+def load_rules(path: str | Path) -> Rules:
+    """Read and validate one rules file. The source name defaults to the file name without ``.yaml``."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise RulesError(path, [("", f"cannot read: {exc.strerror}")]) from None
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f"line {where.line + 1}, column {where.column + 1}: " if where else ""
+        raise RulesError(path, [("", f"not valid YAML: {at}{getattr(exc, 'problem', exc)}")]) from None
+    return parse_rules(data, path)
+
+
+def load_rules_dir(directory: str | Path) -> tuple[dict[str, tuple[Rules, Path]], dict[str, RulesError]]:
+    """All ``*.yaml`` files of a folder: ((rules, path) by source name, errors by file path).
+
+    A bad file never hides the good ones; two files claiming the same source name are both an error for the
+    second one, so a copy-paste never makes two DAGs fight over the same users.
+    """
+    valid: dict[str, tuple[Rules, Path]] = {}
+    errors: dict[str, RulesError] = {}
+    for path in sorted(Path(directory).glob("*.y*ml")):
+        try:
+            rules = load_rules(path)
+        except RulesError as exc:
+            errors[str(path)] = exc
+            continue
+        name = rules.source.name
+        if name in valid:
+            errors[str(path)] = RulesError(path, [("source.name", f"'{name}' is already used by {valid[name][1]}")])
+            continue
+        valid[name] = (rules, path)
+    return valid, errors

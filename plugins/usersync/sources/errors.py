@@ -1,0 +1,21 @@
+"""Source failures, each with a message an administrator can act on (never a password)."""
+
+
+class SourceError(RuntimeError):
+    """The source could not be read; the run must stop before anything is written."""
+
+
+class SourceUnreachable(SourceError):
+    """No connection: wrong host or port, firewall, server down, timeout."""
+
+
+class SourceTlsError(SourceError):
+    """The secure channel failed: untrusted or mismatched certificate, StartTLS refused."""
+
+
+class SourceAuthError(SourceError):
+    """The server refused the credentials."""
+
+
+class SourceQueryError(SourceError):
+    """Connected and bound, but the query failed (wrong object path, bad filter, size limit)."""

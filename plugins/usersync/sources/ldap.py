@@ -1,0 +1,219 @@
+"""Active Directory / LDAP source, built on ldap3.
+
+Security modes follow the vendor's ``Authentication.UseSecureLDAPConnection`` setting: ``SecureOnly`` (LDAPS,
+or StartTLS when asked; the default), ``SecureThenUnsecure`` (secure first, plain LDAP with a warning if the
+secure channel cannot be opened) and ``UnSecureOnly``. Reads are paged, so directories with AD's 1000-entry
+size limit are read whole, and only the attributes the rules need are requested.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import ssl
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Iterator
+
+import ldap3
+from ldap3.core import exceptions as lx
+
+from usersync.mapping import SourceRecord
+from usersync.progress import Progress
+from usersync.sources.errors import (
+    SourceAuthError,
+    SourceError,
+    SourceQueryError,
+    SourceTlsError,
+    SourceUnreachable,
+)
+
+log = logging.getLogger(__name__)
+PAGED_RESULTS = "1.2.840.113556.1.4.319"
+
+
+class SecurityMode(str, Enum):
+    SECURE_ONLY = "SecureOnly"
+    SECURE_THEN_UNSECURE = "SecureThenUnsecure"
+    UNSECURE_ONLY = "UnSecureOnly"
+
+
+@dataclass(frozen=True)
+class LdapSettings:
+    """Everything needed to reach and bind to the directory. ``password`` never shows in a repr."""
+
+    host: str
+    login: str | None = None
+    password: str | None = field(default=None, repr=False)
+    mode: SecurityMode = SecurityMode.SECURE_ONLY
+    start_tls: bool = False  # secure channel by StartTLS on the plain port instead of LDAPS
+    ldaps_port: int = 636
+    ldap_port: int = 389
+    ca_certs_file: str | None = None  # CA bundle; None: the system's trusted CAs
+    connect_timeout: int = 10
+    receive_timeout: int = 120  # whole seconds: ldap3 packs it into a socket option
+
+    def describe(self, secure: bool) -> str:
+        if secure and not self.start_tls:
+            return f"ldaps://{self.host}:{self.ldaps_port}"
+        return f"ldap://{self.host}:{self.ldap_port}" + (" (StartTLS)" if secure else "")
+
+
+class LdapDirectory:
+    """An open, bound connection. Use ``LdapDirectory.open(settings)``; close with ``close()`` or ``with``."""
+
+    def __init__(self, conn: ldap3.Connection, settings: LdapSettings, url: str, fell_back: bool):
+        self.conn, self.settings, self.url, self.fell_back = conn, settings, url, fell_back
+
+    @classmethod
+    def open(cls, settings: LdapSettings) -> "LdapDirectory":
+        if settings.mode is SecurityMode.UNSECURE_ONLY:
+            return cls(_bind(settings, secure=False), settings, settings.describe(False), False)
+        try:
+            return cls(_bind(settings, secure=True), settings, settings.describe(True), False)
+        except (SourceUnreachable, SourceTlsError) as exc:
+            if settings.mode is not SecurityMode.SECURE_THEN_UNSECURE:
+                raise
+            log.warning(
+                "secure LDAP failed (%s); falling back to UNENCRYPTED LDAP on %s as mode SecureThenUnsecure allows",
+                exc, settings.describe(False),
+            )
+            return cls(_bind(settings, secure=False), settings, settings.describe(False), True)
+
+    def __enter__(self) -> "LdapDirectory":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        try:
+            self.conn.unbind()
+        except lx.LDAPException:
+            pass
+
+    def root_dse(self, *attributes: str) -> dict[str, list[str]]:
+        """Attributes of the server's rootDSE (e.g. defaultNamingContext)."""
+        try:
+            self.conn.search("", "(objectClass=*)", ldap3.BASE, attributes=list(attributes))
+        except lx.LDAPException as exc:
+            raise SourceQueryError(f"cannot read the rootDSE of {self.url}: {exc}") from None
+        entry = next((e for e in self.conn.response if e.get("type") == "searchResEntry"), None)
+        raw = entry.get("raw_attributes", {}) if entry else {}
+        return {k: [_decode(v) for v in vals] for k, vals in raw.items()}
+
+    def default_users_base(self) -> str:
+        """The seed's default for a blank object path: ``CN=Users`` of the default naming context."""
+        dse = {k.lower(): v for k, v in self.root_dse("defaultNamingContext", "namingContexts").items()}
+        context = (dse.get("defaultnamingcontext") or dse.get("namingcontexts") or [None])[0]
+        if not context:
+            raise SourceQueryError(
+                f"{self.url} announces no defaultNamingContext; set 'object_path' in the rules file"
+            )
+        return f"CN=Users,{context}"
+
+    def search(self, base: str, ldap_filter: str, attributes: list[str], page_size: int = 1000,
+               scope: str = "subtree") -> Iterator[SourceRecord]:
+        """Paged search yielding one ``SourceRecord`` per entry, with progress lines while it reads."""
+        progress = Progress(f"extract {base}", log)
+        cookie: bytes | None = None
+        ldap_scope = ldap3.SUBTREE if scope == "subtree" else ldap3.LEVEL
+        while True:
+            try:
+                self.conn.search(base, ldap_filter, ldap_scope, attributes=attributes,
+                                 paged_size=page_size, paged_cookie=cookie)
+            except lx.LDAPNoSuchObjectResult:
+                raise SourceQueryError(f"object path {base!r} does not exist on {self.url}") from None
+            except lx.LDAPInvalidFilterError as exc:
+                raise SourceQueryError(f"invalid LDAP filter {ldap_filter!r}: {exc}") from None
+            except lx.LDAPOperationResult as exc:
+                raise SourceQueryError(f"search of {base!r} on {self.url} failed: {exc}") from None
+            except lx.LDAPCommunicationError as exc:
+                raise SourceUnreachable(f"lost the connection to {self.url} while reading: {exc}") from None
+            page = 0
+            for entry in self.conn.response:
+                if entry.get("type") != "searchResEntry":
+                    continue  # AD answers with referrals too
+                attrs = {k: _values(v) for k, v in entry["raw_attributes"].items()}
+                page += 1
+                yield SourceRecord(entry["dn"], attrs)
+            progress.advance(page)
+            control = self.conn.result.get("controls", {}).get(PAGED_RESULTS)
+            cookie = control["value"]["cookie"] if control else None
+            if not cookie:
+                break
+        progress.done()
+
+
+def _decode(value: bytes) -> str:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.hex()
+
+
+def _values(raw: list[bytes]) -> str | list[str] | None:
+    if not raw:
+        return None
+    decoded = [_decode(v) for v in raw]
+    return decoded[0] if len(decoded) == 1 else decoded
+
+
+def _bind(settings: LdapSettings, secure: bool) -> ldap3.Connection:
+    """Open the channel, secure it if asked, bind; translate ldap3's errors into ``SourceError``s."""
+    url = settings.describe(secure)
+    tls = None
+    if secure:
+        tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=settings.ca_certs_file,
+                        version=ssl.PROTOCOL_TLS_CLIENT)
+    use_ldaps = secure and not settings.start_tls
+    server = ldap3.Server(
+        settings.host,
+        port=settings.ldaps_port if use_ldaps else settings.ldap_port,
+        use_ssl=use_ldaps,
+        tls=tls,
+        get_info=ldap3.NONE,
+        connect_timeout=settings.connect_timeout,
+    )
+    conn = ldap3.Connection(
+        server,
+        user=settings.login or None,
+        password=settings.password or None,
+        auto_bind=ldap3.AUTO_BIND_NONE,
+        read_only=True,
+        raise_exceptions=True,
+        receive_timeout=settings.receive_timeout,
+        auto_referrals=False,
+        check_names=False,
+    )
+    try:
+        conn.open()
+        if secure and settings.start_tls:
+            conn.start_tls()
+        conn.bind()
+    except lx.LDAPStartTLSError as exc:
+        raise SourceTlsError(f"StartTLS with {url} failed: {_reason(exc)}") from None
+    except lx.LDAPSocketOpenError as exc:
+        text = str(exc)
+        if "CERTIFICATE" in text.upper() or "SSL" in text.upper() or "TLS" in text.upper():
+            raise SourceTlsError(f"TLS handshake with {url} failed (untrusted or wrong certificate?): {_reason(exc)}") from None
+        raise SourceUnreachable(f"cannot connect to {url}: {_reason(exc)}") from None
+    except lx.LDAPCommunicationError as exc:
+        raise SourceUnreachable(f"cannot talk to {url}: {_reason(exc)}") from None
+    except lx.LDAPInvalidCredentialsResult:
+        raise SourceAuthError(f"{url} refused the credentials of {settings.login!r} (invalid credentials)") from None
+    except lx.LDAPStrongerAuthRequiredResult:
+        raise SourceAuthError(
+            f"{url} requires an encrypted connection for binding; use SecureOnly (LDAPS) or StartTLS"
+        ) from None
+    except (lx.LDAPBindError, lx.LDAPOperationResult) as exc:
+        raise SourceAuthError(f"bind as {settings.login!r} to {url} failed: {_reason(exc)}") from None
+    except lx.LDAPException as exc:
+        raise SourceError(f"cannot open {url}: {_reason(exc)}") from None
+    return conn
+
+
+def _reason(exc: Exception) -> str:
+    """ldap3 wraps socket errors in nested tuples; keep the readable part, shortened."""
+    text = re.sub(r"^[(\"', ]+|[)\"', ]+$", "", str(exc))
+    return text if len(text) < 400 else text[:400] + "…"

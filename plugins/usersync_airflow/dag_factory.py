@@ -1,0 +1,89 @@
+"""Builds one Airflow DAG per rules file: ``user_sync__<source>``.
+
+The DAG is a thin shell: every task calls into ``usersync_airflow.tasks`` with the rules file path, so the
+rules are read again at run time and a DAG stays a few lines of wiring.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from airflow.sdk import DAG, CronTriggerTimetable, task
+
+from usersync.rules import Rules, RulesError, load_rules_dir
+from usersync_airflow import tasks
+
+DAG_PREFIX = "user_sync__"
+DEFAULT_RULES_DIR = Path(__file__).resolve().parents[2] / "include" / "rules"
+
+
+def rules_dir() -> Path:
+    """Where the rules files are: ``$USERSYNC_RULES_DIR`` or the repository's ``include/rules``."""
+    return Path(os.environ.get("USERSYNC_RULES_DIR") or DEFAULT_RULES_DIR)
+
+
+def _doc(rules: Rules, path: Path) -> str:
+    src, sched = rules.source, rules.schedule
+    when = f"daily at {sched.hour:02d}:{sched.minute:02d} {sched.timezone}" if sched.auto else "manual runs only"
+    return (
+        f"### User sync from `{src.name}` ({src.type})\n\n"
+        f"Keeps the users table in line with the directory behind connection `{src.conn_id}`: inserts new "
+        f"accounts, updates changed ones, removes users that left. Only users owned by this source are touched; "
+        f"local users (blank AD username and Domain) never are.\n\n"
+        f"* Rules: `{path}`\n* Schedule: {when}\n* Object path: `{src.object_path or '(default CN=Users)'}`\n"
+        f"* Filter: `{src.filter}`\n* Domain stored: `{src.domain}`\n\n"
+        "Steps: check_source → extract → map → diff → apply → summary (task logs hold the report)."
+    )
+
+
+def build_dag(rules: Rules, path: Path) -> DAG:
+    sched = rules.schedule
+    timetable = CronTriggerTimetable(sched.cron, timezone=sched.timezone) if sched.auto else None
+    rules_path = str(path)
+    with DAG(
+        dag_id=f"{DAG_PREFIX}{rules.source.name}",
+        schedule=timetable,
+        start_date=datetime(2024, 1, 1),
+        catchup=False,
+        max_active_runs=1,
+        tags=["usersync", rules.source.type],
+        doc_md=_doc(rules, path),
+        default_args={"retries": rules.run.retries, "retry_delay": timedelta(minutes=rules.run.retry_delay_minutes)},
+    ) as dag:
+
+        @task(multiple_outputs=False)
+        def check_source() -> dict:
+            return tasks.check_source(rules_path)
+
+        @task(multiple_outputs=False)
+        def extract(source_info: dict) -> list:
+            return tasks.extract(rules_path, source_info)
+
+        @task(task_id="map", multiple_outputs=False)
+        def map_users(records: list) -> dict:
+            return tasks.map_users(rules_path, records)
+
+        @task(multiple_outputs=False)
+        def diff(mapped: dict) -> dict:
+            return tasks.diff(rules_path, mapped)
+
+        @task(multiple_outputs=False)
+        def apply(plan: dict) -> dict:
+            return tasks.apply(rules_path, plan)
+
+        @task(retries=0)
+        def summary(plan: dict, written: dict) -> str:
+            return tasks.summarize(plan, written)
+
+        plan = diff(map_users(extract(check_source())))
+        summary(plan, apply(plan))
+    return dag
+
+
+def build_dags(directory: Path | None = None) -> tuple[dict[str, DAG], dict[str, RulesError]]:
+    """Every valid rules file becomes a DAG; invalid ones are returned as errors, by file."""
+    valid, errors = load_rules_dir(directory or rules_dir())
+    dags = {f"{DAG_PREFIX}{name}": build_dag(rules, path) for name, (rules, path) in valid.items()}
+    return dags, errors

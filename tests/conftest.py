@@ -1,0 +1,163 @@
+"""Shared fixtures: real slapd, real PostgreSQL, a private Airflow home — all on loopback, all thrown away.
+
+Airflow reads its configuration when first imported, so the environment is set here, before any test
+module can import it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="usersync-airflow-"))
+os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO / "plugins")
+os.environ["USERSYNC_HOME"] = str(_AIRFLOW_HOME / "usersync")
+os.environ.pop("USERSYNC_RULES_DIR", None)
+for _name in [k for k in os.environ if k.startswith("AIRFLOW_CONN_")]:
+    del os.environ[_name]
+sys.path.insert(0, str(REPO))
+
+import pytest  # noqa: E402
+import yaml  # noqa: E402
+
+from devtools.postgres import PostgresServer  # noqa: E402
+from devtools.slapd import SlapdServer  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def slapd(tmp_path_factory):
+    """A read-only shared directory with 1,200 users: more than AD's 1000-entry page cap."""
+    server = SlapdServer(tmp_path_factory.mktemp("slapd-shared"), users=1200).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def make_slapd(tmp_path_factory):
+    """A fresh directory per test, for tests that change entries."""
+    servers = []
+
+    def start(users: int = 20) -> SlapdServer:
+        server = SlapdServer(tmp_path_factory.mktemp("slapd"), users=users).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory):
+    server = PostgresServer(tmp_path_factory.mktemp("pg")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(postgres, request):
+    """A fresh, empty database for this test."""
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name)[:50].lower()
+    return postgres.create_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request, tmp_path):
+    """The users database on both supported backends."""
+    from sqlalchemy import create_engine
+
+    from usersync.schema import create_schema
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'users.db'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+    eng = create_engine(url)
+    create_schema(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """Airflow's metadata database (SQLite in the private AIRFLOW_HOME), created once per session."""
+    from airflow.utils import db
+
+    db.resetdb()
+    yield
+
+
+@pytest.fixture
+def airflow_env(airflow_db, monkeypatch, tmp_path):
+    """A rules folder for this test and helpers to define connections, write rules and run a DAG."""
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    monkeypatch.setenv("USERSYNC_RULES_DIR", str(rules_dir))
+    return AirflowEnv(monkeypatch, rules_dir)
+
+
+class AirflowEnv:
+    def __init__(self, monkeypatch, rules_dir: Path):
+        self.monkeypatch = monkeypatch
+        self.rules_dir = rules_dir
+
+    def connection(self, conn_id: str, **fields) -> None:
+        self.monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(fields))
+
+    def users_db(self, url: str, conn_id: str = "usersync_target") -> None:
+        from sqlalchemy import make_url
+
+        u = make_url(url)
+        if u.get_backend_name() == "sqlite":
+            self.connection(conn_id, conn_type="sqlite", host=u.database)
+        else:
+            self.connection(conn_id, conn_type="postgres", host=u.host, port=u.port, login=u.username,
+                            schema=u.database, password=u.password or "")
+
+    def rules(self, data: dict, filename: str | None = None) -> Path:
+        path = self.rules_dir / (filename or f"{data['source']['name']}.yaml")
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return path
+
+    def dagbag(self):
+        from airflow.dag_processing.dagbag import DagBag
+
+        return DagBag(dag_folder=str(REPO / "dags"))
+
+    def run(self, dag_id: str, conf: dict | None = None):
+        dag = self.dagbag().get_dag(dag_id)
+        assert dag is not None, f"DAG {dag_id} not found"
+        return dag.test(run_conf=conf or {})
+
+
+def ad_rules(name: str = "corp", conn_id: str = "corp_ldap", **source) -> dict:
+    """A typical AD rules file (as data) for the generated users of devtools.ad_data."""
+    return {
+        "source": {"name": name, "type": "active_directory", "conn_id": conn_id, "object_path": "",
+                   "filter": "(objectClass=user)", "domain": "EXAMPLE", "page_size": 500, **source},
+        "schedule": {"auto": False},
+        "run": {"retries": 0},
+        "fields": {
+            "username": {"policy": "import", "attribute": "sAMAccountName", "transforms": ["lower"]},
+            "first_name": {"policy": "import", "attribute": "givenName"},
+            "last_name": {"policy": "import", "attribute": "sn"},
+            "email": {"policy": "import", "attribute": "mail", "transforms": ["lower"]},
+            "department": {"policy": "import", "attribute": "department"},
+            "extension": {"policy": "prefix", "prefix": "", "attribute": "msRTCSIP-PrimaryUserAddress",
+                          "transforms": ["sip_user"]},
+            "language": {"policy": "on_insert", "value": "en"},
+            "enabled": {"policy": "import", "attribute": "userAccountControl", "transforms": ["ad_enabled"]},
+        },
+    }
+
+
+@pytest.fixture
+def rules_data():
+    return ad_rules
