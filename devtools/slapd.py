@@ -30,11 +30,13 @@ def find_slapd() -> str:
 
 class SlapdServer:
     def __init__(self, workdir: Path, users: int = 0, service_password: str = "svc-Passw0rd!",
-                 admin_password: str = "admin-Passw0rd!"):
+                 admin_password: str = "admin-Passw0rd!",
+                 sizelimit: str = "size.soft=1000 size.hard=1000 size.prtotal=unlimited"):
         self.dir = Path(workdir)
         self.users = users
         self.service_password = service_password
         self.admin_password = admin_password
+        self.sizelimit = sizelimit
         self.port = free_port()
         self.tls_port = free_port()
         self.proc: subprocess.Popen | None = None
@@ -60,7 +62,7 @@ TLSCACertificateFile {self.certs.ca}
 TLSCertificateFile {self.certs.cert}
 TLSCertificateKeyFile {self.certs.key}
 rootDSE {self.dir}/rootdse.ldif
-sizelimit size.soft=1000 size.hard=1000 size.prtotal=unlimited
+sizelimit {self.sizelimit}
 database mdb
 maxsize 4294967296
 suffix "{ad_data.BASE_DN}"

@@ -7,7 +7,7 @@ from sqlalchemy import create_engine, select
 
 from devtools.ad_data import ad_user
 from tests.conftest import ad_rules
-from usersync.schema import users
+from usersync.schema import create_schema, users
 
 pytestmark = pytest.mark.airflow
 
@@ -21,6 +21,7 @@ def users_url(request, tmp_path):
 
 def _rows(url):
     eng = create_engine(url)
+    create_schema(eng)  # a run that failed early never created it
     with eng.connect() as c:
         rows = {r.ad_username: dict(r._mapping) for r in c.execute(select(users))}
     eng.dispose()
@@ -60,3 +61,73 @@ def test_sync_inserts_then_writes_nothing_then_exactly_the_changes(airflow_env, 
     rows = _rows(users_url)
     assert "user000005" not in rows and "user000100" in rows
     assert rows["user000003"]["department"] == "Board"
+
+
+def _states(dr):
+    return {ti.task_id: ti.state for ti in dr.get_task_instances()}
+
+
+def test_wrong_password_fails_at_check_source_writes_nothing_and_leaks_nothing(airflow_env, slapd, tmp_path, capfd, caplog):
+    url = f"sqlite:///{tmp_path / 'users.db'}"
+    secret = "Wrong-But-Secret-Passw0rd"
+    airflow_env.connection("corp_ldap", **{**slapd.connection_extra(), "password": secret})
+    airflow_env.users_db(url)
+    airflow_env.rules(ad_rules())
+    dr = airflow_env.run("user_sync__corp")
+    assert dr.state == "failed"
+    states = _states(dr)
+    assert states["check_source"] == "failed"
+    assert states["apply"] == "upstream_failed"
+    assert _rows(url) == {}
+    out = capfd.readouterr()
+    text = out.out + out.err + caplog.text
+    assert "invalid credentials" in text and "svc-usersync" in text
+    assert secret not in text
+
+
+def test_unreachable_directory_fails_without_touching_users(airflow_env, make_slapd, tmp_path, capfd):
+    from devtools.netutil import free_port
+
+    url = f"sqlite:///{tmp_path / 'users.db'}"
+    ldap = make_slapd(users=5)
+    airflow_env.connection("corp_ldap", **ldap.connection_extra())
+    airflow_env.users_db(url)
+    airflow_env.rules(ad_rules())
+    assert airflow_env.run("user_sync__corp").state == "success"
+    before = _rows(url)
+    closed = free_port()
+    airflow_env.connection("corp_ldap", **ldap.connection_extra(ldaps_port=closed))
+    dr = airflow_env.run("user_sync__corp")
+    assert dr.state == "failed" and _states(dr)["check_source"] == "failed"
+    assert f"cannot connect to ldaps://127.0.0.1:{closed}" in capfd.readouterr().out
+    assert _rows(url) == before
+
+
+def test_skipped_accounts_are_listed_in_the_summary_and_the_rest_is_synced(airflow_env, make_slapd, tmp_path):
+    url = f"sqlite:///{tmp_path / 'users.db'}"
+    ldap = make_slapd(users=4)
+    ldap.modify_user(2, mail="not-an-e-mail")
+    airflow_env.connection("corp_ldap", **ldap.connection_extra())
+    airflow_env.users_db(url)
+    airflow_env.rules(ad_rules())
+    dr = airflow_env.run("user_sync__corp")
+    assert dr.state == "success"
+    assert set(_rows(url)) == {"user000000", "user000001", "user000003"}
+    summary = dr.get_task_instance("summary").xcom_pull(task_ids="summary")
+    assert "skipped 1" in summary
+    assert "email: not an e-mail address: 'not-an-e-mail'" in summary and "Marco" in summary
+
+
+def test_no_password_in_any_xcom_or_log(airflow_env, make_slapd, tmp_path, capfd, caplog):
+    url = f"sqlite:///{tmp_path / 'users.db'}"
+    ldap = make_slapd(users=3)
+    airflow_env.connection("corp_ldap", **ldap.connection_extra())
+    airflow_env.users_db(url)
+    airflow_env.rules(ad_rules())
+    dr = airflow_env.run("user_sync__corp")
+    assert dr.state == "success"
+    xcoms = [repr(ti.xcom_pull(task_ids=ti.task_id)) for ti in dr.get_task_instances()]
+    out = capfd.readouterr()
+    everything = "".join(xcoms) + out.out + out.err + caplog.text
+    assert "ldaps://127.0.0.1" in everything  # the logs were captured
+    assert ldap.service_password not in everything

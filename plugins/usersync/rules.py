@@ -7,6 +7,7 @@ field and the reason, because an administrator edits these files by hand.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -37,7 +38,7 @@ class _Strict(BaseModel):
 class SourceSpec(_Strict):
     """Where the users come from."""
 
-    name: Annotated[str, Field(pattern=SOURCE_NAME_PATTERN)]
+    name: str
     type: Literal["active_directory", "ldap"]
     conn_id: Annotated[str, Field(min_length=1)]
     #: LDAP object path (search base). Blank: the ``CN=Users`` container of the default naming context.
@@ -49,6 +50,13 @@ class SourceSpec(_Strict):
     #: The attribute holding the account name (the other half of the sync key).
     key_attribute: str = "sAMAccountName"
     page_size: Annotated[int, Field(ge=1, le=10000)] = 1000
+
+    @field_validator("name")
+    @classmethod
+    def _dag_safe(cls, v: str) -> str:
+        if not re.fullmatch(SOURCE_NAME_PATTERN, v):
+            raise ValueError(f"{v!r}: 3 to 64 characters, letters, digits, '_', '.' or '-' only (no blanks)")
+        return v
 
     @field_validator("filter")
     @classmethod
@@ -148,18 +156,19 @@ class Rules(_Strict):
             data["fields"] = {**{n: "keep" for n in FIELDS if n != "username"}, **data["fields"]}
         return data
 
-    @model_validator(mode="after")
-    def _capabilities(self) -> "Rules":
+    @field_validator("fields")
+    @classmethod
+    def _capabilities(cls, fields: dict[str, FieldRule]) -> dict[str, FieldRule]:
         problems = []
-        for name, rule in self.fields.items():
+        for name, rule in fields.items():
             problem = _capability_problem(name, rule)
             if problem:
                 problems.append(f"fields.{name}: {problem}")
-        if "username" not in self.fields:
+        if "username" not in fields:
             problems.append("fields.username: required (the login name of every synced user)")
         if problems:
-            raise ValueError("; ".join(problems))
-        return self
+            raise ValueError("\n".join(problems))
+        return fields
 
     def rule(self, field: str) -> FieldRule:
         return self.fields[field]
@@ -212,8 +221,8 @@ def parse_rules(data: Any, path: str | Path = "<rules>") -> Rules:
         for err in exc.errors():
             msg = err["msg"].removeprefix("Value error, ")
             loc = _format_loc(err["loc"])
-            if not loc and "; " in msg:  # model-level capability problems: one line each
-                problems.extend(("", m) for m in msg.split("; "))
+            if loc == "fields" and msg.startswith("fields."):  # capability problems: one line each
+                problems.extend(tuple(m.split(": ", 1)) for m in msg.split("\n"))
             else:
                 problems.append((loc, msg))
         raise RulesError(path, problems) from None

@@ -130,6 +130,13 @@ class LdapDirectory:
                 raise SourceQueryError(f"search of {base!r} on {self.url} failed: {exc}") from None
             except lx.LDAPCommunicationError as exc:
                 raise SourceUnreachable(f"lost the connection to {self.url} while reading: {exc}") from None
+            outcome = self.conn.result.get("description")
+            if outcome in ("sizeLimitExceeded", "timeLimitExceeded"):
+                # ldap3 does not raise for these; a truncated read must never look like "the others left"
+                raise SourceQueryError(
+                    f"search of {base!r} on {self.url} was cut short by the server ({outcome}); "
+                    f"lower page_size (now {page_size}) below the server's limit"
+                )
             page = 0
             for entry in self.conn.response:
                 if entry.get("type") != "searchResEntry":

@@ -1,0 +1,5 @@
+import sys
+
+from usersync.cli import main
+
+sys.exit(main())

@@ -1,0 +1,45 @@
+"""Builders for unit tests of mapping, diff and apply."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from devtools.ad_data import ad_user, user_dn
+from tests.conftest import ad_rules
+from usersync.diff import compute_diff, insert_row
+from usersync.mapping import SourceRecord, map_records
+from usersync.rules import Rules, parse_rules
+
+
+def rules(**fields) -> Rules:
+    data = ad_rules()
+    data["fields"].update(fields)
+    return parse_rules(data)
+
+
+def record(i: int, **overrides) -> SourceRecord:
+    attrs = {k: v for k, v in ad_user(i).items() if k != "objectGUID"}
+    for k, v in overrides.items():
+        if v is None:
+            attrs.pop(k, None)
+        else:
+            attrs[k] = v
+    return SourceRecord(user_dn(ad_user(i)), attrs)
+
+
+def plan(r: Rules, records, existing=()):
+    mapped, skipped = map_records(r, records)
+    return compute_diff(r, mapped, list(existing), skipped, read=len(records))
+
+
+def existing_rows(r: Rules, records, start_id: int = 1, **overrides) -> list[dict[str, Any]]:
+    """Rows as the table would hold them after inserting ``records`` with rules ``r``."""
+    mapped, skipped = map_records(r, records)
+    assert not skipped, skipped
+    return [{"id": start_id + n, **insert_row(r, m), **overrides} for n, m in enumerate(mapped)]
+
+
+def local_user(id_: int, username: str, **values) -> dict[str, Any]:
+    row = {"id": id_, "username": username, "ad_username": None, "domain": None, "source": None}
+    row.update(values)
+    return row

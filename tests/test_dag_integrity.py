@@ -1,0 +1,69 @@
+"""DAG integrity: the shipped rules load without import errors, and DAGs carry what the brief asks."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from tests.conftest import REPO, ad_rules
+
+pytestmark = pytest.mark.airflow
+
+
+@pytest.fixture
+def shipped_bag(airflow_db, monkeypatch):
+    monkeypatch.setenv("USERSYNC_RULES_DIR", str(REPO / "include" / "rules"))
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(REPO / "dags"))
+
+
+def test_shipped_rules_load_without_import_errors(shipped_bag):
+    assert shipped_bag.import_errors == {}
+    assert {"user_sync__demo", "user_sync__corp_ad"} <= set(shipped_bag.dag_ids)
+
+
+def test_every_dag_has_tags_retries_one_active_run_docs_and_the_pipeline(shipped_bag):
+    for dag_id in shipped_bag.dag_ids:
+        dag = shipped_bag.get_dag(dag_id)
+        assert "usersync" in dag.tags
+        assert dag.max_active_runs == 1 and dag.catchup is False
+        assert dag.doc_md and "User sync" in dag.doc_md
+        assert all(t.retries >= 0 for t in dag.tasks)
+        assert [t.task_id for t in dag.topological_sort()] == ["check_source", "extract", "map", "diff", "apply", "summary"]
+
+
+def test_schedule_and_retries_come_from_the_rules_file(shipped_bag):
+    corp = shipped_bag.get_dag("user_sync__corp_ad")
+    assert corp.timetable.expression == "30 2 * * *"
+    assert str(corp.timetable.timezone) == "Europe/Rome"
+    assert corp.get_task("extract").retries == 2
+    assert corp.get_task("extract").retry_delay.total_seconds() == 600
+    demo = shipped_bag.get_dag("user_sync__demo")
+    assert demo.schedule is None  # manual runs only
+
+
+def test_a_malformed_rules_file_is_an_import_error_and_valid_sources_still_load(airflow_env):
+    airflow_env.rules(ad_rules("good_source"))
+    bad = ad_rules("bad_source")
+    bad["fields"]["extension"] = {"policy": "on_insert", "value": "100"}
+    airflow_env.rules(bad)
+    bag = airflow_env.dagbag()
+    assert "user_sync__good_source" in bag.dag_ids
+    assert "user_sync__bad_source" not in bag.dag_ids
+    (where, message), = bag.import_errors.items()
+    assert where.endswith("user_sync_rules_errors.py")
+    assert "bad_source.yaml" in message and "fields.extension" in message and "not available" in message
+
+
+def test_parsing_does_no_network_or_database_io(airflow_env, monkeypatch):
+    """Parsing a rules file whose connections do not exist still gives a DAG (no I/O at parse time)."""
+    import socket
+
+    def no_network(*a, **k):
+        raise AssertionError("network I/O at DAG parse time")
+
+    airflow_env.rules(ad_rules("offline", conn_id="does_not_exist"))
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    bag = airflow_env.dagbag()
+    assert "user_sync__offline" in bag.dag_ids and bag.import_errors == {}

@@ -1,0 +1,160 @@
+"""The diff: field policies on insert and update, matching, local users, ownership, unique numbers."""
+
+from __future__ import annotations
+
+import json
+
+from tests.helpers import existing_rows, local_user, plan, record, rules
+from usersync.changes import ChangeSet
+
+
+def test_insert_rows_follow_each_policy():
+    r = rules(department={"policy": "default_if_empty", "attribute": "department"},
+              personal_address="keep", hidden_from_directory="keep")
+    p = plan(r, [record(1)])
+    (ins,) = p.inserts
+    row = ins.row
+    assert row["username"] == "user000001" and row["ad_username"] == "user000001"
+    assert row["domain"] == "EXAMPLE" and row["source"] == "corp"
+    assert row["language"] == "en"  # on_insert
+    assert row["department"] == "Support"  # default_if_empty fills an empty (new) field
+    assert row["personal_address"] is None  # keep: blank on insert
+    assert row["hidden_from_directory"] is False  # keep on a flag: false on insert
+    assert p.counts() == {"read": 1, "inserted": 1, "updated": 0, "deleted": 0, "unchanged": 0, "skipped": 0}
+
+
+def test_update_writes_only_import_fields_that_changed():
+    r = rules()
+    rows = existing_rows(r, [record(1), record(2)], language="de", personal_address="Via Roma 1")
+    p = plan(r, [record(1, givenName="Johnny"), record(2)], rows)
+    assert p.inserts == [] and p.deletes == []
+    (upd,) = p.updates
+    assert upd.id == 1 and upd.changes == {"first_name": ("Anna", "Johnny")}
+    assert p.unchanged == 1  # on_insert language "de" and keep address are not overwritten
+
+
+def test_default_if_empty_fills_only_empty_values():
+    r = rules(department={"policy": "default_if_empty", "attribute": "department"})
+    rows = existing_rows(r, [record(1), record(2)])
+    rows[0]["department"] = None
+    rows[1]["department"] = "Set by hand"
+    p = plan(r, [record(1), record(2)], rows)
+    assert [(u.id, u.changes) for u in p.updates] == [(1, {"department": (None, "Support")})]
+
+
+def test_second_run_is_a_no_op():
+    r = rules()
+    recs = [record(i) for i in range(10)]
+    p = plan(r, recs, existing_rows(r, recs))
+    assert p.writes == 0 and p.unchanged == 10
+
+
+def test_case_only_change_of_the_key_is_an_update_not_delete_and_insert():
+    r = rules()
+    rows = existing_rows(r, [record(1)])
+    p = plan(r, [record(1, sAMAccountName="USER000001")], rows)
+    assert p.inserts == [] and p.deletes == []
+    (upd,) = p.updates
+    assert upd.changes["ad_username"] == ("user000001", "USER000001")
+
+
+def test_users_that_left_are_deleted_but_only_if_owned_by_this_source():
+    r = rules()
+    rows = existing_rows(r, [record(1), record(2), record(3)])
+    rows[2]["source"] = "other_source"
+    p = plan(r, [record(1)], rows)
+    assert [d.id for d in p.deletes] == [2]
+
+
+def test_local_users_are_never_touched():
+    r = rules()
+    rows = [local_user(1, "reception", extension="200"), local_user(2, "admin", ad_username="", domain="")]
+    p = plan(r, [record(1)], rows)
+    assert p.deletes == [] and p.updates == [] and len(p.inserts) == 1
+
+
+def test_user_of_another_source_is_skipped_not_taken_over():
+    r = rules()
+    rows = existing_rows(r, [record(1)], source="branch_ad")
+    p = plan(r, [record(1, givenName="X")], rows)
+    assert p.writes == 0
+    assert "owned by source 'branch_ad'" in p.skipped[0].reason
+
+
+def test_keyed_user_without_owner_is_adopted():
+    r = rules()
+    rows = existing_rows(r, [record(1)], source=None)
+    p = plan(r, [record(1)], rows)
+    assert [u.changes for u in p.updates] == [{"source": (None, "corp")}]
+
+
+def test_number_clash_skips_only_that_user():
+    r = rules()
+    rows = [local_user(1, "reception", extension="10002")]
+    p = plan(r, [record(1), record(2), record(3)], rows)
+    assert sorted(i.row["username"] for i in p.inserts) == ["user000001", "user000003"]
+    (skip,) = p.skipped
+    assert skip.ad_username == "user000002"
+    assert "number 10002 is already used by user 'reception'" in skip.reason
+
+
+def test_numbers_are_unique_across_all_number_columns():
+    r = rules()
+    rows = [local_user(1, "fax-room", fax_number="10002")]
+    p = plan(r, [record(2)], rows)
+    assert p.inserts == [] and "10002" in p.skipped[0].reason
+
+
+def test_username_clash_with_a_local_user_is_skipped():
+    r = rules()
+    p = plan(r, [record(1)], [local_user(9, "USER000001")])
+    assert p.inserts == [] and "username user000001 is already used" in p.skipped[0].reason
+
+
+def test_a_number_freed_in_the_same_run_can_be_taken():
+    r = rules()
+    rows = existing_rows(r, [record(1), record(2)])
+    # user 1 moves to a new extension; user 2 takes user 1's old one, in the same run
+    recs = [record(1, **{"msRTCSIP-PrimaryUserAddress": "sip:555@x"}),
+            record(2, **{"msRTCSIP-PrimaryUserAddress": "sip:10001@x"})]
+    p = plan(r, recs, rows)
+    assert p.skipped == []
+    assert {u.id: u.changes["extension"] for u in p.updates} == {1: ("10001", "555"), 2: ("10002", "10001")}
+
+
+def test_a_deleted_users_number_can_be_reused():
+    r = rules()
+    rows = existing_rows(r, [record(1)])
+    p = plan(r, [record(2, **{"msRTCSIP-PrimaryUserAddress": "sip:10001@x"})], rows)
+    assert len(p.deletes) == 1 and len(p.inserts) == 1 and p.skipped == []
+
+
+def test_duplicate_keys_in_the_source_are_all_skipped_and_their_user_kept():
+    r = rules()
+    rows = existing_rows(r, [record(1)])
+    dup = record(1, cn="Other")
+    p = plan(r, [record(1), dup], rows)
+    assert p.writes == 0
+    assert len(p.skipped) == 2 and all("duplicate key EXAMPLE\\user000001" in s.reason for s in p.skipped)
+
+
+def test_duplicate_keys_differing_only_in_case_are_duplicates():
+    r = rules()
+    p = plan(r, [record(1), record(2, sAMAccountName="USER000001")])
+    assert p.inserts == [] and len(p.skipped) == 2
+
+
+def test_an_account_skipped_for_bad_data_is_not_deleted():
+    r = rules()
+    rows = existing_rows(r, [record(1)])
+    p = plan(r, [record(1, mail="broken")], rows)
+    assert p.deletes == [] and p.updates == [] and len(p.skipped) == 1
+
+
+def test_change_set_round_trips_through_json():
+    r = rules()
+    rows = existing_rows(r, [record(1), record(2)])
+    p = plan(r, [record(1, givenName="J"), record(3), record(4, mail="bad")], rows)
+    assert p.inserts and p.updates and p.deletes and p.skipped
+    again = ChangeSet.from_json(json.loads(json.dumps(p.to_json())))
+    assert again == p
