@@ -97,6 +97,7 @@ def serve() -> None:
         "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
     })
     airflow = Path(sys.executable).with_name("airflow")
+    os.environ["PATH"] = f"{airflow.parent}{os.pathsep}{os.environ.get('PATH', '')}"  # standalone spawns `airflow`
     proc = subprocess.Popen([str(airflow), "standalone"], start_new_session=True)
     print("Airflow UI: http://127.0.0.1:8080  (Ctrl-C stops Airflow and the demo directory)")
     try:

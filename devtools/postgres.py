@@ -13,7 +13,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from devtools.netutil import free_port, wait_for_port
+from devtools.netutil import die_with_parent, free_port, wait_for_port
 
 
 def _bin(name: str) -> str:
@@ -35,15 +35,15 @@ class PostgresServer:
         self._user = "postgres" if os.geteuid() == 0 else None
 
     def _run_as(self) -> dict:
-        if self._user is None:
-            return {}
-        pw = pwd.getpwnam(self._user)
+        pw = pwd.getpwnam(self._user) if self._user else None
 
-        def demote() -> None:
-            os.setgid(pw.pw_gid)
-            os.setuid(pw.pw_uid)
+        def prepare() -> None:
+            die_with_parent()
+            if pw is not None:
+                os.setgid(pw.pw_gid)
+                os.setuid(pw.pw_uid)
 
-        return {"preexec_fn": demote}
+        return {"preexec_fn": prepare}
 
     def start(self) -> "PostgresServer":
         self.dir.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 from devtools import ad_data
-from devtools.netutil import free_port, wait_for_port
+from devtools.netutil import die_with_parent, free_port, wait_for_port
 from devtools.tlscerts import make_certs
 
 SCHEMA = Path(__file__).with_name("ad.schema")
@@ -85,7 +85,7 @@ access to * by users read by * none
         subprocess.run([str(slapadd), "-q", "-f", str(conf), "-l", str(ldif)], check=True, capture_output=True)
         self.proc = subprocess.Popen(
             [slapd, "-f", str(conf), "-h", f"ldap://127.0.0.1:{self.port}/ ldaps://127.0.0.1:{self.tls_port}/", "-d", "0"],
-            stdout=subprocess.DEVNULL, stderr=(self.dir / "slapd.log").open("wb"),
+            stdout=subprocess.DEVNULL, stderr=(self.dir / "slapd.log").open("wb"), preexec_fn=die_with_parent,
         )
         wait_for_port(self.port, proc=self.proc)
         wait_for_port(self.tls_port, proc=self.proc)

@@ -66,3 +66,11 @@ def test_default_users_db_falls_back_to_embedded_sqlite_but_a_named_one_must_exi
     assert UsersDbHook().sqlalchemy_url().database == str(tmp_path / "home" / "users.db")
     with pytest.raises(AirflowNotFoundException):
         UsersDbHook("typo_target").sqlalchemy_url()
+
+
+def test_connection_types_are_registered_through_the_provider_entry_point():
+    from airflow.providers_manager import ProvidersManager
+
+    hooks = ProvidersManager().hooks
+    assert hooks["usersync_ldap"].hook_class_name == "usersync_airflow.hooks.ldap.LdapHook"
+    assert hooks["usersync_users_db"].hook_class_name == "usersync_airflow.hooks.users_db.UsersDbHook"

@@ -1,0 +1,51 @@
+"""Provider metadata: registers usersync's connection types (form fields, the Test button) with Airflow.
+
+Exposed through the ``apache_airflow_provider`` entry point in pyproject.toml; custom connection types cannot
+be registered from ``plugins/``.
+"""
+
+from __future__ import annotations
+
+from usersync import __version__
+
+
+def _field(label: str, kind: str, **schema) -> dict:
+    return {"label": label, "schema": {"type": [kind, "null"], **schema}}
+
+
+def get_provider_info() -> dict:
+    return {
+        "package-name": "usersync",
+        "name": "usersync",
+        "description": "Keeps an application's users table in line with Active Directory / LDAP.",
+        "versions": [__version__],
+        "connection-types": [
+            {
+                "hook-class-name": "usersync_airflow.hooks.ldap.LdapHook",
+                "hook-name": "usersync LDAP / Active Directory",
+                "connection-type": "usersync_ldap",
+                "conn-fields": {
+                    "security_mode": _field("Security mode", "string", default="SecureOnly",
+                                            enum=["SecureOnly", "SecureThenUnsecure", "UnSecureOnly"]),
+                    "start_tls": _field("Use StartTLS on the plain port", "boolean", default=False),
+                    "ldaps_port": _field("LDAPS port", "integer", default=636),
+                    "ldap_port": _field("Plain LDAP port", "integer", default=389),
+                    "ca_certs_file": _field("CA bundle (PEM file path)", "string"),
+                    "connect_timeout": _field("Connect timeout (s)", "integer", default=10),
+                    "receive_timeout": _field("Receive timeout (s)", "integer", default=120),
+                },
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "extra"],
+                    "relabeling": {"login": "Bind user (DN or user@domain)", "host": "Server"},
+                    "placeholders": {"host": "dc1.corp.example", "login": "svc-usersync@corp.example"},
+                },
+            },
+            {
+                "hook-class-name": "usersync_airflow.hooks.users_db.UsersDbHook",
+                "hook-name": "usersync users database",
+                "connection-type": "usersync_users_db",
+                "conn-fields": {},
+                "ui-field-behaviour": {"hidden-fields": ["extra"], "relabeling": {"schema": "Database"}, "placeholders": {}},
+            },
+        ],
+    }
