@@ -8,6 +8,7 @@ from typing import Iterator
 
 BASE_DN = "DC=example,DC=test"
 USERS_DN = f"CN=Users,{BASE_DN}"
+EMPTY_OU_DN = f"OU=Empty,{BASE_DN}"  # exists, holds nobody: the "successful but empty search" incident
 DEPARTMENTS = ["Sales", "Support", "Engineering", "Finance", "Marketing", "Operations", "Legal", "HR"]
 FIRST = ["John", "Anna", "Marco", "Giulia", "Peter", "Maria", "Luca", "Sara", "Tom", "Elena", "Paolo", "Chiara"]
 LAST = ["Smith", "Rossi", "Bianchi", "Brown", "Ferrari", "Jones", "Russo", "Miller", "Gallo", "Costa"]
@@ -60,6 +61,7 @@ def base_ldif(service_password: str) -> str:
     entries = [
         (BASE_DN, {"objectClass": ["top", "domain"], "dc": "example"}),
         (USERS_DN, {"objectClass": ["top", "container"], "cn": "Users"}),
+        (EMPTY_OU_DN, {"objectClass": ["top", "organizationalUnit"], "ou": "Empty"}),
         (f"CN=svc-usersync,{BASE_DN}", {"objectClass": ["top", "person"], "cn": "svc-usersync",
                                         "sn": "usersync", "userPassword": service_password}),
     ]

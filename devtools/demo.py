@@ -53,7 +53,7 @@ def _run(dag, label: str) -> None:
     if dr.state != "success":
         failed = [ti.task_id for ti in dr.get_task_instances() if ti.state == "failed"]
         sys.exit(f"{label}: the run failed in task(s) {failed}; see the log above")
-    summary = dr.get_task_instance("summary").xcom_pull(task_ids="summary")
+    summary = dr.get_task_instance("report").xcom_pull(task_ids="report")
     print(f"\n=== {label} ({took:.1f} s) ===\n{summary}\n")
 
 

@@ -161,3 +161,41 @@ def ad_rules(name: str = "corp", conn_id: str = "corp_ldap", **source) -> dict:
 @pytest.fixture
 def rules_data():
     return ad_rules
+
+
+class _Inbox:
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):
+        import email
+        from email import policy
+
+        self.messages.append(email.message_from_bytes(envelope.content, policy=policy.default))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp_server():
+    """A real SMTP server (aiosmtpd) on loopback; ``.messages`` holds what it received."""
+    from aiosmtpd.controller import Controller
+
+    from devtools.netutil import free_port
+
+    from aiosmtpd.smtp import AuthResult
+
+    inbox = _Inbox()
+    controller = Controller(
+        inbox, hostname="127.0.0.1", port=free_port(), auth_require_tls=False,
+        authenticator=lambda server, session, envelope, mechanism, auth_data: AuthResult(success=True),
+    )
+    controller.start()
+    inbox.port = controller.port
+    yield inbox
+    controller.stop()
+
+
+def smtp_connection(port: int) -> dict:
+    return {"conn_type": "smtp", "host": "127.0.0.1", "port": port, "login": "mailer", "password": "Smtp-Secret-77",
+            "extra": {"disable_ssl": True, "disable_tls": True, "from_email": "usersync@example.test",
+                      "retry_limit": 1, "timeout": 5}}

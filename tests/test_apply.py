@@ -24,17 +24,17 @@ def _sync(engine, r, records):
 def test_insert_update_delete_land_and_a_second_run_writes_nothing(engine):
     r = rules()
     _p, written = _sync(engine, r, [record(i) for i in range(5)])
-    assert written == {"inserted": 5, "updated": 0, "deleted": 0}
+    assert written == {"inserted": 5, "updated": 0, "deleted": 0, "disabled": 0}
     before = _table(engine)
     _p, written = _sync(engine, r, [record(0, givenName="Zoe"), *[record(i) for i in (1, 2, 3)], record(9)])
-    assert written == {"inserted": 1, "updated": 1, "deleted": 1}
+    assert written == {"inserted": 1, "updated": 1, "deleted": 1, "disabled": 0}
     after = _table(engine)
     assert set(after) == {"user000000", "user000001", "user000002", "user000003", "user000009"}
     assert after["user000000"]["first_name"] == "Zoe"
     assert after["user000000"]["updated_at"] >= before["user000000"]["updated_at"]
     assert after["user000001"] == before["user000001"]
     _p, written = _sync(engine, r, [record(0, givenName="Zoe"), *[record(i) for i in (1, 2, 3)], record(9)])
-    assert written == {"inserted": 0, "updated": 0, "deleted": 0}
+    assert written == {"inserted": 0, "updated": 0, "deleted": 0, "disabled": 0}
 
 
 def test_a_failing_statement_rolls_back_the_whole_change_set(engine):
@@ -87,3 +87,19 @@ def test_statements_do_not_grow_with_the_number_of_users(engine):
     assert small == large <= 4
     with engine.connect() as c:
         assert c.execute(select(func.count()).select_from(users)).scalar() == 600 - 200 + 200
+
+
+def test_disables_are_applied_set_based_and_only_to_this_sources_users(engine):
+    from tests.conftest import ad_rules
+    from usersync.rules import parse_rules
+
+    data = ad_rules()
+    data["safety"] = {"deletion": "disable"}
+    r = parse_rules(data)
+    _sync(engine, r, [record(i) for i in range(4)])
+    p, written = _sync(engine, r, [record(0), record(1)])
+    assert written["disabled"] == 2 and written["deleted"] == 0
+    table = _table(engine)
+    assert len(table) == 4
+    assert [table[u]["enabled"] for u in ("user000002", "user000003")] == [False, False]
+    assert table["user000002"]["disabled_by_sync"] is True and table["user000000"]["disabled_by_sync"] is False

@@ -29,7 +29,7 @@ def _rows(url):
 
 
 def _written(dr):
-    return dr.get_task_instance("apply").xcom_pull(task_ids="apply")
+    return dr.get_task_instance("apply").xcom_pull(task_ids="apply")["written"]
 
 
 def test_sync_inserts_then_writes_nothing_then_exactly_the_changes(airflow_env, make_slapd, users_url):
@@ -40,7 +40,7 @@ def test_sync_inserts_then_writes_nothing_then_exactly_the_changes(airflow_env, 
 
     dr = airflow_env.run("user_sync__corp")
     assert dr.state == "success"
-    assert _written(dr) == {"inserted": 30, "updated": 0, "deleted": 0}
+    assert _written(dr) == {"inserted": 30, "updated": 0, "deleted": 0, "disabled": 0}
     rows = _rows(users_url)
     assert len(rows) == 30
     assert rows["user000007"]["extension"] == "10007"
@@ -48,14 +48,14 @@ def test_sync_inserts_then_writes_nothing_then_exactly_the_changes(airflow_env, 
 
     dr = airflow_env.run("user_sync__corp")
     assert dr.state == "success"
-    assert _written(dr) == {"inserted": 0, "updated": 0, "deleted": 0}
+    assert _written(dr) == {"inserted": 0, "updated": 0, "deleted": 0, "disabled": 0}
 
     ldap.add_user(100)
     ldap.modify_user(3, department="Board")
     ldap.delete_user(5)
     dr = airflow_env.run("user_sync__corp")
     assert dr.state == "success"
-    assert _written(dr) == {"inserted": 1, "updated": 1, "deleted": 1}
+    assert _written(dr) == {"inserted": 1, "updated": 1, "deleted": 1, "disabled": 0}
     plan = dr.get_task_instance("diff").xcom_pull(task_ids="diff")
     assert [u["changes"] for u in plan["updates"]] == [{"department": [ad_user(3)["department"], "Board"]}]
     rows = _rows(users_url)
@@ -113,7 +113,7 @@ def test_skipped_accounts_are_listed_in_the_summary_and_the_rest_is_synced(airfl
     dr = airflow_env.run("user_sync__corp")
     assert dr.state == "success"
     assert set(_rows(url)) == {"user000000", "user000001", "user000003"}
-    summary = dr.get_task_instance("summary").xcom_pull(task_ids="summary")
+    summary = dr.get_task_instance("report").xcom_pull(task_ids="report")
     assert "skipped 1" in summary
     assert "email: not an e-mail address: 'not-an-e-mail'" in summary and "Marco" in summary
 

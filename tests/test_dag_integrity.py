@@ -30,7 +30,7 @@ def test_every_dag_has_tags_retries_one_active_run_docs_and_the_pipeline(shipped
         assert dag.max_active_runs == 1 and dag.catchup is False
         assert dag.doc_md and "User sync" in dag.doc_md
         assert all(t.retries >= 0 for t in dag.tasks)
-        assert [t.task_id for t in dag.topological_sort()] == ["check_source", "extract", "map", "diff", "apply", "summary"]
+        assert [t.task_id for t in dag.topological_sort()] == ["check_source", "extract", "map", "diff", "apply", "report"]
 
 
 def test_schedule_and_retries_come_from_the_rules_file(shipped_bag):

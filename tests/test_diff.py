@@ -20,7 +20,7 @@ def test_insert_rows_follow_each_policy():
     assert row["department"] == "Support"  # default_if_empty fills an empty (new) field
     assert row["personal_address"] is None  # keep: blank on insert
     assert row["hidden_from_directory"] is False  # keep on a flag: false on insert
-    assert p.counts() == {"read": 1, "inserted": 1, "updated": 0, "deleted": 0, "unchanged": 0, "skipped": 0}
+    assert p.counts() == {"read": 1, "inserted": 1, "updated": 0, "deleted": 0, "disabled": 0, "unchanged": 0, "skipped": 0}
 
 
 def test_update_writes_only_import_fields_that_changed():
@@ -158,3 +158,45 @@ def test_change_set_round_trips_through_json():
     assert p.inserts and p.updates and p.deletes and p.skipped
     again = ChangeSet.from_json(json.loads(json.dumps(p.to_json())))
     assert again == p
+
+
+def _rules_with_deletion(policy: str):
+    from tests.conftest import ad_rules
+    from usersync.rules import parse_rules
+
+    data = ad_rules()
+    data["safety"] = {"deletion": policy}
+    data["fields"]["enabled"] = {"policy": "on_insert", "value": True}
+    return parse_rules(data)
+
+
+def test_deletion_policy_disable_flags_the_user_and_reenables_it_when_it_returns():
+    r = _rules_with_deletion("disable")
+    rows = existing_rows(r, [record(1), record(2)])
+    p = plan(r, [record(1)], rows)
+    assert p.deletes == [] and [d.id for d in p.disables] == [2]
+    # after apply: disabled by sync
+    rows[1].update(enabled=False, disabled_by_sync=True)
+    assert plan(r, [record(1)], rows).writes == 0  # still gone: nothing more to do
+    back = plan(r, [record(1), record(2)], rows)
+    assert [(u.id, u.changes) for u in back.updates] == [(2, {"disabled_by_sync": (True, False), "enabled": (False, True)})]
+
+
+def test_deletion_policy_disable_leaves_a_directory_managed_enabled_flag_to_the_directory():
+    from tests.conftest import ad_rules
+    from usersync.rules import parse_rules
+
+    data = ad_rules()
+    data["safety"] = {"deletion": "disable"}
+    r = parse_rules(data)  # enabled is imported from userAccountControl
+    rows = existing_rows(r, [record(1)])
+    rows[0].update(enabled=False, disabled_by_sync=True)
+    back = plan(r, [record(1, userAccountControl="514")], rows)  # returns, but disabled in AD
+    assert back.updates[0].changes == {"disabled_by_sync": (True, False)}
+
+
+def test_deletion_policy_keep_never_removes():
+    r = _rules_with_deletion("keep")
+    rows = existing_rows(r, [record(1), record(2)])
+    p = plan(r, [record(1)], rows)
+    assert p.deletes == [] and p.disables == [] and p.kept == 1 and p.owned == 2

@@ -56,6 +56,15 @@ def apply_changes(engine: Engine, plan: ChangeSet, now: datetime | None = None) 
             _expect(conn.execute(stmt), len(batch), "delete", True)
             progress.advance(len(batch))
 
+        for batch in _chunks([d.id for d in plan.disables]):
+            stmt = (
+                update(users)
+                .where(users.c.id.in_(batch), users.c.source == plan.source)
+                .values(enabled=False, disabled_by_sync=True, updated_at=now)
+            )
+            _expect(conn.execute(stmt), len(batch), "disable", True)
+            progress.advance(len(batch))
+
         by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
         for u in plan.updates:
             by_columns[tuple(sorted(u.changes))].append({"_id": u.id, **{c: new for c, (_o, new) in u.changes.items()}})
@@ -75,4 +84,5 @@ def apply_changes(engine: Engine, plan: ChangeSet, now: datetime | None = None) 
             progress.advance(len(batch))
     if plan.writes:
         progress.done()
-    return {"inserted": len(plan.inserts), "updated": len(plan.updates), "deleted": len(plan.deletes)}
+    return {"inserted": len(plan.inserts), "updated": len(plan.updates), "deleted": len(plan.deletes),
+            "disabled": len(plan.disables)}

@@ -50,6 +50,20 @@ class Delete:
 
 
 @dataclass(frozen=True)
+class Disable:
+    """Deletion policy 'disable': the user stays, flagged disabled, until the account comes back."""
+
+    id: int
+    username: str
+    ad_username: str
+    domain: str
+
+    @property
+    def label(self) -> str:
+        return self.username
+
+
+@dataclass(frozen=True)
 class Skipped:
     account: str  # how the admin finds it in the source (DN, row id, uuid)
     reason: str
@@ -64,13 +78,21 @@ class ChangeSet:
     inserts: list[Insert] = field(default_factory=list)
     updates: list[Update] = field(default_factory=list)
     deletes: list[Delete] = field(default_factory=list)
+    disables: list[Disable] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     read: int = 0  # source records read
     unchanged: int = 0  # matched users that need no write
+    owned: int = 0  # users this source owned before the run (the base of the mass-delete percentage)
+    kept: int = 0  # users that left the source but stay (deletion policy 'keep')
 
     @property
     def writes(self) -> int:
-        return len(self.inserts) + len(self.updates) + len(self.deletes)
+        return len(self.inserts) + len(self.updates) + len(self.deletes) + len(self.disables)
+
+    @property
+    def removals(self) -> int:
+        """Users losing access this run: deleted or disabled (what the mass-delete guard counts)."""
+        return len(self.deletes) + len(self.disables)
 
     def counts(self) -> dict[str, int]:
         return {
@@ -78,6 +100,7 @@ class ChangeSet:
             "inserted": len(self.inserts),
             "updated": len(self.updates),
             "deleted": len(self.deletes),
+            "disabled": len(self.disables),
             "unchanged": self.unchanged,
             "skipped": len(self.skipped),
         }
@@ -88,12 +111,15 @@ class ChangeSet:
             "source": self.source,
             "read": self.read,
             "unchanged": self.unchanged,
+            "owned": self.owned,
+            "kept": self.kept,
             "inserts": [c.row for c in self.inserts],
             "updates": [
                 {"id": c.id, "username": c.username, "changes": {k: [o, n] for k, (o, n) in c.changes.items()}}
                 for c in self.updates
             ],
             "deletes": [asdict(c) for c in self.deletes],
+            "disables": [asdict(c) for c in self.disables],
             "skipped": [asdict(c) for c in self.skipped],
         }
 
@@ -103,11 +129,14 @@ class ChangeSet:
             source=data["source"],
             read=data.get("read", 0),
             unchanged=data.get("unchanged", 0),
+            owned=data.get("owned", 0),
+            kept=data.get("kept", 0),
             inserts=[Insert(dict(r)) for r in data.get("inserts", [])],
             updates=[
                 Update(u["id"], u["username"], {k: (o, n) for k, (o, n) in u["changes"].items()})
                 for u in data.get("updates", [])
             ],
             deletes=[Delete(**d) for d in data.get("deletes", [])],
+            disables=[Disable(**d) for d in data.get("disables", [])],
             skipped=[Skipped(**s) for s in data.get("skipped", [])],
         )

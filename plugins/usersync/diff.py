@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any, Hashable, Iterable, Mapping
 
-from usersync.changes import ChangeSet, Delete, Insert, Skipped, Update, match_key
+from usersync.changes import ChangeSet, Delete, Disable, Insert, Skipped, Update, match_key
 from usersync.fields import BOOL_FIELDS, FIELDS, NUMBER_FIELDS, Policy
 from usersync.mapping import MappedUser
 from usersync.rules import Rules
@@ -70,6 +70,10 @@ def update_changes(rules: Rules, user: MappedUser, row: Row) -> dict[str, tuple[
     for column, new in (("ad_username", user.ad_username), ("domain", user.domain), ("source", rules.source.name)):
         if row.get(column) != new:  # case-only renames in the key are written too
             changes[column] = (row.get(column), new)
+    if row.get("disabled_by_sync"):  # the account is back: undo what deletion policy 'disable' did
+        changes["disabled_by_sync"] = (True, False)
+        if "enabled" not in changes and rules.fields["enabled"].policy is not Policy.IMPORT:
+            changes["enabled"] = (row.get("enabled"), True)
     return changes
 
 
@@ -106,9 +110,19 @@ def compute_diff(
             continue
         candidates.append(same[0])
 
+    policy = rules.safety.deletion
     for row in rows:
-        if row.get("source") == source and _is_keyed(row) and match_key(row["ad_username"], row["domain"]) not in present:
+        if row.get("source") != source or not _is_keyed(row):
+            continue
+        plan.owned += 1
+        if match_key(row["ad_username"], row["domain"]) in present:
+            continue
+        if policy == "delete":
             plan.deletes.append(Delete(row["id"], row["username"], row["ad_username"], row["domain"]))
+        elif policy == "disable" and not row.get("disabled_by_sync"):
+            plan.disables.append(Disable(row["id"], row["username"], row["ad_username"], row["domain"]))
+        else:
+            plan.kept += 1
     deleted = {d.id for d in plan.deletes}
 
     # Plan inserts and updates, then admit them only while their username and numbers stay unique.

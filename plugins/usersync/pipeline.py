@@ -16,6 +16,7 @@ from usersync.changes import ChangeSet, Skipped
 from usersync.diff import compute_diff
 from usersync.mapping import MappedUser, SourceRecord, map_records
 from usersync.rules import Rules
+from usersync.sources.errors import EmptySource
 from usersync.sources.ldap import LdapDirectory
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,11 @@ def extract_ldap(rules: Rules, directory: LdapDirectory, base: str) -> list[dict
         for r in directory.search(base, src.filter, rules.source_attributes(), src.page_size, src.scope)
     ]
     log.info("extracted %d entries from %s (base %s, filter %s)", len(records), directory.url, base, src.filter)
+    if not records:
+        raise EmptySource(
+            f"{directory.url} returned no entries under {base!r} with filter {src.filter}; refusing to treat "
+            "that as 'everyone left' (wrong object path or filter? lost read permission?)"
+        )
     return records
 
 

@@ -100,6 +100,47 @@ class RunSpec(_Strict):
 
     retries: Annotated[int, Field(ge=0, le=10)] = 2
     retry_delay_minutes: Annotated[int, Field(ge=1, le=1440)] = 5
+    #: a read that takes longer than this fails (and is retried): a hung directory never blocks the next day
+    extract_timeout_minutes: Annotated[int, Field(ge=1, le=1440)] = 60
+
+
+class SafetySpec(_Strict):
+    """The mass-delete guard and what happens to users that left the source.
+
+    A run that would delete (or disable) more than ``max_deletes`` users, or more than ``max_delete_percent`` of
+    the users this source owns, is blocked whole — like Entra Connect's 500-deletion threshold — until an admin
+    lets one run through with the ``allow_mass_delete`` trigger parameter.
+    """
+
+    deletion: Literal["delete", "disable", "keep"] = "delete"
+    max_deletes: Annotated[int, Field(ge=0)] = 500
+    max_delete_percent: Annotated[float, Field(ge=0, le=100)] = 20.0
+
+
+class ReportSpec(_Strict):
+    """Where run reports go and how long they stay."""
+
+    directory: str | None = None  # default: $USERSYNC_REPORTS_DIR, else $USERSYNC_HOME/reports
+    retention_days: Annotated[int, Field(ge=1)] = 15
+    max_change_lines: Annotated[int, Field(ge=0)] = 200
+
+
+class AlarmsSpec(_Strict):
+    """E-mail alarms (failure, blocked) and warnings (skipped users, insecure fallback), via Airflow's SMTP."""
+
+    to: list[str] = Field(default_factory=list)
+    cc: list[str] = Field(default_factory=list)
+    smtp_conn_id: str = "smtp_default"
+    from_email: str | None = None
+    notify_on_success: bool = False
+
+    @field_validator("to", "cc")
+    @classmethod
+    def _addresses(cls, v: list[str]) -> list[str]:
+        bad = [a for a in v if not re.fullmatch(r"[^@\s]+@[^@\s]+", a)]
+        if bad:
+            raise ValueError(f"not e-mail addresses: {', '.join(bad)}")
+        return v
 
 
 class FieldRule(_Strict):
@@ -146,6 +187,9 @@ class Rules(_Strict):
     schedule: ScheduleSpec = ScheduleSpec()
     target: TargetSpec = TargetSpec()
     run: RunSpec = RunSpec()
+    safety: SafetySpec = SafetySpec()
+    report: ReportSpec = ReportSpec()
+    alarms: AlarmsSpec = AlarmsSpec()
     fields: dict[str, FieldRule]
 
     @model_validator(mode="before")

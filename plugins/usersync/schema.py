@@ -47,6 +47,8 @@ users = Table(
     Column("domain", String(256), comment="sync key, with ad_username; blank for local users"),
     Column("external_id", String(128), comment="immutable source anchor (objectGUID, CUCM uuid)"),
     Column("source", String(64), comment="name of the source that owns this user; NULL = not owned"),
+    Column("disabled_by_sync", Boolean, nullable=False, server_default=false(),
+           comment="disabled because the account left its source (deletion policy 'disable'); re-enabled if it returns"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )

@@ -10,10 +10,10 @@ import os
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from airflow.sdk import DAG, CronTriggerTimetable, task
+from airflow.sdk import DAG, CronTriggerTimetable, Param, TriggerRule, task
 
 from usersync.rules import Rules, RulesError, load_rules_dir
-from usersync_airflow import tasks
+from usersync_airflow import reporting, tasks
 
 DAG_PREFIX = "user_sync__"
 DEFAULT_RULES_DIR = Path(__file__).resolve().parents[2] / "include" / "rules"
@@ -34,8 +34,22 @@ def _doc(rules: Rules, path: Path) -> str:
         f"local users (blank AD username and Domain) never are.\n\n"
         f"* Rules: `{path}`\n* Schedule: {when}\n* Object path: `{src.object_path or '(default CN=Users)'}`\n"
         f"* Filter: `{src.filter}`\n* Domain stored: `{src.domain}`\n\n"
-        "Steps: check_source → extract → map → diff → apply → summary (task logs hold the report)."
+        "Steps: check_source → extract → map → diff → apply → report. Trigger with **dry_run** to preview, "
+        "with **allow_mass_delete** to let one run past the mass-delete guard. The `report` task log holds the "
+        "run's report; alarms go to the recipients in the rules file."
     )
+
+
+PARAMS = {
+    "dry_run": Param(
+        False, type="boolean", title="Dry run",
+        description="Extract, map and diff as usual but write nothing; the report lists every change the run would make.",
+    ),
+    "allow_mass_delete": Param(
+        False, type="boolean", title="Allow mass delete",
+        description="Let this one run through the mass-delete guard (the next run is guarded again).",
+    ),
+}
 
 
 def build_dag(rules: Rules, path: Path) -> DAG:
@@ -50,6 +64,7 @@ def build_dag(rules: Rules, path: Path) -> DAG:
         max_active_runs=1,
         tags=["usersync", rules.source.type],
         doc_md=_doc(rules, path),
+        params=PARAMS,
         default_args={"retries": rules.run.retries, "retry_delay": timedelta(minutes=rules.run.retry_delay_minutes)},
     ) as dag:
 
@@ -57,7 +72,7 @@ def build_dag(rules: Rules, path: Path) -> DAG:
         def check_source() -> dict:
             return tasks.check_source(rules_path)
 
-        @task(multiple_outputs=False)
+        @task(multiple_outputs=False, execution_timeout=timedelta(minutes=rules.run.extract_timeout_minutes))
         def extract(source_info: dict) -> list:
             return tasks.extract(rules_path, source_info)
 
@@ -73,12 +88,11 @@ def build_dag(rules: Rules, path: Path) -> DAG:
         def apply(plan: dict) -> dict:
             return tasks.apply(rules_path, plan)
 
-        @task(retries=0)
-        def summary(plan: dict, written: dict) -> str:
-            return tasks.summarize(plan, written)
+        @task(retries=0, trigger_rule=TriggerRule.ALL_DONE)
+        def report() -> str:
+            return reporting.report(rules_path)
 
-        plan = diff(map_users(extract(check_source())))
-        summary(plan, apply(plan))
+        apply(diff(map_users(extract(check_source())))) >> report()
     return dag
 
 

@@ -1,39 +1,70 @@
 """What each task of a sync DAG does: load the rules, call the domain step, hand back JSON for XCom.
 
-Failures that a retry cannot fix (bad credentials, untrusted certificate, wrong object path, invalid rules)
-raise ``AirflowFailException`` so the run fails at once with the message; an unreachable server is retried.
+Every step records its failure (step, error, traceback) in XCom under ``usersync_error`` before failing, so
+the report task can say where and why a run stopped. Failures a retry cannot fix (bad credentials, untrusted
+certificate, wrong object path, empty directory, invalid rules, a blocked plan) fail at once; an unreachable
+server or an unexpected error is retried as the rules' ``run.retries`` say.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+from airflow.sdk import get_current_context
 from airflow.sdk.exceptions import AirflowFailException
 
 from usersync import pipeline
 from usersync.apply import ApplyError
-from usersync.rules import Rules, RulesError, load_rules
-from usersync.sources.errors import SourceError, SourceUnreachable
-from usersync.summary import format_summary
 from usersync.changes import ChangeSet
+from usersync.rules import Rules, RulesError, load_rules
+from usersync.safety import UnsafePlan, check_plan
+from usersync.sources.errors import SourceError, SourceUnreachable
 from usersync_airflow.hooks import LdapHook, UsersDbHook
 
 log = logging.getLogger(__name__)
+ERROR_KEY = "usersync_error"
+VERDICT_KEY = "usersync_verdict"
+STEPS = ("check_source", "extract", "map", "diff", "apply")
+_FINAL = (RulesError, ApplyError, UnsafePlan)
+
+
+def step(name: str) -> Callable:
+    """Record a failing step for the report, and fail at once when retrying cannot help."""
+
+    def decorate(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                blocked = isinstance(exc, UnsafePlan)
+                get_current_context()["ti"].xcom_push(key=ERROR_KEY, value={
+                    "step": name, "type": type(exc).__name__, "error": str(exc),
+                    "traceback": traceback.format_exc(), "blocked": blocked,
+                })
+                final = isinstance(exc, _FINAL) or (isinstance(exc, SourceError) and not isinstance(exc, SourceUnreachable))
+                if final:
+                    raise AirflowFailException(f"{type(exc).__name__}: {exc}") from None
+                raise
+
+        return wrapper
+
+    return decorate
 
 
 def rules_at(path: str) -> Rules:
-    try:
-        return load_rules(Path(path))
-    except RulesError as exc:
-        raise AirflowFailException(str(exc)) from None
+    return load_rules(Path(path))
 
 
-def _fail_fast(exc: SourceError) -> Exception:
-    return exc if isinstance(exc, SourceUnreachable) else AirflowFailException(f"{type(exc).__name__}: {exc}")
+def params() -> dict[str, Any]:
+    return dict(get_current_context()["params"])
 
 
+@step("check_source")
 def check_source(rules_path: str) -> dict[str, Any]:
     """Connect and bind; resolve the search base. Returns where and how the source was reached."""
     rules = rules_at(rules_path)
@@ -43,27 +74,26 @@ def check_source(rules_path: str) -> dict[str, Any]:
         base = pipeline.resolve_base(rules, directory)
         log.info("source %s reachable at %s; search base %s", rules.source.name, directory.url, base)
         return {"url": directory.url, "base": base, "fell_back_to_plain": directory.fell_back}
-    except SourceError as exc:
-        raise _fail_fast(exc) from None
     finally:
         hook.close()
 
 
+@step("extract")
 def extract(rules_path: str, source_info: dict[str, Any]) -> list[dict[str, Any]]:
     rules = rules_at(rules_path)
     hook = LdapHook(rules.source.conn_id)
     try:
         return pipeline.extract_ldap(rules, hook.get_conn(), source_info["base"])
-    except SourceError as exc:
-        raise _fail_fast(exc) from None
     finally:
         hook.close()
 
 
+@step("map")
 def map_users(rules_path: str, records: list[dict[str, Any]]) -> dict[str, Any]:
     return pipeline.map_step(rules_at(rules_path), records)
 
 
+@step("diff")
 def diff(rules_path: str, mapped: dict[str, Any]) -> dict[str, Any]:
     rules = rules_at(rules_path)
     hook = UsersDbHook(rules.target.conn_id)
@@ -73,21 +103,23 @@ def diff(rules_path: str, mapped: dict[str, Any]) -> dict[str, Any]:
         hook.close()
 
 
-def apply(rules_path: str, plan: dict[str, Any]) -> dict[str, int]:
-    rules = rules_at(rules_path)
+@step("apply")
+def apply(rules_path: str, plan_json: dict[str, Any]) -> dict[str, Any]:
+    """Safety check, then write — or, in a dry run, only say what would be written."""
+    rules, run = rules_at(rules_path), params()
+    plan = ChangeSet.from_json(plan_json)
+    verdict = check_plan(plan, rules.safety, allow_mass_delete=bool(run.get("allow_mass_delete")))
+    get_current_context()["ti"].xcom_push(key=VERDICT_KEY, value=verdict.to_json())
+    log.info("%s", verdict.message)
+    if run.get("dry_run"):
+        log.info("dry run: nothing written; the report lists the %d change(s) this run would apply", plan.writes)
+        return {"dry_run": True, "written": {}}
+    if verdict.blocked:
+        raise UnsafePlan(verdict.message)
     hook = UsersDbHook(rules.target.conn_id)
     try:
-        written = pipeline.apply_step(plan, hook.get_conn())
-    except ApplyError as exc:
-        raise AirflowFailException(str(exc)) from None
+        written = pipeline.apply_step(plan_json, hook.get_conn())
     finally:
         hook.close()
     log.info("applied to the users table: %s", written)
-    return written
-
-
-def summarize(plan: dict[str, Any], written: dict[str, int]) -> str:
-    text = format_summary(ChangeSet.from_json(plan), applied=True)
-    for line in text.splitlines():
-        log.info("%s", line)
-    return text
+    return {"dry_run": False, "written": written}

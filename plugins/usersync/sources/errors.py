@@ -19,3 +19,7 @@ class SourceAuthError(SourceError):
 
 class SourceQueryError(SourceError):
     """Connected and bound, but the query failed (wrong object path, bad filter, size limit)."""
+
+
+class EmptySource(SourceError):
+    """The read succeeded but found nobody: never taken to mean "everyone left"."""

@@ -1,0 +1,165 @@
+"""The report of one run: a text an administrator reads in the task log, in a file, and in an alarm mail.
+
+Every run gets one, failed and blocked runs included. Skipped accounts are listed with the reason so the admin
+can fix the entry in the directory; changes are listed per user (field old → new), capped. Secrets handed to
+``render`` are masked wherever they appear, tracebacks included.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from usersync.changes import ChangeSet
+
+SUCCESS, WARNINGS, BLOCKED, FAILED = "SUCCESS", "COMPLETED WITH WARNINGS", "BLOCKED", "FAILED"
+
+
+def _fmt(value: Any) -> str:
+    return "''" if value is None or value == "" else repr(value)
+
+
+def change_lines(plan: ChangeSet, limit: int) -> list[str]:
+    """One line per change, capped at ``limit`` with a line saying how many were left out."""
+    lines: list[str] = []
+    for ins in plan.inserts:
+        values = ", ".join(f"{k}={_fmt(v)}" for k, v in ins.row.items()
+                           if v not in (None, "", False) and k not in ("ad_username", "domain", "source", "username"))
+        lines.append(f"+ insert {ins.row.get('username')} ({ins.label}): {values}")
+    for upd in plan.updates:
+        diffs = ", ".join(f"{c}: {_fmt(o)} → {_fmt(n)}" for c, (o, n) in sorted(upd.changes.items()))
+        lines.append(f"~ update {upd.username}: {diffs}")
+    for dis in plan.disables:
+        lines.append(f"- disable {dis.username} ({dis.domain}\\{dis.ad_username}): no longer in the source")
+    for dele in plan.deletes:
+        lines.append(f"- delete {dele.username} ({dele.domain}\\{dele.ad_username}): no longer in the source")
+    if len(lines) > limit:
+        left = len(lines) - limit
+        lines = lines[:limit] + [f"… {left} more change(s) left out (report.max_change_lines = {limit})"]
+    return lines
+
+
+@dataclass
+class RunReport:
+    source: str
+    run_id: str
+    dry_run: bool
+    started: datetime
+    ended: datetime
+    plan: ChangeSet | None = None
+    written: dict[str, int] | None = None
+    verdict: dict[str, Any] | None = None  # safety.Verdict.to_json()
+    failure: dict[str, Any] | None = None  # {"step", "type", "error", "traceback", "blocked"}
+    warnings: list[str] = field(default_factory=list)
+    max_change_lines: int = 200
+
+    @property
+    def status(self) -> str:
+        if self.failure:
+            return BLOCKED if self.failure.get("blocked") else FAILED
+        if self.all_warnings():
+            return WARNINGS
+        return SUCCESS
+
+    def all_warnings(self) -> list[str]:
+        out = list(self.warnings)
+        if self.plan and self.plan.skipped:
+            out.append(f"{len(self.plan.skipped)} account(s) skipped: see the list below")
+        if self.dry_run and self.verdict and self.verdict.get("blocked"):
+            out.append("a live run with this change set would be BLOCKED by the mass-delete guard")
+        return out
+
+    def mail_kind(self, notify_on_success: bool) -> str | None:
+        """'alarm' for failed or blocked runs, 'warning' for warnings, 'success' only when asked for."""
+        if self.status in (FAILED, BLOCKED):
+            return "alarm"
+        if self.status == WARNINGS:
+            return "warning"
+        return "success" if notify_on_success else None
+
+    def subject(self) -> str:
+        mode = " (dry run)" if self.dry_run else ""
+        if self.status == FAILED:
+            return f"[usersync] ALARM: {self.source} failed at step {self.failure['step']}{mode}"
+        if self.status == BLOCKED:
+            return f"[usersync] ALARM: {self.source} blocked by the mass-delete guard{mode}"
+        if self.status == WARNINGS:
+            return f"[usersync] WARNING: {self.source} completed with warnings{mode}"
+        return f"[usersync] {self.source}: sync completed{mode}"
+
+    def statistics(self) -> dict[str, int]:
+        stats = dict(self.plan.counts()) if self.plan else {}
+        withheld = self.plan.writes if self.plan and self.status == BLOCKED else 0
+        return {**stats, "blocked": withheld}
+
+    def render(self, secrets: list[str] | None = None) -> str:
+        duration = (self.ended - self.started).total_seconds()
+        out = [
+            f"usersync report — source {self.source}",
+            f"run:      {self.run_id}",
+            f"mode:     {'DRY RUN (nothing written)' if self.dry_run else 'live'}",
+            f"status:   {self.status}",
+            f"start:    {self.started.isoformat(timespec='seconds')}",
+            f"end:      {self.ended.isoformat(timespec='seconds')}",
+            f"duration: {duration:.1f} s",
+            "",
+        ]
+        if self.plan:
+            label = "statistics (planned, dry run)" if self.dry_run else "statistics"
+            out.append(f"{label}: " + ", ".join(f"{k} {v}" for k, v in self.statistics().items()))
+            if self.plan.kept:
+                out.append(f"kept: {self.plan.kept} user(s) no longer in the source stay (deletion policy)")
+        if self.verdict:
+            out.append(self.verdict["message"])
+        for w in self.all_warnings():
+            out.append(f"WARNING: {w}")
+        if self.failure:
+            f = self.failure
+            out += ["", f"{'blocked' if f.get('blocked') else 'failed'} at step: {f['step']}",
+                    f"error: {f['type']}: {f['error']}"]
+            if f.get("traceback") and not f.get("blocked"):
+                out += ["debug information (send it to support if the error is unclear):", f["traceback"].rstrip()]
+        if self.plan:
+            changes = change_lines(self.plan, self.max_change_lines)
+            if changes:
+                out += ["", "changes" + (" (would be applied)" if self.dry_run or self.status == BLOCKED else "") + ":"]
+                out += changes
+            if self.plan.skipped:
+                out += ["", "skipped accounts (fix them in the source, then run again):"]
+                out += [f"! {s.account}: {s.reason}" for s in self.plan.skipped]
+        return mask("\n".join(out) + "\n", secrets or [])
+
+
+def mask(text: str, secrets: list[str]) -> str:
+    """Replace every secret (longest first) with ***."""
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def report_path(directory: Path, source: str, run_id: str, started: datetime) -> Path:
+    safe_run = re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
+    return Path(directory) / source / f"{started:%Y%m%dT%H%M%SZ}_{safe_run}.txt"
+
+
+def write_report(text: str, directory: Path, source: str, run_id: str, started: datetime) -> Path:
+    path = report_path(directory, source, run_id, started)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def prune_reports(directory: Path, source: str, retention_days: int, now: float | None = None) -> list[Path]:
+    """Remove this source's reports older than ``retention_days`` (by modification time)."""
+    folder = Path(directory) / source
+    cutoff = (now if now is not None else time.time()) - retention_days * 86400
+    removed = []
+    for path in folder.glob("*.txt") if folder.is_dir() else ():
+        if path.stat().st_mtime < cutoff:
+            path.unlink()
+            removed.append(path)
+    return removed

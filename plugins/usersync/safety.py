@@ -1,0 +1,62 @@
+"""The mass-delete guard: a plan that would remove too many users is not applied at all.
+
+Incidents this prevents (see shared/notes): Zulip deactivating everyone when LDAP was unreachable, wg-portal
+and Gitea disabling everyone after a successful-but-empty search. An empty extract is stopped earlier, at the
+source; this guard catches what gets past it (a wrong filter, a renamed key attribute, a pruned OU).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from usersync.changes import ChangeSet
+from usersync.rules import SafetySpec
+
+
+class UnsafePlan(RuntimeError):
+    """The plan exceeds the mass-delete limits; nothing was written."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    removals: int  # deletes + disables planned
+    owned: int
+    percent: float
+    max_deletes: int
+    max_delete_percent: float
+    blocked: bool
+    allowed_by_override: bool
+
+    @property
+    def message(self) -> str:
+        head = (
+            f"{self.removals} of the {self.owned} users this source owns would be removed "
+            f"({self.percent:.1f}%; limits: {self.max_deletes} users, {self.max_delete_percent:g}%)"
+        )
+        if self.blocked:
+            return (
+                f"BLOCKED by the mass-delete guard: {head}. Nothing was written. If the directory change is "
+                "intended, trigger the DAG once with the parameter allow_mass_delete = true; the next run is "
+                "guarded again."
+            )
+        if self.allowed_by_override:
+            return f"mass-delete guard overridden for this run (allow_mass_delete): {head}"
+        return f"mass-delete guard passed: {head}"
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "message": self.message}
+
+
+def check_plan(plan: ChangeSet, limits: SafetySpec, allow_mass_delete: bool = False) -> Verdict:
+    removals = plan.removals
+    percent = 100.0 * removals / plan.owned if plan.owned else 0.0
+    over = removals > limits.max_deletes or percent > limits.max_delete_percent
+    return Verdict(
+        removals=removals,
+        owned=plan.owned,
+        percent=percent,
+        max_deletes=limits.max_deletes,
+        max_delete_percent=limits.max_delete_percent,
+        blocked=over and not allow_mass_delete,
+        allowed_by_override=over and allow_mass_delete,
+    )

@@ -1,0 +1,55 @@
+"""E-mail alarms and warnings through Airflow's SMTP connection and the SMTP provider's ``SmtpNotifier``.
+
+The report goes out as preformatted text. ``notify()`` is called directly, without Jinja rendering: report text
+comes partly from the directory, and directory data must never be evaluated as a template. A mail that cannot
+be sent is logged; it never turns a sync into a failure.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+
+from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+from airflow.sdk import BaseHook
+
+from usersync.report import RunReport
+from usersync.rules import AlarmsSpec
+
+log = logging.getLogger(__name__)
+
+
+def _from_address(alarms: AlarmsSpec) -> str:
+    if alarms.from_email:
+        return alarms.from_email
+    try:
+        configured = BaseHook.get_connection(alarms.smtp_conn_id).extra_dejson.get("from_email")
+    except Exception:  # noqa: BLE001 - a missing connection is reported when sending
+        configured = None
+    return configured or "usersync@localhost"
+
+
+def send_report_mail(report: RunReport, text: str, alarms: AlarmsSpec, context) -> str | None:
+    """Send the alarm / warning / success mail the report calls for; returns the kind sent, or None."""
+    kind = report.mail_kind(alarms.notify_on_success)
+    if kind is None:
+        return None
+    if not alarms.to:
+        log.warning("a %s mail is due but alarms.to lists no recipients in the rules file", kind)
+        return None
+    notifier = SmtpNotifier(
+        to=alarms.to,
+        cc=alarms.cc or None,
+        from_email=_from_address(alarms),
+        subject=report.subject(),
+        html_content=f"<pre>{html.escape(text)}</pre>",
+        smtp_conn_id=alarms.smtp_conn_id,
+    )
+    try:
+        notifier.notify(context)
+    except Exception as exc:  # noqa: BLE001 - mail trouble must not fail the sync
+        log.error("could not send the %s mail through connection %r: %s: %s",
+                  kind, alarms.smtp_conn_id, type(exc).__name__, exc)
+        return None
+    log.info("sent the %s mail to %s: %s", kind, ", ".join(alarms.to), report.subject())
+    return kind

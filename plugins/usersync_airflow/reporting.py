@@ -1,0 +1,92 @@
+"""The final task of every sync DAG: build the run's report from what the steps left in XCom, write it to
+the task log and the reports folder, prune old reports, send the alarm or warning mail, and fail the run when
+a step failed or the plan was blocked (so the DAG run's state tells the truth)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+from airflow.sdk import BaseHook, get_current_context
+from airflow.sdk.exceptions import AirflowFailException
+
+from usersync.changes import ChangeSet
+from usersync.report import BLOCKED, FAILED, RunReport, prune_reports, write_report
+from usersync.rules import Rules
+from usersync_airflow.alarms import send_report_mail
+from usersync_airflow.tasks import ERROR_KEY, STEPS, VERDICT_KEY, params, rules_at
+
+log = logging.getLogger(__name__)
+
+
+def reports_dir(rules: Rules) -> Path:
+    if rules.report.directory:
+        return Path(rules.report.directory)
+    if os.environ.get("USERSYNC_REPORTS_DIR"):
+        return Path(os.environ["USERSYNC_REPORTS_DIR"])
+    home = os.environ.get("USERSYNC_HOME") or Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow")) / "usersync"
+    return Path(home) / "reports"
+
+
+def _secrets(rules: Rules) -> list[str]:
+    """Passwords of every connection this run used, to mask them wherever they might appear."""
+    found = []
+    for conn_id in (rules.source.conn_id, rules.target.conn_id, rules.alarms.smtp_conn_id):
+        try:
+            password = BaseHook.get_connection(conn_id).password
+        except Exception:  # noqa: BLE001 - an undefined connection has no secret to hide
+            continue
+        if password:
+            found.append(password)
+    return found
+
+
+def build_report(rules: Rules) -> RunReport:
+    ctx = get_current_context()
+    ti = ctx["ti"]
+    failure = next(
+        (e for e in (ti.xcom_pull(task_ids=s, key=ERROR_KEY) for s in STEPS) if e), None
+    )
+    source_info = ti.xcom_pull(task_ids="check_source") or {}
+    plan_json = ti.xcom_pull(task_ids="diff")
+    applied = ti.xcom_pull(task_ids="apply") or {}
+    warnings = []
+    if source_info.get("fell_back_to_plain"):
+        warnings.append(f"secure LDAP failed; this run used UNENCRYPTED LDAP ({source_info.get('url')}) "
+                        "because the connection's security_mode is SecureThenUnsecure")
+    started = ctx["dag_run"].start_date or datetime.now(timezone.utc)
+    return RunReport(
+        source=rules.source.name,
+        run_id=ctx["run_id"],
+        dry_run=bool(params().get("dry_run")),
+        started=started,
+        ended=datetime.now(timezone.utc),
+        plan=ChangeSet.from_json(plan_json) if plan_json else None,
+        written=applied.get("written"),
+        verdict=ti.xcom_pull(task_ids="apply", key=VERDICT_KEY),
+        failure=failure,
+        warnings=warnings,
+        max_change_lines=rules.report.max_change_lines,
+    )
+
+
+def report(rules_path: str) -> str:
+    rules = rules_at(rules_path)
+    run_report = build_report(rules)
+    text = run_report.render(secrets=_secrets(rules))
+    for line in text.splitlines():
+        log.info("%s", line)
+    folder = reports_dir(rules)
+    try:
+        path = write_report(text, folder, rules.source.name, run_report.run_id, run_report.started)
+        log.info("report written to %s", path)
+        for old in prune_reports(folder, rules.source.name, rules.report.retention_days):
+            log.info("removed report older than %d days: %s", rules.report.retention_days, old)
+    except OSError as exc:
+        log.error("could not write the report under %s: %s", folder, exc)
+    send_report_mail(run_report, text, rules.alarms, get_current_context())
+    if run_report.status in (FAILED, BLOCKED):
+        raise AirflowFailException(f"run {run_report.status.lower()}: {run_report.subject()}")
+    return text
