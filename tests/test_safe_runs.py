@@ -105,7 +105,7 @@ def test_an_empty_or_failed_extract_is_a_failed_run_with_an_alarm(setup, case):
     assert mail["Subject"] == "[usersync] ALARM: corp failed at step extract"
     assert mail["To"] == ADMINS[0]
     body = _body(mail)
-    expected = "returned no entries" if case == "empty_subtree" else "does not exist"
+    expected = "returned no users" if case == "empty_subtree" else "does not exist"
     assert expected in body and "failed at step: extract" in body
 
 

@@ -51,7 +51,7 @@ def insert_row(rules: Rules, user: MappedUser) -> dict[str, Any]:
         rule = rules.fields.get(field)
         value = user.values.get(field) if rule and rule.policy is not Policy.KEEP else None
         row[field] = (bool(value) if value is not None else False) if field in BOOL_FIELDS else value
-    row.update(ad_username=user.ad_username, domain=user.domain, source=rules.source.name)
+    row.update(ad_username=user.ad_username, domain=user.domain, source=rules.source.name, external_id=user.external_id)
     return row
 
 
@@ -70,6 +70,8 @@ def update_changes(rules: Rules, user: MappedUser, row: Row) -> dict[str, tuple[
     for column, new in (("ad_username", user.ad_username), ("domain", user.domain), ("source", rules.source.name)):
         if row.get(column) != new:  # case-only renames in the key are written too
             changes[column] = (row.get(column), new)
+    if user.external_id and row.get("external_id") != user.external_id:
+        changes["external_id"] = (row.get("external_id"), user.external_id)
     if row.get("disabled_by_sync"):  # the account is back: undo what deletion policy 'disable' did
         changes["disabled_by_sync"] = (True, False)
         if "enabled" not in changes and rules.fields["enabled"].policy is not Policy.IMPORT:

@@ -28,6 +28,8 @@ class SourceRecord:
 
     account: str
     attributes: Mapping[str, Any]
+    #: set by a source that could not read the record properly (e.g. a CSV row with too many fields)
+    problem: str | None = None
 
     def get(self, name: str) -> str | None:
         """First value of an attribute, case-insensitively, stripped; None when absent or blank."""
@@ -43,11 +45,12 @@ class SourceRecord:
         return text or None
 
     def to_json(self) -> dict[str, Any]:
-        return {"account": self.account, "attributes": dict(self.attributes)}
+        data = {"account": self.account, "attributes": dict(self.attributes)}
+        return {**data, "problem": self.problem} if self.problem else data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "SourceRecord":
-        return cls(data["account"], data["attributes"])
+        return cls(data["account"], data["attributes"], data.get("problem"))
 
 
 @dataclass(frozen=True)
@@ -58,13 +61,15 @@ class MappedUser:
     ad_username: str
     domain: str
     values: dict[str, Any]
+    external_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"account": self.account, "ad_username": self.ad_username, "domain": self.domain, "values": self.values}
+        return {"account": self.account, "ad_username": self.ad_username, "domain": self.domain,
+                "values": self.values, "external_id": self.external_id}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "MappedUser":
-        return cls(data["account"], data["ad_username"], data["domain"], dict(data["values"]))
+        return cls(data["account"], data["ad_username"], data["domain"], dict(data["values"]), data.get("external_id"))
 
 
 class RecordError(ValueError):
@@ -106,12 +111,18 @@ def _check(field: str, value: Any) -> None:
 
 def map_record(rules: Rules, record: SourceRecord) -> MappedUser:
     """Map one record or raise ``RecordError`` with the reason."""
-    key_attr = rules.source.key_attribute
-    ad_username = record.get(key_attr)
+    if record.problem:
+        raise RecordError(record.problem)
+    src = rules.source
+    ad_username = record.get(src.key_attribute)
     if not ad_username:
-        raise RecordError(f"no {key_attr} (the sync key)")
-    if len(ad_username) > users.c.ad_username.type.length:
-        raise RecordError(f"{key_attr} is longer than {users.c.ad_username.type.length} characters")
+        raise RecordError(f"no {src.key_attribute} (the sync key)")
+    domain = src.domain if src.domain is not None else record.get(src.domain_attribute)
+    if not domain:
+        raise RecordError(f"no {src.domain_attribute} (the Domain half of the sync key)")
+    for column, value in (("ad_username", ad_username), ("domain", domain)):
+        if len(value) > users.c[column].type.length:
+            raise RecordError(f"{column} is longer than {users.c[column].type.length} characters")
     values: dict[str, Any] = {}
     for field in rules.fields:
         try:
@@ -123,7 +134,8 @@ def map_record(rules: Rules, record: SourceRecord) -> MappedUser:
     if not values.get("username"):
         attr = rules.rule("username").attribute
         raise RecordError(f"no username (attribute {attr} is empty)")
-    return MappedUser(record.account, ad_username, rules.source.domain, values)
+    external_id = record.get(src.external_id_attribute) if src.external_id_attribute else None
+    return MappedUser(record.account, ad_username, domain, values, external_id)
 
 
 def map_records(rules: Rules, records: Iterable[SourceRecord]) -> tuple[list[MappedUser], list[Skipped]]:
@@ -134,6 +146,8 @@ def map_records(rules: Rules, records: Iterable[SourceRecord]) -> tuple[list[Map
         try:
             mapped.append(map_record(rules, record))
         except RecordError as exc:
-            key = record.get(rules.source.key_attribute)
-            skipped.append(Skipped(record.account, str(exc), key, rules.source.domain if key else None))
+            src = rules.source
+            key = record.get(src.key_attribute)
+            domain = src.domain if src.domain is not None else record.get(src.domain_attribute)
+            skipped.append(Skipped(record.account, str(exc), key if domain else None, domain if key else None))
     return mapped, skipped

@@ -1,7 +1,8 @@
 """The steps of one sync run as plain functions over JSON-able data, so any orchestrator can chain them.
 
-extract → map → diff → apply. Each step takes what the previous one returned; the Airflow DAG passes these
-values by XCom, the tests call them directly.
+check → extract → map → diff → apply. Each step takes what the previous one returned; the Airflow DAG passes
+these values by XCom, the tests call them directly. Only ``check`` and ``extract`` know which kind of source
+they read.
 """
 
 from __future__ import annotations
@@ -16,29 +17,28 @@ from usersync.changes import ChangeSet, Skipped
 from usersync.diff import compute_diff
 from usersync.mapping import MappedUser, SourceRecord, map_records
 from usersync.rules import Rules
+from usersync.sources.base import Source
 from usersync.sources.errors import EmptySource
-from usersync.sources.ldap import LdapDirectory
 
 log = logging.getLogger(__name__)
 
 
-def resolve_base(rules: Rules, directory: LdapDirectory) -> str:
-    """The search base: the rules' object path, or CN=Users of the default naming context when blank."""
-    return rules.source.object_path.strip() or directory.default_users_base()
+def check_step(source: Source) -> dict[str, Any]:
+    info = source.check()
+    for warning in info.get("warnings", []):
+        log.warning("%s", warning)
+    return info
 
 
-def extract_ldap(rules: Rules, directory: LdapDirectory, base: str) -> list[dict[str, Any]]:
-    """Read every matching entry (paged), only the attributes the rules use."""
-    src = rules.source
-    records = [
-        r.to_json()
-        for r in directory.search(base, src.filter, rules.source_attributes(), src.page_size, src.scope)
-    ]
-    log.info("extracted %d entries from %s (base %s, filter %s)", len(records), directory.url, base, src.filter)
+def extract_step(source: Source, info: dict[str, Any]) -> list[dict[str, Any]]:
+    """Read every record; an empty read is an error, never "everyone left"."""
+    records = [r.to_json() for r in source.records(info)]
+    log.info("extracted %d records from %s", len(records), info.get("url"))
     if not records:
+        where = ", ".join(f"{k} {v}" for k, v in info.items() if k in ("base", "filter", "table", "file"))
         raise EmptySource(
-            f"{directory.url} returned no entries under {base!r} with filter {src.filter}; refusing to treat "
-            "that as 'everyone left' (wrong object path or filter? lost read permission?)"
+            f"{info.get('url')} returned no users ({where}); refusing to treat that as 'everyone left' "
+            "(wrong object path, filter or query? lost read permission? empty file?)"
         )
     return records
 

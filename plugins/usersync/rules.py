@@ -35,21 +35,21 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class SourceSpec(_Strict):
-    """Where the users come from."""
+class _SourceBase(_Strict):
+    """What every source has: a name, the sync key (account + Domain) and how to treat disabled accounts."""
 
     name: str
-    type: Literal["active_directory", "ldap"]
-    conn_id: Annotated[str, Field(min_length=1)]
-    #: LDAP object path (search base). Blank: the ``CN=Users`` container of the default naming context.
-    object_path: str = ""
-    filter: str = "(&(objectClass=user)(!(objectClass=computer)))"
-    scope: Literal["subtree", "level"] = "subtree"
-    #: The value stored in the users' Domain field (half of the sync key).
-    domain: Annotated[str, Field(min_length=1)]
-    #: The attribute holding the account name (the other half of the sync key).
-    key_attribute: str = "sAMAccountName"
-    page_size: Annotated[int, Field(ge=1, le=10000)] = 1000
+    #: The Domain stored for every user of this source (half of the sync key)...
+    domain: str | None = None
+    #: ...or the source attribute / column that holds it, per record.
+    domain_attribute: str | None = None
+    #: The attribute / column holding the account name (the other half of the sync key).
+    key_attribute: str
+    #: An immutable id (objectGUID, CUCM uuid) stored in ``external_id``; None: not kept.
+    external_id_attribute: str | None = None
+    #: Accounts the source marks disabled/inactive: ``import`` them (map ``enabled`` from the source if wanted)
+    #: or ``exclude`` them (read as absent: the deletion policy then applies to their users).
+    disabled_accounts: Literal["import", "exclude"] = "import"
 
     @field_validator("name")
     @classmethod
@@ -58,6 +58,31 @@ class SourceSpec(_Strict):
             raise ValueError(f"{v!r}: 3 to 64 characters, letters, digits, '_', '.' or '-' only (no blanks)")
         return v
 
+    @model_validator(mode="after")
+    def _one_domain(self):
+        if (self.domain is None) == (self.domain_attribute is None):
+            raise ValueError("give exactly one of 'domain' (a constant) or 'domain_attribute'")
+        if self.domain is not None and not self.domain.strip():
+            raise ValueError("'domain' must not be blank (blank keys mean local users)")
+        return self
+
+    def own_attributes(self) -> list[str]:
+        """Attributes the source itself needs besides those the field rules read."""
+        return [a for a in (self.key_attribute, self.domain_attribute, self.external_id_attribute) if a]
+
+
+class LdapSourceSpec(_SourceBase):
+    """Active Directory or another LDAP directory."""
+
+    type: Literal["active_directory", "ldap"]
+    conn_id: Annotated[str, Field(min_length=1)]
+    #: LDAP object path (search base). Blank: the ``CN=Users`` container of the default naming context.
+    object_path: str = ""
+    filter: str = "(&(objectClass=user)(!(objectClass=computer)))"
+    scope: Literal["subtree", "level"] = "subtree"
+    key_attribute: str = "sAMAccountName"
+    page_size: Annotated[int, Field(ge=1, le=10000)] = 1000
+
     @field_validator("filter")
     @classmethod
     def _balanced(cls, v: str) -> str:
@@ -65,6 +90,73 @@ class SourceSpec(_Strict):
         if not (v.startswith("(") and v.endswith(")")) or v.count("(") != v.count(")"):
             raise ValueError(f"not an LDAP filter (unbalanced or missing parentheses): {v!r}")
         return v
+
+    def describe(self) -> str:
+        return f"object path `{self.object_path or '(default CN=Users)'}`, filter `{self.filter}`"
+
+
+class DatabaseSourceSpec(_SourceBase):
+    """A SQL database: a table or one read-only SELECT, streamed in chunks."""
+
+    type: Literal["database"]
+    conn_id: Annotated[str, Field(min_length=1)]
+    table: str | None = None
+    query: str | None = None
+    chunk_size: Annotated[int, Field(ge=1, le=100_000)] = 5000
+
+    @model_validator(mode="after")
+    def _table_or_query(self):
+        if (self.table is None) == (self.query is None):
+            raise ValueError("give exactly one of 'table' or 'query'")
+        if self.table is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?", self.table):
+            raise ValueError(f"'table' must be a plain (optionally schema-qualified) name, not {self.table!r}")
+        if self.query is not None:
+            q = self.query.strip().rstrip(";").strip()
+            if not re.match(r"(?is)^(select|with)\b", q) or ";" in q:
+                raise ValueError("'query' must be one read-only SELECT (or WITH … SELECT) statement")
+        return self
+
+    def describe(self) -> str:
+        return f"table `{self.table}`" if self.table else "a SELECT query"
+
+
+class CsvSourceSpec(_SourceBase):
+    """A CSV file imported on demand (never deletes). The file is chosen when the import is triggered."""
+
+    type: Literal["csv"]
+    #: Folder the imported files must be in. Default: $USERSYNC_IMPORTS_DIR, else $USERSYNC_HOME/imports.
+    imports_dir: str | None = None
+
+    def describe(self) -> str:
+        return f"CSV files under `{self.imports_dir or '$USERSYNC_IMPORTS_DIR'}`"
+
+
+#: The listUser returnedTags a rules file may read (primaryExtension is its nested pattern).
+CUCM_TAGS = (
+    "userid", "firstName", "middleName", "lastName", "mailid", "department", "title", "manager",
+    "telephoneNumber", "mobileNumber", "homeNumber", "pagerNumber", "directoryUri", "status",
+    "primaryExtension", "primaryExtensionPartition", "uuid",
+)
+
+
+class CucmSourceSpec(_SourceBase):
+    """Cisco Unified Communications Manager end users, read over AXL (listUser, paged)."""
+
+    type: Literal["cucm"]
+    conn_id: Annotated[str, Field(min_length=1)]
+    key_attribute: str = "userid"
+    external_id_attribute: str | None = "uuid"
+    #: listUser searchCriteria on userid (SQL LIKE pattern; CUCM requires a criterion).
+    userid_pattern: str = "%"
+    page_size: Annotated[int, Field(ge=1, le=5000)] = 1000
+
+    def describe(self) -> str:
+        return f"listUser userid LIKE `{self.userid_pattern}`"
+
+
+SourceSpec = Annotated[
+    LdapSourceSpec | DatabaseSourceSpec | CsvSourceSpec | CucmSourceSpec, Field(discriminator="type")
+]
 
 
 class ScheduleSpec(_Strict):
@@ -198,7 +290,27 @@ class Rules(_Strict):
         if isinstance(data, dict) and isinstance(data.get("fields"), dict):
             data = dict(data)
             data["fields"] = {**{n: "keep" for n in FIELDS if n != "username"}, **data["fields"]}
+        src = data.get("source") if isinstance(data, dict) else None
+        if isinstance(src, dict) and src.get("type") == "csv":  # the seed: CSV import never removes users
+            safety = data.get("safety") if isinstance(data.get("safety"), dict) else {}
+            data = {**data, "safety": {"deletion": "keep", **safety}}
         return data
+
+    @model_validator(mode="after")
+    def _source_fits(self) -> "Rules":
+        if self.source.type == "csv" and self.safety.deletion != "keep":
+            raise ValueError("safety.deletion: a CSV import never removes users; it must be 'keep'")
+        if self.source.type == "csv" and self.schedule.auto:
+            raise ValueError("schedule.auto: a CSV import runs on demand (the file is chosen when triggering)")
+        if self.source.disabled_accounts == "exclude" and self.source.type not in ("active_directory", "cucm"):
+            raise ValueError("source.disabled_accounts: 'exclude' is for active_directory and cucm sources; "
+                             "for other sources leave disabled accounts out with the filter / query")
+        if self.source.type == "cucm":
+            unknown = [a for a in self.source_attributes() if a not in CUCM_TAGS]
+            if unknown:
+                raise ValueError(f"source attributes not returned by CUCM listUser: {', '.join(unknown)} "
+                                 f"(known: {', '.join(CUCM_TAGS)})")
+        return self
 
     @field_validator("fields")
     @classmethod
@@ -219,10 +331,11 @@ class Rules(_Strict):
 
     def source_attributes(self) -> list[str]:
         """Every source attribute the rules read, key first: the extract asks for these only."""
-        seen = [self.source.key_attribute]
-        for rule in self.fields.values():
-            if rule.attribute and rule.attribute.lower() not in {a.lower() for a in seen}:
-                seen.append(rule.attribute)
+        seen: list[str] = []
+        wanted = self.source.own_attributes() + [r.attribute for r in self.fields.values() if r.attribute]
+        for attribute in wanted:
+            if attribute.lower() not in {a.lower() for a in seen}:
+                seen.append(attribute)
         return seen
 
 
@@ -248,8 +361,16 @@ def _capability_problem(name: str, rule: FieldRule) -> str | None:
     return None
 
 
-def _format_loc(loc: tuple) -> str:
-    return ".".join(str(p) for p in loc if not str(p).startswith(("function-", "FieldRule")))
+_SOURCE_TYPES = ("active_directory", "ldap", "database", "csv", "cucm")
+
+
+def _format_loc(loc: tuple, kind: str = "") -> str:
+    parts = [str(p) for p in loc if not str(p).startswith(("function-", "FieldRule"))]
+    if len(parts) > 1 and parts[0] == "source" and parts[1] in _SOURCE_TYPES:
+        del parts[1]  # the discriminator tag pydantic adds
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        parts.append("type")
+    return ".".join(parts)
 
 
 def parse_rules(data: Any, path: str | Path = "<rules>") -> Rules:
@@ -264,7 +385,7 @@ def parse_rules(data: Any, path: str | Path = "<rules>") -> Rules:
         problems = []
         for err in exc.errors():
             msg = err["msg"].removeprefix("Value error, ")
-            loc = _format_loc(err["loc"])
+            loc = _format_loc(err["loc"], err["type"])
             if loc == "fields" and msg.startswith("fields."):  # capability problems: one line each
                 problems.extend(tuple(m.split(": ", 1)) for m in msg.split("\n"))
             else:

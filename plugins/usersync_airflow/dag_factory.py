@@ -16,6 +16,7 @@ from usersync.rules import Rules, RulesError, load_rules_dir
 from usersync_airflow import reporting, tasks
 
 DAG_PREFIX = "user_sync__"
+IMPORT_PREFIX = "user_import__"
 DEFAULT_RULES_DIR = Path(__file__).resolve().parents[2] / "include" / "rules"
 
 
@@ -24,16 +25,24 @@ def rules_dir() -> Path:
     return Path(os.environ.get("USERSYNC_RULES_DIR") or DEFAULT_RULES_DIR)
 
 
+def dag_id(rules: Rules) -> str:
+    """``user_sync__<source>``; CSV imports, which never delete, are ``user_import__<source>``."""
+    return f"{IMPORT_PREFIX if rules.source.type == 'csv' else DAG_PREFIX}{rules.source.name}"
+
+
 def _doc(rules: Rules, path: Path) -> str:
     src, sched = rules.source, rules.schedule
     when = f"daily at {sched.hour:02d}:{sched.minute:02d} {sched.timezone}" if sched.auto else "manual runs only"
+    where = f"connection `{src.conn_id}`" if hasattr(src, "conn_id") else "the file named by the `file` parameter"
+    removal = {"delete": "removes users that left", "disable": "disables users that left",
+               "keep": "never removes users"}[rules.safety.deletion]
     return (
         f"### User sync from `{src.name}` ({src.type})\n\n"
-        f"Keeps the users table in line with the directory behind connection `{src.conn_id}`: inserts new "
-        f"accounts, updates changed ones, removes users that left. Only users owned by this source are touched; "
-        f"local users (blank AD username and Domain) never are.\n\n"
-        f"* Rules: `{path}`\n* Schedule: {when}\n* Object path: `{src.object_path or '(default CN=Users)'}`\n"
-        f"* Filter: `{src.filter}`\n* Domain stored: `{src.domain}`\n\n"
+        f"Keeps the users table in line with the source behind {where}: inserts new accounts, updates changed "
+        f"ones, {removal}. Only users owned by this source are touched; local users (blank AD username and "
+        f"Domain) never are.\n\n"
+        f"* Rules: `{path}`\n* Schedule: {when}\n* Reads: {src.describe()}\n"
+        f"* Domain stored: `{src.domain or '(from ' + str(src.domain_attribute) + ')'}`\n\n"
         "Steps: check_source → extract → map → diff → apply → report. Trigger with **dry_run** to preview, "
         "with **allow_mass_delete** to let one run past the mass-delete guard. The `report` task log holds the "
         "run's report; alarms go to the recipients in the rules file."
@@ -52,19 +61,27 @@ PARAMS = {
 }
 
 
+CSV_PARAMS = {
+    "file": Param(
+        "", type="string", minLength=1, title="CSV file",
+        description="Name of the file inside the imports folder, e.g. staff.csv (UTF-8, comma or semicolon).",
+    ),
+}
+
+
 def build_dag(rules: Rules, path: Path) -> DAG:
     sched = rules.schedule
     timetable = CronTriggerTimetable(sched.cron, timezone=sched.timezone) if sched.auto else None
     rules_path = str(path)
     with DAG(
-        dag_id=f"{DAG_PREFIX}{rules.source.name}",
+        dag_id=dag_id(rules),
         schedule=timetable,
         start_date=datetime(2024, 1, 1),
         catchup=False,
         max_active_runs=1,
         tags=["usersync", rules.source.type],
         doc_md=_doc(rules, path),
-        params=PARAMS,
+        params={**PARAMS, **(CSV_PARAMS if rules.source.type == "csv" else {})},
         default_args={"retries": rules.run.retries, "retry_delay": timedelta(minutes=rules.run.retry_delay_minutes)},
     ) as dag:
 
@@ -99,5 +116,5 @@ def build_dag(rules: Rules, path: Path) -> DAG:
 def build_dags(directory: Path | None = None) -> tuple[dict[str, DAG], dict[str, RulesError]]:
     """Every valid rules file becomes a DAG; invalid ones are returned as errors, by file."""
     valid, errors = load_rules_dir(directory or rules_dir())
-    dags = {f"{DAG_PREFIX}{name}": build_dag(rules, path) for name, (rules, path) in valid.items()}
+    dags = {dag_id(rules): build_dag(rules, path) for _name, (rules, path) in valid.items()}
     return dags, errors

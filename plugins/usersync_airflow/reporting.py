@@ -33,7 +33,9 @@ def reports_dir(rules: Rules) -> Path:
 def _secrets(rules: Rules) -> list[str]:
     """Passwords of every connection this run used, to mask them wherever they might appear."""
     found = []
-    for conn_id in (rules.source.conn_id, rules.target.conn_id, rules.alarms.smtp_conn_id):
+    for conn_id in (getattr(rules.source, "conn_id", None), rules.target.conn_id, rules.alarms.smtp_conn_id):
+        if not conn_id:
+            continue
         try:
             password = BaseHook.get_connection(conn_id).password
         except Exception:  # noqa: BLE001 - an undefined connection has no secret to hide
@@ -52,10 +54,7 @@ def build_report(rules: Rules) -> RunReport:
     source_info = ti.xcom_pull(task_ids="check_source") or {}
     plan_json = ti.xcom_pull(task_ids="diff")
     applied = ti.xcom_pull(task_ids="apply") or {}
-    warnings = []
-    if source_info.get("fell_back_to_plain"):
-        warnings.append(f"secure LDAP failed; this run used UNENCRYPTED LDAP ({source_info.get('url')}) "
-                        "because the connection's security_mode is SecureThenUnsecure")
+    warnings = list(source_info.get("warnings", []))
     started = ctx["dag_run"].start_date or datetime.now(timezone.utc)
     return RunReport(
         source=rules.source.name,

@@ -23,7 +23,8 @@ from usersync.changes import ChangeSet
 from usersync.rules import Rules, RulesError, load_rules
 from usersync.safety import UnsafePlan, check_plan
 from usersync.sources.errors import SourceError, SourceUnreachable
-from usersync_airflow.hooks import LdapHook, UsersDbHook
+from usersync_airflow.hooks import UsersDbHook
+from usersync_airflow.sources import open_source
 
 log = logging.getLogger(__name__)
 ERROR_KEY = "usersync_error"
@@ -66,26 +67,19 @@ def params() -> dict[str, Any]:
 
 @step("check_source")
 def check_source(rules_path: str) -> dict[str, Any]:
-    """Connect and bind; resolve the search base. Returns where and how the source was reached."""
+    """Connect and prove the source can be read; returns where and how (JSON, no secrets)."""
     rules = rules_at(rules_path)
-    hook = LdapHook(rules.source.conn_id)
-    try:
-        directory = hook.get_conn()
-        base = pipeline.resolve_base(rules, directory)
-        log.info("source %s reachable at %s; search base %s", rules.source.name, directory.url, base)
-        return {"url": directory.url, "base": base, "fell_back_to_plain": directory.fell_back}
-    finally:
-        hook.close()
+    with open_source(rules, params()) as source:
+        info = pipeline.check_step(source)
+    log.info("source %s (%s) readable at %s", rules.source.name, rules.source.type, info["url"])
+    return info
 
 
 @step("extract")
 def extract(rules_path: str, source_info: dict[str, Any]) -> list[dict[str, Any]]:
     rules = rules_at(rules_path)
-    hook = LdapHook(rules.source.conn_id)
-    try:
-        return pipeline.extract_ldap(rules, hook.get_conn(), source_info["base"])
-    finally:
-        hook.close()
+    with open_source(rules, params()) as source:
+        return pipeline.extract_step(source, source_info)
 
 
 @step("map")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import ssl
+import uuid
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Iterator
@@ -20,6 +21,8 @@ from ldap3.core import exceptions as lx
 
 from usersync.mapping import SourceRecord
 from usersync.progress import Progress
+from usersync.rules import LdapSourceSpec
+from usersync.sources.base import Source
 from usersync.sources.errors import (
     SourceAuthError,
     SourceError,
@@ -141,7 +144,7 @@ class LdapDirectory:
             for entry in self.conn.response:
                 if entry.get("type") != "searchResEntry":
                     continue  # AD answers with referrals too
-                attrs = {k: _values(v) for k, v in entry["raw_attributes"].items()}
+                attrs = {k: _values(v, k) for k, v in entry["raw_attributes"].items()}
                 page += 1
                 yield SourceRecord(entry["dn"], attrs)
             progress.advance(page)
@@ -152,6 +155,46 @@ class LdapDirectory:
         progress.done()
 
 
+#: AD's "account disabled" bit of userAccountControl, as a matching-rule filter
+AD_DISABLED = "(userAccountControl:1.2.840.113556.1.4.803:=2)"
+
+
+class LdapSource(Source):
+    """Active Directory / LDAP as a ``Source``: bind, resolve the object path, paged search."""
+
+    def __init__(self, spec: LdapSourceSpec, settings: LdapSettings, attributes: list[str]):
+        self.spec, self.settings, self.attributes = spec, settings, attributes
+        self._directory: LdapDirectory | None = None
+
+    def _open(self) -> LdapDirectory:
+        if self._directory is None:
+            self._directory = LdapDirectory.open(self.settings)
+        return self._directory
+
+    def search_filter(self) -> str:
+        if self.spec.disabled_accounts == "exclude" and self.spec.type == "active_directory":
+            return f"(&{self.spec.filter}(!{AD_DISABLED}))"
+        return self.spec.filter
+
+    def check(self) -> dict:
+        directory = self._open()
+        base = self.spec.object_path.strip() or directory.default_users_base()
+        warnings = []
+        if directory.fell_back:
+            warnings.append(f"secure LDAP failed; this run used UNENCRYPTED LDAP ({directory.url}) "
+                            "because the connection's security_mode is SecureThenUnsecure")
+        return {"url": directory.url, "base": base, "filter": self.search_filter(), "warnings": warnings}
+
+    def records(self, info: dict) -> Iterator[SourceRecord]:
+        yield from self._open().search(info["base"], info["filter"], self.attributes, self.spec.page_size,
+                                       self.spec.scope)
+
+    def close(self) -> None:
+        if self._directory is not None:
+            self._directory.close()
+            self._directory = None
+
+
 def _decode(value: bytes) -> str:
     try:
         return value.decode("utf-8")
@@ -159,9 +202,11 @@ def _decode(value: bytes) -> str:
         return value.hex()
 
 
-def _values(raw: list[bytes]) -> str | list[str] | None:
+def _values(raw: list[bytes], name: str = "") -> str | list[str] | None:
     if not raw:
         return None
+    if name.lower() == "objectguid":  # binary, little-endian GUID: keep AD's own text form
+        return "{" + str(uuid.UUID(bytes_le=raw[0])) + "}"
     decoded = [_decode(v) for v in raw]
     return decoded[0] if len(decoded) == 1 else decoded
 

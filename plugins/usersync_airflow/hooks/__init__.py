@@ -1,4 +1,5 @@
+from usersync_airflow.hooks.axl import AxlHook
 from usersync_airflow.hooks.ldap import LdapHook
-from usersync_airflow.hooks.users_db import UsersDbHook
+from usersync_airflow.hooks.users_db import UsersDbHook, connection_url
 
-__all__ = ["LdapHook", "UsersDbHook"]
+__all__ = ["AxlHook", "LdapHook", "UsersDbHook", "connection_url"]

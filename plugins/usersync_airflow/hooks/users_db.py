@@ -24,6 +24,23 @@ def embedded_database_path() -> Path:
     return Path(home) / "users.db"
 
 
+#: Airflow connection types → SQLAlchemy drivers (an extra ``sqlalchemy_driver`` overrides)
+DRIVERS = {"postgres": "postgresql+psycopg", "postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql",
+           "mariadb": "mysql+pymysql", "sqlite": "sqlite"}
+
+
+def connection_url(conn) -> URL:
+    """A SQLAlchemy URL from an Airflow Connection; the password stays inside the URL object, never logged."""
+    driver = conn.extra_dejson.get("sqlalchemy_driver") or DRIVERS.get((conn.conn_type or "").lower())
+    if driver is None:
+        raise ValueError(f"connection {conn.conn_id!r}: type {conn.conn_type!r} is not supported "
+                         f"({', '.join(sorted(DRIVERS))}, or set extra 'sqlalchemy_driver')")
+    if driver.startswith("sqlite"):
+        return URL.create(driver, database=conn.host or conn.schema)
+    return URL.create(driver, username=conn.login or None, password=conn.password or None,
+                      host=conn.host or None, port=conn.port or None, database=conn.schema or None)
+
+
 class UsersDbHook(BaseHook):
     conn_name_attr = "users_conn_id"
     default_conn_name = "usersync_target"
@@ -45,15 +62,7 @@ class UsersDbHook(BaseHook):
             path.parent.mkdir(parents=True, exist_ok=True)
             self.log.info("connection %r is not defined: using the embedded SQLite database %s", self.users_conn_id, path)
             return URL.create("sqlite", database=str(path))
-        kind = (conn.conn_type or "").lower()
-        if kind in {"postgres", "postgresql"}:
-            return URL.create(
-                "postgresql+psycopg", username=conn.login or None, password=conn.password or None,
-                host=conn.host or None, port=conn.port or None, database=conn.schema or None,
-            )
-        if kind == "sqlite":
-            return URL.create("sqlite", database=conn.host or conn.schema)
-        raise ValueError(f"connection {self.users_conn_id!r}: type {conn.conn_type!r} is not supported (postgres, sqlite)")
+        return connection_url(conn)
 
     def get_conn(self) -> Engine:
         if self._engine is None:

@@ -1,0 +1,33 @@
+"""What every source implements. Only reading differs between sources: mapping, diff, safety, apply and the
+report are shared, so a new source type is one module here plus its construction in the Airflow adapter."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Iterator
+
+from usersync.mapping import SourceRecord
+
+
+class Source(ABC):
+    """An external directory of users.
+
+    ``check()`` connects and proves the source can be read (credentials, TLS, object path, columns); it returns
+    JSON-able facts for the report and for ``records()``: at least ``url`` (where, without secrets) and
+    ``warnings`` (a list of strings). ``records(info)`` then reads every user, streaming.
+    """
+
+    @abstractmethod
+    def check(self) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def records(self, info: dict[str, Any]) -> Iterator[SourceRecord]: ...
+
+    def close(self) -> None:
+        """Release connections; safe to call more than once."""
+
+    def __enter__(self) -> "Source":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

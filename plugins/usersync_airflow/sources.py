@@ -1,0 +1,46 @@
+"""Builds the domain ``Source`` a rules file describes, from Airflow Connections and trigger parameters.
+
+Adding a source type: a module in ``usersync.sources``, a spec in ``usersync.rules``, one branch here.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import BaseHook
+
+from usersync.rules import Rules
+from usersync.sources.axl import CucmSource
+from usersync.sources.base import Source
+from usersync.sources.csvfile import CsvSource, resolve_import
+from usersync.sources.database import DatabaseSource
+from usersync.sources.errors import SourceQueryError
+from usersync.sources.ldap import LdapSource
+from usersync_airflow.hooks import AxlHook, LdapHook, connection_url
+
+
+def imports_dir(rules: Rules) -> Path:
+    if getattr(rules.source, "imports_dir", None):
+        return Path(rules.source.imports_dir)
+    if os.environ.get("USERSYNC_IMPORTS_DIR"):
+        return Path(os.environ["USERSYNC_IMPORTS_DIR"])
+    home = os.environ.get("USERSYNC_HOME") or Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow")) / "usersync"
+    return Path(home) / "imports"
+
+
+def open_source(rules: Rules, params: dict[str, Any]) -> Source:
+    spec, attributes = rules.source, rules.source_attributes()
+    if spec.type in ("active_directory", "ldap"):
+        return LdapSource(spec, LdapHook(spec.conn_id).get_settings(), attributes)
+    if spec.type == "database":
+        return DatabaseSource(spec, connection_url(BaseHook.get_connection(spec.conn_id)), attributes)
+    if spec.type == "csv":
+        name = (params.get("file") or "").strip()
+        if not name:
+            raise SourceQueryError("no CSV file given: trigger the import with the parameter 'file'")
+        return CsvSource(spec, resolve_import(imports_dir(rules), name), attributes)
+    if spec.type == "cucm":
+        return CucmSource(spec, AxlHook(spec.conn_id).get_settings(), attributes)
+    raise SourceQueryError(f"source type {spec.type!r} has no reader")  # unreachable: rules validation
