@@ -199,3 +199,28 @@ def smtp_connection(port: int) -> dict:
     return {"conn_type": "smtp", "host": "127.0.0.1", "port": port, "login": "mailer", "password": "Smtp-Secret-77",
             "extra": {"disable_ssl": True, "disable_tls": True, "from_email": "usersync@example.test",
                       "retry_limit": 1, "timeout": 5}}
+
+
+@pytest.fixture(scope="session")
+def mariadb(tmp_path_factory):
+    from devtools.mariadb import MariaDbServer
+
+    server = MariaDbServer(tmp_path_factory.mktemp("mariadb")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def freepbx_db(mariadb, request):
+    """A fresh database ``asterisk_<test>`` holding a FreePBX userman_users table with 25 users."""
+    from devtools.freepbx import load_userman
+
+    name = "asterisk_" + "".join(c if c.isalnum() else "_" for c in request.node.name)[:40].lower()
+    conn = mariadb.connect()
+    with conn.cursor() as c:
+        c.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        c.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    conn.select_db(name)
+    load_userman(conn, 25)
+    yield conn, name
+    conn.close()

@@ -20,7 +20,15 @@ def shipped_bag(airflow_db, monkeypatch):
 
 def test_shipped_rules_load_without_import_errors(shipped_bag):
     assert shipped_bag.import_errors == {}
-    assert {"user_sync__demo", "user_sync__corp_ad"} <= set(shipped_bag.dag_ids)
+    assert {"user_sync__demo", "user_sync__corp_ad", "user_sync__freepbx", "user_sync__cucm",
+            "user_import__staff_csv"} <= set(shipped_bag.dag_ids)
+
+
+def test_csv_imports_are_manual_with_a_file_parameter(shipped_bag):
+    dag = shipped_bag.get_dag("user_import__staff_csv")
+    assert dag.schedule is None
+    assert set(dag.params) == {"dry_run", "allow_mass_delete", "file"}
+    assert set(shipped_bag.get_dag("user_sync__corp_ad").params) == {"dry_run", "allow_mass_delete"}
 
 
 def test_every_dag_has_tags_retries_one_active_run_docs_and_the_pipeline(shipped_bag):

@@ -74,3 +74,31 @@ def test_connection_types_are_registered_through_the_provider_entry_point():
     hooks = ProvidersManager().hooks
     assert hooks["usersync_ldap"].hook_class_name == "usersync_airflow.hooks.ldap.LdapHook"
     assert hooks["usersync_users_db"].hook_class_name == "usersync_airflow.hooks.users_db.UsersDbHook"
+    assert hooks["usersync_axl"].hook_class_name == "usersync_airflow.hooks.axl.AxlHook"
+
+
+def test_axl_settings_from_a_connection(airflow_env):
+    airflow_env.connection("pbx", conn_type="usersync_axl", host="cucm-pub", login="axl", password="pw",
+                           extra={"axl_version": "15.0", "ca_certs_file": "/ca.pem"})
+    from usersync_airflow.hooks import AxlHook
+
+    s = AxlHook("pbx").get_settings()
+    assert (s.url, s.version, s.ca_certs_file, s.password) == ("https://cucm-pub:8443/axl/", "15.0", "/ca.pem", "pw")
+    assert "pw" not in repr(s)
+    airflow_env.connection("pbx", conn_type="usersync_axl", host="cucm-pub", login="axl", extra={"axl_version": "new"})
+    with pytest.raises(SourceError, match="axl_version 'new'"):
+        AxlHook("pbx").get_settings()
+
+
+def test_database_connection_urls(airflow_env):
+    from airflow.sdk import BaseHook
+
+    from usersync_airflow.hooks import connection_url
+
+    airflow_env.connection("pbxdb", conn_type="mysql", host="db", port=3306, login="ro", password="pw", schema="asterisk")
+    url = connection_url(BaseHook.get_connection("pbxdb"))
+    assert url.drivername == "mysql+pymysql" and url.database == "asterisk" and url.password == "pw"
+    assert "pw" not in url.render_as_string(hide_password=True)
+    airflow_env.connection("odd", conn_type="oracle", host="db")
+    with pytest.raises(ValueError, match="sqlalchemy_driver"):
+        connection_url(BaseHook.get_connection("odd"))

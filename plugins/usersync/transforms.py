@@ -60,6 +60,13 @@ def _ad_enabled(value: str, _arg: str | None) -> bool:
         raise TransformError(f"userAccountControl is not an integer: {value!r}") from exc
 
 
+def _cucm_active(value: str, _arg: str | None) -> bool:
+    """CUCM end-user status: 1 active, 2 inactive (an LDAP-synced user deleted in AD)."""
+    if value.strip() not in ("1", "2"):
+        raise TransformError(f"CUCM status is not 1 or 2: {value!r}")
+    return value.strip() == "1"
+
+
 TRANSFORMS: dict[str, Callable[[str, str | None], object]] = {
     "strip": lambda v, _a: v.strip(),
     "lower": lambda v, _a: v.lower(),
@@ -71,11 +78,12 @@ TRANSFORMS: dict[str, Callable[[str, str | None], object]] = {
     "local_part": _local_part,
     "flag": _flag,
     "ad_enabled": _ad_enabled,
+    "cucm_active": _cucm_active,
 }
 #: Transforms that need an argument written as ``name:arg``.
 NEEDS_ARG = {"last"}
 #: Transforms that turn a string into a bool (only for bool fields, and only last in the chain).
-BOOL_TRANSFORMS = {"flag", "ad_enabled"}
+BOOL_TRANSFORMS = {"flag", "ad_enabled", "cucm_active"}
 
 
 def parse(spec: str) -> tuple[str, str | None]:

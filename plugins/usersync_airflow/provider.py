@@ -41,6 +41,23 @@ def get_provider_info() -> dict:
                 },
             },
             {
+                "hook-class-name": "usersync_airflow.hooks.axl.AxlHook",
+                "hook-name": "usersync Cisco UCM (AXL)",
+                "connection-type": "usersync_axl",
+                "conn-fields": {
+                    "axl_version": _field("AXL version", "string", default="14.0"),
+                    "ca_certs_file": _field("CA bundle (PEM file path)", "string"),
+                    "timeout": _field("Timeout (s)", "number", default=60),
+                    "max_retries": _field("Retries on 503 / timeout", "integer", default=5),
+                    "backoff_seconds": _field("First back-off (s)", "number", default=2),
+                },
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "extra"],
+                    "relabeling": {"host": "CUCM publisher", "login": "AXL application user"},
+                    "placeholders": {"host": "cucm-pub.corp.example", "port": "8443"},
+                },
+            },
+            {
                 "hook-class-name": "usersync_airflow.hooks.users_db.UsersDbHook",
                 "hook-name": "usersync users database",
                 "connection-type": "usersync_users_db",

@@ -16,7 +16,7 @@ from usersync.mapping import SourceRecord
 from usersync.progress import Progress
 from usersync.rules import CsvSourceSpec
 from usersync.sources.base import Source
-from usersync.sources.errors import SourceQueryError, SourceUnreachable
+from usersync.sources.errors import SourceQueryError
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def resolve_import(imports_dir: Path, name: str) -> Path:
     if root not in path.parents:
         raise SourceQueryError(f"{name!r} is not inside the imports folder {root}")
     if not path.is_file():
-        raise SourceUnreachable(f"no file {name!r} in the imports folder {root}")
+        raise SourceQueryError(f"no file {name!r} in the imports folder {root}")
     return path
 
 

@@ -74,8 +74,7 @@ class DatabaseSource(Source):
                     attrs = {k: _text(v) for k, v in row.items()}
                     key = attrs.get(self.spec.key_attribute)
                     yield SourceRecord(f"{what} row {n} ({self.spec.key_attribute}={key})", attrs)
-                    if n % self.spec.chunk_size == 0:
-                        progress.advance(self.spec.chunk_size)
+                    progress.advance()
             except exc.DBAPIError as e:
                 raise _translate(e, self.where) from None
             finally:
