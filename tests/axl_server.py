@@ -46,6 +46,7 @@ class AxlState:
     row_cap: int = 250  # larger pages get the "too large" fault, as CUCM's 8 MB limit does
     fail_503: int = 0  # answer this many requests with 503 first
     delay: float = 0.0
+    garbage: bool = False  # answer 200 with a body that is not XML
     requests: list[dict] = field(default_factory=list)
 
 
@@ -94,6 +95,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(503, b"Service Unavailable")
         if st.delay:
             time.sleep(st.delay)
+        if st.garbage:
+            return self._send(200, b"<html>proxy error page")
         action = re.fullmatch(r'"?CUCM:DB ver=([\d.]+) (\w+)"?', self.headers.get("SOAPAction") or "")
         try:
             root = ET.fromstring(body)

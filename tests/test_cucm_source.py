@@ -155,6 +155,20 @@ def test_inactive_users_are_imported_or_excluded_per_rules(axl, settings):
     assert len(records) == 599 and "cucm0005" not in {r.get("userid") for r in records}
 
 
+def test_malformed_answers_and_records(axl, settings):
+    axl.state.users[7] = cucm_user(7, mailid="not-an-address")
+    axl.state.users[8] = cucm_user(8, userid="")
+    rules = _rules()
+    mapped, skipped = map_records(rules, _read(settings, rules))
+    assert len(mapped) == 598
+    reasons = {s.account.split()[2]: s.reason for s in skipped}
+    assert "not an e-mail address" in reasons["cucm0007"] and "no userid" in next(
+        r for a, r in reasons.items() if a != "cucm0007")
+    axl.state.garbage = True
+    with pytest.raises(SourceQueryError, match="malformed AXL answer"):
+        _read(settings)
+
+
 def test_rules_refuse_tags_listuser_cannot_return():
     data = yaml.safe_load(yaml.safe_dump(RULES))
     data["fields"]["first_name"] = {"policy": "import", "attribute": "displayName"}
