@@ -8,11 +8,10 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import signal
 import subprocess
 from pathlib import Path
 
-from devtools.netutil import die_with_parent, free_port, wait_for_port
+from devtools.netutil import die_with_parent, free_port, stop_process, wait_for_port
 
 
 def _bin(*names: str) -> str:
@@ -72,11 +71,5 @@ class MariaDbServer:
                                database=database, autocommit=True, charset="utf8mb4")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, timeout=30)
         self.proc = None

@@ -34,3 +34,18 @@ def die_with_parent() -> None:
 
     PR_SET_PDEATHSIG = 1
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def stop_process(proc, sig=None, timeout: float = 20.0) -> None:
+    """Ask a server to stop (SIGTERM by default), wait, and kill it if it does not."""
+    import signal
+    import subprocess
+
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig or signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -13,7 +13,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from devtools.netutil import die_with_parent, free_port, wait_for_port
+from devtools.netutil import die_with_parent, free_port, stop_process, wait_for_port
 
 
 def _bin(name: str) -> str:
@@ -80,11 +80,5 @@ class PostgresServer:
         return self.url(name)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)  # fast shutdown
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, signal.SIGINT, timeout=20)  # fast shutdown
         self.proc = None

@@ -8,12 +8,11 @@ at 1000 entries, as on Active Directory; the rootDSE announces ``defaultNamingCo
 from __future__ import annotations
 
 import shutil
-import signal
 import subprocess
 from pathlib import Path
 
 from devtools import ad_data
-from devtools.netutil import die_with_parent, free_port, wait_for_port
+from devtools.netutil import die_with_parent, free_port, stop_process, wait_for_port
 from devtools.tlscerts import make_certs
 
 SCHEMA = Path(__file__).with_name("ad.schema")
@@ -92,13 +91,7 @@ access to * by users read by * none
         return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, timeout=10)
         self.proc = None
 
     def __enter__(self) -> "SlapdServer":

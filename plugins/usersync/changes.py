@@ -38,7 +38,9 @@ class Update:
 
 
 @dataclass(frozen=True)
-class Delete:
+class _Leaver:
+    """A user whose account is no longer in the source."""
+
     id: int
     username: str
     ad_username: str
@@ -50,17 +52,13 @@ class Delete:
 
 
 @dataclass(frozen=True)
-class Disable:
+class Delete(_Leaver):
+    """Deletion policy 'delete' (the default): the user is removed."""
+
+
+@dataclass(frozen=True)
+class Disable(_Leaver):
     """Deletion policy 'disable': the user stays, flagged disabled, until the account comes back."""
-
-    id: int
-    username: str
-    ad_username: str
-    domain: str
-
-    @property
-    def label(self) -> str:
-        return self.username
 
 
 @dataclass(frozen=True)

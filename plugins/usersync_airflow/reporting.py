@@ -5,7 +5,6 @@ a step failed or the plan was blocked (so the DAG run's state tells the truth)."
 from __future__ import annotations
 
 import logging
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -16,18 +15,14 @@ from usersync.changes import ChangeSet
 from usersync.report import BLOCKED, FAILED, RunReport, prune_reports, write_report
 from usersync.rules import Rules
 from usersync_airflow.alarms import send_report_mail
+from usersync_airflow.paths import configured
 from usersync_airflow.tasks import ERROR_KEY, STEPS, VERDICT_KEY, params, rules_at
 
 log = logging.getLogger(__name__)
 
 
 def reports_dir(rules: Rules) -> Path:
-    if rules.report.directory:
-        return Path(rules.report.directory)
-    if os.environ.get("USERSYNC_REPORTS_DIR"):
-        return Path(os.environ["USERSYNC_REPORTS_DIR"])
-    home = os.environ.get("USERSYNC_HOME") or Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow")) / "usersync"
-    return Path(home) / "reports"
+    return configured(rules.report.directory, "USERSYNC_REPORTS_DIR", "reports")
 
 
 def _secrets(rules: Rules) -> list[str]:

@@ -5,7 +5,6 @@ Adding a source type: a module in ``usersync.sources``, a spec in ``usersync.rul
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +18,11 @@ from usersync.sources.database import DatabaseSource
 from usersync.sources.errors import SourceQueryError
 from usersync.sources.ldap import LdapSource
 from usersync_airflow.hooks import AxlHook, LdapHook, connection_url
+from usersync_airflow.paths import configured
 
 
 def imports_dir(rules: Rules) -> Path:
-    if getattr(rules.source, "imports_dir", None):
-        return Path(rules.source.imports_dir)
-    if os.environ.get("USERSYNC_IMPORTS_DIR"):
-        return Path(os.environ["USERSYNC_IMPORTS_DIR"])
-    home = os.environ.get("USERSYNC_HOME") or Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow")) / "usersync"
-    return Path(home) / "imports"
+    return configured(getattr(rules.source, "imports_dir", None), "USERSYNC_IMPORTS_DIR", "imports")
 
 
 def open_source(rules: Rules, params: dict[str, Any]) -> Source:

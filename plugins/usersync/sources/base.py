@@ -31,3 +31,9 @@ class Source(ABC):
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def missing(wanted: list[str], present: list[str]) -> list[str]:
+    """The wanted attributes that ``present`` lacks, compared case-insensitively (like ``SourceRecord.get``)."""
+    have = {p.lower() for p in present}
+    return [w for w in wanted if w.lower() not in have]

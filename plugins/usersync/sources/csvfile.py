@@ -15,7 +15,7 @@ from typing import Any, Iterator
 from usersync.mapping import SourceRecord
 from usersync.progress import Progress
 from usersync.rules import CsvSourceSpec
-from usersync.sources.base import Source
+from usersync.sources.base import Source, missing
 from usersync.sources.errors import SourceQueryError
 
 log = logging.getLogger(__name__)
@@ -57,11 +57,10 @@ class CsvSource(Source):
 
     def check(self) -> dict[str, Any]:
         header, delimiter = self._header()
-        have = {h.lower() for h in header}
-        missing = [a for a in self.attributes if a.lower() not in have]
-        if missing:
+        lacking = missing(self.attributes, header)
+        if lacking:
             raise SourceQueryError(
-                f"{self.path.name}: the header lacks the column(s) {', '.join(missing)} that the rules use "
+                f"{self.path.name}: the header lacks the column(s) {', '.join(lacking)} that the rules use "
                 f"(header: {', '.join(header)})"
             )
         return {"url": f"file {self.path.name}", "file": str(self.path), "delimiter": delimiter, "warnings": []}

@@ -15,7 +15,7 @@ from sqlalchemy import URL, Connection, create_engine, exc, text
 from usersync.mapping import SourceRecord
 from usersync.progress import Progress
 from usersync.rules import DatabaseSourceSpec
-from usersync.sources.base import Source
+from usersync.sources.base import Source, missing
 from usersync.sources.errors import SourceAuthError, SourceError, SourceQueryError, SourceUnreachable
 
 log = logging.getLogger(__name__)
@@ -53,11 +53,10 @@ class DatabaseSource(Source):
                 raise _translate(e, self.where) from None
             columns = list(result.keys())
             conn.rollback()
-        have = {c.lower() for c in columns}
-        missing = [a for a in self.attributes if a.lower() not in have]
-        if missing:
+        lacking = missing(self.attributes, columns)
+        if lacking:
             raise SourceQueryError(
-                f"{self.spec.describe()} on {self.where} has no column(s) {', '.join(missing)} "
+                f"{self.spec.describe()} on {self.where} has no column(s) {', '.join(lacking)} "
                 f"(it has: {', '.join(columns)})"
             )
         return {"url": self.where, "table": self.spec.table or "(query)", "warnings": []}

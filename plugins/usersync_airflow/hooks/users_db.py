@@ -8,7 +8,6 @@ connection id must exist, so a typo never writes users to the wrong place.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +16,11 @@ from airflow.sdk.exceptions import AirflowNotFoundException
 from sqlalchemy import URL, Engine, create_engine
 
 from usersync.schema import create_schema
+from usersync_airflow.paths import usersync_home
 
 
 def embedded_database_path() -> Path:
-    home = os.environ.get("USERSYNC_HOME") or Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow")) / "usersync"
-    return Path(home) / "users.db"
+    return usersync_home() / "users.db"
 
 
 #: Airflow connection types → SQLAlchemy drivers (an extra ``sqlalchemy_driver`` overrides)
