@@ -15,9 +15,9 @@ from tests.axl_server import AxlState, AxlTestServer, cucm_user
 from tests.conftest import REPO
 from usersync.mapping import map_records
 from usersync.rules import RulesError, parse_rules
-from usersync.schema import create_schema, users
+from usersync.schema import users
 from usersync.sources import SourceAuthError, SourceError, SourceQueryError, SourceTlsError, SourceUnreachable
-from usersync.sources.axl import AxlClient, AxlSettings, CucmSource
+from usersync.sources.axl import AxlSettings, CucmSource
 
 RULES = yaml.safe_load((REPO / "include" / "rules" / "cucm.yaml").read_text())
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import pytest
 import yaml
@@ -13,7 +12,7 @@ from devtools.netutil import free_port
 from tests.conftest import REPO
 from usersync.mapping import map_records
 from usersync.rules import parse_rules
-from usersync.schema import create_schema, users
+from usersync.schema import users
 from usersync.sources import SourceAuthError, SourceQueryError, SourceUnreachable
 from usersync.sources.database import DatabaseSource
 

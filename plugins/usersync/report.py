@@ -119,10 +119,12 @@ class RunReport:
             out.append(f"WARNING: {w}")
         if self.failure:
             f = self.failure
-            out += ["", f"{'blocked' if f.get('blocked') else 'failed'} at step: {f['step']}",
-                    f"error: {f['type']}: {f['error']}"]
-            if f.get("traceback") and not f.get("blocked"):
-                out += ["debug information (send it to support if the error is unclear):", f["traceback"].rstrip()]
+            if f.get("blocked"):  # the guard's verdict above already says why and what to do
+                out += ["", f"blocked at step: {f['step']}"]
+            else:
+                out += ["", f"failed at step: {f['step']}", f"error: {f['type']}: {f['error']}"]
+                if f.get("traceback"):
+                    out += ["debug information (send it to support if the error is unclear):", f["traceback"].rstrip()]
         if self.plan:
             changes = change_lines(self.plan, self.max_change_lines)
             if changes:

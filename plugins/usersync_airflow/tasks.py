@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from airflow.sdk import get_current_context
 from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.log import redact
 
 from usersync import pipeline
 from usersync.apply import ApplyError
@@ -43,9 +44,10 @@ def step(name: str) -> Callable:
                 return fn(*args, **kwargs)
             except Exception as exc:
                 blocked = isinstance(exc, UnsafePlan)
+                # redact: connection passwords are registered with Airflow's masker; keep them out of XCom
                 get_current_context()["ti"].xcom_push(key=ERROR_KEY, value={
-                    "step": name, "type": type(exc).__name__, "error": str(exc),
-                    "traceback": traceback.format_exc(), "blocked": blocked,
+                    "step": name, "type": type(exc).__name__, "error": redact(str(exc)),
+                    "traceback": redact(traceback.format_exc()), "blocked": blocked,
                 })
                 final = isinstance(exc, _FINAL) or (isinstance(exc, SourceError) and not isinstance(exc, SourceUnreachable))
                 if final:

@@ -73,7 +73,7 @@ class AxlClient:
 
     def _envelope(self, pattern: str, tags: list[str], skip: int, first: int) -> str:
         returned = "".join(
-            f"<primaryExtension><pattern/><routePartitionName/></primaryExtension>" if t == "primaryExtension"
+            "<primaryExtension><pattern/><routePartitionName/></primaryExtension>" if t == "primaryExtension"
             else f"<{t}/>"
             for t in dict.fromkeys("primaryExtension" if t in NESTED else t for t in tags if t != "uuid")
         )
