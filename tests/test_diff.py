@@ -105,6 +105,19 @@ def test_numbers_are_unique_across_all_number_columns():
     assert p.inserts == [] and "10002" in p.skipped[0].reason
 
 
+def test_same_username_from_two_domains_in_one_run_inserts_one_and_skips_the_other():
+    from tests.conftest import ad_rules
+    from usersync.mapping import MappedUser
+    from usersync.diff import compute_diff
+    from usersync.rules import parse_rules
+
+    r = parse_rules(ad_rules())
+    a = MappedUser("a", "jdoe", "CORP", {"username": "jdoe"})
+    b = MappedUser("b", "jdoe", "LAB", {"username": "jdoe"})
+    p = compute_diff(r, [a, b], [])
+    assert len(p.inserts) == 1 and "username jdoe is already used" in p.skipped[0].reason
+
+
 def test_username_clash_with_a_local_user_is_skipped():
     r = rules()
     p = plan(r, [record(1)], [local_user(9, "USER000001")])

@@ -38,6 +38,11 @@ def _claims(row: Row) -> set[tuple[str, str]]:
     return claims
 
 
+def _final(row: Row | None, change: dict) -> Row:
+    """The row as it will be after the change: an insert's row, or the old row with the updates applied."""
+    return change if row is None else {**row, **{c: new for c, (_old, new) in change.items()}}
+
+
 def _describe(claim: tuple[str, str], holder: Row | None) -> str:
     who = f"user {holder['username']!r}" if holder else "another account of this run"
     what = "username" if claim[0] == "username" else "number"
@@ -132,7 +137,7 @@ def compute_diff(
     for user in candidates:
         row = by_key.get(match_key(user.ad_username, user.domain))
         if row is None:
-            planned.append((("new", user.ad_username.casefold()), user, None, insert_row(rules, user)))
+            planned.append((("new", *match_key(user.ad_username, user.domain)), user, None, insert_row(rules, user)))
             continue
         owner = row.get("source")
         if not _blank(owner) and owner != source:
@@ -158,8 +163,7 @@ def compute_diff(
         progress, waiting = False, []
         for item in pending:
             holder, user, row, change = item
-            final = change if row is None else {**row, **{c: new for c, (_old, new) in change.items()}}
-            wanted = _claims(final)
+            wanted = _claims(_final(row, change))
             if any(holders[c] - {holder} for c in wanted):
                 waiting.append(item)
                 continue
@@ -175,8 +179,7 @@ def compute_diff(
         pending = waiting
 
     for holder, user, row, change in pending:
-        final = change if row is None else {**row, **{c: new for c, (_old, new) in change.items()}}
-        clash = next(c for c in sorted(_claims(final)) if holders[c] - {holder})
+        clash = next(c for c in sorted(_claims(_final(row, change))) if holders[c] - {holder})
         other = next(iter(holders[clash] - {holder}))
         plan.skipped.append(Skipped(user.account, _describe(clash, row_of.get(other)), user.ad_username, user.domain))
     return plan
