@@ -117,3 +117,28 @@ def test_unreachable_server(settings):
 
 def test_settings_repr_hides_the_password(settings):
     assert settings.password not in repr(settings)
+
+
+def test_object_guid_is_read_in_ads_text_form(settings):
+    import uuid
+
+    from devtools.ad_data import ad_user
+
+    with LdapDirectory.open(settings) as d:
+        (record,) = list(d.search(USERS_DN, "(sAMAccountName=user000042)", ["sAMAccountName", "objectGUID"]))
+    assert record.get("objectGUID") == "{" + str(uuid.UUID(bytes_le=ad_user(42)["objectGUID"])) + "}"
+
+
+def test_disabled_accounts_can_be_excluded_by_filter(settings, make_slapd):
+    from usersync.rules import parse_rules
+    from usersync.sources.ldap import LdapSource
+    from tests.conftest import ad_rules
+
+    server = make_slapd(users=5)
+    server.modify_user(2, userAccountControl="514")
+    local = dataclasses.replace(settings, ldaps_port=server.tls_port, ldap_port=server.port,
+                                ca_certs_file=str(server.certs.ca), password=server.service_password)
+    for mode, expected in (("import", 5), ("exclude", 4)):
+        rules = parse_rules(ad_rules(disabled_accounts=mode))
+        with LdapSource(rules.source, local, rules.source_attributes()) as src:
+            assert len(list(src.records(src.check()))) == expected
