@@ -43,3 +43,17 @@ def local_user(id_: int, username: str, **values) -> dict[str, Any]:
     row = {"id": id_, "username": username, "ad_username": None, "domain": None, "source": None}
     row.update(values)
     return row
+
+
+def table_rows(url: str) -> dict[str, dict[str, Any]]:
+    """The users table at ``url`` by AD username (created empty if a run failed before creating it)."""
+    from sqlalchemy import create_engine, select
+
+    from usersync.schema import create_schema, users
+
+    eng = create_engine(url)
+    create_schema(eng)
+    with eng.connect() as c:
+        rows = {r.ad_username: dict(r._mapping) for r in c.execute(select(users))}
+    eng.dispose()
+    return rows

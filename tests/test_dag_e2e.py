@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import create_engine, select
 
 from devtools.ad_data import ad_user
 from tests.conftest import ad_rules
-from usersync.schema import create_schema, users
+from tests.helpers import table_rows
 
 pytestmark = pytest.mark.airflow
 
@@ -17,15 +16,6 @@ def users_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'users.db'}"
     return request.getfixturevalue("pg_url")
-
-
-def _rows(url):
-    eng = create_engine(url)
-    create_schema(eng)  # a run that failed early never created it
-    with eng.connect() as c:
-        rows = {r.ad_username: dict(r._mapping) for r in c.execute(select(users))}
-    eng.dispose()
-    return rows
 
 
 def _written(dr):
@@ -41,7 +31,7 @@ def test_sync_inserts_then_writes_nothing_then_exactly_the_changes(airflow_env, 
     dr = airflow_env.run("user_sync__corp")
     assert dr.state == "success"
     assert _written(dr) == {"inserted": 30, "updated": 0, "deleted": 0, "disabled": 0}
-    rows = _rows(users_url)
+    rows = table_rows(users_url)
     assert len(rows) == 30
     assert rows["user000007"]["extension"] == "10007"
     assert rows["user000007"]["source"] == "corp" and rows["user000007"]["domain"] == "EXAMPLE"
@@ -58,7 +48,7 @@ def test_sync_inserts_then_writes_nothing_then_exactly_the_changes(airflow_env, 
     assert _written(dr) == {"inserted": 1, "updated": 1, "deleted": 1, "disabled": 0}
     plan = dr.get_task_instance("diff").xcom_pull(task_ids="diff")
     assert [u["changes"] for u in plan["updates"]] == [{"department": [ad_user(3)["department"], "Board"]}]
-    rows = _rows(users_url)
+    rows = table_rows(users_url)
     assert "user000005" not in rows and "user000100" in rows
     assert rows["user000003"]["department"] == "Board"
 
@@ -78,7 +68,7 @@ def test_wrong_password_fails_at_check_source_writes_nothing_and_leaks_nothing(a
     states = _states(dr)
     assert states["check_source"] == "failed"
     assert states["apply"] == "upstream_failed"
-    assert _rows(url) == {}
+    assert table_rows(url) == {}
     out = capfd.readouterr()
     text = out.out + out.err + caplog.text
     assert "invalid credentials" in text and "svc-usersync" in text
@@ -94,13 +84,13 @@ def test_unreachable_directory_fails_without_touching_users(airflow_env, make_sl
     airflow_env.users_db(url)
     airflow_env.rules(ad_rules())
     assert airflow_env.run("user_sync__corp").state == "success"
-    before = _rows(url)
+    before = table_rows(url)
     closed = free_port()
     airflow_env.connection("corp_ldap", **ldap.connection_extra(ldaps_port=closed))
     dr = airflow_env.run("user_sync__corp")
     assert dr.state == "failed" and _states(dr)["check_source"] == "failed"
     assert f"cannot connect to ldaps://127.0.0.1:{closed}" in capfd.readouterr().out
-    assert _rows(url) == before
+    assert table_rows(url) == before
 
 
 def test_skipped_accounts_are_listed_in_the_summary_and_the_rest_is_synced(airflow_env, make_slapd, tmp_path):
@@ -112,7 +102,7 @@ def test_skipped_accounts_are_listed_in_the_summary_and_the_rest_is_synced(airfl
     airflow_env.rules(ad_rules())
     dr = airflow_env.run("user_sync__corp")
     assert dr.state == "success"
-    assert set(_rows(url)) == {"user000000", "user000001", "user000003"}
+    assert set(table_rows(url)) == {"user000000", "user000001", "user000003"}
     summary = dr.get_task_instance("report").xcom_pull(task_ids="report")
     assert "skipped 1" in summary
     assert "email: not an e-mail address: 'not-an-e-mail'" in summary and "Marco" in summary

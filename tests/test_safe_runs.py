@@ -7,12 +7,11 @@ import html
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, select
 
 from devtools.ad_data import EMPTY_OU_DN
 from devtools.netutil import free_port
 from tests.conftest import ad_rules, smtp_connection
-from usersync.schema import create_schema, users
+from tests.helpers import table_rows
 
 pytestmark = pytest.mark.airflow
 ADMINS = ["it-admins@example.test"]
@@ -44,15 +43,6 @@ def _rules(safety=None, alarms=None, **source):
     if safety:
         data["safety"] = safety
     return data
-
-
-def _rows(url):
-    eng = create_engine(url)
-    create_schema(eng)
-    with eng.connect() as c:
-        rows = {r.ad_username: dict(r._mapping) for r in c.execute(select(users))}
-    eng.dispose()
-    return rows
 
 
 def _report(dr) -> str:
@@ -94,13 +84,13 @@ def test_dry_run_writes_nothing_and_reports_the_full_change_set(setup):
 def test_an_empty_or_failed_extract_is_a_failed_run_with_an_alarm(setup, case):
     setup.rules()
     assert setup.run().state == "success"
-    before = _rows(setup.url)
+    before = table_rows(setup.url)
     setup.smtp.messages.clear()
     object_path = EMPTY_OU_DN if case == "empty_subtree" else "OU=Gone,DC=example,DC=test"
     setup.rules(object_path=object_path)
     dr = setup.run()
     assert dr.state == "failed"
-    assert _rows(setup.url) == before
+    assert table_rows(setup.url) == before
     (mail,) = setup.smtp.messages
     assert mail["Subject"] == "[usersync] ALARM: corp failed at step extract"
     assert mail["To"] == ADMINS[0]
@@ -112,7 +102,7 @@ def test_an_empty_or_failed_extract_is_a_failed_run_with_an_alarm(setup, case):
 def test_removing_60_percent_is_blocked_then_allowed_once(setup):
     setup.rules()
     assert setup.run().state == "success"
-    before = _rows(setup.url)
+    before = table_rows(setup.url)
     for i in range(12):
         setup.ldap.delete_user(i)
     setup.ldap.add_user(77)
@@ -120,7 +110,7 @@ def test_removing_60_percent_is_blocked_then_allowed_once(setup):
 
     dr = setup.run()
     assert dr.state == "failed"
-    assert _rows(setup.url) == before  # not even the insert was applied
+    assert table_rows(setup.url) == before  # not even the insert was applied
     (mail,) = setup.smtp.messages
     assert mail["Subject"] == "[usersync] ALARM: corp blocked by the mass-delete guard"
     body = _body(mail)
@@ -129,7 +119,7 @@ def test_removing_60_percent_is_blocked_then_allowed_once(setup):
 
     dr = setup.run(allow_mass_delete=True)
     assert dr.state == "success"
-    after = _rows(setup.url)
+    after = table_rows(setup.url)
     assert len(after) == 20 - 12 + 1 and "user000077" in after
     assert "overridden" in _report(dr)
 
@@ -144,7 +134,7 @@ def test_a_small_deletion_passes_the_guard(setup):
     setup.ldap.delete_user(5)
     dr = setup.run()
     assert dr.state == "success"
-    assert "user000005" not in _rows(setup.url)
+    assert "user000005" not in table_rows(setup.url)
     assert "mass-delete guard passed: 1 of the 20 users" in _report(dr)
 
 
@@ -153,12 +143,12 @@ def test_deletion_policy_disable_then_reenable_end_to_end(setup):
     assert setup.run().state == "success"
     setup.ldap.delete_user(6)
     assert setup.run().state == "success"
-    row = _rows(setup.url)["user000006"]
+    row = table_rows(setup.url)["user000006"]
     assert row["enabled"] is False and row["disabled_by_sync"] is True
     setup.ldap.add_user(6)
     dr = setup.run()
     assert dr.state == "success"
-    row = _rows(setup.url)["user000006"]
+    row = table_rows(setup.url)["user000006"]
     assert row["enabled"] is True and row["disabled_by_sync"] is False
 
 
@@ -167,7 +157,7 @@ def test_deletion_policy_keep_end_to_end(setup):
     assert setup.run().state == "success"
     setup.ldap.delete_user(6)
     dr = setup.run()
-    assert dr.state == "success" and "user000006" in _rows(setup.url)
+    assert dr.state == "success" and "user000006" in table_rows(setup.url)
     assert "kept: 1 user(s) no longer in the source stay" in _report(dr)
 
 
@@ -197,7 +187,7 @@ def test_smtp_down_is_logged_and_does_not_fail_the_sync(setup, capfd, caplog):
     setup.rules(alarms={"notify_on_success": True})
     dr = setup.run()
     assert dr.state == "success"
-    assert len(_rows(setup.url)) == 20
+    assert len(table_rows(setup.url)) == 20
     logged = capfd.readouterr().out + caplog.text
     assert "could not send the success mail through connection 'smtp_default'" in logged
 
@@ -242,7 +232,7 @@ def test_fallback_to_plain_ldap_completes_with_a_warning_mail(setup, tmp_path):
                                                                     ca_certs_file=untrusted))
     setup.rules()
     dr = setup.run()
-    assert dr.state == "success" and len(_rows(setup.url)) == 20
+    assert dr.state == "success" and len(table_rows(setup.url)) == 20
     (mail,) = setup.smtp.messages
     assert mail["Subject"] == "[usersync] WARNING: corp completed with warnings"
     assert f"used UNENCRYPTED LDAP (ldap://127.0.0.1:{setup.ldap.port})" in _body(mail)
