@@ -224,3 +224,16 @@ def freepbx_db(mariadb, request):
     load_userman(conn, 25)
     yield conn, name
     conn.close()
+
+
+@pytest.fixture(scope="session")
+def samba_dc(tmp_path_factory):
+    """A real Samba AD DC (fixed ports 389/636) with 12 staff users in OU=Staff, two of them disabled."""
+    from devtools.samba import SambaDc
+
+    dc = SambaDc(tmp_path_factory.mktemp("samba")).start()
+    for i in range(12):
+        dc.add_user(f"staff{i:02d}", f"Given{i}", f"Surname{i}", disabled=i in (3, 7),
+                    mail=f"staff{i}@example.test", department="Operations", ipPhone=str(4000 + i))
+    yield dc
+    dc.stop()

@@ -1,0 +1,115 @@
+"""A private Samba 4 Active Directory domain controller on loopback (Debian's samba-ad-dc).
+
+Real AD behaviour where it matters: simple binds on plain LDAP are refused ("strongerAuthRequired"), the
+rootDSE announces the default naming context, objectGUID is binary, built-in accounts and disabled accounts
+exist. Samba's ports are fixed (389, 636 on 127.0.0.1): one DC per machine at a time. Provisioning takes ~6 s,
+so tests share one DC per session. Users are added over LDAPS as Administrator.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+from devtools.netutil import die_with_parent, stop_process, wait_for_port
+from devtools.tlscerts import make_certs
+
+REALM, DOMAIN = "EXAMPLE.TEST", "EXAMPLE"
+BASE_DN = "DC=example,DC=test"
+STAFF_OU = f"OU=Staff,{BASE_DN}"
+
+
+def _bin(name: str) -> str:
+    for candidate in (shutil.which(name), f"/usr/sbin/{name}", f"/usr/bin/{name}"):
+        if candidate and Path(candidate).exists():
+            return candidate
+    raise RuntimeError(f"Samba's {name} is not installed: apt-get install samba-ad-dc samba-ad-provision (make deps)")
+
+
+def _port_taken(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+class SambaDc:
+    ldap_port, ldaps_port = 389, 636
+
+    def __init__(self, workdir: Path, admin_password: str = "Adm1n-Passw0rd!"):
+        self.dir = Path(workdir)
+        self.admin_password = admin_password
+        self.admin = f"Administrator@{REALM.lower()}"
+        self.proc: subprocess.Popen | None = None
+        self.certs = None
+
+    def start(self) -> "SambaDc":
+        for port in (self.ldap_port, self.ldaps_port):
+            if _port_taken(port):
+                raise RuntimeError(f"127.0.0.1:{port} is taken (a distro slapd or samba service?); "
+                                   "Samba AD's ports are fixed — stop that service first")
+        dc = self.dir / "dc"
+        subprocess.run(
+            [_bin("samba-tool"), "domain", "provision", f"--realm={REALM}", f"--domain={DOMAIN}",
+             "--server-role=dc", "--dns-backend=NONE", "--use-rfc2307", "--host-name=dc1",
+             f"--adminpass={self.admin_password}", f"--targetdir={dc}",
+             "--option=interfaces = lo", "--option=bind interfaces only = yes"],
+            check=True, capture_output=True,
+        )
+        self.certs = make_certs(self.dir / "tls")
+        self.certs.key.chmod(0o600)  # Samba refuses a key others can read (CVE-2013-4476)
+        (dc / "run").mkdir(exist_ok=True)
+        conf = dc / "etc" / "smb.conf"
+        text = conf.read_text()
+        lines = [line for line in text.splitlines() if not line.strip().startswith(("server services", "log file"))]
+        extra = [
+            "\tserver services = ldap",
+            "\tdsdb:schema update allowed = yes",
+            f"\tlog file = {dc}/log.%m",
+            f"\tpid directory = {dc}/run",
+            f"\twinbindd socket directory = {dc}/run/winbindd",
+            f"\tncalrpc dir = {dc}/run/ncalrpc",
+            "\ttls enabled = yes",
+            f"\ttls keyfile = {self.certs.key}",
+            f"\ttls certfile = {self.certs.cert}",
+            f"\ttls cafile = {self.certs.ca}",
+        ]
+        at = lines.index("[global]") + 1
+        conf.write_text("\n".join(lines[:at] + extra + lines[at:]) + "\n")
+        self.proc = subprocess.Popen([_bin("samba"), "--foreground", "--no-process-group", "-s", str(conf)], stdout=(self.dir / "samba.out").open("wb"),
+                                     stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
+        wait_for_port(self.ldaps_port, proc=self.proc, timeout=60)
+        with self.connect() as conn:
+            conn.add(STAFF_OU, ["top", "organizationalUnit"], {"ou": "Staff"})
+        return self
+
+    def stop(self) -> None:
+        stop_process(self.proc, timeout=30)
+        self.proc = None
+
+    def connect(self):
+        """An ldap3 connection over LDAPS, bound as Administrator."""
+        import ssl
+
+        import ldap3
+
+        tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=str(self.certs.ca))
+        server = ldap3.Server("127.0.0.1", port=self.ldaps_port, use_ssl=True, tls=tls, get_info=ldap3.NONE)
+        return ldap3.Connection(server, self.admin, self.admin_password, auto_bind=True, raise_exceptions=True,
+                                auto_referrals=False, check_names=False)
+
+    def add_user(self, sam: str, given: str, surname: str, ou: str = STAFF_OU, disabled: bool = False, **attrs) -> str:
+        dn = f"CN={given} {surname},{ou}"
+        with self.connect() as conn:
+            conn.add(dn, ["top", "person", "organizationalPerson", "user"], {
+                "sAMAccountName": sam, "givenName": given, "sn": surname,
+                "userPrincipalName": f"{sam}@{REALM.lower()}",
+                "userAccountControl": str(514 if disabled else 512), **attrs,
+            })
+        return dn
+
+    def connection_extra(self, **extra) -> dict:
+        return {"conn_type": "usersync_ldap", "host": "127.0.0.1", "login": self.admin,
+                "password": self.admin_password,
+                "extra": {"ldaps_port": self.ldaps_port, "ldap_port": self.ldap_port,
+                          "ca_certs_file": str(self.certs.ca), **extra}}
