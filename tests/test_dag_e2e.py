@@ -121,3 +121,20 @@ def test_no_password_in_any_xcom_or_log(airflow_env, make_slapd, tmp_path, capfd
     everything = "".join(xcoms) + out.out + out.err + caplog.text
     assert "ldaps://127.0.0.1" in everything  # the logs were captured
     assert ldap.service_password not in everything
+
+
+def test_an_undefined_connection_fails_at_once_despite_retries(airflow_env, tmp_path):
+    import time
+
+    url = f"sqlite:///{tmp_path / 'users.db'}"
+    airflow_env.users_db(url)
+    data = ad_rules(conn_id="never_defined")
+    data["run"] = {"retries": 2, "retry_delay_minutes": 10}
+    airflow_env.rules(data)
+    started = time.monotonic()
+    dr = airflow_env.run("user_sync__corp")
+    assert dr.state == "failed" and time.monotonic() - started < 120  # not waiting 2 × 10 min
+    ti = dr.get_task_instance("check_source")
+    assert ti.state == "failed" and ti.try_number == 1
+    error = ti.xcom_pull(task_ids="check_source", key="usersync_error")
+    assert error["step"] == "check_source" and "never_defined" in error["error"]

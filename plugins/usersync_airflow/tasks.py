@@ -2,8 +2,8 @@
 
 Every step records its failure (step, error, traceback) in XCom under ``usersync_error`` before failing, so
 the report task can say where and why a run stopped. Failures a retry cannot fix (bad credentials, untrusted
-certificate, wrong object path, empty directory, invalid rules, a blocked plan) fail at once; an unreachable
-server or an unexpected error is retried as the rules' ``run.retries`` say.
+certificate, wrong object path, empty directory, invalid rules, an undefined connection, a blocked plan) fail at
+once; an unreachable server or an unexpected error is retried as the rules' ``run.retries`` say.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from airflow.sdk import get_current_context
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 from airflow.sdk.log import redact
 
 from usersync import pipeline
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 ERROR_KEY = "usersync_error"
 VERDICT_KEY = "usersync_verdict"
 STEPS = ("check_source", "extract", "map", "diff", "apply")
-_FINAL = (RulesError, ApplyError, UnsafePlan)
+_FINAL = (RulesError, ApplyError, UnsafePlan, AirflowNotFoundException)  # a missing connection is configuration
 
 
 def step(name: str) -> Callable:
