@@ -109,15 +109,21 @@ def _check(field: str, value: Any) -> None:
         raise RecordError(f"{field}: {len(value)} characters, the column holds {limit}")
 
 
+def _sync_key(rules: Rules, record: SourceRecord) -> tuple[str | None, str | None]:
+    """(account name, Domain) of a record: the Domain is the rules' constant or read from the record."""
+    src = rules.source
+    domain = src.domain if src.domain is not None else record.get(src.domain_attribute)
+    return record.get(src.key_attribute), domain
+
+
 def map_record(rules: Rules, record: SourceRecord) -> MappedUser:
     """Map one record or raise ``RecordError`` with the reason."""
     if record.problem:
         raise RecordError(record.problem)
     src = rules.source
-    ad_username = record.get(src.key_attribute)
+    ad_username, domain = _sync_key(rules, record)
     if not ad_username:
         raise RecordError(f"no {src.key_attribute} (the sync key)")
-    domain = src.domain if src.domain is not None else record.get(src.domain_attribute)
     if not domain:
         raise RecordError(f"no {src.domain_attribute} (the Domain half of the sync key)")
     for column, value in (("ad_username", ad_username), ("domain", domain)):
@@ -146,8 +152,6 @@ def map_records(rules: Rules, records: Iterable[SourceRecord]) -> tuple[list[Map
         try:
             mapped.append(map_record(rules, record))
         except RecordError as exc:
-            src = rules.source
-            key = record.get(src.key_attribute)
-            domain = src.domain if src.domain is not None else record.get(src.domain_attribute)
+            key, domain = _sync_key(rules, record)
             skipped.append(Skipped(record.account, str(exc), key if domain else None, domain if key else None))
     return mapped, skipped

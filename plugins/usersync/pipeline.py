@@ -1,8 +1,8 @@
 """The steps of one sync run as plain functions over JSON-able data, so any orchestrator can chain them.
 
-check → extract → map → diff → apply. Each step takes what the previous one returned; the Airflow DAG passes
-these values by XCom, the tests call them directly. Only ``check`` and ``extract`` know which kind of source
-they read.
+check → extract → map → diff. Each step takes what the previous one returned; the Airflow DAG passes these
+values by XCom, the tests call them directly. Only ``check`` and ``extract`` know which kind of source they
+read. Writing is ``usersync.apply.apply_changes``, after the ``usersync.safety`` check.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from usersync.apply import apply_changes, load_users
-from usersync.changes import ChangeSet, Skipped
+from usersync.apply import load_users
+from usersync.changes import Skipped
 from usersync.diff import compute_diff
 from usersync.mapping import MappedUser, SourceRecord, map_records
 from usersync.rules import Rules
@@ -63,8 +63,3 @@ def diff_step(rules: Rules, mapped: dict[str, Any], engine: Engine) -> dict[str,
     )
     log.info("plan for %s: %s", rules.source.name, plan.counts())
     return plan.to_json()
-
-
-def apply_step(plan_json: dict[str, Any], engine: Engine) -> dict[str, int]:
-    plan = ChangeSet.from_json(plan_json)
-    return apply_changes(engine, plan)

@@ -51,7 +51,6 @@ class RunReport:
     started: datetime
     ended: datetime
     plan: ChangeSet | None = None
-    written: dict[str, int] | None = None
     verdict: dict[str, Any] | None = None  # safety.Verdict.to_json()
     failure: dict[str, Any] | None = None  # {"step", "type", "error", "traceback", "blocked"}
     warnings: list[str] = field(default_factory=list)

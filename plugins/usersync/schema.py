@@ -66,11 +66,6 @@ Index(
 )
 Index("ix_users_source", users.c.source)
 
-#: Columns holding phone numbers: every non-empty value is unique across all four of them.
-NUMBER_COLUMNS = ("extension", "alias_extension", "voicemail_number", "fax_number")
-#: Columns a sync run may write (everything but identity and bookkeeping).
-BOOKKEEPING_COLUMNS = ("id", "created_at", "updated_at")
-
 
 def create_schema(engine) -> None:
     """Create the users table if it does not exist (idempotent)."""

@@ -116,5 +116,5 @@ def build_dag(rules: Rules, path: Path) -> DAG:
 def build_dags(directory: Path | None = None) -> tuple[dict[str, DAG], dict[str, RulesError]]:
     """Every valid rules file becomes a DAG; invalid ones are returned as errors, by file."""
     valid, errors = load_rules_dir(directory or rules_dir())
-    dags = {dag_id(rules): build_dag(rules, path) for _name, (rules, path) in valid.items()}
+    dags = {dag_id(rules): build_dag(rules, path) for rules, path in valid.values()}
     return dags, errors

@@ -48,7 +48,6 @@ def build_report(rules: Rules) -> RunReport:
     )
     source_info = ti.xcom_pull(task_ids="check_source") or {}
     plan_json = ti.xcom_pull(task_ids="diff")
-    applied = ti.xcom_pull(task_ids="apply") or {}
     warnings = list(source_info.get("warnings", []))
     started = ctx["dag_run"].start_date or datetime.now(timezone.utc)
     return RunReport(
@@ -58,7 +57,6 @@ def build_report(rules: Rules) -> RunReport:
         started=started,
         ended=datetime.now(timezone.utc),
         plan=ChangeSet.from_json(plan_json) if plan_json else None,
-        written=applied.get("written"),
         verdict=ti.xcom_pull(task_ids="apply", key=VERDICT_KEY),
         failure=failure,
         warnings=warnings,

@@ -19,7 +19,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundExceptio
 from airflow.sdk.log import redact
 
 from usersync import pipeline
-from usersync.apply import ApplyError
+from usersync.apply import ApplyError, apply_changes
 from usersync.changes import ChangeSet
 from usersync.rules import Rules, RulesError, load_rules
 from usersync.safety import UnsafePlan, check_plan
@@ -114,7 +114,7 @@ def apply(rules_path: str, plan_json: dict[str, Any]) -> dict[str, Any]:
         raise UnsafePlan(verdict.message)
     hook = UsersDbHook(rules.target.conn_id)
     try:
-        written = pipeline.apply_step(plan_json, hook.get_conn())
+        written = apply_changes(hook.get_conn(), plan)
     finally:
         hook.close()
     log.info("applied to the users table: %s", written)
