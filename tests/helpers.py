@@ -57,3 +57,12 @@ def table_rows(url: str) -> dict[str, dict[str, Any]]:
         rows = {r.ad_username: dict(r._mapping) for r in c.execute(select(users))}
     eng.dispose()
     return rows
+
+
+def planned(dag_run) -> dict[str, Any]:
+    """The change set a DAG run's diff wrote to its run folder (XCom holds only the reference), as JSON."""
+    from usersync.plan_tables import ChangeTables
+    from usersync_airflow.run_storage import run_folder
+
+    ref = dag_run.get_task_instance("diff").xcom_pull(task_ids="diff")
+    return ChangeTables.load(run_folder(dag_run.dag_id, dag_run.run_id), ref).to_changeset().to_json()

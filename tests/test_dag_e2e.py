@@ -6,7 +6,7 @@ import pytest
 
 from devtools.ad_data import ad_user
 from tests.conftest import ad_rules
-from tests.helpers import table_rows
+from tests.helpers import planned, table_rows
 
 pytestmark = pytest.mark.airflow
 
@@ -46,7 +46,7 @@ def test_sync_inserts_then_writes_nothing_then_exactly_the_changes(airflow_env, 
     dr = airflow_env.run("user_sync__corp")
     assert dr.state == "success"
     assert _written(dr) == {"inserted": 1, "updated": 1, "deleted": 1, "disabled": 0}
-    plan = dr.get_task_instance("diff").xcom_pull(task_ids="diff")
+    plan = planned(dr)
     assert [u["changes"] for u in plan["updates"]] == [{"department": [ad_user(3)["department"], "Board"]}]
     rows = table_rows(users_url)
     assert "user000005" not in rows and "user000100" in rows

@@ -1,8 +1,9 @@
 """Write a change set to the users table: one transaction, set-based statements.
 
-Deletes, then updates (one executemany per set of changed columns), then inserts (executemany, no
-RETURNING — the notes measured RETURNING at 6× slower). Every statement's row count is checked; any
-surprise rolls the whole change set back, so a run is applied entirely or not at all.
+Deletes, then updates (one executemany per set of changed columns), then inserts — PostgreSQL ``COPY`` in
+the same transaction (4× faster than executemany, per the notes), executemany elsewhere; never RETURNING
+(6× slower). Every statement's row count is checked; any surprise rolls the whole change set back, so a run is
+applied entirely or not at all.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, Iterator
 from sqlalchemy import Engine, bindparam, delete, insert, select, update
 
 from usersync.changes import ChangeSet
+from usersync.plan_tables import ChangeTables
 from usersync.progress import Progress
 from usersync.schema import create_schema, users
 
@@ -45,18 +47,36 @@ def _expect(result, expected: int, what: str, countable: bool) -> None:
 
 
 def apply_changes(engine: Engine, plan: ChangeSet, now: datetime | None = None) -> dict[str, int]:
-    """Apply ``plan`` atomically; returns the rows written per operation."""
+    """Apply a typed ``ChangeSet`` atomically; returns the rows written per operation."""
+    return apply_tables(engine, ChangeTables.from_changeset(plan), now)
+
+
+def _copy_rows(conn, columns: list[str], rows: list[tuple]) -> int:
+    """PostgreSQL's bulk path: ``COPY … FROM STDIN`` inside the apply transaction; returns the rows copied."""
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        with cursor.copy(f"COPY {users.name} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        return cursor.rowcount
+    finally:
+        cursor.close()
+
+
+def apply_tables(engine: Engine, plan: ChangeTables, now: datetime | None = None) -> dict[str, int]:
+    """Apply a change set of any size atomically: deletes, disables, updates, then inserts (COPY on PostgreSQL)."""
     create_schema(engine)
     now = now or datetime.now(timezone.utc)
     progress = Progress(f"apply {plan.source}", log, total=plan.writes)
     multi_ok = engine.dialect.supports_sane_multi_rowcount
+    copy = engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg"
     with engine.begin() as conn:
-        for batch in _chunks([d.id for d in plan.deletes]):
+        for batch in _chunks(plan.deletes.column("id").to_pylist()):
             stmt = delete(users).where(users.c.id.in_(batch), users.c.source == plan.source)
             _expect(conn.execute(stmt), len(batch), "delete", True)
             progress.advance(len(batch))
 
-        for batch in _chunks([d.id for d in plan.disables]):
+        for batch in _chunks(plan.disables.column("id").to_pylist()):
             stmt = (
                 update(users)
                 .where(users.c.id.in_(batch), users.c.source == plan.source)
@@ -65,10 +85,7 @@ def apply_changes(engine: Engine, plan: ChangeSet, now: datetime | None = None) 
             _expect(conn.execute(stmt), len(batch), "disable", True)
             progress.advance(len(batch))
 
-        by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
-        for u in plan.updates:
-            by_columns[tuple(sorted(u.changes))].append({"_id": u.id, **{c: new for c, (_o, new) in u.changes.items()}})
-        for columns, params in by_columns.items():
+        for columns, params in plan.update_groups().items():
             stmt = (
                 update(users)
                 .where(users.c.id == bindparam("_id"))
@@ -78,11 +95,21 @@ def apply_changes(engine: Engine, plan: ChangeSet, now: datetime | None = None) 
                 _expect(conn.execute(stmt, batch), len(batch), f"update of {', '.join(columns)}", multi_ok)
                 progress.advance(len(batch))
 
-        rows = [{**i.row, "created_at": now, "updated_at": now} for i in plan.inserts]
-        for batch in _chunks(rows):
-            conn.execute(insert(users), batch)
-            progress.advance(len(batch))
+        names = [*plan.inserts.column_names, "created_at", "updated_at"]
+        for batch in plan.inserts.to_batches(max_chunksize=BATCH):
+            values = [batch.column(i).to_pylist() for i in range(batch.num_columns)]
+            rows = list(zip(*values, [now] * batch.num_rows, [now] * batch.num_rows))
+            if copy:
+                _expect_rows(_copy_rows(conn, names, rows), len(rows))
+            else:
+                conn.execute(insert(users), [dict(zip(names, row)) for row in rows])
+            progress.advance(batch.num_rows)
     if plan.writes:
         progress.done()
-    return {"inserted": len(plan.inserts), "updated": len(plan.updates), "deleted": len(plan.deletes),
-            "disabled": len(plan.disables)}
+    return {"inserted": plan.inserts.num_rows, "updated": plan.updates.num_rows, "deleted": plan.deletes.num_rows,
+            "disabled": plan.disables.num_rows}
+
+
+def _expect_rows(copied: int, expected: int) -> None:
+    if copied != expected:
+        raise ApplyError(f"insert: expected {expected} rows, COPY wrote {copied}; rolled back")

@@ -1,4 +1,4 @@
-"""The change set: what a run will write, as typed changes that travel through XCom as plain JSON.
+"""The change set: what a run will write, as typed changes (``plan_tables`` stores them as Arrow tables).
 
 Shaped like octoDNS' plan: the diff produces it, the safety checks read it, apply executes it. Updates carry
 only the changed columns with old → new, so the report can say exactly what changed.
@@ -82,23 +82,29 @@ class ChangeSet:
     unchanged: int = 0  # matched users that need no write
     owned: int = 0  # users this source owned before the run (the base of the mass-delete percentage)
     kept: int = 0  # users that left the source but stay (deletion policy 'keep')
+    #: set on a preview of a large saved plan (the report's): the full length of each change list
+    totals: dict[str, int] = field(default_factory=dict, compare=False)
+
+    def total(self, kind: str) -> int:
+        """How many changes of ``kind`` ('inserts', 'updates', 'deletes', 'disables') the whole plan holds."""
+        return self.totals.get(kind, len(getattr(self, kind)))
 
     @property
     def writes(self) -> int:
-        return len(self.inserts) + len(self.updates) + len(self.deletes) + len(self.disables)
+        return sum(self.total(k) for k in ("inserts", "updates", "deletes", "disables"))
 
     @property
     def removals(self) -> int:
         """Users losing access this run: deleted or disabled (what the mass-delete guard counts)."""
-        return len(self.deletes) + len(self.disables)
+        return self.total("deletes") + self.total("disables")
 
     def counts(self) -> dict[str, int]:
         return {
             "read": self.read,
-            "inserted": len(self.inserts),
-            "updated": len(self.updates),
-            "deleted": len(self.deletes),
-            "disabled": len(self.disables),
+            "inserted": self.total("inserts"),
+            "updated": self.total("updates"),
+            "deleted": self.total("deletes"),
+            "disabled": self.total("disables"),
             "unchanged": self.unchanged,
             "skipped": len(self.skipped),
         }

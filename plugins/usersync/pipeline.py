@@ -1,8 +1,9 @@
-"""The steps of one sync run as plain functions over JSON-able data, so any orchestrator can chain them.
+"""The steps of one sync run as plain functions over run files, so any orchestrator can chain them.
 
-check → extract → map → diff. Each step takes what the previous one returned; the Airflow DAG passes these
-values by XCom, the tests call them directly. Only ``check`` and ``extract`` know which kind of source they
-read. Writing is ``usersync.apply.apply_changes``, after the ``usersync.safety`` check.
+check → extract (one call per partition) → map → diff. Each step reads the files the previous one wrote in
+the run folder and returns a small JSON reference (file, rows, checksum) — the only thing the Airflow DAG
+passes by XCom. Only ``check`` and ``extract`` know which kind of source they read. Writing is
+``usersync.apply.apply_tables``, after the ``usersync.safety`` check.
 """
 
 from __future__ import annotations
@@ -12,13 +13,27 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from usersync.apply import load_users
-from usersync.changes import Skipped
-from usersync.diff import compute_diff
-from usersync.mapping import MappedUser, SourceRecord, map_records
+from usersync.diff import diff_frames
+from usersync.mapping import map_records
+from usersync.plan_tables import ChangeTables
+from usersync.progress import Progress
 from usersync.rules import Rules
+from usersync.rundata import RunFolder, TableRef
 from usersync.sources.base import Source
 from usersync.sources.errors import EmptySource
+from usersync.tables import (
+    SKIPPED_SCHEMA,
+    mapped_batch,
+    mapped_schema,
+    record_batches,
+    records_of,
+    records_schema,
+    skipped_batch,
+    skipped_of,
+    to_frame,
+    users_table,
+    value_fields_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,36 +45,65 @@ def check_step(source: Source) -> dict[str, Any]:
     return info
 
 
-def extract_step(source: Source, info: dict[str, Any]) -> list[dict[str, Any]]:
-    """Read every record; an empty read is an error, never "everyone left"."""
-    records = [r.to_json() for r in source.records(info)]
-    log.info("extracted %d records from %s", len(records), info.get("url"))
-    if not records:
-        where = ", ".join(f"{k} {v}" for k, v in info.items() if k in ("base", "filter", "table", "file"))
-        raise EmptySource(
-            f"{info.get('url')} returned no users ({where}); refusing to treat that as 'everyone left' "
-            "(wrong object path, filter or query? lost read permission? empty file?)"
-        )
-    return records
+def extract_step(source: Source, info: dict[str, Any], attributes: list[str], folder: RunFolder,
+                 index: int = 0, count: int = 1) -> dict[str, Any]:
+    """Read partition ``index`` of ``count`` into ``records/part-<index>.parquet``; returns its reference.
+
+    A partition may be empty; the whole source may not: then this step fails, never "everyone left".
+    """
+    batches = record_batches(source.partition(info, index, count), attributes)
+    ref = folder.write(f"records/part-{index:03d}.parquet", batches, records_schema(attributes))
+    if not ref.rows and (count == 1 or next(iter(source.records(info)), None) is None):
+        raise _empty(info)  # an empty partition is fine; an empty source is an error, never "everyone left"
+    log.info("extracted %d records from %s (partition %d of %d) into %s", ref.rows, info.get("url"), index + 1,
+             count, ref.file)
+    return ref.to_json()
 
 
-def map_step(rules: Rules, records: list[dict[str, Any]]) -> dict[str, Any]:
-    mapped, skipped = map_records(rules, (SourceRecord.from_json(r) for r in records))
-    log.info("mapped %d of %d records (%d skipped)", len(mapped), len(records), len(skipped))
-    return {
-        "read": len(records),
-        "users": [m.to_json() for m in mapped],
-        "skipped": [s.__dict__ for s in skipped],
-    }
-
-
-def diff_step(rules: Rules, mapped: dict[str, Any], engine: Engine) -> dict[str, Any]:
-    plan = compute_diff(
-        rules,
-        [MappedUser.from_json(u) for u in mapped["users"]],
-        load_users(engine),
-        [Skipped(**s) for s in mapped["skipped"]],
-        read=mapped["read"],
+def _empty(info: dict[str, Any]) -> EmptySource:
+    where = ", ".join(f"{k} {v}" for k, v in info.items() if k in ("base", "filter", "table", "file"))
+    return EmptySource(
+        f"{info.get('url')} returned no users ({where}); refusing to treat that as 'everyone left' "
+        "(wrong object path, filter or query? lost read permission? empty file?)"
     )
+
+
+def map_step(rules: Rules, info: dict[str, Any], record_refs: list[dict[str, Any]], folder: RunFolder) -> dict[str, Any]:
+    """Map every partition's records, a batch at a time, into ``mapped.parquet`` and ``map_skipped.parquet``."""
+    refs = [TableRef.from_json(r) for r in record_refs]
+    total = sum(r.rows for r in refs)
+    if not total:  # extract refuses an empty source; this guards against record files swapped underneath
+        raise _empty(info)
+    fields = value_fields_of(rules)
+    skipped: list = []
+    progress = Progress(f"map {rules.source.name}", log, total=total)
+
+    def mapped_batches():
+        for ref in refs:
+            for batch in folder.batches(ref):
+                mapped, bad = map_records(rules, records_of(batch))
+                skipped.extend(bad)
+                progress.advance(batch.num_rows)
+                yield mapped_batch(mapped, fields)
+
+    mapped_ref = folder.write("mapped.parquet", mapped_batches(), mapped_schema(fields))
+    skipped_ref = folder.write("map_skipped.parquet", [skipped_batch(skipped)], SKIPPED_SCHEMA)
+    progress.done()
+    log.info("mapped %d of %d records (%d skipped)", mapped_ref.rows, total, len(skipped))
+    return {"read": total, "mapped": mapped_ref.to_json(), "skipped": skipped_ref.to_json()}
+
+
+def diff_step(rules: Rules, mapped: dict[str, Any], engine: Engine, folder: RunFolder) -> dict[str, Any]:
+    """Columnar diff of the mapped users against the users table; the plan goes to ``plan/*.parquet``."""
+    source = to_frame(folder.read(TableRef.from_json(mapped["mapped"])))
+    skipped = skipped_of(folder.read(TableRef.from_json(mapped["skipped"])))
+    existing = to_frame(users_table(engine))
+    log.info("diff: %d source users against %d users in the table", len(source), len(existing))
+    plan = diff_frames(rules, source, existing, skipped, read=mapped["read"])
     log.info("plan for %s: %s", rules.source.name, plan.counts())
-    return plan.to_json()
+    return plan.save(folder)
+
+
+def load_plan(folder: RunFolder, ref: dict[str, Any]) -> ChangeTables:
+    return ChangeTables.load(folder, ref)
+

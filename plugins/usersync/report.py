@@ -37,8 +37,8 @@ def change_lines(plan: ChangeSet, limit: int) -> list[str]:
         lines.append(f"- disable {dis.username} ({dis.domain}\\{dis.ad_username}): no longer in the source")
     for dele in plan.deletes:
         lines.append(f"- delete {dele.username} ({dele.domain}\\{dele.ad_username}): no longer in the source")
-    if len(lines) > limit:
-        left = len(lines) - limit
+    left = plan.writes - min(len(lines), limit)  # a preview of a large plan holds fewer lines than it counts
+    if left > 0:
         lines = lines[:limit] + [f"… {left} more change(s) left out (report.max_change_lines = {limit})"]
     return lines
 
@@ -55,6 +55,7 @@ class RunReport:
     failure: dict[str, Any] | None = None  # {"step", "type", "error", "traceback", "blocked"}
     warnings: list[str] = field(default_factory=list)
     max_change_lines: int = 200
+    run_data: str | None = None  # the run folder: records, mapped users and the full change set as Parquet
 
     @property
     def status(self) -> str:
@@ -105,8 +106,10 @@ class RunReport:
             f"start:    {self.started.isoformat(timespec='seconds')}",
             f"end:      {self.ended.isoformat(timespec='seconds')}",
             f"duration: {duration:.1f} s",
-            "",
         ]
+        if self.run_data:
+            out.append(f"run data: {self.run_data}")
+        out.append("")
         if self.plan:
             label = "statistics (planned, dry run)" if self.dry_run else "statistics"
             out.append(f"{label}: " + ", ".join(f"{k} {v}" for k, v in self.statistics().items()))

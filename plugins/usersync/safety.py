@@ -48,12 +48,16 @@ class Verdict:
 
 
 def check_plan(plan: ChangeSet, limits: SafetySpec, allow_mass_delete: bool = False) -> Verdict:
-    removals = plan.removals
-    percent = 100.0 * removals / plan.owned if plan.owned else 0.0
+    return check_removals(plan.removals, plan.owned, limits, allow_mass_delete)
+
+
+def check_removals(removals: int, owned: int, limits: SafetySpec, allow_mass_delete: bool = False) -> Verdict:
+    """The guard on counts alone (a saved plan's reference carries them; no need to read its tables)."""
+    percent = 100.0 * removals / owned if owned else 0.0
     over = removals > limits.max_deletes or percent > limits.max_delete_percent
     return Verdict(
         removals=removals,
-        owned=plan.owned,
+        owned=owned,
         percent=percent,
         max_deletes=limits.max_deletes,
         max_delete_percent=limits.max_delete_percent,

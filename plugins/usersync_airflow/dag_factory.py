@@ -43,7 +43,9 @@ def _doc(rules: Rules, path: Path) -> str:
         f"Domain) never are.\n\n"
         f"* Rules: `{path}`\n* Schedule: {when}\n* Reads: {src.describe()}\n"
         f"* Domain stored: `{src.domain or '(from ' + str(src.domain_attribute) + ')'}`\n\n"
-        "Steps: check_source → extract → map → diff → apply → report. Trigger with **dry_run** to preview, "
+        f"Steps: check_source → extract (×{src.partition_count}, in parallel) → map → diff → apply → report; "
+        "the run's data (records, mapped users, the change set) is in Parquet files of the run folder, XCom "
+        "holds only references. Trigger with **dry_run** to preview, "
         "with **allow_mass_delete** to let one run past the mass-delete guard. The `report` task log holds the "
         "run's report; alarms go to the recipients in the rules file."
     )
@@ -90,12 +92,12 @@ def build_dag(rules: Rules, path: Path) -> DAG:
             return tasks.check_source(rules_path)
 
         @task(multiple_outputs=False, execution_timeout=timedelta(minutes=rules.run.extract_timeout_minutes))
-        def extract(source_info: dict) -> list:
-            return tasks.extract(rules_path, source_info)
+        def extract(source_info: dict, partition: int) -> dict:
+            return tasks.extract(rules_path, source_info, partition)
 
         @task(task_id="map", multiple_outputs=False)
-        def map_users(records: list) -> dict:
-            return tasks.map_users(rules_path, records)
+        def map_users(source_info: dict, record_refs: list) -> dict:
+            return tasks.map_users(rules_path, source_info, record_refs)
 
         @task(multiple_outputs=False)
         def diff(mapped: dict) -> dict:
@@ -109,7 +111,10 @@ def build_dag(rules: Rules, path: Path) -> DAG:
         def report() -> str:
             return reporting.report(rules_path)
 
-        apply(diff(map_users(extract(check_source())))) >> report()
+        info = check_source()
+        # one mapped extract per partition: in parallel under the scheduler, spread over Celery workers
+        records = extract.partial(source_info=info).expand(partition=list(range(rules.source.partition_count)))
+        apply(diff(map_users(info, records))) >> report()
     return dag
 
 

@@ -11,14 +11,17 @@ from pathlib import Path
 from airflow.sdk import BaseHook, get_current_context
 from airflow.sdk.exceptions import AirflowFailException
 
-from usersync.changes import ChangeSet
+from usersync.plan_tables import preview
+from usersync.rundata import RunDataError, prune_runs
 from usersync.report import BLOCKED, FAILED, RunReport, prune_reports, write_report
 from usersync.rules import Rules
 from usersync_airflow.alarms import send_report_mail
 from usersync_airflow.paths import configured
-from usersync_airflow.tasks import ERROR_KEY, STEPS, VERDICT_KEY, params, rules_at
+from usersync_airflow.run_storage import dag_folder
+from usersync_airflow.tasks import ERROR_KEY, STEPS, VERDICT_KEY, folder, params, rules_at
 
 log = logging.getLogger(__name__)
+XCOM_REPORT_CHARS = 16_000
 
 
 def reports_dir(rules: Rules) -> Path:
@@ -40,14 +43,30 @@ def _secrets(rules: Rules) -> list[str]:
     return found
 
 
+def _preview(rules: Rules, plan_ref: dict | None):
+    """The plan as the report shows it: true counts, the first lines of each kind of change, every skip."""
+    if not plan_ref:
+        return None
+    try:
+        return preview(folder(), plan_ref, rules.report.max_change_lines)
+    except RunDataError as exc:  # the report still goes out, saying what it could not read
+        log.error("%s", exc)
+        return None
+
+
+def _first(value):
+    """A mapped task (extract, one per partition) answers with a list: its first failure stands for it."""
+    if isinstance(value, (list, tuple)) or (value is not None and not isinstance(value, dict)):
+        return next((v for v in value if v), None)
+    return value
+
+
 def build_report(rules: Rules) -> RunReport:
     ctx = get_current_context()
     ti = ctx["ti"]
-    failure = next(
-        (e for e in (ti.xcom_pull(task_ids=s, key=ERROR_KEY) for s in STEPS) if e), None
-    )
+    failure = next((e for e in (_first(ti.xcom_pull(task_ids=s, key=ERROR_KEY)) for s in STEPS) if e), None)
     source_info = ti.xcom_pull(task_ids="check_source") or {}
-    plan_json = ti.xcom_pull(task_ids="diff")
+    plan_ref = ti.xcom_pull(task_ids="diff")
     warnings = list(source_info.get("warnings", []))
     started = ctx["dag_run"].start_date or datetime.now(timezone.utc)
     return RunReport(
@@ -56,11 +75,12 @@ def build_report(rules: Rules) -> RunReport:
         dry_run=bool(params().get("dry_run")),
         started=started,
         ended=datetime.now(timezone.utc),
-        plan=ChangeSet.from_json(plan_json) if plan_json else None,
+        plan=_preview(rules, plan_ref),
         verdict=ti.xcom_pull(task_ids="apply", key=VERDICT_KEY),
         failure=failure,
         warnings=warnings,
         max_change_lines=rules.report.max_change_lines,
+        run_data=str(folder()) if plan_ref else None,
     )
 
 
@@ -70,15 +90,34 @@ def report(rules_path: str) -> str:
     text = run_report.render(secrets=_secrets(rules))
     for line in text.splitlines():
         log.info("%s", line)
-    folder = reports_dir(rules)
+    reports = reports_dir(rules)
+    path = None
     try:
-        path = write_report(text, folder, rules.source.name, run_report.run_id, run_report.started)
+        path = write_report(text, reports, rules.source.name, run_report.run_id, run_report.started)
         log.info("report written to %s", path)
-        for old in prune_reports(folder, rules.source.name, rules.report.retention_days):
+        for old in prune_reports(reports, rules.source.name, rules.report.retention_days):
             log.info("removed report older than %d days: %s", rules.report.retention_days, old)
     except OSError as exc:
-        log.error("could not write the report under %s: %s", folder, exc)
+        log.error("could not write the report under %s: %s", reports, exc)
+    _prune_run_data(rules)
     send_report_mail(run_report, text, rules.alarms, get_current_context())
     if run_report.status in (FAILED, BLOCKED):
         raise AirflowFailException(f"run {run_report.status.lower()}: {run_report.subject()}")
-    return text
+    return _capped(text, path)
+
+
+def _capped(text: str, path) -> str:
+    """The report for XCom: whole when short, else its head and where the full text is (XCom stays small)."""
+    if len(text) <= XCOM_REPORT_CHARS:
+        return text
+    return text[:XCOM_REPORT_CHARS] + f"\n… (cut; the full report is in {path or 'the report task log'})\n"
+
+
+def _prune_run_data(rules: Rules) -> None:
+    """Run folders go after ``report.retention_days``, as reports do (a dry run's plan stays until then)."""
+    ctx = get_current_context()
+    try:
+        for old in prune_runs(dag_folder(ctx["ti"].dag_id), rules.report.retention_days, keep=folder().path.name):
+            log.info("removed run data older than %d days: %s", rules.report.retention_days, old)
+    except OSError as exc:
+        log.error("could not prune old run data: %s", exc)

@@ -1,4 +1,5 @@
-"""What each task of a sync DAG does: load the rules, call the domain step, hand back JSON for XCom.
+"""What each task of a sync DAG does: load the rules, call the domain step on the run folder, hand back a
+small JSON reference for XCom (the data itself stays in the run folder, see ``run_storage``).
 
 Every step records its failure (step, error, traceback) in XCom under ``usersync_error`` before failing, so
 the report task can say where and why a run stopped. Failures a retry cannot fix (bad credentials, untrusted
@@ -19,19 +20,21 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundExceptio
 from airflow.sdk.log import redact
 
 from usersync import pipeline
-from usersync.apply import ApplyError, apply_changes
-from usersync.changes import ChangeSet
+from usersync.apply import ApplyError, apply_tables
+from usersync.pipeline import load_plan
 from usersync.rules import Rules, RulesError, load_rules
-from usersync.safety import UnsafePlan, check_plan
+from usersync.rundata import RunDataError, RunFolder
+from usersync.safety import UnsafePlan, check_removals
 from usersync.sources.errors import SourceError, SourceUnreachable
 from usersync_airflow.hooks import UsersDbHook
+from usersync_airflow.run_storage import run_folder
 from usersync_airflow.sources import open_source
 
 log = logging.getLogger(__name__)
 ERROR_KEY = "usersync_error"
 VERDICT_KEY = "usersync_verdict"
 STEPS = ("check_source", "extract", "map", "diff", "apply")
-_FINAL = (RulesError, ApplyError, UnsafePlan, AirflowNotFoundException)  # a missing connection is configuration
+_FINAL = (RulesError, ApplyError, UnsafePlan, RunDataError, AirflowNotFoundException)  # missing connection: configuration
 
 
 def step(name: str) -> Callable:
@@ -67,6 +70,12 @@ def params() -> dict[str, Any]:
     return dict(get_current_context()["params"])
 
 
+def folder() -> RunFolder:
+    """This run's folder of run data (shared by every task of the run, wherever it runs)."""
+    ctx = get_current_context()
+    return run_folder(ctx["ti"].dag_id, ctx["run_id"])
+
+
 @step("check_source")
 def check_source(rules_path: str) -> dict[str, Any]:
     """Connect and prove the source can be read; returns where and how (JSON, no secrets)."""
@@ -74,19 +83,24 @@ def check_source(rules_path: str) -> dict[str, Any]:
     with open_source(rules, params()) as source:
         info = pipeline.check_step(source)
     log.info("source %s (%s) readable at %s", rules.source.name, rules.source.type, info["url"])
+    run = folder()
+    run.write_manifest(source=rules.source.name, run_id=get_current_context()["run_id"],
+                       dry_run=bool(params().get("dry_run")))
+    log.info("run data of this run: %s", run)
     return info
 
 
 @step("extract")
-def extract(rules_path: str, source_info: dict[str, Any]) -> list[dict[str, Any]]:
+def extract(rules_path: str, source_info: dict[str, Any], partition: int) -> dict[str, Any]:
     rules = rules_at(rules_path)
     with open_source(rules, params()) as source:
-        return pipeline.extract_step(source, source_info)
+        return pipeline.extract_step(source, source_info, rules.source_attributes(), folder(), partition,
+                                     rules.source.partition_count)
 
 
 @step("map")
-def map_users(rules_path: str, records: list[dict[str, Any]]) -> dict[str, Any]:
-    return pipeline.map_step(rules_at(rules_path), records)
+def map_users(rules_path: str, source_info: dict[str, Any], record_refs: list[dict[str, Any]]) -> dict[str, Any]:
+    return pipeline.map_step(rules_at(rules_path), source_info, list(record_refs), folder())
 
 
 @step("diff")
@@ -94,28 +108,33 @@ def diff(rules_path: str, mapped: dict[str, Any]) -> dict[str, Any]:
     rules = rules_at(rules_path)
     hook = UsersDbHook(rules.target.conn_id)
     try:
-        return pipeline.diff_step(rules, mapped, hook.get_conn())
+        return pipeline.diff_step(rules, mapped, hook.get_conn(), folder())
     finally:
         hook.close()
 
 
 @step("apply")
-def apply(rules_path: str, plan_json: dict[str, Any]) -> dict[str, Any]:
+def apply(rules_path: str, plan_ref: dict[str, Any]) -> dict[str, Any]:
     """Safety check, then write — or, in a dry run, only say what would be written."""
     rules, run = rules_at(rules_path), params()
-    plan = ChangeSet.from_json(plan_json)
-    verdict = check_plan(plan, rules.safety, allow_mass_delete=bool(run.get("allow_mass_delete")))
+    counts = plan_ref["counts"]
+    verdict = check_removals(counts["deleted"] + counts["disabled"], plan_ref["owned"], rules.safety,
+                             allow_mass_delete=bool(run.get("allow_mass_delete")))
     get_current_context()["ti"].xcom_push(key=VERDICT_KEY, value=verdict.to_json())
     log.info("%s", verdict.message)
+    writes = counts["inserted"] + counts["updated"] + counts["deleted"] + counts["disabled"]
     if run.get("dry_run"):
-        log.info("dry run: nothing written; the report lists the %d change(s) this run would apply", plan.writes)
+        log.info("dry run: nothing written; the report lists the %d change(s) this run would apply; the plan "
+                 "stays in %s/plan for inspection", writes, folder())
         return {"dry_run": True, "written": {}}
     if verdict.blocked:
         raise UnsafePlan(verdict.message)
+    plan = load_plan(folder(), plan_ref)
     hook = UsersDbHook(rules.target.conn_id)
     try:
-        written = apply_changes(hook.get_conn(), plan)
+        written = apply_tables(hook.get_conn(), plan)
     finally:
         hook.close()
     log.info("applied to the users table: %s", written)
     return {"dry_run": False, "written": written}
+

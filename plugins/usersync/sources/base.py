@@ -23,6 +23,15 @@ class Source(ABC):
     @abstractmethod
     def records(self, info: dict[str, Any]) -> Iterator[SourceRecord]: ...
 
+    def partition(self, info: dict[str, Any], index: int, count: int) -> Iterator[SourceRecord]:
+        """Partition ``index`` of ``count`` of the records (disjoint, together all of them).
+
+        Sources that cannot split their read are read whole, as the one partition there is.
+        """
+        if count != 1:
+            raise ValueError(f"{type(self).__name__} reads in one partition, not {count}")
+        return self.records(info)
+
     def close(self) -> None:
         """Release connections; safe to call more than once."""
 

@@ -23,6 +23,7 @@ from usersync.mapping import SourceRecord
 from usersync.progress import Progress
 from usersync.rules import LdapSourceSpec
 from usersync.sources.base import Source
+from usersync.sources.partitions import partition_filter
 from usersync.sources.errors import (
     SourceAuthError,
     SourceError,
@@ -186,7 +187,13 @@ class LdapSource(Source):
         return {"url": directory.url, "base": base, "filter": self.search_filter(), "warnings": warnings}
 
     def records(self, info: dict) -> Iterator[SourceRecord]:
-        yield from self._open().search(info["base"], info["filter"], self.attributes, self.spec.page_size,
+        return self.partition(info, 0, 1)
+
+    def partition(self, info: dict, index: int, count: int) -> Iterator[SourceRecord]:
+        """One paged search per partition: the rules' filter AND the partition's (see ``partitions``)."""
+        part = partition_filter(self.spec.key_attribute, index, count)
+        ldap_filter = f"(&{info['filter']}{part})" if part else info["filter"]
+        yield from self._open().search(info["base"], ldap_filter, self.attributes, self.spec.page_size,
                                        self.spec.scope)
 
     def close(self) -> None:

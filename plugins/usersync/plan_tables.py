@@ -1,0 +1,127 @@
+"""The change set as Arrow tables: what the diff writes to the run folder and apply and the report read.
+
+Five tables — inserts (full rows), updates (per user the changed columns with old → new), deletes, disables,
+skipped (account and reason) — plus a few counts. ``ChangeSet`` (typed Python objects) stays the shape for
+small plans and tests; ``ChangeTables`` holds a plan of any size and converts to a ``ChangeSet`` preview of
+its first lines for the report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from usersync.changes import ChangeSet, Delete, Disable, Insert, Skipped, Update
+from usersync.fields import FIELDS
+from usersync.rundata import RunFolder, TableRef
+from usersync.tables import SKIPPED_SCHEMA, USERS_SCHEMA, skipped_of
+
+#: Columns of an inserted row, in insert order (``diff.insert_row``).
+INSERT_COLUMNS = [*FIELDS, "ad_username", "domain", "source", "external_id"]
+#: Columns an update may change.
+UPDATE_COLUMNS = [*FIELDS, "ad_username", "domain", "source", "external_id", "disabled_by_sync"]
+
+INSERTS_SCHEMA = pa.schema([USERS_SCHEMA.field(c) for c in INSERT_COLUMNS])
+UPDATES_SCHEMA = pa.schema(
+    [("id", pa.int64()), ("username", pa.string()), ("changed", pa.list_(pa.string()))]
+    + [(f"{side}_{c}", USERS_SCHEMA.field(c).type) for c in UPDATE_COLUMNS for side in ("old", "new")]
+)
+LEAVERS_SCHEMA = pa.schema([("id", pa.int64()), ("username", pa.string()), ("ad_username", pa.string()),
+                            ("domain", pa.string())])
+SCHEMAS = {"inserts": INSERTS_SCHEMA, "updates": UPDATES_SCHEMA, "deletes": LEAVERS_SCHEMA,
+           "disables": LEAVERS_SCHEMA, "skipped": SKIPPED_SCHEMA}
+META = ("source", "read", "unchanged", "owned", "kept")
+
+
+@dataclass
+class ChangeTables:
+    source: str
+    inserts: pa.Table = field(default_factory=INSERTS_SCHEMA.empty_table)
+    updates: pa.Table = field(default_factory=UPDATES_SCHEMA.empty_table)
+    deletes: pa.Table = field(default_factory=LEAVERS_SCHEMA.empty_table)
+    disables: pa.Table = field(default_factory=LEAVERS_SCHEMA.empty_table)
+    skipped: pa.Table = field(default_factory=SKIPPED_SCHEMA.empty_table)
+    read: int = 0
+    unchanged: int = 0
+    owned: int = 0
+    kept: int = 0
+
+    @property
+    def writes(self) -> int:
+        return self.inserts.num_rows + self.updates.num_rows + self.deletes.num_rows + self.disables.num_rows
+
+    @property
+    def removals(self) -> int:
+        return self.deletes.num_rows + self.disables.num_rows
+
+    def counts(self) -> dict[str, int]:
+        return {"read": self.read, "inserted": self.inserts.num_rows, "updated": self.updates.num_rows,
+                "deleted": self.deletes.num_rows, "disabled": self.disables.num_rows,
+                "unchanged": self.unchanged, "skipped": self.skipped.num_rows}
+
+    def update_groups(self) -> dict[tuple[str, ...], list[dict[str, Any]]]:
+        """Updates grouped by the set of columns they change: ``{columns: [{"_id", column: new, …}]}``."""
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for row in self.updates.to_pylist():
+            columns = tuple(sorted(row["changed"]))
+            groups.setdefault(columns, []).append({"_id": row["id"], **{c: row[f"new_{c}"] for c in columns}})
+        return groups
+
+    # --- files ---------------------------------------------------------------------------------------------
+
+    def save(self, folder: RunFolder, prefix: str = "plan") -> dict[str, Any]:
+        """Write the five tables; returns the XCom reference (counts and file references, no data)."""
+        refs = {name: folder.write(f"{prefix}/{name}.parquet", getattr(self, name), SCHEMAS[name]).to_json()
+                for name in SCHEMAS}
+        return {**{k: getattr(self, k) for k in META}, "counts": self.counts(), "tables": refs}
+
+    @classmethod
+    def load(cls, folder: RunFolder, ref: dict[str, Any], limit: int | None = None) -> "ChangeTables":
+        """Read a saved plan; with ``limit``, only the first ``limit`` rows of each change table (skipped: all)."""
+        tables = {}
+        for name in SCHEMAS:
+            table_ref = TableRef.from_json(ref["tables"][name])
+            tables[name] = folder.read(table_ref) if limit is None or name == "skipped" else folder.head(table_ref, limit)
+        return cls(**{k: ref[k] for k in META}, **tables)
+
+    # --- typed objects -------------------------------------------------------------------------------------
+
+    def to_changeset(self, totals: dict[str, int] | None = None) -> ChangeSet:
+        """The typed ``ChangeSet``; ``totals`` (from a saved plan's counts) marks it as a preview."""
+        plan = ChangeSet(
+            source=self.source, read=self.read, unchanged=self.unchanged, owned=self.owned, kept=self.kept,
+            inserts=[Insert(row) for row in self.inserts.to_pylist()],
+            updates=[Update(row["id"], row["username"], {c: (row[f"old_{c}"], row[f"new_{c}"]) for c in row["changed"]})
+                     for row in self.updates.to_pylist()],
+            deletes=[Delete(**row) for row in self.deletes.to_pylist()],
+            disables=[Disable(**row) for row in self.disables.to_pylist()],
+            skipped=skipped_of(self.skipped),
+        )
+        if totals is not None:
+            plan.totals = {"inserts": totals["inserted"], "updates": totals["updated"],
+                           "deletes": totals["deleted"], "disables": totals["disabled"]}
+        return plan
+
+    @classmethod
+    def from_changeset(cls, plan: ChangeSet) -> "ChangeTables":
+        updates = []
+        for u in plan.updates:
+            row: dict[str, Any] = {"id": u.id, "username": u.username, "changed": list(u.changes)}
+            for column, (old, new) in u.changes.items():
+                row[f"old_{column}"], row[f"new_{column}"] = old, new
+            updates.append(row)
+        return cls(
+            source=plan.source, read=plan.read, unchanged=plan.unchanged, owned=plan.owned, kept=plan.kept,
+            inserts=pa.Table.from_pylist([i.row for i in plan.inserts], schema=INSERTS_SCHEMA),
+            updates=pa.Table.from_pylist(updates, schema=UPDATES_SCHEMA),
+            deletes=pa.Table.from_pylist([d.__dict__ for d in plan.deletes], schema=LEAVERS_SCHEMA),
+            disables=pa.Table.from_pylist([d.__dict__ for d in plan.disables], schema=LEAVERS_SCHEMA),
+            skipped=pa.Table.from_pylist([s.__dict__ for s in plan.skipped], schema=SKIPPED_SCHEMA),
+        )
+
+
+def preview(folder: RunFolder, ref: dict[str, Any], lines: int) -> ChangeSet:
+    """A report's view of a saved plan: true counts, the first ``lines`` changes of each kind, every skip."""
+    return ChangeTables.load(folder, ref, limit=lines).to_changeset(totals=ref["counts"])
