@@ -79,7 +79,10 @@ access to * by users read by * none
         slapd = find_slapd()
         conf = self._write_config()
         ldif = self.dir / "initial.ldif"
-        ldif.write_text(ad_data.base_ldif(self.service_password) + ad_data.users_ldif(self.users))
+        with ldif.open("w") as out:  # written in slices: a million users never sit in memory as one text
+            out.write(ad_data.base_ldif(self.service_password))
+            for start in range(0, self.users, 10_000):
+                out.write(ad_data.users_ldif(min(10_000, self.users - start), start))
         slapadd = Path(slapd).with_name("slapadd")
         subprocess.run([str(slapadd), "-q", "-f", str(conf), "-l", str(ldif)], check=True, capture_output=True)
         self.proc = subprocess.Popen(

@@ -16,10 +16,11 @@ from usersync.changes import Skipped
 from usersync.fields import FIELDS, Kind, Policy
 from usersync.rules import Rules
 from usersync.schema import users
-from usersync.transforms import TransformError, apply_chain
+from usersync.transforms import Chain, TransformError, compile_chain, run_chain
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _NUMBER = re.compile(r"^\+?[0-9*#]+$")
+_KEY_LIMITS = (users.c.ad_username.type.length, users.c.domain.type.length)
 
 
 @dataclass(frozen=True)
@@ -76,37 +77,57 @@ class RecordError(ValueError):
     """Why one record cannot be mapped."""
 
 
-def _field_value(rules: Rules, field: str, record: SourceRecord) -> Any:
-    rule = rules.rule(field)
-    if rule.policy is Policy.KEEP:
-        raise KeyError(field)
-    if rule.value is not None:
-        return rule.value
-    raw = record.get(rule.attribute)
-    if raw is None:
+@dataclass(frozen=True)
+class _FieldStep:
+    """One field's rule, compiled once per run: transforms looked up, column limit read."""
+
+    field: str
+    policy: Policy
+    value: Any
+    attribute: str | None
+    chain: Chain
+    prefix: str | None
+    kind: Kind
+    limit: int | None
+
+
+def compile_fields(rules: Rules) -> list[_FieldStep]:
+    """The rules' non-``keep`` fields as ready-to-run steps (in the rules' order)."""
+    steps = []
+    for field, rule in rules.fields.items():
+        if rule.policy is Policy.KEEP:
+            continue
+        steps.append(_FieldStep(field, rule.policy, rule.value, rule.attribute, compile_chain(rule.transforms), rule.prefix,
+                                FIELDS[field].kind, getattr(users.c[field].type, "length", None)))
+    return steps
+
+
+def _field_value(step: _FieldStep, record: SourceRecord) -> Any:
+    if step.value is not None:
+        return step.value
+    value: object = record.get(step.attribute)
+    if value is None:
         return None
     try:
-        value = apply_chain(raw, rule.transforms)
+        value = run_chain(value, step.chain)
     except TransformError as exc:
-        raise RecordError(f"{field}: {exc} (from {rule.attribute})") from None
+        raise RecordError(f"{step.field}: {exc} (from {step.attribute})") from None
     if isinstance(value, str):
         value = value.strip() or None
-    if value is not None and rule.policy is Policy.PREFIX:
-        value = f"{rule.prefix}{value}"
+    if value is not None and step.policy is Policy.PREFIX:
+        value = f"{step.prefix}{value}"
     return value
 
 
-def _check(field: str, value: Any) -> None:
-    spec = FIELDS[field]
-    if value is None or spec.kind is Kind.BOOL:
+def _check(step: _FieldStep, value: Any) -> None:
+    if value is None or step.kind is Kind.BOOL:
         return
-    if spec.kind is Kind.EMAIL and not _EMAIL.match(value):
-        raise RecordError(f"{field}: not an e-mail address: {value!r}")
-    if spec.kind is Kind.NUMBER and not _NUMBER.match(value):
-        raise RecordError(f"{field}: not a phone number: {value!r} (add a 'digits' transform?)")
-    limit = users.c[field].type.length
-    if limit and len(value) > limit:
-        raise RecordError(f"{field}: {len(value)} characters, the column holds {limit}")
+    if step.kind is Kind.EMAIL and not _EMAIL.match(value):
+        raise RecordError(f"{step.field}: not an e-mail address: {value!r}")
+    if step.kind is Kind.NUMBER and not _NUMBER.match(value):
+        raise RecordError(f"{step.field}: not a phone number: {value!r} (add a 'digits' transform?)")
+    if step.limit and len(value) > step.limit:
+        raise RecordError(f"{step.field}: {len(value)} characters, the column holds {step.limit}")
 
 
 def _sync_key(rules: Rules, record: SourceRecord) -> tuple[str | None, str | None]:
@@ -116,8 +137,8 @@ def _sync_key(rules: Rules, record: SourceRecord) -> tuple[str | None, str | Non
     return record.get(src.key_attribute), domain
 
 
-def map_record(rules: Rules, record: SourceRecord) -> MappedUser:
-    """Map one record or raise ``RecordError`` with the reason."""
+def map_record(rules: Rules, record: SourceRecord, steps: list[_FieldStep] | None = None) -> MappedUser:
+    """Map one record or raise ``RecordError`` with the reason (``steps``: ``compile_fields(rules)``)."""
     if record.problem:
         raise RecordError(record.problem)
     src = rules.source
@@ -126,17 +147,14 @@ def map_record(rules: Rules, record: SourceRecord) -> MappedUser:
         raise RecordError(f"no {src.key_attribute} (the sync key)")
     if not domain:
         raise RecordError(f"no {src.domain_attribute} (the Domain half of the sync key)")
-    for column, value in (("ad_username", ad_username), ("domain", domain)):
-        if len(value) > users.c[column].type.length:
-            raise RecordError(f"{column} is longer than {users.c[column].type.length} characters")
+    for column, value, limit in (("ad_username", ad_username, _KEY_LIMITS[0]), ("domain", domain, _KEY_LIMITS[1])):
+        if len(value) > limit:
+            raise RecordError(f"{column} is longer than {limit} characters")
     values: dict[str, Any] = {}
-    for field in rules.fields:
-        try:
-            value = _field_value(rules, field, record)
-        except KeyError:
-            continue
-        _check(field, value)
-        values[field] = value
+    for step in steps if steps is not None else compile_fields(rules):
+        value = _field_value(step, record)
+        _check(step, value)
+        values[step.field] = value
     if not values.get("username"):
         attr = rules.rule("username").attribute
         raise RecordError(f"no username (attribute {attr} is empty)")
@@ -146,11 +164,12 @@ def map_record(rules: Rules, record: SourceRecord) -> MappedUser:
 
 def map_records(rules: Rules, records: Iterable[SourceRecord]) -> tuple[list[MappedUser], list[Skipped]]:
     """Map every record; unmappable ones become ``Skipped`` with their account and reason."""
+    steps = compile_fields(rules)
     mapped: list[MappedUser] = []
     skipped: list[Skipped] = []
     for record in records:
         try:
-            mapped.append(map_record(rules, record))
+            mapped.append(map_record(rules, record, steps))
         except RecordError as exc:
             key, domain = _sync_key(rules, record)
             skipped.append(Skipped(record.account, str(exc), key if domain else None, domain if key else None))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import pyarrow as pa
 from sqlalchemy import Engine
 
 from usersync.diff import diff_frames
@@ -57,7 +58,7 @@ def extract_step(source: Source, info: dict[str, Any], attributes: list[str], fo
         raise _empty(info)  # an empty partition is fine; an empty source is an error, never "everyone left"
     log.info("extracted %d records from %s (partition %d of %d) into %s", ref.rows, info.get("url"), index + 1,
              count, ref.file)
-    return ref.to_json()
+    return {"partition": index, "records": ref.to_json()}
 
 
 def _empty(info: dict[str, Any]) -> EmptySource:
@@ -68,38 +69,37 @@ def _empty(info: dict[str, Any]) -> EmptySource:
     )
 
 
-def map_step(rules: Rules, info: dict[str, Any], record_refs: list[dict[str, Any]], folder: RunFolder) -> dict[str, Any]:
-    """Map every partition's records, a batch at a time, into ``mapped.parquet`` and ``map_skipped.parquet``."""
-    refs = [TableRef.from_json(r) for r in record_refs]
-    total = sum(r.rows for r in refs)
-    if not total:  # extract refuses an empty source; this guards against record files swapped underneath
-        raise _empty(info)
+def map_step(rules: Rules, extracted: dict[str, Any], folder: RunFolder) -> dict[str, Any]:
+    """Map one partition's records, a batch at a time, into ``mapped/`` and ``skipped/`` files of the run."""
+    index, ref = extracted["partition"], TableRef.from_json(extracted["records"])
     fields = value_fields_of(rules)
     skipped: list = []
-    progress = Progress(f"map {rules.source.name}", log, total=total)
+    progress = Progress(f"map {rules.source.name} partition {index + 1}", log, total=ref.rows)
 
     def mapped_batches():
-        for ref in refs:
-            for batch in folder.batches(ref):
-                mapped, bad = map_records(rules, records_of(batch))
-                skipped.extend(bad)
-                progress.advance(batch.num_rows)
-                yield mapped_batch(mapped, fields)
+        for batch in folder.batches(ref):
+            mapped, bad = map_records(rules, records_of(batch))
+            skipped.extend(bad)
+            progress.advance(batch.num_rows)
+            yield mapped_batch(mapped, fields)
 
-    mapped_ref = folder.write("mapped.parquet", mapped_batches(), mapped_schema(fields))
-    skipped_ref = folder.write("map_skipped.parquet", [skipped_batch(skipped)], SKIPPED_SCHEMA)
+    mapped_ref = folder.write(f"mapped/part-{index:03d}.parquet", mapped_batches(), mapped_schema(fields))
+    skipped_ref = folder.write(f"skipped/part-{index:03d}.parquet", [skipped_batch(skipped)], SKIPPED_SCHEMA)
     progress.done()
-    log.info("mapped %d of %d records (%d skipped)", mapped_ref.rows, total, len(skipped))
-    return {"read": total, "mapped": mapped_ref.to_json(), "skipped": skipped_ref.to_json()}
+    log.info("mapped %d of %d records (%d skipped)", mapped_ref.rows, ref.rows, len(skipped))
+    return {"read": ref.rows, "mapped": mapped_ref.to_json(), "skipped": skipped_ref.to_json()}
 
 
-def diff_step(rules: Rules, mapped: dict[str, Any], engine: Engine, folder: RunFolder) -> dict[str, Any]:
-    """Columnar diff of the mapped users against the users table; the plan goes to ``plan/*.parquet``."""
-    source = to_frame(folder.read(TableRef.from_json(mapped["mapped"])))
-    skipped = skipped_of(folder.read(TableRef.from_json(mapped["skipped"])))
+def diff_step(rules: Rules, parts: list[dict[str, Any]], engine: Engine, folder: RunFolder) -> dict[str, Any]:
+    """Columnar diff of all mapped partitions against the users table; the plan goes to ``plan/*.parquet``."""
+    read = sum(p["read"] for p in parts)
+    if not read:  # extract refuses an empty source; this guards against record files swapped underneath
+        raise EmptySource("the run's record files hold no users; refusing to treat that as 'everyone left'")
+    source = to_frame(pa.concat_tables([folder.read(TableRef.from_json(p["mapped"])) for p in parts]))
+    skipped = [s for p in parts for s in skipped_of(folder.read(TableRef.from_json(p["skipped"])))]
     existing = to_frame(users_table(engine))
     log.info("diff: %d source users against %d users in the table", len(source), len(existing))
-    plan = diff_frames(rules, source, existing, skipped, read=mapped["read"])
+    plan = diff_frames(rules, source, existing, skipped, read=read)
     log.info("plan for %s: %s", rules.source.name, plan.counts())
     return plan.save(folder)
 

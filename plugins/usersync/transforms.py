@@ -100,12 +100,24 @@ def parse(spec: str) -> tuple[str, str | None]:
     return name, (arg.strip() or None)
 
 
-def apply_chain(value: str, chain: list[str]) -> object:
-    """Run ``value`` through each named transform in order."""
+Chain = tuple[tuple[str, Callable[[str, "str | None"], object], "str | None"], ...]
+
+
+def compile_chain(chain: list[str]) -> Chain:
+    """Parse a chain once (per run, not per record): ((name, function, argument), …)."""
+    return tuple((name, TRANSFORMS[name], arg) for name, arg in map(parse, chain))
+
+
+def run_chain(value: str, chain: Chain) -> object:
+    """Run ``value`` through each compiled transform in order."""
     out: object = value
-    for spec in chain:
-        name, arg = parse(spec)
+    for name, transform, arg in chain:
         if not isinstance(out, str):
             raise TransformError(f"transform {name!r} got a non-text value")
-        out = TRANSFORMS[name](out, arg)
+        out = transform(out, arg)
     return out
+
+
+def apply_chain(value: str, chain: list[str]) -> object:
+    """Run ``value`` through each named transform in order."""
+    return run_chain(value, compile_chain(chain))

@@ -43,7 +43,8 @@ def _doc(rules: Rules, path: Path) -> str:
         f"Domain) never are.\n\n"
         f"* Rules: `{path}`\n* Schedule: {when}\n* Reads: {src.describe()}\n"
         f"* Domain stored: `{src.domain or '(from ' + str(src.domain_attribute) + ')'}`\n\n"
-        f"Steps: check_source → extract (×{src.partition_count}, in parallel) → map → diff → apply → report; "
+        f"Steps: check_source → extract → map (×{src.partition_count} partitions, in parallel) → diff → apply → "
+        "report; "
         "the run's data (records, mapped users, the change set) is in Parquet files of the run folder, XCom "
         "holds only references. Trigger with **dry_run** to preview, "
         "with **allow_mass_delete** to let one run past the mass-delete guard. The `report` task log holds the "
@@ -96,11 +97,11 @@ def build_dag(rules: Rules, path: Path) -> DAG:
             return tasks.extract(rules_path, source_info, partition)
 
         @task(task_id="map", multiple_outputs=False)
-        def map_users(source_info: dict, record_refs: list) -> dict:
-            return tasks.map_users(rules_path, source_info, record_refs)
+        def map_users(extracted: dict) -> dict:
+            return tasks.map_users(rules_path, extracted)
 
         @task(multiple_outputs=False)
-        def diff(mapped: dict) -> dict:
+        def diff(mapped: list) -> dict:
             return tasks.diff(rules_path, mapped)
 
         @task(multiple_outputs=False)
@@ -111,10 +112,9 @@ def build_dag(rules: Rules, path: Path) -> DAG:
         def report() -> str:
             return reporting.report(rules_path)
 
-        info = check_source()
-        # one mapped extract per partition: in parallel under the scheduler, spread over Celery workers
-        records = extract.partial(source_info=info).expand(partition=list(range(rules.source.partition_count)))
-        apply(diff(map_users(info, records))) >> report()
+        # one extract and one map per partition: in parallel under the scheduler, spread over Celery workers
+        records = extract.partial(source_info=check_source()).expand(partition=list(range(rules.source.partition_count)))
+        apply(diff(map_users.expand(extracted=records))) >> report()
     return dag
 
 

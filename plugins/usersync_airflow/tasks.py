@@ -99,16 +99,17 @@ def extract(rules_path: str, source_info: dict[str, Any], partition: int) -> dic
 
 
 @step("map")
-def map_users(rules_path: str, source_info: dict[str, Any], record_refs: list[dict[str, Any]]) -> dict[str, Any]:
-    return pipeline.map_step(rules_at(rules_path), source_info, list(record_refs), folder())
+def map_users(rules_path: str, extracted: dict[str, Any]) -> dict[str, Any]:
+    return pipeline.map_step(rules_at(rules_path), extracted, folder())
 
 
 @step("diff")
-def diff(rules_path: str, mapped: dict[str, Any]) -> dict[str, Any]:
+def diff(rules_path: str, mapped: Any) -> dict[str, Any]:
     rules = rules_at(rules_path)
+    parts = [mapped[i] for i in range(len(mapped))]  # by index: iterating probes one past the end
     hook = UsersDbHook(rules.target.conn_id)
     try:
-        return pipeline.diff_step(rules, mapped, hook.get_conn(), folder())
+        return pipeline.diff_step(rules, parts, hook.get_conn(), folder())
     finally:
         hook.close()
 

@@ -218,6 +218,34 @@ def _values(raw: list[bytes], name: str = "") -> str | list[str] | None:
     return decoded[0] if len(decoded) == 1 else decoded
 
 
+def _lean_entries(conn: ldap3.Connection) -> None:
+    """Decode search entries to ``dn`` + ``raw_attributes`` only, for this connection.
+
+    ldap3 turns every entry into both raw bytes and formatted text (through per-value configuration lookups);
+    this source reads only the raw bytes and decodes them once itself. Measured at 50,000 entries: the
+    formatted copy cost more than the BER decoding. Any other response (and an entry carrying controls) goes
+    through ldap3's own decoder.
+    """
+    strategy = conn.strategy
+    decode = strategy.decode_response_fast
+
+    def lean(message):
+        if message["protocolOp"] != 4 or message["controls"]:
+            return decode(message)
+        payload = message["payload"]
+        raw_dn = payload[0][3]
+        return {
+            "type": "searchResEntry",
+            "raw_dn": raw_dn,
+            "dn": bytes(raw_dn).decode("utf-8", "replace"),
+            "raw_attributes": {bytes(a[3][0][3]).decode("utf-8", "replace"): [bytes(v[3]) for v in a[3][1][3]]
+                               for a in payload[1][3]},
+            "attributes": {},
+        }
+
+    strategy.decode_response_fast = lean
+
+
 def _bind(settings: LdapSettings, secure: bool) -> ldap3.Connection:
     """Open the channel, secure it if asked, bind; translate ldap3's errors into ``SourceError``s."""
     url = settings.describe(secure)
@@ -245,6 +273,7 @@ def _bind(settings: LdapSettings, secure: bool) -> ldap3.Connection:
         auto_referrals=False,
         check_names=False,
     )
+    _lean_entries(conn)
     try:
         conn.open()
         if secure and settings.start_tls:

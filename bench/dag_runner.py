@@ -1,0 +1,67 @@
+"""Runs sync DAGs with ``dag.test()`` on request, in its own process with its own Airflow home.
+
+Driven by ``bench.bench_dag`` (and the benchmark smoke test) over stdin/stdout, one JSON object per line:
+``{"run": "<dag id>", "conf": {...}}`` → ``{"dag_id", "state", "seconds", "tasks": {task: seconds},
+"written", "xcom_bytes", "run_bytes", "peak_rss_mb"}``. The environment (AIRFLOW_HOME, connections, rules
+folder) is set by the caller before this process starts, as an admin's shell would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+import warnings
+
+
+def xcom_bytes(run_id: str) -> int:
+    """Bytes of XCom this run stored in the metadata database."""
+    from sqlalchemy import func, select
+
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.execute(select(XComModel.value).where(XComModel.run_id == run_id)).all()
+    return sum(len(json.dumps(v) if not isinstance(v, (str, bytes)) else v) for (v,) in rows)
+
+
+def run(dag_id: str, conf: dict) -> dict:
+    from airflow.dag_processing.dagbag import DagBag
+
+    from usersync_airflow.run_storage import run_folder
+
+    dag = DagBag(dag_folder=sys.argv[1]).get_dag(dag_id)
+    t = time.perf_counter()
+    dr = dag.test(run_conf=conf)
+    seconds = time.perf_counter() - t
+    tasks: dict[str, float] = {}
+    for ti in dr.get_task_instances():
+        tasks[ti.task_id] = round(tasks.get(ti.task_id, 0.0) + (ti.duration or 0.0), 2)
+    applied = dr.get_task_instance("apply").xcom_pull(task_ids="apply") or {}
+    folder = run_folder(dag_id, dr.run_id)
+    return {
+        "dag_id": dag_id, "run_id": dr.run_id, "state": str(dr.state), "seconds": round(seconds, 2), "tasks": tasks,
+        "written": applied.get("written"), "xcom_bytes": xcom_bytes(dr.run_id),
+        "run_bytes": folder.size() if folder.path.exists() else 0,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
+
+
+def main() -> None:
+    warnings.simplefilter("ignore")
+    answers = os.fdopen(os.dup(1), "w")  # results go here; everything Airflow prints goes to stderr
+    os.dup2(2, 1)
+    from airflow.utils import db
+
+    db.resetdb()
+    print(json.dumps({"ready": True}), file=answers, flush=True)
+    for line in sys.stdin:
+        request = json.loads(line)
+        print(json.dumps(run(request["run"], request.get("conf") or {})), file=answers, flush=True)
+
+
+if __name__ == "__main__":
+    main()
