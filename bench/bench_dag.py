@@ -150,6 +150,26 @@ class Bench:
         self.add("floor: ldapsearch (C, paged LDAPS) + COPY", "first import", search + copy_s,
                  written=len(rows), note=f"ldapsearch {search:.2f} s + COPY {copy_s:.2f} s")
 
+    # --- the peer -----------------------------------------------------------------------------------------
+    def peer(self) -> None:
+        """django-python3-ldap's ``ldap_sync_users``, cold (empty table) then warm (nothing changed)."""
+        self.pg.create_database("peer")
+        env = {**os.environ, "PYTHONPATH": str(REPO), "DJANGO_SETTINGS_MODULE": "bench.peer_settings",
+               "PEER_DB_PORT": str(self.pg.port), "PEER_DB_NAME": "peer", "PEER_LDAPS_PORT": str(self.ldap.tls_port),
+               "PEER_CA": str(self.ldap.certs.ca), "PEER_BASE": USERS_DN, "PEER_BIND_DN": SERVICE_DN,
+               "PEER_BIND_PASSWORD": self.ldap.service_password}
+        django = [sys.executable, "-m", "django"]
+        subprocess.run([*django, "migrate", "-v", "0"], check=True, env=env, cwd=REPO)
+        for case in ("first import", "no-op"):
+            t = time.perf_counter()
+            proc = subprocess.run([*django, "ldap_sync_users", "-v", "0"], env=env, cwd=REPO,
+                                  capture_output=True, text=True)
+            seconds = time.perf_counter() - t
+            if proc.returncode:
+                raise SystemExit(f"peer failed: {proc.stderr[-2000:]}")
+            self.add("peer: django-python3-ldap ldap_sync_users, 4 fields", case, seconds,
+                     written=self.n if case == "first import" else "all (it saves every user)")
+
     # --- ours ---------------------------------------------------------------------------------------------
     def dag_test(self) -> None:
         home = Path(tempfile.mkdtemp(prefix="dagtest-", dir=self.work))
@@ -176,6 +196,18 @@ class Bench:
             proc.stdin.close()
             proc.wait(60)
 
+    def scheduler(self) -> None:
+        """The path a deployment runs: api-server + scheduler + dag-processor (LocalExecutor), REST-triggered."""
+        home = Path(tempfile.mkdtemp(prefix="scheduler-", dir=self.work))
+        with AirflowServices(home, self.env(home), self.pg) as airflow:
+            for label in ("first import", "no-op"):
+                self.add_run("ours, scheduler path, 12 attributes", label, airflow.run("user_sync__bench"))
+            expected = self.churn()
+            self.add_run("ours, scheduler path, 12 attributes", "1% churn", airflow.run("user_sync__bench"),
+                         expected=expected)
+            for label in ("first import", "no-op"):
+                self.add_run("ours, scheduler path, peer's 4 fields", label, airflow.run("user_sync__bench4"))
+
     # --- results ------------------------------------------------------------------------------------------
     def add(self, path: str, case: str, seconds: float, **facts) -> None:
         row = {"path": path, "case": case, "seconds": round(seconds, 2), **facts}
@@ -191,11 +223,163 @@ class Bench:
                  run_bytes=result["run_bytes"], peak_rss_mb=result["peak_rss_mb"], tasks=result["tasks"])
 
 
+class AirflowServices:
+    """Airflow's own processes on loopback (own home, PostgreSQL metadata DB), stopped by process group."""
+
+    def __init__(self, home: Path, env: dict[str, str], pg: PostgresServer):
+        from devtools.netutil import free_port
+
+        self.home, self.port = home, free_port()
+        meta = pg.create_database(f"{home.name}_meta".replace("-", "_"))
+        self.env = {**env, "AIRFLOW__CORE__EXECUTOR": "LocalExecutor", "AIRFLOW__CORE__PARALLELISM": "4",
+                    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": meta,
+                    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": meta.replace("+psycopg:", "+psycopg_async:"),
+                    "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+                    "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5", "AIRFLOW__API__PORT": str(self.port),
+                    "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{self.port}",
+                    "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.port}/execution/",
+                    "AIRFLOW__API_AUTH__JWT_SECRET": "benchmark-only-secret",
+                    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+                    "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO"}
+        self.meta = meta
+        self.procs: list[subprocess.Popen] = []
+        self.peaks: dict[int, tuple[int, str]] = {}
+
+    def __enter__(self) -> "AirflowServices":
+        import threading
+
+        airflow = str(Path(sys.executable).with_name("airflow"))
+        self.env["PATH"] = f"{Path(airflow).parent}{os.pathsep}{self.env.get('PATH', '')}"
+        migrate = subprocess.run([airflow, "db", "migrate"], env=self.env, capture_output=True, text=True)
+        if migrate.returncode:
+            raise SystemExit(f"airflow db migrate failed: {migrate.stderr[-3000:]}")
+        for command in (["api-server", "--port", str(self.port)], ["scheduler"], ["dag-processor"]):
+            log = open(self.home / f"{command[0]}.log", "wb")
+            self.procs.append(subprocess.Popen([airflow, *command], env=self.env, stdout=log, stderr=log,
+                                               start_new_session=True))
+        self._sampling = True
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+        self._sampler.start()
+        self._wait_ready()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        self._sampling = False
+        for proc in self.procs:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for proc in self.procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+    def _sample(self) -> None:
+        """Peak RSS of every Airflow process and its descendants (the task processes), every 0.2 s."""
+        import psutil
+
+        while self._sampling:
+            for root in self.procs:
+                try:
+                    family = [psutil.Process(root.pid), *psutil.Process(root.pid).children(recursive=True)]
+                except psutil.NoSuchProcess:
+                    continue
+                for proc in family:
+                    try:
+                        rss, cmd = proc.memory_info().rss, " ".join(proc.cmdline())[:120]
+                    except (psutil.NoSuchProcess, psutil.AccessDenied):
+                        continue
+                    if rss > self.peaks.get(proc.pid, (0, ""))[0]:
+                        self.peaks[proc.pid] = (rss, cmd)
+            time.sleep(0.2)
+
+    def _api(self, method: str, path: str, body: dict | None = None) -> dict:
+        import httpx
+
+        headers = {"Authorization": f"Bearer {self.token}"} if getattr(self, "token", None) else {}
+        answer = httpx.request(method, f"http://127.0.0.1:{self.port}{path}", json=body, headers=headers, timeout=30)
+        answer.raise_for_status()
+        return answer.json()
+
+    def _wait_ready(self, timeout: float = 180) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/api/v2/monitor/health", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"Airflow did not start; see {self.home}/*.log")
+            time.sleep(1)
+        passwords = json.loads((self.home / "simple_auth_manager_passwords.json.generated").read_text())
+        answer = httpx.post(f"http://127.0.0.1:{self.port}/auth/token",
+                            json={"username": "admin", "password": passwords["admin"]}, timeout=30)
+        answer.raise_for_status()
+        self.token = answer.json()["access_token"]
+        for dag_id in ("user_sync__bench", "user_sync__bench4"):
+            while True:
+                try:
+                    self._api("GET", f"/api/v2/dags/{dag_id}")
+                    break
+                except Exception:  # noqa: BLE001 - not parsed yet
+                    if time.monotonic() > deadline:
+                        raise SystemExit(f"{dag_id} was not parsed; see {self.home}/dag-processor.log") from None
+                    time.sleep(1)
+
+    def run(self, dag_id: str) -> dict:
+        """Trigger through the REST API and wait; timed from the run's start to its end (server clock)."""
+        from datetime import datetime
+
+        before = set(self.peaks)
+        run = self._api("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": {}})
+        run_id = run["dag_run_id"]
+        while run["state"] not in ("success", "failed"):
+            time.sleep(0.5)
+            run = self._api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
+        if run["state"] != "success":
+            raise SystemExit(f"{dag_id} {run_id} failed; see {self.home}/logs")
+        seconds = (datetime.fromisoformat(run["end_date"]) - datetime.fromisoformat(run["start_date"])).total_seconds()
+        tis = self._api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
+        tasks: dict[str, float] = {}
+        for ti in tis:
+            tasks[ti["task_id"]] = round(tasks.get(ti["task_id"], 0.0) + (ti["duration"] or 0.0), 2)
+        applied = self._api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/apply/xcomEntries/return_value")
+        new = [rss for pid, (rss, _cmd) in self.peaks.items() if pid not in before]
+        from usersync.rundata import RunFolder
+        from usersync_airflow.run_storage import _safe
+
+        folder = RunFolder(Path(self.env["USERSYNC_HOME"]) / "runs" / dag_id / _safe(run_id))
+        return {"seconds": seconds, "tasks": tasks, "written": json_value(applied["value"])["written"],
+                "xcom_bytes": self._xcom_bytes(run_id), "run_bytes": folder.size(),
+                "peak_rss_mb": round(max(new, default=0) / 2**20)}
+
+    def _xcom_bytes(self, run_id: str) -> int:
+        import psycopg
+
+        with psycopg.connect(self.meta.replace("postgresql+psycopg", "postgresql")) as conn:
+            (size,) = conn.execute("SELECT coalesce(sum(octet_length(value::text)), 0) FROM xcom WHERE run_id = %s",
+                                   (run_id,)).fetchone()
+        return int(size)
+
+
+def json_value(value):
+    return json.loads(value) if isinstance(value, str) else value
+
+
 def _ldif_rows(path: Path) -> list[tuple]:
     rows, entry = [], {}
     with path.open("r", encoding="utf-8", errors="replace") as fh:
         for line in fh:
             line = line.rstrip("\n")
+            if line.startswith("#"):  # ldapsearch's paged-results notes
+                continue
             if not line:
                 if entry:
                     rows.append(tuple(entry.get(a) for a in ATTRIBUTES))
@@ -208,22 +392,86 @@ def _ldif_rows(path: Path) -> list[tuple]:
     return rows
 
 
+def run_benchmark(n: int, peer: bool = True, scheduler: bool = True, work: Path | None = None) -> Bench:
+    bench = Bench(n, work or Path(tempfile.mkdtemp(prefix="usersync-bench-")))
+    bench.start()
+    try:
+        bench.floor()
+        if peer:
+            bench.peer()
+        bench.dag_test()
+        if scheduler:
+            bench.scheduler()
+    finally:
+        bench.stop()
+    return bench
+
+
+def _find(rows: list[dict], path: str, case: str) -> dict | None:
+    return next((r for r in rows if r["path"].startswith(path) and r["case"] == case), None)
+
+
+def ratios(rows: list[dict]) -> list[str]:
+    """The issue's goals, each as measured in this run."""
+    out = []
+    floor = _find(rows, "floor", "first import")
+    peer_cold, peer_warm = _find(rows, "peer", "first import"), _find(rows, "peer", "no-op")
+    for path in ("ours, scheduler path, 12", "ours, dag.test(), 12", "ours, scheduler path, peer's", "ours, dag.test(), peer's"):
+        first, noop, churn = (_find(rows, path, c) for c in ("first import", "no-op", "1% churn"))
+        if not first:
+            continue
+        parts = [f"**{path} …**: first import {first['seconds']:.1f} s"]
+        if peer_cold:
+            parts.append(f"{peer_cold['seconds'] / first['seconds']:.1f}× faster than the peer cold")
+        if floor:
+            parts.append(f"{first['seconds'] / floor['seconds']:.1f}× the floor")
+        if noop:
+            parts.append(f"no-op {noop['seconds']:.1f} s, wrote {noop['written']}")
+            if peer_warm:
+                parts.append(f"{peer_warm['seconds'] / noop['seconds']:.1f}× faster than the peer warm")
+            if floor:
+                parts.append(f"{noop['seconds'] / floor['seconds']:.1f}× the floor")
+        if churn and noop:
+            parts.append(f"1% churn {churn['seconds']:.1f} s = {churn['seconds'] / noop['seconds']:.2f}× the no-op, "
+                         f"wrote {churn['written']}")
+        xcom = max(r.get("xcom_bytes", 0) for r in rows if r["path"].startswith(path))
+        parts.append(f"XCom ≤ {xcom:,} bytes per run")
+        out.append("; ".join(parts))
+    return out
+
+
+def markdown(n: int, rows: list[dict], command: str) -> str:
+    lines = [
+        f"## {n:,} users — measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        "",
+        f"Machine: {platform.platform()}, {os.cpu_count()} cores, "
+        f"{round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB; slapd and PostgreSQL "
+        "private on loopback, one run of `" + command + "`.",
+        "",
+        "| path | case | wall s | rows written | XCom bytes | run folder bytes | peak RSS MB | task seconds |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        tasks = ", ".join(f"{k} {v}" for k, v in r.get("tasks", {}).items()) or r.get("note", "")
+        lines.append(f"| {r['path']} | {r['case']} | {r['seconds']:.2f} | {r.get('written', '')} | "
+                     f"{r.get('xcom_bytes', '—')} | {r.get('run_bytes', '—')} | {r.get('peak_rss_mb', '—')} | {tasks} |")
+    lines += ["", *[f"- {line}" for line in ratios(rows)], ""]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("n", nargs="?", type=int, default=100_000)
     parser.add_argument("--no-peer", action="store_true")
     parser.add_argument("--no-scheduler", action="store_true")
-    parser.add_argument("--out", type=Path)
+    parser.add_argument("--out", type=Path, help="append the results as a Markdown section to this file")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="usersync-bench-"))
-    bench = Bench(args.n, work)
-    bench.start()
-    try:
-        bench.floor()
-        bench.dag_test()
-    finally:
-        bench.stop()
-    print(json.dumps({"machine": platform.platform(), "cpus": os.cpu_count(), "rows": bench.rows}))
+    bench = run_benchmark(args.n, peer=not args.no_peer, scheduler=not args.no_scheduler)
+    text = markdown(args.n, bench.rows, " ".join(["python -m bench.bench_dag", *sys.argv[1:]]))
+    print(text)
+    if args.out:
+        with args.out.open("a") as fh:
+            fh.write(text + "\n")
 
 
 if __name__ == "__main__":

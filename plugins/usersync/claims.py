@@ -21,12 +21,13 @@ import numpy as np
 import pandas as pd
 
 from usersync.fields import NUMBER_FIELDS
+from usersync.frames import casefold
 
 
 def claim_frame(holder: pd.Series, username: pd.Series, numbers: dict[str, pd.Series]) -> pd.DataFrame:
     """Long table (holder, claim) of the non-blank username and numbers of each row."""
     parts = []
-    for prefix, values in (("u:", username.str.casefold()), *(("n:", numbers[c]) for c in NUMBER_FIELDS)):
+    for prefix, values in (("u:", casefold(username)), *(("n:", numbers[c]) for c in NUMBER_FIELDS)):
         keep = values.notna() & (values != "").fillna(False)
         parts.append(pd.DataFrame({"holder": holder[keep].to_numpy(), "claim": (prefix + values[keep]).to_numpy()}))
     return pd.concat(parts, ignore_index=True)

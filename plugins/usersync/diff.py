@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 
 from usersync import claims
+from usersync.frames import casefold
 from usersync.changes import ChangeSet, Skipped, match_key
 from usersync.fields import BOOL_FIELDS, FIELDS, NUMBER_FIELDS, Policy
 from usersync.mapping import MappedUser
@@ -64,7 +65,7 @@ def _differs(old: pd.Series, new: pd.Series) -> pd.Series:
 
 
 def _keys(ad_username: pd.Series, domain: pd.Series) -> pd.Series:
-    return ad_username.str.strip().str.casefold() + _SEP + domain.str.strip().str.casefold()
+    return casefold(ad_username.str.strip()) + _SEP + casefold(domain.str.strip())
 
 
 def _frame_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:

@@ -14,7 +14,6 @@ from typing import Any
 import pyarrow as pa
 from sqlalchemy import Engine
 
-from usersync.diff import diff_frames
 from usersync.mapping import map_records
 from usersync.plan_tables import ChangeTables
 from usersync.progress import Progress
@@ -92,6 +91,7 @@ def map_step(rules: Rules, extracted: dict[str, Any], folder: RunFolder) -> dict
 
 def diff_step(rules: Rules, parts: list[dict[str, Any]], engine: Engine, folder: RunFolder) -> dict[str, Any]:
     """Columnar diff of all mapped partitions against the users table; the plan goes to ``plan/*.parquet``."""
+    from usersync.diff import diff_frames  # pandas: imported by the one step that uses it
     read = sum(p["read"] for p in parts)
     if not read:  # extract refuses an empty source; this guards against record files swapped underneath
         raise EmptySource("the run's record files hold no users; refusing to treat that as 'everyone left'")

@@ -13,7 +13,6 @@ from pathlib import Path
 from airflow.sdk import DAG, CronTriggerTimetable, Param, TriggerRule, task
 
 from usersync.rules import Rules, RulesError, load_rules_dir
-from usersync_airflow import reporting, tasks
 
 DAG_PREFIX = "user_sync__"
 IMPORT_PREFIX = "user_import__"
@@ -88,28 +87,41 @@ def build_dag(rules: Rules, path: Path) -> DAG:
         default_args={"retries": rules.run.retries, "retry_delay": timedelta(minutes=rules.run.retry_delay_minutes)},
     ) as dag:
 
+        # the adapters are imported when a task runs, not when the scheduler parses this DAG (pandas is heavy)
         @task(multiple_outputs=False)
         def check_source() -> dict:
+            from usersync_airflow import tasks
+
             return tasks.check_source(rules_path)
 
         @task(multiple_outputs=False, execution_timeout=timedelta(minutes=rules.run.extract_timeout_minutes))
         def extract(source_info: dict, partition: int) -> dict:
+            from usersync_airflow import tasks
+
             return tasks.extract(rules_path, source_info, partition)
 
         @task(task_id="map", multiple_outputs=False)
         def map_users(extracted: dict) -> dict:
+            from usersync_airflow import tasks
+
             return tasks.map_users(rules_path, extracted)
 
         @task(multiple_outputs=False)
         def diff(mapped: list) -> dict:
+            from usersync_airflow import tasks
+
             return tasks.diff(rules_path, mapped)
 
         @task(multiple_outputs=False)
         def apply(plan: dict) -> dict:
+            from usersync_airflow import tasks
+
             return tasks.apply(rules_path, plan)
 
         @task(retries=0, trigger_rule=TriggerRule.ALL_DONE)
         def report() -> str:
+            from usersync_airflow import reporting
+
             return reporting.report(rules_path)
 
         # one extract and one map per partition: in parallel under the scheduler, spread over Celery workers

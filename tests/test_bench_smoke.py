@@ -1,0 +1,24 @@
+"""The benchmark's smoke run (a small directory), so the benchmark code keeps working; no timing is asserted."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.bench_dag import markdown, run_benchmark
+
+pytestmark = pytest.mark.bench
+
+
+def test_the_benchmark_runs_every_contestant_on_a_small_directory(tmp_path):
+    bench = run_benchmark(2000, work=tmp_path)
+    cases = {(r["path"], r["case"]): r for r in bench.rows}
+    assert cases[("floor: ldapsearch (C, paged LDAPS) + COPY", "first import")]["written"] == 2000
+    assert ("peer: django-python3-ldap ldap_sync_users, 4 fields", "no-op") in cases
+    for path in ("ours, dag.test(), 12 attributes", "ours, scheduler path, 12 attributes"):
+        assert cases[(path, "first import")]["written"] == 2000
+        assert cases[(path, "no-op")]["written"] == 0
+        assert cases[(path, "1% churn")]["written"] == 40  # 10 new + 20 modified + 10 removed, exactly
+        assert all(cases[(path, c)]["xcom_bytes"] <= 64 * 1024 for c in ("first import", "no-op", "1% churn"))
+        assert cases[(path, "first import")]["run_bytes"] > 0 and cases[(path, "first import")]["peak_rss_mb"] > 0
+    text = markdown(2000, bench.rows, "python -m bench.bench_dag 2000")
+    assert "| ours, scheduler path, 12 attributes | 1% churn |" in text and "faster than the peer cold" in text
