@@ -19,18 +19,30 @@ from typing import Any, Hashable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from usersync.fields import NUMBER_FIELDS
 from usersync.frames import casefold
 
 
-def claim_frame(holder: pd.Series, username: pd.Series, numbers: dict[str, pd.Series]) -> pd.DataFrame:
-    """Long table (holder, claim) of the non-blank username and numbers of each row."""
+def claim_table(holder: np.ndarray, username: pd.Series, numbers: dict[str, pd.Series],
+                only: pa.ChunkedArray | None = None) -> pa.Table:
+    """Long Arrow table (holder, claim) of the non-blank username and numbers of each row.
+
+    With ``only``, just the claims found in it (what the planned changes want). Arrow throughout: a million
+    users' claims are a few compact string columns, concatenated without copying.
+    """
     parts = []
     for prefix, values in (("u:", casefold(username)), *(("n:", numbers[c]) for c in NUMBER_FIELDS)):
-        keep = values.notna() & (values != "").fillna(False)
-        parts.append(pd.DataFrame({"holder": holder[keep].to_numpy(), "claim": (prefix + values[keep]).to_numpy()}))
-    return pd.concat(parts, ignore_index=True)
+        claims = pc.binary_join_element_wise(prefix, pa.array(values.array, type=pa.string()), "")
+        keep = pc.and_(pc.is_valid(claims), pc.not_equal(pc.utf8_length(claims), len(prefix)))
+        if only is not None:
+            keep = pc.and_(keep, pc.is_in(claims, value_set=only))
+        keep = pc.fill_null(keep, False)
+        parts.append(pa.table({"holder": pc.filter(pa.array(holder, pa.int64()), keep),
+                               "claim": pc.filter(claims, keep)}))
+    return pa.concat_tables(parts)
 
 
 def describe(claim: str, holder_username: str | None) -> str:
@@ -45,56 +57,77 @@ class Verdicts:
     clashes: dict[int, str]  # position → the reason it was skipped
 
 
-def admit(planned: pd.DataFrame, wanted: pd.DataFrame, released: pd.DataFrame, held: pd.DataFrame,
+def admit(positions: np.ndarray, holders: np.ndarray, wanted: pa.Table, released: pa.Table, held: pa.Table,
           username_of: dict[int, str]) -> Verdicts:
     """Decide every planned change.
 
-    ``planned``: position (candidate order) and holder (row id; a negative number for an insert);
-    ``wanted``: (position, claim) of each final row; ``released``: (position, claim) each update gives up;
-    ``held``: (holder, claim) of every user that stays in the table, as it is now.
+    ``positions`` (candidate order) and ``holders`` (row id; a negative number for an insert) of the planned
+    changes; ``wanted``: (holder = position, claim) of each final row; ``released``: (position, claim) each update
+    gives up; ``held``: (holder, claim) of every user that stays in the table, as it is now.
     """
-    holder_at = dict(zip(planned["position"], planned["holder"]))
-    touched = pd.concat([wanted, released], ignore_index=True).drop_duplicates()
-    shared = touched.groupby("claim")["position"].transform("size") > 1
-    dependent = set(touched.loc[shared, "position"])
+    holder_of = pd.Series(holders, index=positions)
+    dependent = _sharing(wanted, released)
     clashes: dict[int, str] = {}
 
     # Independent changes: blocked exactly when another user holds one of their claims now.
-    alone = wanted[~wanted["position"].isin(dependent)]
-    against = alone.merge(held[held["claim"].isin(alone["claim"])], on="claim")
-    against = against[against["holder"] != against["position"].map(holder_at)]
+    mine = pc.is_in(wanted["claim"], value_set=held["claim"])
+    if dependent:
+        mine = pc.and_(mine, pc.invert(pc.is_in(wanted["holder"], value_set=pa.array(sorted(dependent), pa.int64()))))
+    alone = wanted.filter(pc.fill_null(mine, False)).to_pandas().rename(columns={"holder": "position"})
+    against = alone.merge(held.filter(pc.is_in(held["claim"], value_set=pa.array(alone["claim"], pa.string())))
+                          .to_pandas(), on="claim")
+    against = against[against["holder"].to_numpy() != holder_of.reindex(against["position"]).to_numpy()]
     blocked = against.sort_values(["position", "claim", "holder"]).drop_duplicates("position")
     for position, claim, other in zip(blocked["position"], blocked["claim"], blocked["holder"]):
         clashes[int(position)] = describe(claim, username_of.get(int(other)))
-    positions = planned["position"].to_numpy()
     free = positions[~np.isin(positions, list(dependent)) & ~np.isin(positions, list(clashes))]
     rounds, order = [np.ones(len(free), int)], [free]
 
     # Changes that share claims: admitted round by round, as one by one.
     if dependent:
-        admitted = _rounds(sorted(dependent), holder_at, wanted, released, held, username_of, clashes)
+        holder_at = {int(p): int(holder_of[p]) for p in dependent}
+        admitted = _rounds(sorted(holder_at), holder_at, wanted, released, held, username_of, clashes)
         rounds.append(np.array([r for r, _p in admitted], int))
         order.append(np.array([p for _r, p in admitted], int))
     rounds_all, order_all = np.concatenate(rounds), np.concatenate(order)
     return Verdicts(order_all[np.lexsort((order_all, rounds_all))], clashes)
 
 
-def _rounds(order: list[int], holder_at: dict[int, Any], wanted: pd.DataFrame, released: pd.DataFrame,
-            held: pd.DataFrame, username_of: dict[int, str], clashes: dict[int, str]) -> list[tuple[int, int]]:
-    members = set(order)
+def _sharing(wanted: pa.Table, released: pa.Table) -> set[int]:
+    """Positions of the changes that touch a claim another change touches too.
+
+    Claims become dictionary codes (one hash table of the distinct claims); (code, position) pairs are packed
+    into one integer and made unique by sorting, so a million changes cost a few arrays of integers.
+    """
+    touched = pa.concat_tables([wanted, released])
+    if not touched.num_rows:
+        return set()
+    codes = pc.dictionary_encode(touched["claim"]).combine_chunks().indices.to_numpy(zero_copy_only=False)
+    positions = touched["holder"].to_numpy()
+    pairs = np.unique((codes.astype(np.int64) << 32) | positions)  # positions are below 2**32
+    pair_codes = pairs >> 32
+    shared = np.bincount(pair_codes) > 1
+    return set((pairs[shared[pair_codes]] & 0xFFFFFFFF).tolist())
+
+
+def _rows_of(table: pa.Table, column: str, values: list) -> list[tuple]:
+    """(holder, claim) rows of ``table`` whose ``column`` is one of ``values`` (few), as Python tuples."""
+    part = table.filter(pc.is_in(table[column], value_set=pa.array(values, table.schema.field(column).type)))
+    return list(zip(part["holder"].to_pylist(), part["claim"].to_pylist()))
+
+
+def _rounds(order: list[int], holder_at: dict[int, Any], wanted: pa.Table, released: pa.Table,
+            held: pa.Table, username_of: dict[int, str], clashes: dict[int, str]) -> list[tuple[int, int]]:
     wants: dict[int, set[str]] = defaultdict(set)
-    for p, c in zip(wanted["position"], wanted["claim"]):
-        if int(p) in members:
-            wants[int(p)].add(c)
+    for p, c in _rows_of(wanted, "holder", order):
+        wants[p].add(c)
     gives: dict[int, set[str]] = defaultdict(set)
-    for p, c in zip(released["position"], released["claim"]):
-        if int(p) in members:
-            gives[int(p)].add(c)
-    relevant = set().union(*wants.values(), *gives.values())
+    for p, c in _rows_of(released, "holder", order):
+        gives[p].add(c)
+    relevant = sorted(set().union(*wants.values(), *gives.values()))
     holders: dict[str, set[Hashable]] = defaultdict(set)
-    for h, c in zip(held["holder"], held["claim"]):
-        if c in relevant:
-            holders[c].add(int(h))
+    for h, c in _rows_of(held, "claim", relevant):
+        holders[c].add(int(h))
 
     admitted: list[tuple[int, int]] = []
     pending, round_no, progress = list(order), 0, True

@@ -16,6 +16,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from usersync import claims
 from usersync.frames import casefold
@@ -72,11 +73,12 @@ def _frame_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_pandas(frame.reindex(columns=schema.names), schema=schema, preserve_index=False)
 
 
-def _leavers(rules: Rules, existing: pd.DataFrame, keyed: pd.Series, present: pd.Series, plan: ChangeTables):
+def _leavers(rules: Rules, existing: pd.DataFrame, keyed: pd.Series, existing_keys: pd.Series, present: pd.Series,
+             plan: ChangeTables):
     """Owned users whose account is gone: deleted, disabled or kept as the deletion policy says."""
     owned = keyed & (existing["source"] == rules.source.name).fillna(False).astype(bool)
     plan.owned = int(owned.sum())
-    gone = owned & ~_keys(existing["ad_username"], existing["domain"]).isin(present).fillna(False).astype(bool)
+    gone = owned & ~existing_keys.isin(present).fillna(False).astype(bool)
     policy = rules.safety.deletion
     columns = ["id", "username", "ad_username", "domain"]
     if policy == "delete":
@@ -103,31 +105,59 @@ def _duplicates(mapped: pd.DataFrame, keys: pd.Series) -> tuple[pd.Series, list[
     return dup, out
 
 
-def _update_columns(rules: Rules, m: pd.DataFrame, value_fields: list[str]) -> dict[str, tuple[pd.Series, pd.Series, pd.Series]]:
+class _Rows:
+    """Some rows of a frame, read one column at a time (no copy of the whole frame, whatever its width)."""
+
+    def __init__(self, frame: pd.DataFrame, rows: np.ndarray):
+        self.frame, self.rows = frame, rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __call__(self, column: str) -> pd.Series:
+        return self.frame[column].iloc[self.rows].reset_index(drop=True)
+
+    def subset(self, mask: np.ndarray) -> "_Rows":
+        return _Rows(self.frame, self.rows[mask])
+
+
+def _update_columns(rules: Rules, old: _Rows, new: _Rows, value_fields: list[str]) -> dict[str, tuple[pd.Series, pd.Series, pd.Series]]:
     """Per column the rules may write on a matched user: (changed?, old, new)."""
     out: dict[str, tuple[pd.Series, pd.Series, pd.Series]] = {}
     for field in value_fields:
         policy = rules.fields[field].policy
-        old, new = m[f"old_{field}"], m[field]
+        before, after = old(field), new(field)
         if policy in (Policy.IMPORT, Policy.PREFIX):
-            out[field] = (~_same(old, new), old, new)
+            out[field] = (~_same(before, after), before, after)
         elif policy is Policy.DEFAULT_IF_EMPTY:
-            out[field] = (_blank(old) & ~_blank(new), old, new)
-    source = pd.Series(rules.source.name, index=m.index, dtype=pd.ArrowDtype(pa.string()))
-    for column, new in (("ad_username", m["ad_username"]), ("domain", m["domain"]), ("source", source)):
-        out[column] = (_differs(m[f"old_{column}"], new), m[f"old_{column}"], new)  # case-only renames too
-    has_id = ~_blank(m["external_id"])
-    out["external_id"] = (has_id & _differs(m["old_external_id"], m["external_id"]), m["old_external_id"], m["external_id"])
+            out[field] = (_blank(before) & ~_blank(after), before, after)
+    source = pd.Series(rules.source.name, index=pd.RangeIndex(len(new)), dtype=pd.ArrowDtype(pa.string()))
+    for column, after in (("ad_username", new("ad_username")), ("domain", new("domain")), ("source", source)):
+        before = old(column)
+        out[column] = (_differs(before, after), before, after)  # case-only renames too
+    before, after = old("external_id"), new("external_id")
+    out["external_id"] = (~_blank(after) & _differs(before, after), before, after)
     # the account is back: undo what deletion policy 'disable' did
-    back = m["old_disabled_by_sync"].fillna(False).astype(bool)
-    flag = pd.Series(True, index=m.index, dtype=pd.ArrowDtype(pa.bool_()))
+    back = old("disabled_by_sync").fillna(False).astype(bool)
+    flag = pd.Series(True, index=back.index, dtype=pd.ArrowDtype(pa.bool_()))
     out["disabled_by_sync"] = (back, flag, ~flag)
     if rules.fields["enabled"].policy is not Policy.IMPORT:
-        no = pd.Series(False, index=m.index)
-        enabled_changed, _old, new_enabled = out.get("enabled", (no, m["old_enabled"], m["old_enabled"]))
+        no = pd.Series(False, index=back.index)
+        enabled_before = old("enabled")
+        enabled_changed, _old, new_enabled = out.get("enabled", (no, enabled_before, enabled_before))
         reenable = back & ~enabled_changed
-        out["enabled"] = (enabled_changed | reenable, m["old_enabled"], new_enabled.where(~reenable, True))
+        out["enabled"] = (enabled_changed | reenable, enabled_before, new_enabled.where(~reenable, True))
     return out
+
+
+def _match(keys: pd.Series, existing_keys: pd.Series, keyed: pd.Series) -> np.ndarray:
+    """For each key, the row of ``existing`` holding it (the last one, as a dict would keep), or -1."""
+    held = existing_keys[keyed]
+    held = held[~held.duplicated(keep="last")]
+    at = pc.index_in(pa.array(keys.array, type=pa.string()), value_set=pa.array(held.array, type=pa.string()))
+    hit = pc.fill_null(at, -1).to_numpy(zero_copy_only=False)
+    rows = held.index.to_numpy()
+    return np.where(hit >= 0, rows[np.maximum(hit, 0)] if len(rows) else -1, -1)
 
 
 def diff_frames(rules: Rules, mapped: pd.DataFrame, existing: pd.DataFrame, skipped: list[Skipped],
@@ -146,76 +176,87 @@ def diff_frames(rules: Rules, mapped: pd.DataFrame, existing: pd.DataFrame, skip
 
     existing = existing.reset_index(drop=True)
     keyed = ~_blank(existing["ad_username"]) & ~_blank(existing["domain"])
-    deleted = _leavers(rules, existing, keyed, present, plan)
+    existing_keys = _keys(existing["ad_username"], existing["domain"])
+    deleted = _leavers(rules, existing, keyed, existing_keys, present, plan)
+    del present  # a directory's worth of keys: free it before the next large step
 
     dup, dup_skipped = _duplicates(mapped, keys)
     out_skipped += dup_skipped
-    candidates = mapped[~dup].assign(_key=keys[~dup]).sort_values("_key", kind="stable").reset_index(drop=True)
-    candidates["position"] = np.arange(len(candidates))
+    # Candidates in key order; a candidate's position in that order decides who gets a contested claim.
+    candidate_rows = np.flatnonzero(~dup.to_numpy())
+    candidate_rows = candidate_rows[np.argsort(keys.iloc[candidate_rows].to_numpy(), kind="stable")]
+    positions = np.arange(len(candidate_rows))
+    erows = _match(keys.iloc[candidate_rows], existing_keys, keyed)
+    matched = erows >= 0
+    del keys, existing_keys
 
-    by_key = existing[keyed].assign(_key=_keys(existing.loc[keyed, "ad_username"], existing.loc[keyed, "domain"]))
-    by_key = by_key.drop_duplicates("_key", keep="last").add_prefix("old_").rename(columns={"old__key": "_key"})
-    m = candidates.merge(by_key, on="_key", how="left", sort=False)
-    matched = m["old_id"].notna()
-
-    owner = m["old_source"]
-    foreign = matched & ~_blank(owner) & (owner != source).fillna(False).astype(bool)
-    for account, ad, dom, user, other in zip(*(m.loc[foreign, c] for c in
-                                               ("account", "ad_username", "domain", "old_username", "old_source"))):
-        out_skipped.append(Skipped(account, f"user {user!r} is owned by source {other!r}", ad, dom))
+    pairs_new, pairs_old = _Rows(mapped, candidate_rows[matched]), _Rows(existing, erows[matched])
+    owner = pairs_old("source")
+    foreign = (~_blank(owner) & (owner != source).fillna(False).astype(bool)).to_numpy()
+    if foreign.any():
+        theirs, mine = pairs_old.subset(foreign), pairs_new.subset(foreign)
+        for account, ad, dom, user, other in zip(mine("account"), mine("ad_username"), mine("domain"),
+                                                 theirs("username"), theirs("source")):
+            out_skipped.append(Skipped(account, f"user {user!r} is owned by source {other!r}", ad, dom))
 
     # Updates: only the columns whose value the rules say to write and that differ.
-    upd = m[matched & ~foreign]
-    columns = _update_columns(rules, upd, value_fields)
+    ours_new, ours_old = pairs_new.subset(~foreign), pairs_old.subset(~foreign)
+    columns = _update_columns(rules, ours_old, ours_new, value_fields)
     names = list(columns)
-    changed = np.column_stack([columns[c][0].to_numpy(dtype=bool) for c in names]) if len(upd) else np.zeros((0, len(names)), bool)
-    any_change = changed.any(axis=1) if len(names) else np.zeros(len(upd), bool)
+    changed = np.column_stack([columns[c][0].to_numpy(dtype=bool) for c in names]) if len(ours_new) \
+        else np.zeros((0, len(names)), bool)
+    any_change = changed.any(axis=1)
     plan.unchanged = int((~any_change).sum())
-    upd, changed = upd[any_change], changed[any_change]
-    columns = {c: (ch[any_change], old[any_change], new[any_change]) for c, (ch, old, new) in columns.items()}
+    changed = changed[any_change]
+    columns = {c: (ch[any_change].reset_index(drop=True), before[any_change].reset_index(drop=True),
+                   after[any_change].reset_index(drop=True)) for c, (ch, before, after) in columns.items()}
+    upd_old = ours_old.subset(any_change)
+    upd_positions = positions[matched][~foreign][any_change]
 
     # Inserts: full rows for accounts no user has.
-    new = m[~matched]
-    inserts = pd.DataFrame(index=new.index)
+    fresh = _Rows(mapped, candidate_rows[~matched])
+    new_positions = positions[~matched]
+    inserts = pd.DataFrame(index=pd.RangeIndex(len(fresh)))
     for field in FIELDS:
-        value = new[field] if field in value_fields else None
+        value = fresh(field) if field in value_fields else None
         if field in BOOL_FIELDS:
             inserts[field] = value.fillna(False).astype(bool) if value is not None else False
         else:
-            inserts[field] = value if value is not None else pd.Series(None, index=new.index, dtype=pd.ArrowDtype(pa.string()))
+            inserts[field] = value if value is not None else pd.Series(None, index=inserts.index, dtype=pd.ArrowDtype(pa.string()))
     for column in ("ad_username", "domain", "external_id"):
-        inserts[column] = new[column]
+        inserts[column] = fresh(column)
     inserts["source"] = source
 
     # Admit inserts and updates only while their username and numbers stay unique.
-    final = {c: (columns[c][2].where(columns[c][0], upd[f"old_{c}"]) if c in columns else upd[f"old_{c}"])
+    final = {c: (columns[c][2].where(columns[c][0], upd_old(c)) if c in columns else upd_old(c))
              for c in ("username", *NUMBER_FIELDS)}
-    planned = pd.DataFrame({
-        "position": np.concatenate([new["position"].to_numpy(), upd["position"].to_numpy()]),
-        "holder": np.concatenate([-(new["position"].to_numpy() + 1), upd["old_id"].to_numpy(dtype=np.int64)]),
-    })
-    wanted = pd.concat([
-        claims.claim_frame(new["position"], inserts["username"], {c: inserts[c] for c in NUMBER_FIELDS}),
-        claims.claim_frame(upd["position"], final["username"], {c: final[c] for c in NUMBER_FIELDS}),
-    ], ignore_index=True).rename(columns={"holder": "position"})
-    released = claims.claim_frame(upd["position"], upd["old_username"], {c: upd[f"old_{c}"] for c in NUMBER_FIELDS}) \
-        .rename(columns={"holder": "position"})
-    stays = existing[~existing["id"].isin(deleted)]
-    held = claims.claim_frame(stays["id"], stays["username"], {c: stays[c] for c in NUMBER_FIELDS})
-    held = held[held["claim"].isin(wanted["claim"])]
-    username_of = dict(zip(existing.loc[existing["id"].isin(held["holder"]), "id"],
-                           existing.loc[existing["id"].isin(held["holder"]), "username"]))
-    verdicts = claims.admit(planned, wanted, released, held, {int(k): v for k, v in username_of.items()})
+    upd_ids = upd_old("id").to_numpy(dtype=np.int64)
+    wanted = pa.concat_tables([
+        claims.claim_table(new_positions, inserts["username"], {c: inserts[c] for c in NUMBER_FIELDS}),
+        claims.claim_table(upd_positions, final["username"], {c: final[c] for c in NUMBER_FIELDS}),
+    ])
+    released = claims.claim_table(upd_positions, upd_old("username"), {c: upd_old(c) for c in NUMBER_FIELDS})
+    held = claims.claim_table(existing["id"].to_numpy(dtype=np.int64), existing["username"],
+                              {c: existing[c] for c in NUMBER_FIELDS}, only=wanted["claim"])
+    held = held.filter(pc.invert(pc.is_in(held["holder"], value_set=pa.array(sorted(deleted), pa.int64()))))
+    holders = existing["id"].isin(held["holder"].to_pylist())
+    username_of = {int(k): v for k, v in zip(existing.loc[holders, "id"], existing.loc[holders, "username"])}
+    verdicts = claims.admit(np.concatenate([new_positions, upd_positions]),
+                            np.concatenate([-(new_positions + 1), upd_ids]), wanted, released, held, username_of)
 
-    ins_rows = _rows_in_order(verdicts.order, new["position"].to_numpy(), len(candidates))
-    upd_rows = _rows_in_order(verdicts.order, upd["position"].to_numpy(), len(candidates))
-    plan.inserts = _frame_table(inserts.iloc[ins_rows], INSERTS_SCHEMA)
-    plan.updates = _updates_table(upd, columns, names, changed, upd_rows)
+    insert_rows = _rows_in_order(verdicts.order, new_positions, len(positions))
+    if insert_rows != list(range(len(inserts))):  # a clash or a contested claim: not the natural order
+        inserts = inserts.iloc[insert_rows]
+    plan.inserts = _frame_table(inserts, INSERTS_SCHEMA)
+    del inserts, wanted, held
+    upd_rows = _rows_in_order(verdicts.order, upd_positions, len(positions))
+    plan.updates = _updates_table(upd_ids, upd_old("username"), columns, names, changed, upd_rows)
 
-    by_position = candidates.set_index("position")
-    for position in sorted(verdicts.clashes):
-        row = by_position.loc[position]
-        out_skipped.append(Skipped(row["account"], verdicts.clashes[position], row["ad_username"], row["domain"]))
+    if verdicts.clashes:
+        clashed = sorted(verdicts.clashes)
+        who = _Rows(mapped, candidate_rows[clashed])
+        for position, account, ad, dom in zip(clashed, who("account"), who("ad_username"), who("domain")):
+            out_skipped.append(Skipped(account, verdicts.clashes[position], ad, dom))
     plan.skipped = pa.Table.from_pylist([s.__dict__ for s in out_skipped], schema=SKIPPED_SCHEMA)
     return plan
 
@@ -228,11 +269,12 @@ def _rows_in_order(order: np.ndarray, positions: np.ndarray, n: int) -> list[int
     return rows[rows >= 0].tolist()
 
 
-def _updates_table(upd: pd.DataFrame, columns: dict, names: list[str], changed: np.ndarray, rows: list[int]) -> pa.Table:
+def _updates_table(ids: np.ndarray, usernames: pd.Series, columns: dict, names: list[str], changed: np.ndarray,
+                   rows: list[int]) -> pa.Table:
     """One row per admitted update: id, old username, the changed columns, and old → new of each."""
     data: dict[str, list] = {
-        "id": upd["old_id"].to_numpy(dtype=np.int64)[rows].tolist(),
-        "username": upd["old_username"].to_numpy(dtype=object, na_value=None)[rows].tolist(),
+        "id": ids[rows].tolist(),
+        "username": usernames.to_numpy(dtype=object, na_value=None)[rows].tolist(),
         "changed": [[names[j] for j in np.flatnonzero(changed[i])] for i in rows],
     }
     for c in names:

@@ -17,7 +17,6 @@ import logging
 import shutil
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -93,7 +92,7 @@ class RunFolder:
         with target.open("wb") as raw:
             sink = _HashingWriter(raw)
             with pq.ParquetWriter(sink, schema, compression="snappy") as writer:
-                for batch in batches.to_batches() if isinstance(batches, pa.Table) else batches:
+                for batch in batches.to_batches(max_chunksize=50_000) if isinstance(batches, pa.Table) else batches:
                     if batch.num_rows:
                         writer.write_batch(batch)
                         rows += batch.num_rows
@@ -191,7 +190,3 @@ def prune_runs(dag_folder, retention_days: int, now: float | None = None, keep: 
             _remove_tree(run_dir)
             removed.append(str(run_dir))
     return removed
-
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
