@@ -125,16 +125,15 @@ class RunFolder:
 
     def head(self, ref: TableRef, rows: int) -> pa.Table:
         """The first ``rows`` rows only (a report's preview of a large change set)."""
-        if rows <= 0:
-            return self._verified(ref).schema_arrow.empty_table()
+        parquet = self._verified(ref)
         out, have = [], 0
-        for batch in self.batches(ref, batch_size=min(rows, 50_000)):
-            out.append(batch.slice(0, rows - have))
-            have += out[-1].num_rows
-            if have >= rows:
-                break
-        return pa.Table.from_batches(out, schema=self._verified(ref).schema_arrow) if out else \
-            self._verified(ref).schema_arrow.empty_table()
+        if rows > 0:
+            for batch in parquet.iter_batches(batch_size=min(rows, 50_000)):
+                out.append(batch.slice(0, rows - have))
+                have += out[-1].num_rows
+                if have >= rows:
+                    break
+        return pa.Table.from_batches(out, schema=parquet.schema_arrow)
 
     def write_manifest(self, **facts: Any) -> None:
         """``run.json``: when the run started (for pruning) and what it is, readable on any storage."""
