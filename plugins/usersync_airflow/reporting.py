@@ -55,7 +55,7 @@ def _preview(rules: Rules, plan_ref: dict | None):
 
 
 def _first(value):
-    """A mapped task (extract, one per partition) answers with a list: its first failure stands for it."""
+    """A mapped task (extract, map: one per partition) answers with a list: its first failure stands for it."""
     if isinstance(value, (list, tuple)) or (value is not None and not isinstance(value, dict)):
         return next((v for v in value if v), None)
     return value
