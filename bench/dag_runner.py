@@ -18,7 +18,7 @@ import warnings
 
 def xcom_bytes(run_id: str) -> int:
     """Bytes of XCom this run stored in the metadata database."""
-    from sqlalchemy import func, select
+    from sqlalchemy import select
 
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session

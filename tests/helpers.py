@@ -6,7 +6,7 @@ from typing import Any
 
 from devtools.ad_data import ad_user, user_dn
 from tests.conftest import ad_rules
-from usersync.diff import compute_diff, insert_row
+from usersync.diff import compute_diff
 from usersync.mapping import SourceRecord, map_records
 from usersync.rules import Rules, parse_rules
 
@@ -33,10 +33,11 @@ def plan(r: Rules, records, existing=()):
 
 
 def existing_rows(r: Rules, records, start_id: int = 1, **overrides) -> list[dict[str, Any]]:
-    """Rows as the table would hold them after inserting ``records`` with rules ``r``."""
+    """Rows as the table would hold them after inserting ``records`` with rules ``r`` (the diff's insert rows)."""
     mapped, skipped = map_records(r, records)
     assert not skipped, skipped
-    return [{"id": start_id + n, **insert_row(r, m), **overrides} for n, m in enumerate(mapped)]
+    inserted = {(i.row["ad_username"], i.row["domain"]): i.row for i in compute_diff(r, mapped, []).inserts}
+    return [{"id": start_id + n, **inserted[(m.ad_username, m.domain)], **overrides} for n, m in enumerate(mapped)]
 
 
 def local_user(id_: int, username: str, **values) -> dict[str, Any]:

@@ -9,7 +9,6 @@ applied entirely or not at all.
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
@@ -40,10 +39,10 @@ def _chunks(items: list, size: int = BATCH) -> Iterator[list]:
         yield items[i : i + size]
 
 
-def _expect(result, expected: int, what: str, countable: bool) -> None:
+def _expect(rowcount: int, expected: int, what: str, countable: bool = True) -> None:
     """Fail (and so roll back) when a statement touched another number of rows than planned."""
-    if countable and result.rowcount != expected:
-        raise ApplyError(f"{what}: expected {expected} rows, the table had {result.rowcount}; rolled back")
+    if countable and rowcount != expected:
+        raise ApplyError(f"{what}: expected {expected} rows, the table had {rowcount}; rolled back")
 
 
 def apply_changes(engine: Engine, plan: ChangeSet, now: datetime | None = None) -> dict[str, int]:
@@ -73,7 +72,7 @@ def apply_tables(engine: Engine, plan: ChangeTables, now: datetime | None = None
     with engine.begin() as conn:
         for batch in _chunks(plan.deletes.column("id").to_pylist()):
             stmt = delete(users).where(users.c.id.in_(batch), users.c.source == plan.source)
-            _expect(conn.execute(stmt), len(batch), "delete", True)
+            _expect(conn.execute(stmt).rowcount, len(batch), "delete")
             progress.advance(len(batch))
 
         for batch in _chunks(plan.disables.column("id").to_pylist()):
@@ -82,7 +81,7 @@ def apply_tables(engine: Engine, plan: ChangeTables, now: datetime | None = None
                 .where(users.c.id.in_(batch), users.c.source == plan.source)
                 .values(enabled=False, disabled_by_sync=True, updated_at=now)
             )
-            _expect(conn.execute(stmt), len(batch), "disable", True)
+            _expect(conn.execute(stmt).rowcount, len(batch), "disable")
             progress.advance(len(batch))
 
         for columns, params in plan.update_groups().items():
@@ -92,7 +91,7 @@ def apply_tables(engine: Engine, plan: ChangeTables, now: datetime | None = None
                 .values({**{c: bindparam(c) for c in columns}, "updated_at": now})
             )
             for batch in _chunks(params):
-                _expect(conn.execute(stmt, batch), len(batch), f"update of {', '.join(columns)}", multi_ok)
+                _expect(conn.execute(stmt, batch).rowcount, len(batch), f"update of {', '.join(columns)}", multi_ok)
                 progress.advance(len(batch))
 
         names = [*plan.inserts.column_names, "created_at", "updated_at"]
@@ -100,7 +99,7 @@ def apply_tables(engine: Engine, plan: ChangeTables, now: datetime | None = None
             values = [batch.column(i).to_pylist() for i in range(batch.num_columns)]
             rows = list(zip(*values, [now] * batch.num_rows, [now] * batch.num_rows))
             if copy:
-                _expect_rows(_copy_rows(conn, names, rows), len(rows))
+                _expect(_copy_rows(conn, names, rows), len(rows), "insert (COPY)")
             else:
                 conn.execute(insert(users), [dict(zip(names, row)) for row in rows])
             progress.advance(batch.num_rows)
@@ -108,8 +107,3 @@ def apply_tables(engine: Engine, plan: ChangeTables, now: datetime | None = None
         progress.done()
     return {"inserted": plan.inserts.num_rows, "updated": plan.updates.num_rows, "deleted": plan.deletes.num_rows,
             "disabled": plan.disables.num_rows}
-
-
-def _expect_rows(copied: int, expected: int) -> None:
-    if copied != expected:
-        raise ApplyError(f"insert: expected {expected} rows, COPY wrote {copied}; rolled back")

@@ -33,17 +33,6 @@ Row = Mapping[str, Any]
 _SEP = "\x1f"  # sorts below every printable character: "a<SEP>b" orders like the tuple ("a", "b")
 
 
-def insert_row(rules: Rules, user: MappedUser) -> dict[str, Any]:
-    """The full row for a new user: keep fields blank (false for flags), the rest from the rules."""
-    row: dict[str, Any] = {}
-    for field in FIELDS:
-        rule = rules.fields.get(field)
-        value = user.values.get(field) if rule and rule.policy is not Policy.KEEP else None
-        row[field] = (bool(value) if value is not None else False) if field in BOOL_FIELDS else value
-    row.update(ad_username=user.ad_username, domain=user.domain, source=rules.source.name, external_id=user.external_id)
-    return row
-
-
 def compute_diff(rules: Rules, mapped: Iterable[MappedUser], existing: Iterable[Row],
                  skipped: Iterable[Skipped] = (), read: int = 0) -> ChangeSet:
     """The typed change set for small inputs (tests, examples): the columnar diff over row objects."""
@@ -224,7 +213,7 @@ def diff_frames(rules: Rules, mapped: pd.DataFrame, existing: pd.DataFrame, skip
     verdicts = _admission(existing, deleted, inserts, new_positions, upd_old, upd_ids, upd_positions, columns)
 
     insert_rows = _rows_in_order(verdicts.order, new_positions, len(positions))
-    if insert_rows != list(range(len(inserts))):  # a clash or a contested claim: not the natural order
+    if not np.array_equal(insert_rows, np.arange(len(inserts))):  # a clash or contested claim reordered them
         inserts = inserts.iloc[insert_rows]
     plan.inserts = _frame_table(inserts, INSERTS_SCHEMA)
     del inserts
@@ -275,16 +264,16 @@ def _admission(existing: pd.DataFrame, deleted: set, inserts: pd.DataFrame, new_
                         np.concatenate([-(new_positions + 1), upd_ids]), wanted, released, held, username_of)
 
 
-def _rows_in_order(order: np.ndarray, positions: np.ndarray, n: int) -> list[int]:
+def _rows_in_order(order: np.ndarray, positions: np.ndarray, n: int) -> np.ndarray:
     """Row numbers (within the frame whose candidate positions are ``positions``) in admission ``order``."""
     row_at = np.full(n, -1)
     row_at[positions] = np.arange(len(positions))
     rows = row_at[order]
-    return rows[rows >= 0].tolist()
+    return rows[rows >= 0]
 
 
 def _updates_table(ids: np.ndarray, usernames: pd.Series, columns: dict, names: list[str], changed: np.ndarray,
-                   rows: list[int]) -> pa.Table:
+                   rows: np.ndarray) -> pa.Table:
     """One row per admitted update: id, old username, the changed columns, and old → new of each."""
     data: dict[str, list] = {
         "id": ids[rows].tolist(),

@@ -45,14 +45,6 @@ class SourceRecord:
         text = str(value).strip()
         return text or None
 
-    def to_json(self) -> dict[str, Any]:
-        data = {"account": self.account, "attributes": dict(self.attributes)}
-        return {**data, "problem": self.problem} if self.problem else data
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "SourceRecord":
-        return cls(data["account"], data["attributes"], data.get("problem"))
-
 
 @dataclass(frozen=True)
 class MappedUser:
@@ -63,14 +55,6 @@ class MappedUser:
     domain: str
     values: dict[str, Any]
     external_id: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"account": self.account, "ad_username": self.ad_username, "domain": self.domain,
-                "values": self.values, "external_id": self.external_id}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "MappedUser":
-        return cls(data["account"], data["ad_username"], data["domain"], dict(data["values"]), data.get("external_id"))
 
 
 class RecordError(ValueError):

@@ -15,7 +15,6 @@ import pyarrow as pa
 from sqlalchemy import Engine
 
 from usersync.mapping import map_records
-from usersync.plan_tables import ChangeTables
 from usersync.progress import Progress
 from usersync.rules import Rules
 from usersync.rundata import RunFolder, TableRef
@@ -102,8 +101,4 @@ def diff_step(rules: Rules, parts: list[dict[str, Any]], engine: Engine, folder:
     plan = diff_frames(rules, source, existing, skipped, read=read)
     log.info("plan for %s: %s", rules.source.name, plan.counts())
     return plan.save(folder)
-
-
-def load_plan(folder: RunFolder, ref: dict[str, Any]) -> ChangeTables:
-    return ChangeTables.load(folder, ref)
 

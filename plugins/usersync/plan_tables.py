@@ -13,12 +13,12 @@ from typing import Any
 
 import pyarrow as pa
 
-from usersync.changes import ChangeSet, Delete, Disable, Insert, Skipped, Update
+from usersync.changes import ChangeSet, Delete, Disable, Insert, Update
 from usersync.fields import FIELDS
 from usersync.rundata import RunFolder, TableRef
 from usersync.tables import SKIPPED_SCHEMA, USERS_SCHEMA, skipped_of
 
-#: Columns of an inserted row, in insert order (``diff.insert_row``).
+#: Columns of an inserted row, in insert order.
 INSERT_COLUMNS = [*FIELDS, "ad_username", "domain", "source", "external_id"]
 #: Columns an update may change.
 UPDATE_COLUMNS = [*FIELDS, "ad_username", "domain", "source", "external_id", "disabled_by_sync"]
@@ -75,7 +75,8 @@ class ChangeTables:
         """Write the five tables; returns the XCom reference (counts and file references, no data)."""
         refs = {name: folder.write(f"{prefix}/{name}.parquet", getattr(self, name), SCHEMAS[name]).to_json()
                 for name in SCHEMAS}
-        return {**{k: getattr(self, k) for k in META}, "counts": self.counts(), "tables": refs}
+        return {**{k: getattr(self, k) for k in META}, "counts": self.counts(), "writes": self.writes,
+                "removals": self.removals, "tables": refs}
 
     @classmethod
     def load(cls, folder: RunFolder, ref: dict[str, Any], limit: int | None = None) -> "ChangeTables":

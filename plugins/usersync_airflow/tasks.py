@@ -21,7 +21,7 @@ from airflow.sdk.log import redact
 
 from usersync import pipeline
 from usersync.apply import ApplyError, apply_tables
-from usersync.pipeline import load_plan
+from usersync.plan_tables import ChangeTables
 from usersync.rules import Rules, RulesError, load_rules
 from usersync.rundata import RunDataError, RunFolder
 from usersync.safety import UnsafePlan, check_removals
@@ -118,19 +118,17 @@ def diff(rules_path: str, mapped: Any) -> dict[str, Any]:
 def apply(rules_path: str, plan_ref: dict[str, Any]) -> dict[str, Any]:
     """Safety check, then write — or, in a dry run, only say what would be written."""
     rules, run = rules_at(rules_path), params()
-    counts = plan_ref["counts"]
-    verdict = check_removals(counts["deleted"] + counts["disabled"], plan_ref["owned"], rules.safety,
+    verdict = check_removals(plan_ref["removals"], plan_ref["owned"], rules.safety,
                              allow_mass_delete=bool(run.get("allow_mass_delete")))
     get_current_context()["ti"].xcom_push(key=VERDICT_KEY, value=verdict.to_json())
     log.info("%s", verdict.message)
-    writes = counts["inserted"] + counts["updated"] + counts["deleted"] + counts["disabled"]
     if run.get("dry_run"):
         log.info("dry run: nothing written; the report lists the %d change(s) this run would apply; the plan "
-                 "stays in %s/plan for inspection", writes, folder())
+                 "stays in %s/plan for inspection", plan_ref["writes"], folder())
         return {"dry_run": True, "written": {}}
     if verdict.blocked:
         raise UnsafePlan(verdict.message)
-    plan = load_plan(folder(), plan_ref)
+    plan = ChangeTables.load(folder(), plan_ref)
     hook = UsersDbHook(rules.target.conn_id)
     try:
         written = apply_tables(hook.get_conn(), plan)
