@@ -28,6 +28,7 @@ from pathlib import Path
 
 import yaml
 
+from bench.dag_runner import admin_env
 from devtools.ad_data import USERS_DN, ad_user, user_dn
 from devtools.postgres import PostgresServer
 from devtools.slapd import SERVICE_DN, SlapdServer
@@ -89,14 +90,7 @@ class Bench:
         rules_dir.mkdir(parents=True, exist_ok=True)
         for name, fields in (("bench", FULL_FIELDS), ("bench4", FOUR_FIELDS)):
             (rules_dir / f"{name}.yaml").write_text(yaml.safe_dump(rules(name, self.n, fields)))
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "USERSYNC"))}
-        env.update({
-            "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"), "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-            "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING", "USERSYNC_HOME": str(home / "usersync"),
-            "USERSYNC_RULES_DIR": str(rules_dir), "PYTHONPATH": str(REPO),
-            "AIRFLOW_CONN_BENCH_LDAP": json.dumps(self.ldap.connection_extra()),
-        })
+        env = admin_env(home, rules_dir, {"bench_ldap": self.ldap.connection_extra()})
         for name in ("bench", "bench4"):
             db = f"{home.name}_{name}".replace("-", "_")
             self.pg.create_database(db)

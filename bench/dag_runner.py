@@ -2,7 +2,7 @@
 
 Driven by ``bench.bench_dag`` (and the benchmark smoke test) over stdin/stdout, one JSON object per line:
 ``{"run": "<dag id>", "conf": {...}}`` → ``{"dag_id", "state", "seconds", "tasks": {task: seconds},
-"written", "xcom_bytes", "run_bytes", "peak_rss_mb"}``. The environment (AIRFLOW_HOME, connections, rules
+"written", "xcom_bytes", "entries", "run_bytes", "peak_rss_mb"}``. The environment (AIRFLOW_HOME, connections, rules
 folder) is set by the caller before this process starts, as an admin's shell would.
 """
 
@@ -14,6 +14,21 @@ import resource
 import sys
 import time
 import warnings
+from pathlib import Path
+
+
+def admin_env(home, rules_dir, connections: dict[str, dict]) -> dict[str, str]:
+    """What an admin's shell holds for this runner: Airflow home, rules folder, connections (by conn id)."""
+    repo = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "USERSYNC"))}
+    env.update({
+        "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(repo / "dags"), "AIRFLOW__CORE__PLUGINS_FOLDER": str(repo / "plugins"),
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING", "USERSYNC_HOME": str(home / "usersync"),
+        "USERSYNC_RULES_DIR": str(rules_dir), "PYTHONPATH": str(repo),
+    })
+    env.update({f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(fields) for conn_id, fields in connections.items()})
+    return env
 
 
 def xcom_bytes(run_id: str) -> int:
@@ -26,6 +41,20 @@ def xcom_bytes(run_id: str) -> int:
     with create_session() as session:
         rows = session.execute(select(XComModel.value).where(XComModel.run_id == run_id)).all()
     return sum(len(json.dumps(v) if not isinstance(v, (str, bytes)) else v) for (v,) in rows)
+
+
+def entries_read(run_id: str) -> int:
+    """Directory entries the run's extract tasks read: records, plus anchors scanned on a delta read."""
+    from sqlalchemy import select
+
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.execute(select(XComModel.value).where(
+            XComModel.run_id == run_id, XComModel.task_id == "extract", XComModel.key == "return_value")).all()
+    values = [json.loads(v) if isinstance(v, (str, bytes)) else v for (v,) in rows]
+    return sum(v["records"]["rows"] + v.get("scanned", 0) for v in values)
 
 
 def run(dag_id: str, conf: dict) -> dict:
@@ -44,7 +73,7 @@ def run(dag_id: str, conf: dict) -> dict:
     folder = run_folder(dag_id, dr.run_id)
     return {
         "dag_id": dag_id, "run_id": dr.run_id, "state": str(dr.state), "seconds": round(seconds, 2), "tasks": tasks,
-        "written": applied.get("written"), "xcom_bytes": xcom_bytes(dr.run_id),
+        "written": applied.get("written"), "xcom_bytes": xcom_bytes(dr.run_id), "entries": entries_read(dr.run_id),
         "run_bytes": folder.size() if folder.path.exists() else 0,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }

@@ -108,6 +108,60 @@ class SambaDc:
             })
         return dn
 
+    # --- directory changes, as an admin makes them (tests of renames, disables, groups, delta) -------------
+
+    def add_ou(self, name: str) -> str:
+        dn = f"OU={name},{BASE_DN}"
+        with self.connect() as conn:
+            conn.add(dn, ["top", "organizationalUnit"], {"ou": name})
+        return dn
+
+    def add_group(self, name: str, ou: str, members: list[str] = ()) -> str:
+        dn = f"CN={name},{ou}"
+        with self.connect() as conn:
+            conn.add(dn, ["top", "group"], {"sAMAccountName": name, **({"member": list(members)} if members else {})})
+        return dn
+
+    def modify(self, dn: str, **attrs) -> None:
+        import ldap3
+
+        with self.connect() as conn:
+            conn.modify(dn, {k: [(ldap3.MODIFY_REPLACE, [str(v)] if v is not None else [])] for k, v in attrs.items()})
+
+    def set_member(self, group: str, member: str, present: bool = True) -> None:
+        import ldap3
+
+        with self.connect() as conn:
+            conn.modify(group, {"member": [(ldap3.MODIFY_ADD if present else ldap3.MODIFY_DELETE, [member])]})
+
+    def rename(self, dn: str, sam: str) -> str:
+        """A new account name (sAMAccountName, UPN and CN), as for a marriage; returns the new DN."""
+        rdn, parent = dn.split(",", 1)
+        with self.connect() as conn:
+            conn.modify_dn(dn, f"CN={sam}")
+        new_dn = f"CN={sam},{parent}"
+        self.modify(new_dn, sAMAccountName=sam, userPrincipalName=f"{sam}@{REALM.lower()}")
+        return new_dn
+
+    def move(self, dn: str, ou: str) -> str:
+        rdn = dn.split(",", 1)[0]
+        with self.connect() as conn:
+            conn.modify_dn(dn, rdn, new_superior=ou)
+        return f"{rdn},{ou}"
+
+    def delete(self, dn: str) -> None:
+        with self.connect() as conn:
+            conn.delete(dn)
+
+    def guid(self, dn: str) -> str:
+        import uuid
+
+        import ldap3
+
+        with self.connect() as conn:
+            conn.search(dn, "(objectClass=*)", ldap3.BASE, attributes=["objectGUID"])
+            return "{" + str(uuid.UUID(bytes_le=conn.response[0]["raw_attributes"]["objectGUID"][0])) + "}"
+
     def connection_extra(self, **extra) -> dict:
         return {"conn_type": "usersync_ldap", "host": "127.0.0.1", "login": self.admin,
                 "password": self.admin_password,

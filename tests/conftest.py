@@ -69,18 +69,26 @@ def pg_url(postgres, request):
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
+def users_url(request, tmp_path):
+    """The URL of an empty users database on each supported backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'users.db'}"
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request, tmp_path):
     """The users database on both supported backends."""
     from sqlalchemy import create_engine
 
-    from usersync.schema import create_schema
+    from usersync.schema_version import ensure_schema
 
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'users.db'}"
     else:
         url = request.getfixturevalue("pg_url")
     eng = create_engine(url)
-    create_schema(eng)
+    ensure_schema(eng)
     yield eng
     eng.dispose()
 

@@ -50,10 +50,11 @@ def table_rows(url: str) -> dict[str, dict[str, Any]]:
     """The users table at ``url`` by AD username (created empty if a run failed before creating it)."""
     from sqlalchemy import create_engine, select
 
-    from usersync.schema import create_schema, users
+    from usersync.schema import users
+    from usersync.schema_version import ensure_schema
 
     eng = create_engine(url)
-    create_schema(eng)
+    ensure_schema(eng)
     with eng.connect() as c:
         rows = {r.ad_username: dict(r._mapping) for r in c.execute(select(users))}
     eng.dispose()
@@ -67,3 +68,41 @@ def planned(dag_run) -> dict[str, Any]:
 
     ref = dag_run.get_task_instance("diff").xcom_pull(task_ids="diff")
     return ChangeTables.load(run_folder(dag_run.dag_id, dag_run.run_id), ref).to_changeset().to_json()
+
+
+def sync_once(rules: Rules, source, engine, folder_path, full_sync: bool = False, dry_run: bool = False) -> dict:
+    """One run of the DAG's steps in this process (check → extract ×N → map ×N → diff → guard → apply), for
+    tests that need many runs (the equivalence of delta and full reads); the DAG itself is tested apart."""
+    from usersync import pipeline
+    from usersync.apply import apply_tables
+    from usersync.delta import Watermark
+    from usersync.plan_tables import ChangeTables
+    from usersync.rundata import RunFolder
+    from usersync.safety import check_removals
+
+    folder = RunFolder(folder_path)
+    info = pipeline.check_step(source, rules, engine, full_sync=full_sync)
+    count = rules.source.partition_count
+    extracted = [pipeline.extract_step(source, info, rules.source_attributes(), folder, i, count)
+                 for i in pipeline.partitions(rules, info)]
+    parts = [pipeline.map_step(rules, e, folder) for e in extracted]
+    ref = pipeline.diff_step(rules, parts, engine, folder)
+    verdict = check_removals(ref["removals"], ref["owned"], rules.safety)
+    plan = ChangeTables.load(folder, ref)
+    written = {}
+    if not dry_run and not verdict.blocked:
+        read = info.get("read")
+        written = apply_tables(engine, plan, watermark=Watermark.from_json(read["watermark"]) if read else None)
+    return {"info": info, "plan": plan, "written": written, "verdict": verdict,
+            "entries": sum(p["read"] for p in parts) + sum(e.get("scanned", 0) for e in extracted)}
+
+
+def users_snapshot(engine) -> dict:
+    """The users table by id, without the write timestamps (what two ways of syncing must agree on)."""
+    from sqlalchemy import select
+
+    from usersync.schema import users
+
+    with engine.connect() as conn:
+        return {r.id: {k: v for k, v in r._mapping.items() if k not in ("created_at", "updated_at")}
+                for r in conn.execute(select(users))}

@@ -10,7 +10,8 @@ from tests.conftest import REPO
 from usersync.diff import compute_diff
 from usersync.mapping import map_records
 from usersync.rules import RulesError, parse_rules
-from usersync.schema import create_schema, users
+from usersync.schema import users
+from usersync.schema_version import ensure_schema
 from usersync.sources import SourceQueryError
 from usersync.sources.csvfile import CsvSource, resolve_import
 
@@ -127,7 +128,7 @@ def test_csv_import_end_to_end_inserts_updates_and_never_deletes(airflow_env, tm
     dr = airflow_env.run("user_import__staff_csv", {"file": "second.csv"})
     assert dr.state == "success"
     engine = create_engine(pg_url)
-    create_schema(engine)
+    ensure_schema(engine)
     with engine.connect() as c:
         rows = {r.username: r for r in c.execute(select(users))}
     engine.dispose()

@@ -11,13 +11,6 @@ from tests.helpers import planned, table_rows
 pytestmark = pytest.mark.airflow
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def users_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'users.db'}"
-    return request.getfixturevalue("pg_url")
-
-
 def _written(dr):
     return dr.get_task_instance("apply").xcom_pull(task_ids="apply")["written"]
 

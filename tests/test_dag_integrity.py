@@ -23,11 +23,12 @@ def test_shipped_rules_load_without_import_errors(shipped_bag):
             "user_import__staff_csv"} <= set(shipped_bag.dag_ids)
 
 
-def test_csv_imports_are_manual_with_a_file_parameter(shipped_bag):
+def test_csv_imports_are_manual_with_a_file_parameter_and_only_delta_sources_offer_full_sync(shipped_bag):
     dag = shipped_bag.get_dag("user_import__staff_csv")
     assert dag.schedule is None
     assert set(dag.params) == {"dry_run", "allow_mass_delete", "file"}
-    assert set(shipped_bag.get_dag("user_sync__corp_ad").params) == {"dry_run", "allow_mass_delete"}
+    assert set(shipped_bag.get_dag("user_sync__corp_ad").params) == {"dry_run", "allow_mass_delete", "full_sync"}
+    assert set(shipped_bag.get_dag("user_sync__demo").params) == {"dry_run", "allow_mass_delete"}
 
 
 def test_every_dag_has_tags_retries_one_active_run_docs_and_the_pipeline(shipped_bag):

@@ -26,7 +26,9 @@ def test_no_module_of_the_domain_package_imports_airflow():
 def test_importing_every_domain_module_loads_no_airflow():
     modules = sorted(
         "usersync." + ".".join(p.relative_to(DOMAIN).with_suffix("").parts)
-        for p in DOMAIN.rglob("*.py") if p.name not in {"__init__.py", "__main__.py"}
+        for p in DOMAIN.rglob("*.py")
+        # Alembic runs the migration scripts itself (env.py needs its context); the AST test above covers them
+        if p.name not in {"__init__.py", "__main__.py"} and "migrations" not in p.relative_to(DOMAIN).parts
     )
     code = (
         "import importlib, sys\n"

@@ -193,18 +193,19 @@ def test_smtp_down_is_logged_and_does_not_fail_the_sync(setup, capfd, caplog):
 
 
 def test_an_unexpected_error_is_reported_with_the_step_and_debug_information(setup, postgres):
-    # the users database refuses connections: the diff step fails with a driver error
+    # the users database refuses connections: check_source (which checks its schema version first) fails
+    # with a driver error, before anything is read from the directory
     setup.env.connection("usersync_target", conn_type="postgres", host="127.0.0.1", port=free_port(),
                          login="users", password="Db-Secret-Pw-9", schema="users")
     setup.rules()
     dr = setup.run()
     assert dr.state == "failed"
     text = _report_file(setup)
-    assert "status:   FAILED" in text and "failed at step: diff" in text
+    assert "status:   FAILED" in text and "failed at step: check_source" in text
     assert "error: OperationalError" in text and "Traceback (most recent call last)" in text
     assert "Db-Secret-Pw-9" not in text
     (mail,) = setup.smtp.messages
-    assert mail["Subject"] == "[usersync] ALARM: corp failed at step diff"
+    assert mail["Subject"] == "[usersync] ALARM: corp failed at step check_source"
 
 
 def test_no_secret_in_logs_reports_or_mails(setup, capfd, caplog):

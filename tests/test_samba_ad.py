@@ -14,6 +14,8 @@ from usersync.rules import parse_rules
 from usersync.sources import SourceAuthError
 from usersync.sources.ldap import LdapDirectory, LdapSettings, LdapSource, SecurityMode
 
+pytestmark = pytest.mark.samba
+
 
 @pytest.fixture
 def settings(samba_dc) -> LdapSettings:

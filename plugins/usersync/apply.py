@@ -15,9 +15,11 @@ from typing import Any, Iterator
 from sqlalchemy import Engine, bindparam, delete, insert, select, update
 
 from usersync.changes import ChangeSet
+from usersync.delta import Watermark, save_watermark
 from usersync.plan_tables import ChangeTables
 from usersync.progress import Progress
-from usersync.schema import create_schema, users
+from usersync.schema import users
+from usersync.schema_version import ensure_schema
 
 log = logging.getLogger(__name__)
 BATCH = 5000
@@ -29,7 +31,7 @@ class ApplyError(RuntimeError):
 
 def load_users(engine: Engine) -> list[dict[str, Any]]:
     """The whole users table in one query (the diff needs everyone, for ownership and unique numbers)."""
-    create_schema(engine)
+    ensure_schema(engine)
     with engine.connect() as conn:
         return [dict(r) for r in conn.execute(select(users)).mappings()]
 
@@ -62,9 +64,13 @@ def _copy_rows(conn, columns: list[str], rows: list[tuple]) -> int:
         cursor.close()
 
 
-def apply_tables(engine: Engine, plan: ChangeTables, now: datetime | None = None) -> dict[str, int]:
-    """Apply a change set of any size atomically: deletes, disables, updates, then inserts (COPY on PostgreSQL)."""
-    create_schema(engine)
+def apply_tables(engine: Engine, plan: ChangeTables, now: datetime | None = None,
+                 watermark: Watermark | None = None) -> dict[str, int]:
+    """Apply a change set of any size atomically: deletes, disables, updates, then inserts (COPY on PostgreSQL).
+
+    ``watermark`` (delta sources) is stored in the same transaction: it moves exactly when the changes land.
+    """
+    ensure_schema(engine)
     now = now or datetime.now(timezone.utc)
     progress = Progress(f"apply {plan.source}", log, total=plan.writes)
     multi_ok = engine.dialect.supports_sane_multi_rowcount
@@ -103,6 +109,8 @@ def apply_tables(engine: Engine, plan: ChangeTables, now: datetime | None = None
             else:
                 conn.execute(insert(users), [dict(zip(names, row)) for row in rows])
             progress.advance(batch.num_rows)
+        if watermark is not None:
+            save_watermark(conn, watermark, now)
     if plan.writes:
         progress.done()
     return {"inserted": plan.inserts.num_rows, "updated": plan.updates.num_rows, "deleted": plan.deletes.num_rows,

@@ -68,6 +68,7 @@ class Skipped:
     #: the sync key when the record had one: a skipped account still exists, so its user is never deleted
     ad_username: str | None = None
     domain: str | None = None
+    external_id: str | None = None  # its anchor, when read: a renamed account skipped for bad data is kept too
 
 
 @dataclass
@@ -82,6 +83,9 @@ class ChangeSet:
     unchanged: int = 0  # matched users that need no write
     owned: int = 0  # users this source owned before the run (the base of the mass-delete percentage)
     kept: int = 0  # users that left the source but stay (deletion policy 'keep')
+    held: int = 0  # users of accounts disabled in the source, left as they are (disabled_accounts 'skip')
+    #: lines the report shows besides the changes: why an account was re-created, how the source was read
+    notes: list[str] = field(default_factory=list)
     #: set on a preview of a large saved plan (the report's): the full length of each change list
     totals: dict[str, int] = field(default_factory=dict, compare=False)
 
@@ -117,6 +121,8 @@ class ChangeSet:
             "unchanged": self.unchanged,
             "owned": self.owned,
             "kept": self.kept,
+            "held": self.held,
+            "notes": list(self.notes),
             "inserts": [c.row for c in self.inserts],
             "updates": [
                 {"id": c.id, "username": c.username, "changes": {k: [o, n] for k, (o, n) in c.changes.items()}}
@@ -135,6 +141,8 @@ class ChangeSet:
             unchanged=data.get("unchanged", 0),
             owned=data.get("owned", 0),
             kept=data.get("kept", 0),
+            held=data.get("held", 0),
+            notes=list(data.get("notes", [])),
             inserts=[Insert(dict(r)) for r in data.get("inserts", [])],
             updates=[
                 Update(u["id"], u["username"], {k: (o, n) for k, (o, n) in u["changes"].items()})

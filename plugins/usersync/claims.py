@@ -1,6 +1,7 @@
 """Uniqueness of usernames and numbers: which planned inserts and updates may take what they claim.
 
-A *claim* is what a row holds that no other user may hold: its username (case-insensitive) and each of its
+A *claim* is what a row holds that no other user may hold: its username (case-insensitive), its sync key
+(AD username + Domain, case-insensitive: a renamed account may not take another user's) and each of its
 numbers. Planned changes are admitted in key order, round after round, each only while every claim of its
 final row is free; a change that releases a claim (a user moving to another number) lets a later one take it.
 What is still waiting when no round admits anything more is skipped with the clash.
@@ -27,14 +28,15 @@ from usersync.frames import casefold
 
 
 def claim_table(holder: np.ndarray, username: pd.Series, numbers: dict[str, pd.Series],
-                only: pa.ChunkedArray | None = None) -> pa.Table:
-    """Long Arrow table (holder, claim) of the non-blank username and numbers of each row.
+                only: pa.ChunkedArray | None = None, key: pd.Series | None = None) -> pa.Table:
+    """Long Arrow table (holder, claim) of the non-blank username, sync key (already folded) and numbers.
 
     With ``only``, just the claims found in it (what the planned changes want). Arrow throughout: a million
     users' claims are a few compact string columns, concatenated without copying.
     """
     parts = []
-    for prefix, values in (("u:", casefold(username)), *(("n:", numbers[c]) for c in NUMBER_FIELDS)):
+    keys = (("k:", key),) if key is not None else ()
+    for prefix, values in (("u:", casefold(username)), *keys, *(("n:", numbers[c]) for c in NUMBER_FIELDS)):
         claims = pc.binary_join_element_wise(prefix, pa.array(values.array, type=pa.string()), "")
         keep = pc.and_(pc.is_valid(claims), pc.not_equal(pc.utf8_length(claims), len(prefix)))
         if only is not None:
@@ -47,6 +49,9 @@ def claim_table(holder: np.ndarray, username: pd.Series, numbers: dict[str, pd.S
 
 def describe(claim: str, holder_username: str | None) -> str:
     who = f"user {holder_username!r}" if holder_username is not None else "another account of this run"
+    if claim.startswith("k:"):
+        account, _sep, domain = claim[2:].partition("\x1f")
+        return f"AD username {domain}\\{account} is already used by {who}"
     what = "username" if claim.startswith("u:") else "number"
     return f"{what} {claim[2:]} is already used by {who}"
 

@@ -34,10 +34,10 @@ _SEP = "\x1f"  # sorts below every printable character: "a<SEP>b" orders like th
 
 
 def compute_diff(rules: Rules, mapped: Iterable[MappedUser], existing: Iterable[Row],
-                 skipped: Iterable[Skipped] = (), read: int = 0) -> ChangeSet:
+                 skipped: Iterable[Skipped] = (), read: int = 0, removed: set[str] | None = None) -> ChangeSet:
     """The typed change set for small inputs (tests, examples): the columnar diff over row objects."""
     mapped_frame = to_frame(pa.Table.from_batches([mapped_batch(list(mapped), value_fields_of(rules))]))
-    return diff_frames(rules, mapped_frame, rows_frame(existing), list(skipped), read).to_changeset()
+    return diff_frames(rules, mapped_frame, rows_frame(existing), list(skipped), read, removed).to_changeset()
 
 
 def _blank(s: pd.Series) -> pd.Series:
@@ -64,12 +64,8 @@ def _frame_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_pandas(frame.reindex(columns=schema.names), schema=schema, preserve_index=False)
 
 
-def _leavers(rules: Rules, existing: pd.DataFrame, keyed: pd.Series, existing_keys: pd.Series, present: pd.Series,
-             plan: ChangeTables):
+def _leavers(rules: Rules, existing: pd.DataFrame, gone: pd.Series, plan: ChangeTables) -> set:
     """Owned users whose account is gone: deleted, disabled or kept as the deletion policy says."""
-    owned = keyed & (existing["source"] == rules.source.name).fillna(False).astype(bool)
-    plan.owned = int(owned.sum())
-    gone = owned & ~existing_keys.isin(present).fillna(False).astype(bool)
     policy = rules.safety.deletion
     columns = ["id", "username", "ad_username", "domain"]
     if policy == "delete":
@@ -83,6 +79,29 @@ def _leavers(rules: Rules, existing: pd.DataFrame, keyed: pd.Series, existing_ke
     return set(plan.deletes.column("id").to_pylist())
 
 
+def _gone(existing_keys: pd.Series, existing_anchors: pd.Series, owned: pd.Series, matched: np.ndarray,
+          present_keys: pd.Series, present_anchors: pd.Series, protected_keys: pd.Series,
+          removed: set[str] | None) -> pd.Series:
+    """Which owned users' accounts are no longer in the source.
+
+    With an anchor, identity is the anchor: a user whose anchor the source no longer holds is gone, even if
+    another account now has its name (re-created) — unless an account the run could not match (skipped,
+    duplicate, held) still has its key. Without one, the key decides. A delta read (``removed``: the anchors
+    deleted or moved out of scope since the watermark) sees only what changed: nothing else is gone.
+    """
+    anchored = existing_anchors.notna()
+    kept_by_key = existing_keys.isin(protected_keys).fillna(False).astype(bool)
+    by_anchor = ~existing_anchors.isin(present_anchors).fillna(False).astype(bool) & ~kept_by_key
+    if removed is not None:
+        gone = anchored & existing_anchors.isin(list(removed)).fillna(False).astype(bool) & by_anchor
+    else:
+        by_key = ~existing_keys.isin(present_keys).fillna(False).astype(bool)
+        gone = by_key.where(~anchored, by_anchor)
+    not_matched = np.ones(len(existing_keys), bool)
+    not_matched[matched[matched >= 0]] = False
+    return (gone & owned).astype(bool) & not_matched
+
+
 def _duplicates(mapped: pd.DataFrame, keys: pd.Series) -> tuple[pd.Series, list[Skipped]]:
     """Accounts sharing one key: all copies are skipped (which one is right cannot be known)."""
     dup = keys.duplicated(keep=False)
@@ -91,9 +110,21 @@ def _duplicates(mapped: pd.DataFrame, keys: pd.Series) -> tuple[pd.Series, list[
         rows = mapped[dup].assign(_key=keys[dup]).sort_values("_key", kind="stable")
         for _key, group in rows.groupby("_key", sort=True):
             accounts = ", ".join(group["account"])
-            out += [Skipped(a, f"duplicate key {d}\\{u} in the source ({accounts})", u, d)
-                    for a, u, d in zip(group["account"], group["ad_username"], group["domain"])]
+            out += [Skipped(a, f"duplicate key {d}\\{u} in the source ({accounts})", u, d, x)
+                    for a, u, d, x in zip(*map(_py, (group["account"], group["ad_username"], group["domain"],
+                                                     group["external_id"])))]
     return dup, out
+
+
+def _py(values: pd.Series) -> np.ndarray:
+    """Python objects, nulls as None (for the few rows that become ``Skipped`` entries)."""
+    return values.to_numpy(dtype=object, na_value=None)
+
+
+def _anchors(values: pd.Series) -> pd.Series:
+    """Anchors as compared: trimmed, case-insensitive (GUIDs are hex), blank as null."""
+    folded = casefold(values.str.strip())
+    return folded.where(~_blank(folded))
 
 
 class _Rows:
@@ -152,43 +183,63 @@ def _match(keys: pd.Series, existing_keys: pd.Series, keyed: pd.Series) -> np.nd
 
 
 def diff_frames(rules: Rules, mapped: pd.DataFrame, existing: pd.DataFrame, skipped: list[Skipped],
-                read: int) -> ChangeTables:
-    """The change set of ``mapped`` (frame of ``tables.mapped_schema``) against the users table ``existing``."""
-    source = rules.source.name
+                read: int, removed: set[str] | None = None) -> ChangeTables:
+    """The change set of ``mapped`` (frame of ``tables.mapped_schema``) against the users table ``existing``.
+
+    ``removed``: for a delta read, the anchors of accounts deleted or moved out of scope since the watermark
+    (``mapped`` then holds only the accounts that changed); None for a full read.
+    """
+    src = rules.source
+    source, anchored = src.name, src.external_id_attribute is not None
     value_fields = value_fields_of(rules)
     plan = ChangeTables(source=source, read=read)
     out_skipped = list(skipped)
 
     mapped = mapped.reset_index(drop=True)
     keys = _keys(mapped["ad_username"], mapped["domain"])
-    # Every key the source holds, mapped or not: none of these users may be deleted.
-    skipped_keys = [_SEP.join(match_key(s.ad_username, s.domain)) for s in skipped if s.ad_username and s.domain]
-    present = pd.concat([keys, pd.Series(skipped_keys, dtype=keys.dtype)], ignore_index=True)
+    hold = mapped["hold"].fillna(False).astype(bool) if "hold" in mapped else pd.Series(False, index=keys.index)
+    plan.held = int(hold.sum())
+    dup, dup_skipped = _duplicates(mapped, keys)
+    out_skipped += dup_skipped
+    no_anchor = pd.Series(None, index=keys.index, dtype=keys.dtype)
+    anchors = _anchors(mapped["external_id"]) if anchored else no_anchor
 
     existing = existing.reset_index(drop=True)
     keyed = ~_blank(existing["ad_username"]) & ~_blank(existing["domain"])
     existing_keys = _keys(existing["ad_username"], existing["domain"])
-    deleted = _leavers(rules, existing, keyed, existing_keys, present, plan)
-    del present  # a directory's worth of keys: free it before the next large step
+    owned = keyed & (existing["source"] == source).fillna(False).astype(bool)
+    plan.owned = int(owned.sum())
+    existing_anchors = _anchors(existing["external_id"]).where(owned) if anchored else \
+        pd.Series(None, index=existing.index, dtype=keys.dtype)
 
-    dup, dup_skipped = _duplicates(mapped, keys)
-    out_skipped += dup_skipped
     # Candidates in key order; a candidate's position in that order decides who gets a contested claim.
-    candidate_rows = np.flatnonzero(~dup.to_numpy())
+    candidate_rows = np.flatnonzero(~(dup | hold).to_numpy())
     candidate_rows = candidate_rows[np.argsort(keys.iloc[candidate_rows].to_numpy(), kind="stable")]
     positions = np.arange(len(candidate_rows))
-    erows = _match(keys.iloc[candidate_rows], existing_keys, keyed)
+    erows, recreated = _identify(rules, keys.iloc[candidate_rows], anchors.iloc[candidate_rows], existing_keys,
+                                 existing_anchors, keyed)
     matched = erows >= 0
-    del keys, existing_keys
+
+    # Every account the source holds, mapped or not: none of their users may be deleted.
+    skipped_keys = pd.Series([_SEP.join(match_key(s.ad_username, s.domain)) for s in skipped
+                              if s.ad_username and s.domain], dtype=keys.dtype)
+    skipped_anchors = _anchors(pd.Series([s.external_id for s in skipped], dtype=keys.dtype))
+    gone = _gone(existing_keys, existing_anchors, owned, erows,
+                 present_keys=pd.concat([keys, skipped_keys], ignore_index=True),
+                 present_anchors=pd.concat([anchors, skipped_anchors], ignore_index=True).dropna(),
+                 protected_keys=pd.concat([keys[dup | hold], skipped_keys], ignore_index=True),
+                 removed=None if removed is None else {a.casefold() for a in removed})
+    deleted = _leavers(rules, existing, gone, plan)
+    del keys, skipped_keys
 
     pairs_new, pairs_old = _Rows(mapped, candidate_rows[matched]), _Rows(existing, erows[matched])
     owner = pairs_old("source")
     foreign = (~_blank(owner) & (owner != source).fillna(False).astype(bool)).to_numpy()
     if foreign.any():
         theirs, mine = pairs_old.subset(foreign), pairs_new.subset(foreign)
-        for account, ad, dom, user, other in zip(mine("account"), mine("ad_username"), mine("domain"),
-                                                 theirs("username"), theirs("source")):
-            out_skipped.append(Skipped(account, f"user {user!r} is owned by source {other!r}", ad, dom))
+        for account, ad, dom, anchor, user, other in zip(*map(_py, (mine("account"), mine("ad_username"), mine("domain"),
+                                                         mine("external_id"), theirs("username"), theirs("source")))):
+            out_skipped.append(Skipped(account, f"user {user!r} is owned by source {other!r}", ad, dom, anchor))
 
     # Updates: only the columns whose value the rules say to write and that differ.
     ours_new, ours_old = pairs_new.subset(~foreign), pairs_old.subset(~foreign)
@@ -208,7 +259,7 @@ def diff_frames(rules: Rules, mapped: pd.DataFrame, existing: pd.DataFrame, skip
     new_positions = positions[~matched]
     inserts = _insert_rows(_Rows(mapped, candidate_rows[~matched]), value_fields, source)
 
-    # Admit inserts and updates only while their username and numbers stay unique.
+    # Admit inserts and updates only while their username, sync key and numbers stay unique.
     upd_ids = upd_old("id").to_numpy(dtype=np.int64)
     verdicts = _admission(existing, deleted, inserts, new_positions, upd_old, upd_ids, upd_positions, columns)
 
@@ -220,13 +271,57 @@ def diff_frames(rules: Rules, mapped: pd.DataFrame, existing: pd.DataFrame, skip
     upd_rows = _rows_in_order(verdicts.order, upd_positions, len(positions))
     plan.updates = _updates_table(upd_ids, upd_old("username"), columns, names, changed, upd_rows)
 
-    if verdicts.clashes:
-        clashed = sorted(verdicts.clashes)
+    clashes = {p: verdicts.clashes[p] for p in verdicts.clashes}
+    for position, (old_row, old_anchor) in recreated.items():
+        user = existing.at[old_row, "username"]
+        policy = rules.safety.deletion
+        if position in clashes:
+            clashes[position] = (f"re-created in the source (new {src.external_id_attribute}); user {user!r} of the "
+                                 f"old account stays (deletion policy '{policy}'): delete that user, or set "
+                                 "source.recreated_accounts: adopt")
+        else:
+            who = _Rows(mapped, candidate_rows[[position]])
+            plan.notes.append(
+                f"{who('domain')[0]}\\{who('ad_username')[0]} was re-created in the source "
+                f"({src.external_id_attribute} {old_anchor} → {who('external_id')[0]}): user {user!r} of the old "
+                f"account is {'deleted' if policy == 'delete' else 'left to deletion policy ' + repr(policy)}, "
+                "the new account is inserted (source.recreated_accounts: replace)")
+    if clashes:
+        clashed = sorted(clashes)
         who = _Rows(mapped, candidate_rows[clashed])
-        for position, account, ad, dom in zip(clashed, who("account"), who("ad_username"), who("domain")):
-            out_skipped.append(Skipped(account, verdicts.clashes[position], ad, dom))
+        for position, account, ad, dom, anchor in zip(clashed, *map(_py, (who("account"), who("ad_username"),
+                                                                           who("domain"), who("external_id")))):
+            out_skipped.append(Skipped(account, clashes[position], ad, dom, anchor))
     plan.skipped = pa.Table.from_pylist([s.__dict__ for s in out_skipped], schema=SKIPPED_SCHEMA)
     return plan
+
+
+def _identify(rules: Rules, keys: pd.Series, anchors: pd.Series, existing_keys: pd.Series,
+              existing_anchors: pd.Series, keyed: pd.Series) -> tuple[np.ndarray, dict[int, tuple[int, str]]]:
+    """For each candidate, the users-table row that is its user (or -1), and the re-created accounts.
+
+    The anchor decides first (a renamed account keeps its user); then the key, for users without an anchor
+    yet (filled in by this run) and for sources without one. A key match to a user holding another anchor is
+    a re-created account: ``replace`` makes it a new user (returned as position → (old row, old anchor)),
+    ``adopt`` lets it take over the old user.
+    """
+    by_key = _match(keys, existing_keys, keyed)
+    if rules.source.external_id_attribute is None:
+        return by_key, {}
+    by_anchor = _match(anchors, existing_anchors, existing_anchors.notna())
+    mine = anchors.reset_index(drop=True)
+    if len(existing_anchors):
+        theirs = existing_anchors.iloc[np.maximum(by_key, 0)].reset_index(drop=True).where(pd.Series(by_key >= 0))
+    else:
+        theirs = pd.Series(None, index=mine.index, dtype=mine.dtype)
+    other_anchor = (theirs.notna() & mine.notna() & (theirs != mine).fillna(False)).to_numpy(dtype=bool)
+    conflict = (by_anchor < 0) & (by_key >= 0) & other_anchor
+    taken = np.isin(by_key, by_anchor[by_anchor >= 0]) & (by_anchor < 0)  # that user was renamed to another name
+    if rules.source.recreated_accounts == "adopt":
+        conflict = np.zeros(len(by_key), bool)
+    rows = np.where(by_anchor >= 0, by_anchor, np.where(conflict | taken, -1, by_key))
+    recreated = {int(p): (int(by_key[p]), str(existing_anchors.iloc[by_key[p]])) for p in np.flatnonzero(conflict & ~taken)}
+    return rows, recreated
 
 
 def _insert_rows(fresh: _Rows, value_fields: list[str], source: str) -> pd.DataFrame:
@@ -247,16 +342,20 @@ def _insert_rows(fresh: _Rows, value_fields: list[str], source: str) -> pd.DataF
 
 def _admission(existing: pd.DataFrame, deleted: set, inserts: pd.DataFrame, new_positions: np.ndarray,
                upd_old: _Rows, upd_ids: np.ndarray, upd_positions: np.ndarray, columns: dict) -> claims.Verdicts:
-    """Which inserts and updates keep usernames and numbers unique (see ``claims``)."""
+    """Which inserts and updates keep usernames, sync keys and numbers unique (see ``claims``)."""
     final = {c: (columns[c][2].where(columns[c][0], upd_old(c)) if c in columns else upd_old(c))
-             for c in ("username", *NUMBER_FIELDS)}
-    wanted = pa.concat_tables([
-        claims.claim_table(new_positions, inserts["username"], {c: inserts[c] for c in NUMBER_FIELDS}),
-        claims.claim_table(upd_positions, final["username"], {c: final[c] for c in NUMBER_FIELDS}),
-    ])
-    released = claims.claim_table(upd_positions, upd_old("username"), {c: upd_old(c) for c in NUMBER_FIELDS})
+             for c in ("username", "ad_username", "domain", *NUMBER_FIELDS)}
+
+    def claimed(holders, rows):
+        return claims.claim_table(holders, rows["username"], {c: rows[c] for c in NUMBER_FIELDS},
+                                  key=_keys(rows["ad_username"], rows["domain"]))
+
+    wanted = pa.concat_tables([claimed(new_positions, inserts), claimed(upd_positions, final)])
+    released = claimed(upd_positions, {c: upd_old(c) for c in ("username", "ad_username", "domain", *NUMBER_FIELDS)})
+    keyed = ~_blank(existing["ad_username"]) & ~_blank(existing["domain"])
     held = claims.claim_table(existing["id"].to_numpy(dtype=np.int64), existing["username"],
-                              {c: existing[c] for c in NUMBER_FIELDS}, only=wanted["claim"])
+                              {c: existing[c] for c in NUMBER_FIELDS}, only=wanted["claim"],
+                              key=_keys(existing["ad_username"], existing["domain"]).where(keyed))
     held = held.filter(pc.invert(pc.is_in(held["holder"], value_set=pa.array(sorted(deleted), pa.int64()))))
     holders = existing["id"].isin(held["holder"].to_pylist())
     username_of = {int(k): v for k, v in zip(existing.loc[holders, "id"], existing.loc[holders, "username"])}

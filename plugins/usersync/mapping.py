@@ -55,6 +55,8 @@ class MappedUser:
     domain: str
     values: dict[str, Any]
     external_id: str | None = None
+    #: an account disabled in the source under ``disabled_accounts: skip``: its user is left as it is
+    hold: bool = False
 
 
 class RecordError(ValueError):
@@ -121,6 +123,25 @@ def _sync_key(rules: Rules, record: SourceRecord) -> tuple[str | None, str | Non
     return record.get(src.key_attribute), domain
 
 
+def is_disabled(rules: Rules, record: SourceRecord) -> bool:
+    """Whether the source marks this account disabled: AD's userAccountControl bit 2, CUCM status 2."""
+    attribute = rules.source.disabled_attribute
+    value = record.get(attribute) if attribute else None
+    if value is None:
+        return False
+    if rules.source.type == "cucm":
+        return value == "2"
+    try:
+        return bool(int(value) & 2)
+    except ValueError:
+        raise RecordError(f"{attribute} is not a number: {value!r}") from None
+
+
+def _anchor(rules: Rules, record: SourceRecord) -> str | None:
+    attribute = rules.source.external_id_attribute
+    return record.get(attribute) if attribute else None
+
+
 def map_record(rules: Rules, record: SourceRecord, steps: list[_FieldStep] | None = None) -> MappedUser:
     """Map one record or raise ``RecordError`` with the reason (``steps``: ``compile_fields(rules)``)."""
     if record.problem:
@@ -134,6 +155,8 @@ def map_record(rules: Rules, record: SourceRecord, steps: list[_FieldStep] | Non
     for column, value, limit in (("ad_username", ad_username, _KEY_LIMITS[0]), ("domain", domain, _KEY_LIMITS[1])):
         if len(value) > limit:
             raise RecordError(f"{column} is longer than {limit} characters")
+    if src.disabled_accounts == "skip" and is_disabled(rules, record):
+        return MappedUser(record.account, ad_username, domain, {}, _anchor(rules, record), hold=True)
     values: dict[str, Any] = {}
     for step in steps if steps is not None else compile_fields(rules):
         value = _field_value(step, record)
@@ -142,8 +165,7 @@ def map_record(rules: Rules, record: SourceRecord, steps: list[_FieldStep] | Non
     if not values.get("username"):
         attr = rules.rule("username").attribute
         raise RecordError(f"no username (attribute {attr} is empty)")
-    external_id = record.get(src.external_id_attribute) if src.external_id_attribute else None
-    return MappedUser(record.account, ad_username, domain, values, external_id)
+    return MappedUser(record.account, ad_username, domain, values, _anchor(rules, record))
 
 
 def map_records(rules: Rules, records: Iterable[SourceRecord]) -> tuple[list[MappedUser], list[Skipped]]:
@@ -156,5 +178,6 @@ def map_records(rules: Rules, records: Iterable[SourceRecord]) -> tuple[list[Map
             mapped.append(map_record(rules, record, steps))
         except RecordError as exc:
             key, domain = _sync_key(rules, record)
-            skipped.append(Skipped(record.account, str(exc), key if domain else None, domain if key else None))
+            skipped.append(Skipped(record.account, str(exc), key if domain else None, domain if key else None,
+                                   _anchor(rules, record)))
     return mapped, skipped

@@ -9,11 +9,13 @@ passes by XCom. Only ``check`` and ``extract`` know which kind of source they re
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 from typing import Any
 
 import pyarrow as pa
 from sqlalchemy import Engine
 
+from usersync.delta import choose, load_watermark
 from usersync.mapping import map_records
 from usersync.progress import Progress
 from usersync.rules import Rules
@@ -35,28 +37,64 @@ from usersync.tables import (
 )
 
 log = logging.getLogger(__name__)
+REMOVED_SCHEMA = pa.schema([("anchor", pa.string())])
 
 
-def check_step(source: Source) -> dict[str, Any]:
+def check_step(source: Source, rules: Rules | None = None, engine: Engine | None = None,
+               full_sync: bool = False) -> dict[str, Any]:
+    """Prove the source readable; for a delta source (``rules`` and the users ``engine`` given), choose how
+    this run reads it — ``info["read"]`` (mode, reason, the watermark to store) and ``info["reading"]``."""
     info = source.check()
     for warning in info.get("warnings", []):
         log.warning("%s", warning)
+    if rules is not None and engine is not None and getattr(rules.source, "delta", None) is not None:
+        read = choose(rules, load_watermark(engine, rules.source.name), info["dc"], datetime.now(timezone.utc),
+                      full_sync=full_sync)
+        info.update(read=read.to_json(), reading=read.describe())
+        log.info("this run reads the source: %s", read.describe())
     return info
+
+
+def is_delta(info: dict[str, Any]) -> bool:
+    return (info.get("read") or {}).get("mode") == "delta"
+
+
+def partitions(rules: Rules, info: dict[str, Any]) -> list[int]:
+    """The partitions this run extracts: all of them for a full read, one for a delta (it is small)."""
+    return [0] if is_delta(info) else list(range(rules.source.partition_count))
 
 
 def extract_step(source: Source, info: dict[str, Any], attributes: list[str], folder: RunFolder,
                  index: int = 0, count: int = 1) -> dict[str, Any]:
     """Read partition ``index`` of ``count`` into ``records/part-<index>.parquet``; returns its reference.
 
-    A partition may be empty; the whole source may not: then this step fails, never "everyone left".
+    A partition may be empty; the whole source may not: then this step fails, never "everyone left". A delta
+    read may be empty (nothing changed); its partition 0 also lists the anchors gone since the watermark.
     """
+    delta = is_delta(info)
     batches = record_batches(source.partition(info, index, count), attributes)
     ref = folder.write(f"records/part-{index:03d}.parquet", batches, records_schema(attributes))
-    if not ref.rows and (count == 1 or next(iter(source.records(info)), None) is None):
+    if not delta and not ref.rows and (count == 1 or next(iter(source.records(info)), None) is None):
         raise _empty(info)  # an empty partition is fine; an empty source is an error, never "everyone left"
-    log.info("extracted %d records from %s (partition %d of %d) into %s", ref.rows, info.get("url"), index + 1,
-             count, ref.file)
-    return {"partition": index, "records": ref.to_json()}
+    log.info("extracted %d %srecords from %s (partition %d of %d) into %s", ref.rows,
+             "changed " if delta else "", info.get("url"), index + 1, count, ref.file)
+    out: dict[str, Any] = {"partition": index, "records": ref.to_json(), "delta": delta}
+    if delta and index == 0:
+        anchors, scanned = source.removed(info, _anchors_read(folder, ref, attributes))
+        removed = folder.write("removed/anchors.parquet", [pa.record_batch([pa.array(anchors, pa.string())],
+                                                                           schema=REMOVED_SCHEMA)], REMOVED_SCHEMA)
+        log.info("delta: %d account(s) deleted or out of scope since USN %s (%d entries scanned)", len(anchors),
+                 info["read"]["since"], scanned)
+        out.update(removed=removed.to_json(), scanned=scanned)
+    return out
+
+
+def _anchors_read(folder: RunFolder, ref: TableRef, attributes: list[str]) -> set[str]:
+    """The anchors (objectGUIDs) of the changed entries just read: those are in scope, not removed."""
+    column = next((a for a in attributes if a.lower() == "objectguid"), None)
+    if column is None or not ref.rows:
+        return set()
+    return {v for v in folder.read(ref).column(column).to_pylist() if v}
 
 
 def _empty(info: dict[str, Any]) -> EmptySource:
@@ -85,20 +123,28 @@ def map_step(rules: Rules, extracted: dict[str, Any], folder: RunFolder) -> dict
     skipped_ref = folder.write(f"skipped/part-{index:03d}.parquet", [skipped_batch(skipped)], SKIPPED_SCHEMA)
     progress.done()
     log.info("mapped %d of %d records (%d skipped)", mapped_ref.rows, ref.rows, len(skipped))
-    return {"read": ref.rows, "mapped": mapped_ref.to_json(), "skipped": skipped_ref.to_json()}
+    delta = {k: extracted[k] for k in ("delta", "removed", "scanned") if k in extracted}  # for the diff
+    return {"read": ref.rows, "mapped": mapped_ref.to_json(), "skipped": skipped_ref.to_json(), **delta}
 
 
 def diff_step(rules: Rules, parts: list[dict[str, Any]], engine: Engine, folder: RunFolder) -> dict[str, Any]:
     """Columnar diff of all mapped partitions against the users table; the plan goes to ``plan/*.parquet``."""
     from usersync.diff import diff_frames  # pandas: imported by the one step that uses it
     read = sum(p["read"] for p in parts)
-    if not read:  # extract refuses an empty source; this guards against record files swapped underneath
+    delta = any(p.get("delta") for p in parts)
+    if not read and not delta:  # extract refuses an empty source; this guards against record files swapped underneath
         raise EmptySource("the run's record files hold no users; refusing to treat that as 'everyone left'")
+    removed = None
+    if delta:
+        refs = [TableRef.from_json(p["removed"]) for p in parts if p.get("removed")]
+        if len(refs) != 1:
+            raise EmptySource("a delta run without its list of removed accounts; refusing to guess who left")
+        removed = set(folder.read(refs[0]).column("anchor").to_pylist())
     source = to_frame(pa.concat_tables([folder.read(TableRef.from_json(p["mapped"])) for p in parts]))
     skipped = [s for p in parts for s in skipped_of(folder.read(TableRef.from_json(p["skipped"])))]
     existing = to_frame(users_table(engine))
     log.info("diff: %d source users against %d users in the table", len(source), len(existing))
-    plan = diff_frames(rules, source, existing, skipped, read=read)
+    plan = diff_frames(rules, source, existing, skipped, read=read, removed=removed)
     log.info("plan for %s: %s", rules.source.name, plan.counts())
     return plan.save(folder)
 

@@ -1,7 +1,7 @@
 """The change set as Arrow tables: what the diff writes to the run folder and apply and the report read.
 
-Five tables — inserts (full rows), updates (per user the changed columns with old → new), deletes, disables,
-skipped (account and reason) — plus a few counts. ``ChangeSet`` (typed Python objects) stays the shape for
+Six tables — inserts (full rows), updates (per user the changed columns with old → new), deletes, disables,
+skipped (account and reason), notes (report lines) — plus a few counts. ``ChangeSet`` (typed Python objects) stays the shape for
 small plans and tests; ``ChangeTables`` holds a plan of any size and converts to a ``ChangeSet`` preview of
 its first lines for the report.
 """
@@ -30,9 +30,10 @@ UPDATES_SCHEMA = pa.schema(
 )
 LEAVERS_SCHEMA = pa.schema([("id", pa.int64()), ("username", pa.string()), ("ad_username", pa.string()),
                             ("domain", pa.string())])
+NOTES_SCHEMA = pa.schema([("note", pa.string())])
 SCHEMAS = {"inserts": INSERTS_SCHEMA, "updates": UPDATES_SCHEMA, "deletes": LEAVERS_SCHEMA,
-           "disables": LEAVERS_SCHEMA, "skipped": SKIPPED_SCHEMA}
-META = ("source", "read", "unchanged", "owned", "kept")
+           "disables": LEAVERS_SCHEMA, "skipped": SKIPPED_SCHEMA, "notes": NOTES_SCHEMA}
+META = ("source", "read", "unchanged", "owned", "kept", "held")
 
 
 @dataclass
@@ -47,6 +48,9 @@ class ChangeTables:
     unchanged: int = 0
     owned: int = 0
     kept: int = 0
+    held: int = 0
+    #: report lines besides the changes (e.g. why an account was re-created)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def writes(self) -> int:
@@ -72,8 +76,10 @@ class ChangeTables:
     # --- files ---------------------------------------------------------------------------------------------
 
     def save(self, folder: RunFolder, prefix: str = "plan") -> dict[str, Any]:
-        """Write the five tables; returns the XCom reference (counts and file references, no data)."""
-        refs = {name: folder.write(f"{prefix}/{name}.parquet", getattr(self, name), SCHEMAS[name]).to_json()
+        """Write the tables; returns the XCom reference (counts and file references, no data)."""
+        data = {**{n: getattr(self, n) for n in SCHEMAS if n != "notes"},
+                "notes": pa.table({"note": pa.array(self.notes, pa.string())})}
+        refs = {name: folder.write(f"{prefix}/{name}.parquet", data[name], SCHEMAS[name]).to_json()
                 for name in SCHEMAS}
         return {**{k: getattr(self, k) for k in META}, "counts": self.counts(), "writes": self.writes,
                 "removals": self.removals, "tables": refs}
@@ -85,7 +91,8 @@ class ChangeTables:
         for name in SCHEMAS:
             table_ref = TableRef.from_json(ref["tables"][name])
             tables[name] = folder.read(table_ref) if limit is None or name == "skipped" else folder.head(table_ref, limit)
-        return cls(**{k: ref[k] for k in META}, **tables)
+        notes = tables.pop("notes").column("note").to_pylist()
+        return cls(**{k: ref[k] for k in META}, **tables, notes=notes)
 
     # --- typed objects -------------------------------------------------------------------------------------
 
@@ -93,6 +100,7 @@ class ChangeTables:
         """The typed ``ChangeSet``; ``totals`` (from a saved plan's counts) marks it as a preview."""
         plan = ChangeSet(
             source=self.source, read=self.read, unchanged=self.unchanged, owned=self.owned, kept=self.kept,
+            held=self.held, notes=list(self.notes),
             inserts=[Insert(row) for row in self.inserts.to_pylist()],
             updates=[Update(row["id"], row["username"], {c: (row[f"old_{c}"], row[f"new_{c}"]) for c in row["changed"]})
                      for row in self.updates.to_pylist()],
@@ -115,6 +123,7 @@ class ChangeTables:
             updates.append(row)
         return cls(
             source=plan.source, read=plan.read, unchanged=plan.unchanged, owned=plan.owned, kept=plan.kept,
+            held=plan.held, notes=list(plan.notes),
             inserts=pa.Table.from_pylist([i.row for i in plan.inserts], schema=INSERTS_SCHEMA),
             updates=pa.Table.from_pylist(updates, schema=UPDATES_SCHEMA),
             deletes=pa.Table.from_pylist([d.__dict__ for d in plan.deletes], schema=LEAVERS_SCHEMA),

@@ -32,7 +32,11 @@ def change_lines(plan: ChangeSet, limit: int) -> list[str]:
         lines.append(f"+ insert {ins.row.get('username')} ({ins.label}): {values}")
     for upd in plan.updates:
         diffs = ", ".join(f"{c}: {_fmt(o)} → {_fmt(n)}" for c, (o, n) in sorted(upd.changes.items()))
-        lines.append(f"~ update {upd.username}: {diffs}")
+        old, new = upd.changes.get("ad_username", ("", ""))
+        if old and new and old.casefold() != new.casefold():  # same anchor, another name: the account was renamed
+            lines.append(f"~ rename {old} → {new} (user {upd.username}): {diffs}")
+        else:
+            lines.append(f"~ update {upd.username}: {diffs}")
     for dis in plan.disables:
         lines.append(f"- disable {dis.username} ({dis.domain}\\{dis.ad_username}): no longer in the source")
     for dele in plan.deletes:
@@ -56,6 +60,7 @@ class RunReport:
     warnings: list[str] = field(default_factory=list)
     max_change_lines: int = 200
     run_data: str | None = None  # the run folder: records, mapped users and the full change set as Parquet
+    reading: str | None = None  # how the source was read: "full (why)" or "delta since USN n (why)"
 
     @property
     def status(self) -> str:
@@ -107,6 +112,8 @@ class RunReport:
             f"end:      {self.ended.isoformat(timespec='seconds')}",
             f"duration: {duration:.1f} s",
         ]
+        if self.reading:
+            out.append(f"read:     {self.reading}")
         if self.run_data:
             out.append(f"run data: {self.run_data}")
         out.append("")
@@ -115,6 +122,10 @@ class RunReport:
             out.append(f"{label}: " + ", ".join(f"{k} {v}" for k, v in self.statistics().items()))
             if self.plan.kept:
                 out.append(f"kept: {self.plan.kept} user(s) no longer in the source stay (deletion policy)")
+            if self.plan.held:
+                out.append(f"held: {self.plan.held} user(s) of accounts disabled in the source left as they are "
+                           "(disabled_accounts: skip)")
+            out += [f"note: {n}" for n in self.plan.notes]
         if self.verdict:
             out.append(self.verdict["message"])
         for w in self.all_warnings():

@@ -13,12 +13,28 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from usersync import transforms
 from usersync.fields import FIELDS, Kind, Policy
+from usersync.source_specs import (
+    CUCM_TAGS,
+    SOURCE_NAME_PATTERN,
+    CsvSourceSpec,
+    CucmSourceSpec,
+    DatabaseSourceSpec,
+    DeltaSpec,
+    LdapSourceSpec,
+    SourceSpec,
+    _Strict,
+)
 
-SOURCE_NAME_PATTERN = r"^[A-Za-z0-9_.-]{3,64}$"
+
+
+__all__ = [  # the source specs are part of a rules file: importable from here too
+    "CUCM_TAGS", "SOURCE_NAME_PATTERN", "CsvSourceSpec", "CucmSourceSpec", "DatabaseSourceSpec", "DeltaSpec",
+    "LdapSourceSpec", "SourceSpec", "Rules", "RulesError", "load_rules", "load_rules_dir", "parse_rules",
+]
 
 
 class RulesError(ValueError):
@@ -29,142 +45,6 @@ class RulesError(ValueError):
         self.problems = problems
         lines = "\n".join(f"  - {loc}: {msg}" if loc else f"  - {msg}" for loc, msg in problems)
         super().__init__(f"rules file {self.path} is invalid:\n{lines}")
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class _SourceBase(_Strict):
-    """What every source has: a name, the sync key (account + Domain) and how to treat disabled accounts."""
-
-    name: str
-    #: The Domain stored for every user of this source (half of the sync key)...
-    domain: str | None = None
-    #: ...or the source attribute / column that holds it, per record.
-    domain_attribute: str | None = None
-    #: The attribute / column holding the account name (the other half of the sync key).
-    key_attribute: str
-    #: An immutable id (objectGUID, CUCM uuid) stored in ``external_id``; None: not kept.
-    external_id_attribute: str | None = None
-    #: Accounts the source marks disabled/inactive: ``import`` them (map ``enabled`` from the source if wanted)
-    #: or ``exclude`` them (read as absent: the deletion policy then applies to their users).
-    disabled_accounts: Literal["import", "exclude"] = "import"
-
-    @field_validator("name")
-    @classmethod
-    def _dag_safe(cls, v: str) -> str:
-        if not re.fullmatch(SOURCE_NAME_PATTERN, v):
-            raise ValueError(f"{v!r}: 3 to 64 characters, letters, digits, '_', '.' or '-' only (no blanks)")
-        return v
-
-    @model_validator(mode="after")
-    def _one_domain(self):
-        if (self.domain is None) == (self.domain_attribute is None):
-            raise ValueError("give exactly one of 'domain' (a constant) or 'domain_attribute'")
-        if self.domain is not None and not self.domain.strip():
-            raise ValueError("'domain' must not be blank (blank keys mean local users)")
-        return self
-
-    @property
-    def partition_count(self) -> int:
-        """How many partitions ``extract`` reads in parallel; only LDAP sources split their read."""
-        return getattr(self, "partitions", 1)
-
-    def own_attributes(self) -> list[str]:
-        """Attributes the source itself needs besides those the field rules read."""
-        return [a for a in (self.key_attribute, self.domain_attribute, self.external_id_attribute) if a]
-
-
-class LdapSourceSpec(_SourceBase):
-    """Active Directory or another LDAP directory."""
-
-    type: Literal["active_directory", "ldap"]
-    conn_id: Annotated[str, Field(min_length=1)]
-    #: LDAP object path (search base). Blank: the ``CN=Users`` container of the default naming context.
-    object_path: str = ""
-    filter: str = "(&(objectClass=user)(!(objectClass=computer)))"
-    scope: Literal["subtree", "level"] = "subtree"
-    key_attribute: str = "sAMAccountName"
-    page_size: Annotated[int, Field(ge=1, le=10000)] = 1000
-    #: Parallel reads: the directory is read as this many disjoint partitions (by the key's last character),
-    #: each a mapped ``extract`` task. 2 suits a 2-core Airflow worker; raise it with more Celery workers.
-    partitions: Annotated[int, Field(ge=1, le=36)] = 2
-
-    @field_validator("filter")
-    @classmethod
-    def _balanced(cls, v: str) -> str:
-        v = v.strip()
-        if not (v.startswith("(") and v.endswith(")")) or v.count("(") != v.count(")"):
-            raise ValueError(f"not an LDAP filter (unbalanced or missing parentheses): {v!r}")
-        return v
-
-    def describe(self) -> str:
-        return f"object path `{self.object_path or '(default CN=Users)'}`, filter `{self.filter}`"
-
-
-class DatabaseSourceSpec(_SourceBase):
-    """A SQL database: a table or one read-only SELECT, streamed in chunks."""
-
-    type: Literal["database"]
-    conn_id: Annotated[str, Field(min_length=1)]
-    table: str | None = None
-    query: str | None = None
-    chunk_size: Annotated[int, Field(ge=1, le=100_000)] = 5000
-
-    @model_validator(mode="after")
-    def _table_or_query(self):
-        if (self.table is None) == (self.query is None):
-            raise ValueError("give exactly one of 'table' or 'query'")
-        if self.table is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?", self.table):
-            raise ValueError(f"'table' must be a plain (optionally schema-qualified) name, not {self.table!r}")
-        if self.query is not None:
-            q = self.query.strip().rstrip(";").strip()
-            if not re.match(r"(?is)^(select|with)\b", q) or ";" in q:
-                raise ValueError("'query' must be one read-only SELECT (or WITH … SELECT) statement")
-        return self
-
-    def describe(self) -> str:
-        return f"table `{self.table}`" if self.table else "a SELECT query"
-
-
-class CsvSourceSpec(_SourceBase):
-    """A CSV file imported on demand (never deletes). The file is chosen when the import is triggered."""
-
-    type: Literal["csv"]
-    #: Folder the imported files must be in. Default: $USERSYNC_IMPORTS_DIR, else $USERSYNC_HOME/imports.
-    imports_dir: str | None = None
-
-    def describe(self) -> str:
-        return f"CSV files under `{self.imports_dir or '$USERSYNC_IMPORTS_DIR'}`"
-
-
-#: The listUser returnedTags a rules file may read (primaryExtension is its nested pattern).
-CUCM_TAGS = (
-    "userid", "firstName", "middleName", "lastName", "mailid", "department", "title", "manager",
-    "telephoneNumber", "mobileNumber", "homeNumber", "pagerNumber", "directoryUri", "status",
-    "primaryExtension", "primaryExtensionPartition", "uuid",
-)
-
-
-class CucmSourceSpec(_SourceBase):
-    """Cisco Unified Communications Manager end users, read over AXL (listUser, paged)."""
-
-    type: Literal["cucm"]
-    conn_id: Annotated[str, Field(min_length=1)]
-    key_attribute: str = "userid"
-    external_id_attribute: str | None = "uuid"
-    #: listUser searchCriteria on userid (SQL LIKE pattern; CUCM requires a criterion).
-    userid_pattern: str = "%"
-    page_size: Annotated[int, Field(ge=1, le=5000)] = 1000
-
-    def describe(self) -> str:
-        return f"listUser userid LIKE `{self.userid_pattern}`"
-
-
-SourceSpec = Annotated[
-    LdapSourceSpec | DatabaseSourceSpec | CsvSourceSpec | CucmSourceSpec, Field(discriminator="type")
-]
 
 
 class ScheduleSpec(_Strict):
@@ -310,9 +190,18 @@ class Rules(_Strict):
             raise ValueError("safety.deletion: a CSV import never removes users; it must be 'keep'")
         if self.source.type == "csv" and self.schedule.auto:
             raise ValueError("schedule.auto: a CSV import runs on demand (the file is chosen when triggering)")
-        if self.source.disabled_accounts == "exclude" and self.source.type not in ("active_directory", "cucm"):
-            raise ValueError("source.disabled_accounts: 'exclude' is for active_directory and cucm sources; "
-                             "for other sources leave disabled accounts out with the filter / query")
+        src = self.source
+        if src.disabled_accounts != "import" and src.type not in ("active_directory", "cucm"):
+            raise ValueError(f"source.disabled_accounts: '{src.disabled_accounts}' is for active_directory and cucm "
+                             "sources (they mark accounts disabled); for other sources leave disabled accounts out "
+                             "with the filter / query")
+        if src.delta is not None and src.type != "active_directory":
+            raise ValueError(f"source.delta: delta sync is for active_directory sources only (it reads AD's "
+                             f"uSNChanged and deleted objects); a {src.type} source is read whole every run — "
+                             "remove 'delta'")
+        if src.delta is not None and (src.external_id_attribute or "").lower() != "objectguid":
+            raise ValueError("source.delta: needs external_id_attribute objectGUID (deleted objects are matched "
+                             "to users by their objectGUID)")
         if self.source.type == "cucm":
             unknown = [a for a in self.source_attributes() if a not in CUCM_TAGS]
             if unknown:

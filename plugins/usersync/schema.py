@@ -1,12 +1,15 @@
-"""The application's users table, owned by this project.
+"""The users database, owned by this project: the users table and the sync state next to it.
 
-One table serves PostgreSQL (production) and SQLite (embedded default). Uniqueness that the database can
+One schema serves PostgreSQL (production) and SQLite (embedded default). Uniqueness that the database can
 express is enforced by indexes; number uniqueness across the four number columns is enforced by the diff.
+These tables describe the schema at the newest migration (``usersync/migrations``); ``usersync.schema_version``
+creates and upgrades databases, and a test proves migrations and these tables agree.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -67,6 +70,15 @@ Index(
 Index("ix_users_source", users.c.source)
 
 
-def create_schema(engine) -> None:
-    """Create the users table if it does not exist (idempotent)."""
-    metadata.create_all(engine, checkfirst=True)
+#: One row per source with delta sync: the watermark stored after its last successful apply.
+sync_state = Table(
+    "sync_state",
+    metadata,
+    Column("source", String(64), primary_key=True, comment="rules source name"),
+    Column("server", String(512), nullable=False, comment="the directory server read (dsServiceName)"),
+    Column("invocation_id", String(64), nullable=False, comment="the DC's database identity"),
+    Column("usn", BigInteger, nullable=False, comment="highestCommittedUSN read before the last search"),
+    Column("rules_hash", String(64), nullable=False, comment="SHA-256 of the rules the last run used"),
+    Column("full_at", DateTime(timezone=True), nullable=False, comment="when the last full read ran"),
+    Column("saved_at", DateTime(timezone=True), nullable=False, comment="when this watermark was stored"),
+)

@@ -14,7 +14,8 @@ from sqlalchemy import Engine, select
 from usersync.changes import Skipped
 from usersync.fields import BOOL_FIELDS, Policy
 from usersync.mapping import MappedUser, SourceRecord
-from usersync.schema import create_schema, users
+from usersync.schema import users
+from usersync.schema_version import ensure_schema
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 BATCH_ROWS = 20_000
 KEY_COLUMNS = ("account", "ad_username", "domain", "external_id")
 SKIPPED_SCHEMA = pa.schema([("account", pa.string()), ("reason", pa.string()),
-                            ("ad_username", pa.string()), ("domain", pa.string())])
+                            ("ad_username", pa.string()), ("domain", pa.string()), ("external_id", pa.string())])
 
 
 def _type(field: str) -> pa.DataType:
@@ -58,10 +59,11 @@ def records_of(batch: pa.RecordBatch) -> Iterator[SourceRecord]:
         yield SourceRecord(row["account"], {n: row[n] for n in names}, row["problem"])
 
 
-# --- mapped users: the sync key, the external id and one column per field the rules write -------------------
+# --- mapped users: the sync key, the anchor, "hold" and one column per field the rules write ----------------
 
 def mapped_schema(value_fields: list[str]) -> pa.Schema:
-    return pa.schema([(c, pa.string()) for c in KEY_COLUMNS] + [(f, _type(f)) for f in value_fields])
+    return pa.schema([(c, pa.string()) for c in KEY_COLUMNS] + [("hold", pa.bool_())]
+                     + [(f, _type(f)) for f in value_fields])
 
 
 def mapped_batch(mapped: list[MappedUser], value_fields: list[str]) -> pa.RecordBatch:
@@ -71,6 +73,7 @@ def mapped_batch(mapped: list[MappedUser], value_fields: list[str]) -> pa.Record
         pa.array([m.ad_username for m in mapped], pa.string()),
         pa.array([m.domain for m in mapped], pa.string()),
         pa.array([m.external_id for m in mapped], pa.string()),
+        pa.array([m.hold for m in mapped], pa.bool_()),
     ] + [pa.array([m.values.get(f) for m in mapped], _type(f)) for f in value_fields]
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
@@ -99,7 +102,7 @@ def users_table(engine: Engine, columns: list[str] = DIFF_COLUMNS, size: int = 5
     PostgreSQL: one ``COPY … TO STDOUT`` parsed by Arrow's CSV reader (no Python object per value); others:
     rows fetched in chunks and turned into columns.
     """
-    create_schema(engine)
+    ensure_schema(engine)
     schema = pa.schema([USERS_SCHEMA.field(c) for c in columns])
     if engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg":
         return _copy_out(engine, schema)

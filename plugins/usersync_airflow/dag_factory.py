@@ -46,7 +46,9 @@ def _doc(rules: Rules, path: Path) -> str:
         "report; "
         "the run's data (records, mapped users, the change set) is in Parquet files of the run folder, XCom "
         "holds only references. Trigger with **dry_run** to preview, "
-        "with **allow_mass_delete** to let one run past the mass-delete guard. The `report` task log holds the "
+        "with **allow_mass_delete** to let one run past the mass-delete guard"
+        + (", with **full_sync** to read the whole directory instead of what changed" if src.delta else "")
+        + ". The `report` task log holds the "
         "run's report; alarms go to the recipients in the rules file."
     )
 
@@ -59,6 +61,14 @@ PARAMS = {
     "allow_mass_delete": Param(
         False, type="boolean", title="Allow mass delete",
         description="Let this one run through the mass-delete guard (the next run is guarded again).",
+    ),
+}
+
+
+DELTA_PARAMS = {
+    "full_sync": Param(
+        False, type="boolean", title="Full sync",
+        description="Read the whole directory this run instead of only what changed since the last run.",
     ),
 }
 
@@ -83,22 +93,23 @@ def build_dag(rules: Rules, path: Path) -> DAG:
         max_active_runs=1,
         tags=["usersync", rules.source.type],
         doc_md=_doc(rules, path),
-        params={**PARAMS, **(CSV_PARAMS if rules.source.type == "csv" else {})},
+        params={**PARAMS, **(CSV_PARAMS if rules.source.type == "csv" else {}),
+                **(DELTA_PARAMS if getattr(rules.source, "delta", None) else {})},
         default_args={"retries": rules.run.retries, "retry_delay": timedelta(minutes=rules.run.retry_delay_minutes)},
     ) as dag:
 
         # the adapters are imported when a task runs, not when the scheduler parses this DAG (pandas is heavy)
         @task(multiple_outputs=False)
-        def check_source() -> dict:
+        def check_source() -> list:
             from usersync_airflow import tasks
 
             return tasks.check_source(rules_path)
 
         @task(multiple_outputs=False, execution_timeout=timedelta(minutes=rules.run.extract_timeout_minutes))
-        def extract(source_info: dict, partition: int) -> dict:
+        def extract(job: dict) -> dict:
             from usersync_airflow import tasks
 
-            return tasks.extract(rules_path, source_info, partition)
+            return tasks.extract(rules_path, job["source_info"], job["partition"])
 
         @task(task_id="map", multiple_outputs=False)
         def map_users(extracted: dict) -> dict:
@@ -124,8 +135,9 @@ def build_dag(rules: Rules, path: Path) -> DAG:
 
             return reporting.report(rules_path)
 
-        # one extract and one map per partition: in parallel under the scheduler, spread over Celery workers
-        records = extract.partial(source_info=check_source()).expand(partition=list(range(rules.source.partition_count)))
+        # one extract and one map per partition: in parallel under the scheduler, spread over Celery workers;
+        # check_source decides how many (all of source.partitions for a full read, one for a delta)
+        records = extract.expand(job=check_source())
         apply(diff(map_users.expand(extracted=records))) >> report()
     return dag
 

@@ -18,7 +18,7 @@ from usersync.rules import Rules
 from usersync_airflow.alarms import send_report_mail
 from usersync_airflow.paths import configured
 from usersync_airflow.run_storage import dag_folder
-from usersync_airflow.tasks import ERROR_KEY, STEPS, VERDICT_KEY, folder, params, rules_at
+from usersync_airflow.tasks import ERROR_KEY, STEPS, VERDICT_KEY, folder, params, rules_at, source_info
 
 log = logging.getLogger(__name__)
 XCOM_REPORT_CHARS = 16_000
@@ -65,9 +65,9 @@ def build_report(rules: Rules) -> RunReport:
     ctx = get_current_context()
     ti = ctx["ti"]
     failure = next((e for e in (_first(ti.xcom_pull(task_ids=s, key=ERROR_KEY)) for s in STEPS) if e), None)
-    source_info = ti.xcom_pull(task_ids="check_source") or {}
+    info = source_info()
     plan_ref = ti.xcom_pull(task_ids="diff")
-    warnings = list(source_info.get("warnings", []))
+    warnings = list(info.get("warnings", []))
     started = ctx["dag_run"].start_date or datetime.now(timezone.utc)
     return RunReport(
         source=rules.source.name,
@@ -81,6 +81,7 @@ def build_report(rules: Rules) -> RunReport:
         warnings=warnings,
         max_change_lines=rules.report.max_change_lines,
         run_data=str(folder()) if plan_ref else None,
+        reading=info.get("reading"),
     )
 
 

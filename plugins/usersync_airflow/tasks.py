@@ -21,10 +21,12 @@ from airflow.sdk.log import redact
 
 from usersync import pipeline
 from usersync.apply import ApplyError, apply_tables
+from usersync.delta import Watermark
 from usersync.plan_tables import ChangeTables
 from usersync.rules import Rules, RulesError, load_rules
 from usersync.rundata import RunDataError, RunFolder
 from usersync.safety import UnsafePlan, check_removals
+from usersync.schema_version import SchemaVersionError
 from usersync.sources.errors import SourceError, SourceUnreachable
 from usersync_airflow.hooks import UsersDbHook
 from usersync_airflow.run_storage import run_folder
@@ -34,7 +36,7 @@ log = logging.getLogger(__name__)
 ERROR_KEY = "usersync_error"
 VERDICT_KEY = "usersync_verdict"
 STEPS = ("check_source", "extract", "map", "diff", "apply")
-_FINAL = (RulesError, ApplyError, UnsafePlan, RunDataError, AirflowNotFoundException)  # missing connection: configuration
+_FINAL = (RulesError, ApplyError, UnsafePlan, RunDataError, SchemaVersionError, AirflowNotFoundException)  # missing connection: configuration
 
 
 def step(name: str) -> Callable:
@@ -77,17 +79,31 @@ def folder() -> RunFolder:
 
 
 @step("check_source")
-def check_source(rules_path: str) -> dict[str, Any]:
-    """Connect and prove the source can be read; returns where and how (JSON, no secrets)."""
+def check_source(rules_path: str) -> list[dict[str, Any]]:
+    """Prove the users database is at this code's schema and the source can be read; for delta sources,
+    choose delta or full. Returns the extract jobs: partition and where and how to read (JSON, no secrets)."""
     rules = rules_at(rules_path)
-    with open_source(rules, params()) as source:
-        info = pipeline.check_step(source)
+    hook = UsersDbHook(rules.target.conn_id)
+    try:
+        engine = hook.get_conn()  # refuses a database behind or ahead of this code's schema, naming the fix
+        with open_source(rules, params()) as source:
+            info = pipeline.check_step(source, rules, engine, full_sync=bool(params().get("full_sync")))
+    finally:
+        hook.close()
+
     log.info("source %s (%s) readable at %s", rules.source.name, rules.source.type, info["url"])
     run = folder()
     run.write_manifest(source=rules.source.name, run_id=get_current_context()["run_id"],
                        dry_run=bool(params().get("dry_run")))
     log.info("run data of this run: %s", run)
-    return info
+    # one extract job per partition: all of source.partitions for a full read, one for a delta
+    return [{"partition": p, "source_info": info} for p in pipeline.partitions(rules, info)]
+
+
+def source_info() -> dict[str, Any]:
+    """What ``check_source`` found (the same in each of its extract jobs); {} when it failed."""
+    jobs = get_current_context()["ti"].xcom_pull(task_ids="check_source") or []
+    return jobs[0]["source_info"] if jobs else {}
 
 
 @step("extract")
@@ -129,11 +145,15 @@ def apply(rules_path: str, plan_ref: dict[str, Any]) -> dict[str, Any]:
     if verdict.blocked:
         raise UnsafePlan(verdict.message)
     plan = ChangeTables.load(folder(), plan_ref)
+    read = source_info().get("read")
+    watermark = Watermark.from_json(read["watermark"]) if read else None
     hook = UsersDbHook(rules.target.conn_id)
     try:
-        written = apply_tables(hook.get_conn(), plan)
+        written = apply_tables(hook.get_conn(), plan, watermark=watermark)
     finally:
         hook.close()
     log.info("applied to the users table: %s", written)
+    if watermark is not None:
+        log.info("delta watermark stored: USN %d of %s", watermark.usn, watermark.server)
     return {"dry_run": False, "written": written}
 

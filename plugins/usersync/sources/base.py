@@ -32,6 +32,14 @@ class Source(ABC):
             raise ValueError(f"{type(self).__name__} reads in one partition, not {count}")
         return self.records(info)
 
+    def removed(self, info: dict[str, Any], in_scope: set[str]) -> tuple[list[str], int]:
+        """On a delta read, the anchors of accounts gone since the watermark (and entries read to find them);
+        ``in_scope``: the anchors of the changed entries the read returned.
+
+        Sources read whole have none: what they do not return is gone.
+        """
+        return [], 0
+
     def close(self) -> None:
         """Release connections; safe to call more than once."""
 

@@ -22,6 +22,7 @@ from ldap3.core import exceptions as lx
 from usersync.mapping import SourceRecord
 from usersync.progress import Progress
 from usersync.rules import LdapSourceSpec
+from usersync.sources import ad_delta
 from usersync.sources.base import Source
 from usersync.sources.partitions import partition_filter
 from usersync.sources.errors import (
@@ -117,15 +118,15 @@ class LdapDirectory:
         return f"CN=Users,{context}"
 
     def search(self, base: str, ldap_filter: str, attributes: list[str], page_size: int = 1000,
-               scope: str = "subtree") -> Iterator[SourceRecord]:
+               scope: str = "subtree", controls: list | None = None) -> Iterator[SourceRecord]:
         """Paged search yielding one ``SourceRecord`` per entry, with progress lines while it reads."""
         progress = Progress(f"extract {base}", log)
         cookie: bytes | None = None
-        ldap_scope = ldap3.SUBTREE if scope == "subtree" else ldap3.LEVEL
+        ldap_scope = {"subtree": ldap3.SUBTREE, "level": ldap3.LEVEL, "base": ldap3.BASE}[scope]
         while True:
             try:
                 self.conn.search(base, ldap_filter, ldap_scope, attributes=attributes,
-                                 paged_size=page_size, paged_cookie=cookie)
+                                 paged_size=page_size, paged_cookie=cookie, controls=controls)
             except lx.LDAPNoSuchObjectResult:
                 raise SourceQueryError(f"object path {base!r} does not exist on {self.url}") from None
             except lx.LDAPInvalidFilterError as exc:
@@ -173,33 +174,64 @@ class LdapSource(Source):
         return self._directory
 
     def search_filter(self) -> str:
+        """The rules' filter, AND not disabled (``exclude``), AND member of the scope groups (nested)."""
+        parts = [self.spec.filter]
         if self.spec.disabled_accounts == "exclude" and self.spec.type == "active_directory":
-            return f"(&{self.spec.filter}(!{AD_DISABLED}))"
-        return self.spec.filter
+            parts.append(f"(!{AD_DISABLED})")
+        if self.spec.member_of:
+            parts.append(ad_delta.member_filter(self.spec.member_of))
+        return parts[0] if len(parts) == 1 else f"(&{''.join(parts)})"
 
     def check(self) -> dict:
+        """Bind, resolve the base, prove the scope groups exist; for delta sources, the DC's state too."""
         directory = self._open()
         base = self.spec.object_path.strip() or directory.default_users_base()
         warnings = []
         if directory.fell_back:
             warnings.append(f"secure LDAP failed; this run used UNENCRYPTED LDAP ({directory.url}) "
                             "because the connection's security_mode is SecureThenUnsecure")
-        return {"url": directory.url, "base": base, "filter": self.search_filter(), "warnings": warnings}
+        ad_delta.check_groups(directory, self.spec.member_of)
+        info = {"url": directory.url, "base": base, "filter": self.search_filter(), "warnings": warnings}
+        if self.spec.delta is not None:
+            info["dc"] = ad_delta.dc_state(directory, self.spec.member_of)  # read before any search: the watermark
+        return info
 
     def records(self, info: dict) -> Iterator[SourceRecord]:
         return self.partition(info, 0, 1)
 
     def partition(self, info: dict, index: int, count: int) -> Iterator[SourceRecord]:
-        """One paged search per partition: the rules' filter AND the partition's (see ``partitions``)."""
-        part = partition_filter(self.spec.key_attribute, index, count)
-        ldap_filter = f"(&{info['filter']}{part})" if part else info["filter"]
+        """One paged search per partition: the rules' filter AND the partition's (see ``partitions``).
+
+        A delta read (``info["read"]``) is small: partition 0 reads every entry changed since the watermark in
+        one search, the other partitions read nothing (and open no connection).
+        """
+        since = _delta_since(info)
+        if since is not None:
+            if index:
+                return
+            ldap_filter = ad_delta.changed_since(info["filter"], since)
+        else:
+            part = partition_filter(self.spec.key_attribute, index, count)
+            ldap_filter = f"(&{info['filter']}{part})" if part else info["filter"]
         yield from self._open().search(info["base"], ldap_filter, self.attributes, self.spec.page_size,
                                        self.spec.scope)
+
+    def removed(self, info: dict, in_scope: set[str]) -> tuple[list[str], int]:
+        """On a delta read: anchors of the accounts deleted or moved out of scope since the watermark."""
+        since = _delta_since(info)
+        if since is None:
+            return [], 0
+        return ad_delta.removed_anchors(self._open(), in_scope, since, info["dc"]["naming_context"])
 
     def close(self) -> None:
         if self._directory is not None:
             self._directory.close()
             self._directory = None
+
+
+def _delta_since(info: dict) -> int | None:
+    read = info.get("read") or {}
+    return read.get("since") if read.get("mode") == "delta" else None
 
 
 def _decode(value: bytes) -> str:

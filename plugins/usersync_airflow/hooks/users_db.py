@@ -15,7 +15,7 @@ from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 from sqlalchemy import URL, Engine, create_engine
 
-from usersync.schema import create_schema
+from usersync.schema_version import ensure_schema, upgrade
 from usersync_airflow.paths import usersync_home
 
 
@@ -66,8 +66,20 @@ class UsersDbHook(BaseHook):
     def get_conn(self) -> Engine:
         if self._engine is None:
             self._engine = create_engine(self.sqlalchemy_url())
-            create_schema(self._engine)
+            ensure_schema(self._engine, upgrade_command=self.upgrade_command())
         return self._engine
+
+    def upgrade_command(self) -> str:
+        """The one command an admin runs to upgrade this connection's database."""
+        return f"usersync-db upgrade {self.users_conn_id}"
+
+    def upgrade(self) -> tuple[str | None, str]:
+        """Migrate this connection's database to the newest schema (keeps every row)."""
+        engine = create_engine(self.sqlalchemy_url())
+        try:
+            return upgrade(engine)
+        finally:
+            engine.dispose()
 
     def close(self) -> None:
         if self._engine is not None:

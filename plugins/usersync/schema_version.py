@@ -1,0 +1,105 @@
+"""Schema versions of the users database, kept by Alembic (migrations in ``usersync/migrations``).
+
+A sync writes only to a database at exactly the schema this code knows. An empty database is created at the
+newest version (installing is not migrating: there is nothing to lose). A database that is behind — including
+one made before migrations existed — or ahead (written by a newer usersync) is refused with the command that
+fixes it; upgrading is an admin's decision, taken once, never a side effect of a nightly run.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, inspect
+
+log = logging.getLogger(__name__)
+#: Alembic's bookkeeping table, named for this project (Airflow's own metadata database has ``alembic_version``)
+VERSION_TABLE = "usersync_schema_version"
+MIGRATIONS = Path(__file__).with_name("migrations")
+#: revision of each schema that existed before migrations did, by a column only it lacks
+_UNVERSIONED = (("disabled_by_sync", "0001"),)
+
+
+class SchemaVersionError(RuntimeError):
+    """The users database is not at the schema this code writes; nothing was written."""
+
+
+def _config(connection=None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+@lru_cache(maxsize=1)
+def head() -> str:
+    """The newest revision this code knows."""
+    return ScriptDirectory.from_config(_config()).get_current_head()
+
+
+def current(engine: Engine) -> str | None:
+    """The database's revision; None when it has none (empty, or made before migrations existed)."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
+
+
+def _unversioned_revision(engine: Engine) -> str | None:
+    """The revision of a database made before migrations existed (a users table without a version); else None."""
+    inspector = inspect(engine)
+    if not inspector.has_table("users"):
+        return None
+    columns = {c["name"] for c in inspector.get_columns("users")}
+    for column, revision in _UNVERSIONED:
+        if column not in columns:
+            return revision
+    return "0002"
+
+
+def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
+    """Bring the database to ``revision`` (default: the newest), keeping every row; returns (before, after)."""
+    before = current(engine)
+    with engine.begin() as conn:
+        config = _config(conn)
+        if before is None:
+            legacy = _unversioned_revision(engine)
+            if legacy is not None:
+                log.info("users database made before schema versions existed: recognised as revision %s", legacy)
+                command.stamp(config, legacy)
+        command.upgrade(config, revision)
+    return before, current(engine)
+
+
+def ensure_schema(engine: Engine, upgrade_command: str | None = None) -> None:
+    """Create an empty database at the newest schema; refuse one that is behind or ahead.
+
+    ``upgrade_command`` is what the admin runs to upgrade this database (the Airflow adapter names the
+    connection); by default the domain CLI with the database URL.
+    """
+    at = current(engine)
+    if at == head():
+        return
+    fix = upgrade_command or f"usersync db upgrade --url '{engine.url.render_as_string(hide_password=True)}'"
+    where = engine.url.render_as_string(hide_password=True)
+    if at is None:
+        legacy = _unversioned_revision(engine)
+        if legacy is None and not inspect(engine).has_table("sync_state"):
+            log.info("empty users database %s: creating the schema (revision %s)", where, head())
+            upgrade(engine)
+            return
+        raise SchemaVersionError(
+            f"the users database {where} was made by an older usersync (before schema versions; recognised as "
+            f"revision {legacy}, this code needs {head()}); nothing was written. Back it up, then run: {fix}")
+    known = {s.revision for s in ScriptDirectory.from_config(_config()).walk_revisions()}
+    if at not in known:
+        raise SchemaVersionError(
+            f"the users database {where} is at schema revision {at}, newer than this usersync knows (newest "
+            f"{head()}); nothing was written. Deploy the usersync version that made it on every worker.")
+    raise SchemaVersionError(
+        f"the users database {where} is at schema revision {at}, behind this usersync ({head()}); nothing was "
+        f"written. Back it up, then run: {fix}")

@@ -1,0 +1,115 @@
+"""Schema migrations (Alembic) on both backends: a fresh database is created at the newest revision, a database
+made before migrations existed is upgraded keeping every row, and a sync refuses a database behind or ahead."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, insert, inspect, select, text
+
+from usersync import schema_version
+from usersync.cli import main as cli
+from usersync.schema import metadata, users
+from usersync.schema_version import SchemaVersionError, ensure_schema, head, upgrade
+
+
+def _first_landed_schema():
+    """The schema module as first landed (tests/data), which created the table with ``create_all``."""
+    spec = importlib.util.spec_from_file_location("schema_first_landed",
+                                                  Path(__file__).parent / "data" / "schema_first_landed.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _context(conn) -> MigrationContext:
+    return MigrationContext.configure(conn, opts={"version_table": schema_version.VERSION_TABLE})
+
+
+def test_fresh_database_is_created_at_the_newest_revision_and_matches_the_tables(users_url):
+    engine = create_engine(users_url)
+    ensure_schema(engine)
+    assert schema_version.current(engine) == head() == "0003"
+    with engine.connect() as conn:  # the migrations build exactly what schema.py describes
+        diffs = compare_metadata(_context(conn), metadata)
+    assert diffs == []
+    assert {"users", "sync_state", schema_version.VERSION_TABLE} <= set(inspect(engine).get_table_names())
+    with pytest.raises(Exception, match="(?i)unique"):  # expression indexes: compare_metadata cannot see them on SQLite
+        with engine.begin() as conn:
+            conn.execute(insert(users), [{"username": "a", "ad_username": "x", "domain": "D"},
+                                         {"username": "b", "ad_username": "X", "domain": "d"}])
+    engine.dispose()
+
+
+def test_first_landed_database_is_refused_then_upgraded_keeping_every_row(users_url):
+    engine = create_engine(users_url)
+    old = _first_landed_schema()
+    old.create_schema(engine)  # exactly what the first release created: no version table, no disabled_by_sync
+    rows = [{"username": f"u{i}", "ad_username": f"U{i}", "domain": "CORP", "source": "corp", "extension": f"{1000 + i}",
+             "external_id": f"{{guid-{i}}}"} for i in range(50)] + [{"username": "local.admin"}]
+    with engine.begin() as conn:
+        conn.execute(insert(old.users), rows[:-1])
+        conn.execute(insert(old.users), rows[-1:])
+
+    with pytest.raises(SchemaVersionError, match=r"older usersync .*revision 0001.*run: usersync db upgrade --url"):
+        ensure_schema(engine)
+    assert schema_version.current(engine) is None  # refusing changed nothing
+
+    assert cli(["db", "upgrade", "--url", users_url]) == 0
+    assert schema_version.current(engine) == head()
+    ensure_schema(engine)  # now accepted
+    with engine.connect() as conn:
+        kept = {r.username: r for r in conn.execute(select(users))}
+        diffs = compare_metadata(_context(conn), metadata)
+    assert diffs == []
+    assert len(kept) == 51 and kept["u7"].extension == "1007" and kept["u7"].external_id == "{guid-7}"
+    assert kept["u7"].disabled_by_sync is False and kept["local.admin"].ad_username is None
+    with pytest.raises(Exception, match="(?i)unique"):  # the case-insensitive unique indexes survived the upgrade
+        with engine.begin() as conn:
+            conn.execute(insert(users), [{"username": "U7"}])
+    engine.dispose()
+
+
+def test_a_database_behind_or_ahead_is_refused_naming_the_fix(users_url):
+    engine = create_engine(users_url)
+    upgrade(engine, "0002")
+    with pytest.raises(SchemaVersionError, match=r"revision 0002, behind this usersync \(0003\).*usersync-db upgrade x"):
+        ensure_schema(engine, upgrade_command="usersync-db upgrade x")
+    assert "sync_state" not in inspect(engine).get_table_names()
+    upgrade(engine)
+    with engine.begin() as conn:
+        conn.execute(text(f"UPDATE {schema_version.VERSION_TABLE} SET version_num = '0099'"))
+    with pytest.raises(SchemaVersionError, match="revision 0099, newer than this usersync knows"):
+        ensure_schema(engine)
+    assert cli(["db", "status", "--url", users_url]) == 1
+    engine.dispose()
+
+
+@pytest.mark.airflow
+def test_a_sync_refuses_a_database_behind_at_check_source_naming_the_command(airflow_env, slapd, tmp_path, capsys):
+    from tests.conftest import ad_rules
+    from usersync_airflow.db_cli import main as usersync_db
+
+    url = f"sqlite:///{tmp_path / 'users.db'}"
+    engine = create_engine(url)
+    _first_landed_schema().create_schema(engine)
+    airflow_env.connection("corp_ldap", **slapd.connection_extra())
+    airflow_env.users_db(url)
+    airflow_env.rules(ad_rules())
+    dr = airflow_env.run("user_sync__corp")
+    assert dr.state == "failed"
+    check = dr.get_task_instance("check_source")
+    assert check.state == "failed"
+    assert not [ti for ti in dr.get_task_instances() if ti.task_id in ("extract", "apply") and ti.state == "success"]
+    error = check.xcom_pull(task_ids="check_source", key="usersync_error")
+    assert "older usersync" in error["error"] and "run: usersync-db upgrade usersync_target" in error["error"]
+
+    assert usersync_db(["upgrade", "usersync_target"]) == 0
+    assert "(unversioned) -> 0003" in capsys.readouterr().out
+    assert airflow_env.run("user_sync__corp").state == "success"
+    engine.dispose()
