@@ -274,3 +274,12 @@ def test_delta_through_the_dag_with_full_sync_param_and_report_line(airflow_env,
     assert "read:     delta" in report() and table_rows(url)[ou.n("u2")]["department"] == "Via the DAG"
     assert airflow_env.run("user_sync__corp", {"full_sync": True}).state == "success"
     assert "read:     full (asked for by the trigger parameter full_sync)" in report()
+
+    engine = create_engine(url)
+    mark = load_watermark(engine, "corp")
+    for short in ("u0", "u1", "u3"):
+        samba_dc.delete(dns[short])
+    airflow_env.rules({**data, "safety": {"max_delete_percent": 20}})
+    assert airflow_env.run("user_sync__corp").state == "failed"  # 3 of 5 leaving: blocked by the guard
+    assert "BLOCKED" in report() and load_watermark(engine, "corp") == mark  # a blocked run keeps the watermark
+    engine.dispose()
