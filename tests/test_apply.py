@@ -6,7 +6,9 @@ import pytest
 from sqlalchemy import event, func, select
 
 from tests.helpers import plan, record, rules
-from usersync.apply import ApplyError, apply_changes, load_users
+from usersync.apply import apply_changes, apply_tables, load_users
+from usersync.plan_tables import ChangeTables
+from usersync.recheck import fingerprint
 from usersync.changes import Delete
 from usersync.schema import users
 
@@ -37,28 +39,41 @@ def test_insert_update_delete_land_and_a_second_run_writes_nothing(engine):
     assert written == {"inserted": 0, "updated": 0, "deleted": 0, "disabled": 0}
 
 
-def test_a_failing_statement_rolls_back_the_whole_change_set(engine):
+def test_a_planned_delete_of_a_row_gone_meanwhile_is_a_conflict_and_the_rest_applies(engine):
     r = rules()
     _sync(engine, r, [record(i) for i in range(3)])
-    before = _table(engine)
     p = plan(r, [record(0, givenName="Changed"), record(1), record(7)], load_users(engine))
     assert p.inserts and p.updates and p.deletes
     # the table changed behind the diff's back: this delete no longer matches a row of this source
     p.deletes.append(Delete(id=999_999, username="ghost", ad_username="ghost", domain="EXAMPLE"))
-    with pytest.raises(ApplyError, match="expected 2 rows"):
-        apply_changes(engine, p)
-    assert _table(engine) == before
+    tables = ChangeTables.from_changeset(p)
+    written = apply_tables(engine, tables)
+    assert written == {"inserted": 1, "updated": 1, "deleted": 1, "disabled": 0}
+    (conflict,) = tables.conflicts
+    assert conflict.username == "ghost" and "delete not applied: the user was deleted" in conflict.reason
+    assert set(_table(engine)) == {"user000000", "user000001", "user000007"}
 
 
-def test_unique_violation_rolls_back_everything(engine):
+def test_a_database_error_rolls_back_everything(engine):
     r = rules()
     _sync(engine, r, [record(0)])
     before = _table(engine)
     p = plan(r, [record(0, givenName="X"), record(1)], load_users(engine))
-    p.inserts[0].row["username"] = "USER000000"  # collides with the existing user, case-insensitively
-    with pytest.raises(Exception, match="(?i)unique"):
+    p.inserts[0].row["username"] = None  # the database refuses it (NOT NULL), after the update was written
+    with pytest.raises(Exception, match="(?i)not[- ]null"):
         apply_changes(engine, p)
     assert _table(engine) == before
+
+
+def test_a_username_taken_since_the_diff_is_left_out_with_the_reason(engine):
+    r = rules()
+    _sync(engine, r, [record(0)])
+    p = plan(r, [record(0, givenName="X"), record(1)], load_users(engine))
+    p.inserts[0].row["username"] = "USER000000"  # as if another source had taken it after this diff
+    tables = ChangeTables.from_changeset(p)
+    assert apply_tables(engine, tables) == {"inserted": 0, "updated": 1, "deleted": 0, "disabled": 0}
+    (conflict,) = tables.conflicts
+    assert conflict.username == "USER000000" and "username user000000 was taken by user 'user000000'" in conflict.reason
 
 
 def test_statements_do_not_grow_with_the_number_of_users(engine):
@@ -72,19 +87,24 @@ def test_statements_do_not_grow_with_the_number_of_users(engine):
         changed = [record(i, givenName="Changed") for i in range(n // 3)]
         kept = [record(i) for i in range(n // 3, 2 * n // 3)]
         new = [record(i) for i in range(n, n + n // 3)]
+        with engine.connect() as c:
+            seen = fingerprint(c)  # as the diff step records it: nobody wrote since, no claim re-check needed
         p = plan(r, changed + kept + new, load_users(engine))
         assert (len(p.inserts), len(p.updates), len(p.deletes)) == (n // 3, n // 3, n - 2 * (n // 3))
+        tables = ChangeTables.from_changeset(p)
+        tables.seen = seen
         calls = []
         listener = lambda *a, **k: calls.append(1)  # noqa: E731
         event.listen(engine, "before_execute", listener)
         try:
-            apply_changes(engine, p)
+            apply_tables(engine, tables)
         finally:
             event.remove(engine, "before_execute", listener)
         return len(calls)
 
     small, large = statements_for(60), statements_for(600)
-    assert small == large <= 4
+    # schema version, lock (PostgreSQL), fingerprint, the deletes' row check, delete, update, insert
+    assert small == large <= 7
     with engine.connect() as c:
         assert c.execute(select(func.count()).select_from(users)).scalar() == 600 - 200 + 200
 

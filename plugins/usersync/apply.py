@@ -2,8 +2,12 @@
 
 Deletes, then updates (one executemany per set of changed columns), then inserts — PostgreSQL ``COPY`` in
 the same transaction (4× faster than executemany, per the notes), executemany elsewhere; never RETURNING
-(6× slower). Every statement's row count is checked; any surprise rolls the whole change set back, so a run is
-applied entirely or not at all.
+(6× slower). An error rolls the whole change set back, so a run is applied entirely or not at all.
+
+Optimistic: an update writes a row only where each changed column still holds the value the diff saw, a delete
+or disable only where the row is still the user the diff saw (username, AD username, Domain, source). A row an
+admin (or anyone) changed between diff and apply is left as it is and reported as a conflict; the rest applies,
+and the next run reconciles. Applies are serialised on the table and claims re-checked first (``recheck``).
 """
 
 from __future__ import annotations
@@ -12,12 +16,13 @@ import logging
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
-from sqlalchemy import Engine, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, update
 
 from usersync.changes import ChangeSet
 from usersync.delta import Watermark, save_watermark
 from usersync.plan_tables import ChangeTables
 from usersync.progress import Progress
+from usersync.recheck import Conflict, lock_users_table, recheck
 from usersync.schema import users
 from usersync.schema_version import ensure_schema
 
@@ -75,29 +80,33 @@ def apply_tables(engine: Engine, plan: ChangeTables, now: datetime | None = None
     progress = Progress(f"apply {plan.source}", log, total=plan.writes)
     multi_ok = engine.dialect.supports_sane_multi_rowcount
     copy = engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg"
+    conflicts: list[Conflict] = []
     with engine.begin() as conn:
-        for batch in _chunks(plan.deletes.column("id").to_pylist()):
-            stmt = delete(users).where(users.c.id.in_(batch), users.c.source == plan.source)
-            _expect(conn.execute(stmt).rowcount, len(batch), "delete")
-            progress.advance(len(batch))
-
-        for batch in _chunks(plan.disables.column("id").to_pylist()):
-            stmt = (
-                update(users)
-                .where(users.c.id.in_(batch), users.c.source == plan.source)
-                .values(enabled=False, disabled_by_sync=True, updated_at=now)
-            )
-            _expect(conn.execute(stmt).rowcount, len(batch), "disable")
-            progress.advance(len(batch))
+        lock_users_table(conn)
+        conflicts += recheck(conn, plan, plan.seen)
+        for what, table in (("delete", plan.deletes), ("disable", plan.disables)):
+            for batch in _chunks(table.to_pylist()):
+                ids, lost = _still_the_same(conn, plan.source, batch, what)
+                conflicts += lost
+                if what == "delete":
+                    stmt = delete(users).where(users.c.id.in_(ids))
+                else:
+                    stmt = update(users).where(users.c.id.in_(ids)).values(enabled=False, disabled_by_sync=True,
+                                                                           updated_at=now)
+                _expect(conn.execute(stmt).rowcount, len(ids), what)
+                progress.advance(len(batch))
 
         for columns, params in plan.update_groups().items():
             stmt = (
                 update(users)
-                .where(users.c.id == bindparam("_id"))
+                .where(users.c.id == bindparam("_id"),
+                       *[users.c[c].is_not_distinct_from(bindparam(f"_old_{c}")) for c in columns])
                 .values({**{c: bindparam(c) for c in columns}, "updated_at": now})
             )
             for batch in _chunks(params):
-                _expect(conn.execute(stmt, batch).rowcount, len(batch), f"update of {', '.join(columns)}", multi_ok)
+                done = conn.execute(stmt, batch).rowcount
+                if multi_ok and done != len(batch):
+                    conflicts += _unapplied(conn, f"update of {', '.join(columns)}", batch)
                 progress.advance(len(batch))
 
         names = [*plan.inserts.column_names, "created_at", "updated_at"]
@@ -113,5 +122,52 @@ def apply_tables(engine: Engine, plan: ChangeTables, now: datetime | None = None
             save_watermark(conn, watermark, now)
     if plan.writes:
         progress.done()
-    return {"inserted": plan.inserts.num_rows, "updated": plan.updates.num_rows, "deleted": plan.deletes.num_rows,
-            "disabled": plan.disables.num_rows}
+    plan.conflicts = conflicts
+    for conflict in conflicts:
+        log.warning("not applied: %s: %s", conflict.username, conflict.reason)
+    return {"inserted": plan.inserts.num_rows, "updated": plan.updates.num_rows - _count(conflicts, "update"),
+            "deleted": plan.deletes.num_rows - _count(conflicts, "delete"),
+            "disabled": plan.disables.num_rows - _count(conflicts, "disable")}
+
+
+#: what identifies the user a delete or disable was planned for
+_IDENTITY = ("username", "ad_username", "domain")
+
+
+def _still_the_same(conn: Connection, source: str, batch: list[dict], what: str) -> tuple[list[int], list[Conflict]]:
+    """Of the users a batch of deletes / disables was planned for, those still as the diff saw them (locked for
+    the rest of the transaction on PostgreSQL), and a conflict for each of the others."""
+    query = select(users.c.id, *[users.c[c] for c in _IDENTITY]).where(
+        users.c.id.in_([r["id"] for r in batch]), users.c.source == source).with_for_update()
+    now_rows = {r["id"]: r for r in conn.execute(query).mappings()}
+    ids, lost = [], []
+    for planned in batch:
+        row = now_rows.get(planned["id"])
+        if row is not None and all(row[c] == planned[c] for c in _IDENTITY):
+            ids.append(planned["id"])
+            continue
+        state = "deleted (or given to another source)" if row is None else "changed"
+        lost.append(Conflict(planned["username"], f"{what} not applied: the user was {state} in the users table "
+                                                  "during this run; the next run will reconcile", kind=what))
+    return ids, lost
+
+
+def _unapplied(conn: Connection, what: str, batch: list[dict]) -> list[Conflict]:
+    """The updates of ``batch`` the statement did not write (the row changed since the diff), as conflicts."""
+    columns = [k for k in batch[0] if k != "_id" and not k.startswith("_old_")]
+    now_rows = {r["id"]: r for r in conn.execute(select(users).where(
+        users.c.id.in_([p["_id"] for p in batch]))).mappings()}
+    out = []
+    for planned in batch:
+        row = now_rows.get(planned["_id"])
+        if row is not None and all(row[c] == planned[c] for c in columns):
+            continue  # written (or already holding what the run wanted)
+        state = "deleted" if row is None else "changed"
+        name = row["username"] if row is not None else f"id {planned['_id']}"
+        out.append(Conflict(name, f"{what} not applied: the user was {state} in the users table during this run; "
+                                  "the next run will reconcile", kind="update"))
+    return out
+
+
+def _count(conflicts: list[Conflict], kind: str) -> int:
+    return sum(1 for c in conflicts if c.kind == kind)

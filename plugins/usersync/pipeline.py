@@ -18,6 +18,8 @@ from sqlalchemy import Engine
 from usersync.delta import choose, load_watermark
 from usersync.mapping import map_records
 from usersync.progress import Progress
+from usersync.recheck import fingerprint
+from usersync.schema_version import ensure_schema
 from usersync.rules import Rules
 from usersync.rundata import RunFolder, TableRef
 from usersync.sources.base import Source
@@ -142,9 +144,13 @@ def diff_step(rules: Rules, parts: list[dict[str, Any]], engine: Engine, folder:
         removed = set(folder.read(refs[0]).column("anchor").to_pylist())
     source = to_frame(pa.concat_tables([folder.read(TableRef.from_json(p["mapped"])) for p in parts]))
     skipped = [s for p in parts for s in skipped_of(folder.read(TableRef.from_json(p["skipped"])))]
+    ensure_schema(engine)
+    with engine.connect() as conn:  # before reading: a write after this point makes apply re-check claims
+        seen = fingerprint(conn)
     existing = to_frame(users_table(engine))
     log.info("diff: %d source users against %d users in the table", len(source), len(existing))
     plan = diff_frames(rules, source, existing, skipped, read=read, removed=removed)
+    plan.seen = seen
     log.info("plan for %s: %s", rules.source.name, plan.counts())
     return plan.save(folder)
 

@@ -33,7 +33,7 @@ LEAVERS_SCHEMA = pa.schema([("id", pa.int64()), ("username", pa.string()), ("ad_
 NOTES_SCHEMA = pa.schema([("note", pa.string())])
 SCHEMAS = {"inserts": INSERTS_SCHEMA, "updates": UPDATES_SCHEMA, "deletes": LEAVERS_SCHEMA,
            "disables": LEAVERS_SCHEMA, "skipped": SKIPPED_SCHEMA, "notes": NOTES_SCHEMA}
-META = ("source", "read", "unchanged", "owned", "kept", "held")
+META = ("source", "read", "unchanged", "owned", "kept", "held", "seen")
 
 
 @dataclass
@@ -51,6 +51,10 @@ class ChangeTables:
     held: int = 0
     #: report lines besides the changes (e.g. why an account was re-created)
     notes: list[str] = field(default_factory=list)
+    #: the users table's ``recheck.fingerprint`` when the diff read it
+    seen: list | None = None
+    #: set by apply: planned changes left out because the table changed during the run (``recheck.Conflict``)
+    conflicts: list = field(default_factory=list)
 
     @property
     def writes(self) -> int:
@@ -66,11 +70,13 @@ class ChangeTables:
                 "unchanged": self.unchanged, "skipped": self.skipped.num_rows}
 
     def update_groups(self) -> dict[tuple[str, ...], list[dict[str, Any]]]:
-        """Updates grouped by the set of columns they change: ``{columns: [{"_id", column: new, …}]}``."""
+        """Updates grouped by the set of columns they change: ``{columns: [{"_id", column: new, "_old_<column>":
+        old, …}]}`` (old: what the diff saw, for the optimistic check)."""
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for row in self.updates.to_pylist():
             columns = tuple(sorted(row["changed"]))
-            groups.setdefault(columns, []).append({"_id": row["id"], **{c: row[f"new_{c}"] for c in columns}})
+            groups.setdefault(columns, []).append({"_id": row["id"], **{c: row[f"new_{c}"] for c in columns},
+                                                   **{f"_old_{c}": row[f"old_{c}"] for c in columns}})
         return groups
 
     # --- files ---------------------------------------------------------------------------------------------

@@ -61,6 +61,9 @@ class RunReport:
     max_change_lines: int = 200
     run_data: str | None = None  # the run folder: records, mapped users and the full change set as Parquet
     reading: str | None = None  # how the source was read: "full (why)" or "delta since USN n (why)"
+    #: planned changes apply left out because the users table changed during the run (first lines, and how many)
+    conflicts: list[str] = field(default_factory=list)
+    conflict_count: int = 0
 
     @property
     def status(self) -> str:
@@ -74,6 +77,9 @@ class RunReport:
         out = list(self.warnings)
         if self.plan and self.plan.skipped:
             out.append(f"{len(self.plan.skipped)} account(s) skipped: see the list below")
+        if self.conflict_count:
+            out.append(f"{self.conflict_count} planned change(s) not applied: the users table changed during the "
+                       "run (see below); the next run reconciles")
         if self.dry_run and self.verdict and self.verdict.get("blocked"):
             out.append("a live run with this change set would be BLOCKED by the mass-delete guard")
         return out
@@ -146,6 +152,11 @@ class RunReport:
             if self.plan.skipped:
                 out += ["", "skipped accounts (fix them in the source, then run again):"]
                 out += [f"! {s.account}: {s.reason}" for s in self.plan.skipped]
+        if self.conflicts:
+            out += ["", "not applied (changed in the users table during the run):"]
+            out += [f"! {line}" for line in self.conflicts]
+            if self.conflict_count > len(self.conflicts):
+                out.append(f"… {self.conflict_count - len(self.conflicts)} more in the apply task's log")
         return mask("\n".join(out) + "\n", secrets or [])
 
 

@@ -16,11 +16,12 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, func, inspect, select
 
 log = logging.getLogger(__name__)
 #: Alembic's bookkeeping table, named for this project (Airflow's own metadata database has ``alembic_version``)
 VERSION_TABLE = "usersync_schema_version"
+MIGRATION_LOCK = 0x7573796E635F6462  # pg_advisory_xact_lock key of migrations ("usync_db")
 MIGRATIONS = Path(__file__).with_name("migrations")
 #: revision of each schema that existed before migrations did, by a column only it lacks
 _UNVERSIONED = (("disabled_by_sync", "0001"),)
@@ -49,9 +50,9 @@ def current(engine: Engine) -> str | None:
         return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
 
 
-def _unversioned_revision(engine: Engine) -> str | None:
+def _unversioned_revision(bind) -> str | None:
     """The revision of a database made before migrations existed (a users table without a version); else None."""
-    inspector = inspect(engine)
+    inspector = inspect(bind)
     if not inspector.has_table("users"):
         return None
     columns = {c["name"] for c in inspector.get_columns("users")}
@@ -62,12 +63,18 @@ def _unversioned_revision(engine: Engine) -> str | None:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
-    """Bring the database to ``revision`` (default: the newest), keeping every row; returns (before, after)."""
-    before = current(engine)
+    """Bring the database to ``revision`` (default: the newest), keeping every row; returns (before, after).
+
+    On PostgreSQL the migration holds an advisory lock, so two workers creating a fresh database at once
+    (the first runs of two sources) migrate it once; the second finds it done.
+    """
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK)))
+        before = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
         config = _config(conn)
         if before is None:
-            legacy = _unversioned_revision(engine)
+            legacy = _unversioned_revision(conn)
             if legacy is not None:
                 log.info("users database made before schema versions existed: recognised as revision %s", legacy)
                 command.stamp(config, legacy)

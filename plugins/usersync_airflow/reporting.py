@@ -67,6 +67,7 @@ def build_report(rules: Rules) -> RunReport:
     failure = next((e for e in (_first(ti.xcom_pull(task_ids=s, key=ERROR_KEY)) for s in STEPS) if e), None)
     info = source_info()
     plan_ref = ti.xcom_pull(task_ids="diff")
+    applied = ti.xcom_pull(task_ids="apply") or {}
     warnings = list(info.get("warnings", []))
     started = ctx["dag_run"].start_date or datetime.now(timezone.utc)
     return RunReport(
@@ -82,6 +83,8 @@ def build_report(rules: Rules) -> RunReport:
         max_change_lines=rules.report.max_change_lines,
         run_data=str(folder()) if plan_ref else None,
         reading=info.get("reading"),
+        conflicts=applied.get("conflicts") or [],
+        conflict_count=applied.get("conflict_count", 0),
     )
 
 

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 ERROR_KEY = "usersync_error"
 VERDICT_KEY = "usersync_verdict"
 STEPS = ("check_source", "extract", "map", "diff", "apply")
+CONFLICT_LINES = 200
 _FINAL = (RulesError, ApplyError, UnsafePlan, RunDataError, SchemaVersionError, AirflowNotFoundException)  # missing connection: configuration
 
 
@@ -153,7 +154,9 @@ def apply(rules_path: str, plan_ref: dict[str, Any]) -> dict[str, Any]:
     finally:
         hook.close()
     log.info("applied to the users table: %s", written)
+    conflicts = [f"{c.username}: {c.reason}" for c in plan.conflicts]
     if watermark is not None:
         log.info("delta watermark stored: USN %d of %s", watermark.usn, watermark.server)
-    return {"dry_run": False, "written": written}
+    # the report lists them (XCom stays small: the first lines and the count; each is in this task's log too)
+    return {"dry_run": False, "written": written, "conflicts": conflicts[:CONFLICT_LINES], "conflict_count": len(conflicts)}
 
