@@ -102,18 +102,22 @@ def _gone(existing_keys: pd.Series, existing_anchors: pd.Series, owned: pd.Serie
     return (gone & owned).astype(bool) & not_matched
 
 
-def _duplicates(mapped: pd.DataFrame, keys: pd.Series) -> tuple[pd.Series, list[Skipped]]:
-    """Accounts sharing one key: all copies are skipped (which one is right cannot be known)."""
+def _duplicates(mapped: pd.DataFrame, keys: pd.Series, anchors: pd.Series) -> tuple[pd.Series, list[Skipped]]:
+    """Accounts sharing one key, or one anchor: all copies are skipped (which one is right cannot be known)."""
     dup = keys.duplicated(keep=False)
+    anchor_dup = anchors.notna() & anchors.duplicated(keep=False) & ~dup
     out: list[Skipped] = []
-    if dup.any():
-        rows = mapped[dup].assign(_key=keys[dup]).sort_values("_key", kind="stable")
-        for _key, group in rows.groupby("_key", sort=True):
+    for mask, group_by, what in ((dup, keys, "key"), (anchor_dup, anchors, "anchor")):
+        if not mask.any():
+            continue
+        rows = mapped[mask].assign(_group=group_by[mask]).sort_values("_group", kind="stable")
+        for _group, group in rows.groupby("_group", sort=True):
             accounts = ", ".join(group["account"])
-            out += [Skipped(a, f"duplicate key {d}\\{u} in the source ({accounts})", u, d, x)
+            out += [Skipped(a, f"duplicate {what} {d}\\{u if what == 'key' else x} in the source ({accounts})",
+                            u, d, x)
                     for a, u, d, x in zip(*map(_py, (group["account"], group["ad_username"], group["domain"],
                                                      group["external_id"])))]
-    return dup, out
+    return dup | anchor_dup.fillna(False).astype(bool), out
 
 
 def _py(values: pd.Series) -> np.ndarray:
@@ -199,10 +203,10 @@ def diff_frames(rules: Rules, mapped: pd.DataFrame, existing: pd.DataFrame, skip
     keys = _keys(mapped["ad_username"], mapped["domain"])
     hold = mapped["hold"].fillna(False).astype(bool) if "hold" in mapped else pd.Series(False, index=keys.index)
     plan.held = int(hold.sum())
-    dup, dup_skipped = _duplicates(mapped, keys)
-    out_skipped += dup_skipped
     no_anchor = pd.Series(None, index=keys.index, dtype=keys.dtype)
     anchors = _anchors(mapped["external_id"]) if anchored else no_anchor
+    dup, dup_skipped = _duplicates(mapped, keys, anchors)
+    out_skipped += dup_skipped
 
     existing = existing.reset_index(drop=True)
     keyed = ~_blank(existing["ad_username"]) & ~_blank(existing["domain"])

@@ -23,6 +23,7 @@ from usersync.schema import users
 #: pg_advisory_xact_lock key shared by every usersync apply on a database ("usersync" in ASCII)
 LOCK_KEY = 0x7573657273796E63 & 0x7FFFFFFFFFFFFFFF
 SEP = "\x1f"
+KEY_MOVES = "k:*"  # in an update's released claims: its row's sync key changes
 
 
 def lock_users_table(conn: Connection) -> None:
@@ -103,7 +104,8 @@ def recheck(conn: Connection, plan: ChangeTables, seen: list | None) -> list[Con
         def taken(claims: set[str], me: int | None) -> str | None:
             for claim in sorted(claims):
                 for id_, username, source in sorted(holders.get(claim, ()), key=lambda h: h[0]):
-                    if id_ == me or id_ in deleted or claim in released.get(id_, ()):
+                    gives_up = released.get(id_, ())
+                    if id_ == me or id_ in deleted or claim in gives_up or (claim[0] == "k" and KEY_MOVES in gives_up):
                         continue
                     what = {"u": "username", "k": "AD username", "n": "number"}[claim[0]]
                     value = claim[2:].replace(SEP, " in domain ")
@@ -137,6 +139,8 @@ def _changed_claims(row: dict, side: str) -> set[str]:
         value = row.get(f"{side}{column}") if column in row["changed"] else None
         if value:
             claims.add(("u:" + value.lower()) if column == "username" else ("n:" + value))
+    if side == "old_" and {"ad_username", "domain"} & set(row["changed"]):
+        claims.add(KEY_MOVES)  # a renamed account gives up its old sync key
     return claims
 
 
