@@ -30,12 +30,13 @@ def find_slapd() -> str:
 class SlapdServer:
     def __init__(self, workdir: Path, users: int = 0, service_password: str = "svc-Passw0rd!",
                  admin_password: str = "admin-Passw0rd!",
-                 sizelimit: str = "size.soft=1000 size.hard=1000 size.prtotal=unlimited"):
+                 sizelimit: str = "size.soft=1000 size.hard=1000 size.prtotal=unlimited", tls_variant: str | None = None):
         self.dir = Path(workdir)
         self.users = users
         self.service_password = service_password
         self.admin_password = admin_password
         self.sizelimit = sizelimit
+        self.tls_variant = tls_variant  # a certificate clients must refuse (see devtools.tlscerts)
         self.port = free_port()
         self.tls_port = free_port()
         self.proc: subprocess.Popen | None = None
@@ -45,7 +46,7 @@ class SlapdServer:
     def _write_config(self) -> Path:
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "data").mkdir(exist_ok=True)
-        self.certs = make_certs(self.dir / "tls")
+        self.certs = make_certs(self.dir / "tls", variant=self.tls_variant)
         (self.dir / "rootdse.ldif").write_text(f"dn:\ndefaultNamingContext: {ad_data.BASE_DN}\n")
         conf = self.dir / "slapd.conf"
         conf.write_text(f"""

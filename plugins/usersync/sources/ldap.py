@@ -312,11 +312,11 @@ def _bind(settings: LdapSettings, secure: bool) -> ldap3.Connection:
             conn.start_tls()
         conn.bind()
     except lx.LDAPStartTLSError as exc:
-        raise SourceTlsError(f"StartTLS with {url} failed: {_reason(exc)}") from None
+        raise SourceTlsError(f"StartTLS with {url} failed: {_tls_cause(str(exc), settings)}") from None
     except lx.LDAPSocketOpenError as exc:
         text = str(exc)
         if "CERTIFICATE" in text.upper() or "SSL" in text.upper() or "TLS" in text.upper():
-            raise SourceTlsError(f"TLS handshake with {url} failed (untrusted or wrong certificate?): {_reason(exc)}") from None
+            raise SourceTlsError(f"TLS handshake with {url} failed: {_tls_cause(text, settings)}") from None
         raise SourceUnreachable(f"cannot connect to {url}: {_reason(exc)}") from None
     except lx.LDAPCommunicationError as exc:
         raise SourceUnreachable(f"cannot talk to {url}: {_reason(exc)}") from None
@@ -331,6 +331,25 @@ def _bind(settings: LdapSettings, secure: bool) -> ldap3.Connection:
     except lx.LDAPException as exc:
         raise SourceError(f"cannot open {url}: {_reason(exc)}") from None
     return conn
+
+
+def _tls_cause(text: str, settings: LdapSettings) -> str:
+    """Why a certificate was refused, in the words an admin acts on (the TLS library's text follows)."""
+    bundle = f"the CA bundle {settings.ca_certs_file}" if settings.ca_certs_file else "the system's trusted CAs"
+    lowered = text.lower()
+    if "doesn't match" in lowered or "hostname mismatch" in lowered:
+        names = ", ".join(re.findall(r"'(?:DNS|IP Address)', '([^']+)'", text)) or "other names"
+        cause = (f"the certificate is not issued for the host {settings.host} (it names {names}); connect by a "
+                 "name the certificate holds, or have it reissued")
+    elif "expired" in lowered:
+        cause = "the certificate has expired; renew it on the directory server"
+    elif "self-signed" in lowered or "self signed" in lowered:
+        cause = f"the certificate is self-signed and not in {bundle}; add it (or its CA) there"
+    elif "unable to get local issuer" in lowered or "unknown ca" in lowered:
+        cause = f"the certificate's issuer is not in {bundle} (untrusted CA)"
+    else:
+        cause = "untrusted or wrong certificate?"
+    return f"{cause} — {_reason(Exception(text))}"
 
 
 def _reason(exc: Exception) -> str:
