@@ -58,6 +58,8 @@ def test_shipped_rules_files_are_valid():
         ({"source__filter": "objectClass=user"}, "source.filter", "not an LDAP filter"),
         ({"source__page_size": 0}, "source.page_size", "greater than or equal to 1"),
         ({"source__colour": "red"}, "source.colour", "Extra inputs"),
+        ({"source__filter": "(objectClass=user\x00)"}, "source.filter", "control character in the LDAP filter"),
+        ({"source__name": "corp\nad"}, "source.name", "no blanks"),
         ({"source__type": "ldap", "source__delta": {}}, "", "source.delta: delta sync is for active_directory sources only"),
         ({"source__external_id_attribute": "employeeID", "source__delta": {}}, "", "needs external_id_attribute objectGUID"),
         ({"source__delta": {"full_every_days": 0}}, "source.delta.full_every_days", "greater than or equal to 1"),
@@ -107,6 +109,19 @@ def test_file_errors_name_the_file_and_the_yaml_position(tmp_path):
     (tmp_path / "list.yaml").write_text("- 1\n")
     with pytest.raises(RulesError, match="mapping"):
         load_rules(tmp_path / "list.yaml")
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"source:\n  name: caf\xe9\n", "not UTF-8: byte 0xe9 at offset 19"),
+    (b"source:\n  name: a\x00b\n", "not valid YAML"),
+    (b"source: {name: '\x07'}\n", "not valid YAML"),
+])
+def test_files_with_broken_bytes_are_refused_naming_file_and_cause(tmp_path, content, reason):
+    path = tmp_path / "broken.yaml"
+    path.write_bytes(content)
+    with pytest.raises(RulesError, match=reason) as refused:
+        load_rules(path)
+    assert str(path) in str(refused.value)
 
 
 def test_source_name_defaults_to_file_name(tmp_path):

@@ -9,6 +9,7 @@ never half-mapped.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
@@ -18,6 +19,7 @@ from usersync.rules import Rules
 from usersync.schema import users
 from usersync.transforms import Chain, TransformError, compile_chain, run_chain
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _NUMBER = re.compile(r"^\+?[0-9*#]+$")
 _KEY_LIMITS = (users.c.ad_username.type.length, users.c.domain.type.length)
@@ -99,10 +101,29 @@ def _field_value(step: _FieldStep, record: SourceRecord) -> Any:
     except TransformError as exc:
         raise RecordError(f"{step.field}: {exc} (from {step.attribute})") from None
     if isinstance(value, str):
-        value = value.strip() or None
+        value = clean_text(step.field, value.strip()) or None
     if value is not None and step.policy is Policy.PREFIX:
         value = f"{step.prefix}{value}"
     return value
+
+
+def clean_text(what: str, value: str) -> str:
+    """A source value as stored: Unicode NFC (so 'José' typed two ways is one name); refused with the reason
+    when it holds control characters (NUL, line breaks, tabs) or bytes that were not UTF-8."""
+    bad = _CONTROL.search(value)
+    if bad:
+        raise RecordError(f"{what}: contains control character U+{ord(bad.group()):04X} "
+                          f"({_CONTROL_NAMES.get(bad.group(), 'control character')})")
+    if "\ufffd" in value:
+        raise RecordError(f"{what}: not valid UTF-8 in the source")
+    return unicodedata.normalize("NFC", value)
+
+
+def _nfc(value: str | None) -> str | None:
+    return unicodedata.normalize("NFC", value) if value else value
+
+
+_CONTROL_NAMES = {"\x00": "NUL", "\n": "line break", "\r": "line break", "\t": "tab"}
 
 
 def _check(step: _FieldStep, value: Any) -> None:
@@ -152,6 +173,7 @@ def map_record(rules: Rules, record: SourceRecord, steps: list[_FieldStep] | Non
         raise RecordError(f"no {src.key_attribute} (the sync key)")
     if not domain:
         raise RecordError(f"no {src.domain_attribute} (the Domain half of the sync key)")
+    ad_username, domain = clean_text(src.key_attribute, ad_username), clean_text("domain", domain)
     for column, value, limit in (("ad_username", ad_username, _KEY_LIMITS[0]), ("domain", domain, _KEY_LIMITS[1])):
         if len(value) > limit:
             raise RecordError(f"{column} is longer than {limit} characters")
@@ -177,7 +199,7 @@ def map_records(rules: Rules, records: Iterable[SourceRecord]) -> tuple[list[Map
         try:
             mapped.append(map_record(rules, record, steps))
         except RecordError as exc:
-            key, domain = _sync_key(rules, record)
+            key, domain = (_nfc(v) for v in _sync_key(rules, record))
             skipped.append(Skipped(record.account, str(exc), key if domain else None, domain if key else None,
                                    _anchor(rules, record)))
     return mapped, skipped

@@ -297,6 +297,9 @@ def load_rules(path: str | Path) -> Rules:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise RulesError(path, [("", f"cannot read: {exc.strerror}")]) from None
+    except UnicodeDecodeError as exc:
+        raise RulesError(path, [("", f"not UTF-8: byte 0x{exc.object[exc.start]:02x} at offset {exc.start} "
+                                     "(save the file as UTF-8)")]) from None
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f"line {where.line + 1}, column {where.column + 1}: " if where else ""

@@ -116,6 +116,8 @@ class LdapSourceSpec(_SourceBase):
     @classmethod
     def _balanced(cls, v: str) -> str:
         v = v.strip()
+        if re.search(r"[\x00-\x1f\x7f]", v):
+            raise ValueError(f"control character in the LDAP filter: {v!r}")
         if not (v.startswith("(") and v.endswith(")")) or v.count("(") != v.count(")"):
             raise ValueError(f"not an LDAP filter (unbalanced or missing parentheses): {v!r}")
         return v

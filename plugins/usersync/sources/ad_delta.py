@@ -16,7 +16,6 @@ What a delta read cannot see by itself, and how it is handled:
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from ldap3.utils.conv import escape_filter_chars
@@ -37,14 +36,6 @@ def member_filter(groups: list[str]) -> str:
 
 def changed_since(ldap_filter: str, usn: int) -> str:
     return f"(&{ldap_filter}(uSNChanged>={usn + 1}))"
-
-
-def _guid(raw: str) -> str:
-    """A binary GUID attribute as read by ``LdapDirectory`` (hex when not UTF-8) → AD's text form."""
-    try:
-        return "{" + str(uuid.UUID(bytes_le=bytes.fromhex(raw))) + "}"
-    except ValueError:
-        return raw
 
 
 def check_groups(directory, groups: list[str]) -> None:
@@ -80,7 +71,7 @@ def dc_state(directory, groups: list[str]) -> dict[str, Any]:
                                   f"(&(objectClass=group)(memberOf:{IN_CHAIN}:={escape_filter_chars(dn)})))",
                                   ["uSNChanged"])
         scope_usn = max([scope_usn, *(int(g.get("uSNChanged") or 0) for g in nested)])
-    return {"server": server, "invocation_id": _guid(invocation), "usn": usn, "naming_context": naming_context,
+    return {"server": server, "invocation_id": invocation, "usn": usn, "naming_context": naming_context,
             "scope_usn": scope_usn}
 
 

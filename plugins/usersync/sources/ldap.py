@@ -241,12 +241,18 @@ def _decode(value: bytes) -> str:
         return value.hex()
 
 
+#: AD's binary GUID attributes, read as AD's own text form ``{xxxxxxxx-…}``
+GUID_ATTRIBUTES = frozenset({"objectguid", "invocationid"})
+
+
 def _values(raw: list[bytes], name: str = "") -> str | list[str] | None:
+    """An attribute's values as text. Bytes that are not UTF-8 become U+FFFD, which mapping refuses with the
+    reason — never a hex string synced as if it were a name."""
     if not raw:
         return None
-    if name.lower() == "objectguid":  # binary, little-endian GUID: keep AD's own text form
+    if name.lower() in GUID_ATTRIBUTES:  # binary, little-endian GUID: keep AD's own text form
         return "{" + str(uuid.UUID(bytes_le=raw[0])) + "}"
-    decoded = [_decode(v) for v in raw]
+    decoded = [v.decode("utf-8", "replace") for v in raw]
     return decoded[0] if len(decoded) == 1 else decoded
 
 
