@@ -58,7 +58,11 @@ class PostgresServer:
             [_bin("initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"],
             check=True, capture_output=True, **self._run_as(),
         )
-        log = open(self.dir / "postgres.log", "wb")
+        return self.resume()
+
+    def resume(self) -> "PostgresServer":
+        """Start the server process again on its data directory and port (after ``stop`` or a kill)."""
+        log = open(self.dir / "postgres.log", "ab")
         self.proc = subprocess.Popen(
             [_bin("postgres"), "-D", str(self.data), "-p", str(self.port), "-k", str(self.dir),
              "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",

@@ -86,6 +86,11 @@ access to * by users read by * none
                 out.write(ad_data.users_ldif(min(10_000, self.users - start), start))
         slapadd = Path(slapd).with_name("slapadd")
         subprocess.run([str(slapadd), "-q", "-f", str(conf), "-l", str(ldif)], check=True, capture_output=True)
+        return self.resume()
+
+    def resume(self) -> "SlapdServer":
+        """Start the server process again on its data and ports (after ``stop`` or a kill)."""
+        slapd, conf = find_slapd(), self.dir / "slapd.conf"
         self.proc = subprocess.Popen(
             [slapd, "-f", str(conf), "-h", f"ldap://127.0.0.1:{self.port}/ ldaps://127.0.0.1:{self.tls_port}/", "-d", "0"],
             stdout=subprocess.DEVNULL, stderr=(self.dir / "slapd.log").open("wb"), preexec_fn=die_with_parent,

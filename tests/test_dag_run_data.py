@@ -59,6 +59,7 @@ def test_extract_and_map_run_once_per_partition(airflow_env, make_slapd, tmp_pat
     assert set(table_rows(url)) == {f"user{i:06d}" for i in range(30)}
 
 
+@pytest.mark.faults
 def test_damaged_run_data_fails_the_run_naming_the_file_and_writes_nothing(airflow_env, make_slapd, tmp_path,
                                                                           monkeypatch):
     url = f"sqlite:///{tmp_path / 'users.db'}"

@@ -182,6 +182,7 @@ def test_notify_on_success_sends_a_success_mail(setup):
     assert "inserted 20" in _body(mail)
 
 
+@pytest.mark.faults
 def test_smtp_down_is_logged_and_does_not_fail_the_sync(setup, capfd, caplog):
     setup.env.connection("smtp_default", **smtp_connection(free_port()))
     setup.rules(alarms={"notify_on_success": True})

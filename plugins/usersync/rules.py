@@ -79,7 +79,7 @@ class RunSpec(_Strict):
     """How Airflow runs the DAG: retries apply to transient failures (an unreachable server)."""
 
     retries: Annotated[int, Field(ge=0, le=10)] = 2
-    retry_delay_minutes: Annotated[int, Field(ge=1, le=1440)] = 5
+    retry_delay_minutes: Annotated[float, Field(ge=0.1, le=1440)] = 5
     #: a read that takes longer than this fails (and is retried): a hung directory never blocks the next day
     extract_timeout_minutes: Annotated[int, Field(ge=1, le=1440)] = 60
 

@@ -321,6 +321,10 @@ def _bind(settings: LdapSettings, secure: bool) -> ldap3.Connection:
         raise SourceTlsError(f"StartTLS with {url} failed: {_tls_cause(str(exc), settings)}") from None
     except lx.LDAPSocketOpenError as exc:
         text = str(exc)
+        if "timed out" in text.lower():
+            raise SourceUnreachable(
+                f"{url} accepted the connection but did not answer within {settings.receive_timeout} s "
+                f"(receive_timeout; a hung server or a firewall?): {_reason(exc)}") from None
         if "CERTIFICATE" in text.upper() or "SSL" in text.upper() or "TLS" in text.upper():
             raise SourceTlsError(f"TLS handshake with {url} failed: {_tls_cause(text, settings)}") from None
         raise SourceUnreachable(f"cannot connect to {url}: {_reason(exc)}") from None
