@@ -110,3 +110,17 @@ def test_retention_removes_reports_older_than_the_limit(tmp_path):
     assert prune_reports(tmp_path, "corp", 15, now) == [old]
     assert not old.exists() and recent.exists() and other.exists()
     assert recent.name == "20261129T023000Z_r2.txt"
+
+
+def test_changes_left_out_by_apply_are_listed_and_make_a_warning():
+    r = rules()
+    p = plan(r, [record(1, givenName="New")], existing_rows(r, [record(1)]))
+    report = _report(p, conflicts=["user000001: update of first_name not applied: the user was changed …"] * 2,
+                     conflict_count=5, reading="delta — entries changed since USN 41 (watermark of …)")
+    text = report.render()
+    assert report.status == WARNINGS
+    assert "5 planned change(s) not applied: the users table changed during the run" in text
+    assert "not applied (changed in the users table during the run):" in text
+    assert text.count("! user000001: update of first_name not applied") == 2
+    assert "… 3 more in the apply task's log" in text
+    assert "read:     delta — entries changed since USN 41" in text

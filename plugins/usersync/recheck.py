@@ -6,7 +6,8 @@ Another source may have applied since; so ``apply`` first serialises on the tabl
 holds each claim the plan's inserts and updates want. A holder the plan does not account for — not a row this
 plan deletes, not a row whose update releases that very claim — got it after the diff: that insert or update is
 left out with the reason, the rest of the plan applies. Leaving out an update can keep a claim another planned
-change needed, so the check repeats until nothing more is left out.
+change needed, so the check repeats until nothing more is left out. When the table's ``fingerprint`` (rows,
+newest ``updated_at``) is what the diff saw, nobody wrote since and the join is skipped — the common case.
 """
 
 from __future__ import annotations
