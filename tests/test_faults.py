@@ -23,7 +23,7 @@ import time
 
 import pytest
 import yaml
-from sqlalchemy import create_engine, select, text, update
+from sqlalchemy import create_engine, text, update
 
 from bench.dag_runner import admin_env
 from devtools.postgres import PostgresServer
