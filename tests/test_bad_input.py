@@ -14,6 +14,7 @@ from usersync.rules import parse_rules
 from usersync.sources.ldap import GUID_ATTRIBUTES, LdapSettings, LdapSource, _values
 from tests.conftest import ad_rules
 
+pytestmark = pytest.mark.bad_input
 NFC = unicodedata.normalize("NFC", "José")
 NFD = unicodedata.normalize("NFD", "José")
 

@@ -89,6 +89,7 @@ def test_shipped_rules_files_are_valid():
         ({"fields__department": {"policy": "sometimes", "attribute": "d"}}, "fields.department.policy", "on_insert"),
     ],
 )
+@pytest.mark.bad_input
 def test_each_malformed_rule_names_field_and_reason(change, where, reason):
     problems = _problems(_with(**change))
     assert any(loc == where and reason in msg for loc, msg in problems), problems
@@ -111,6 +112,7 @@ def test_file_errors_name_the_file_and_the_yaml_position(tmp_path):
         load_rules(tmp_path / "list.yaml")
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize("content, reason", [
     (b"source:\n  name: caf\xe9\n", "not UTF-8: byte 0xe9 at offset 19"),
     (b"source:\n  name: a\x00b\n", "not valid YAML"),
