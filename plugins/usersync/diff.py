@@ -113,8 +113,8 @@ def _duplicates(mapped: pd.DataFrame, keys: pd.Series, anchors: pd.Series) -> tu
         rows = mapped[mask].assign(_group=group_by[mask]).sort_values("_group", kind="stable")
         for _group, group in rows.groupby("_group", sort=True):
             accounts = ", ".join(group["account"])
-            out += [Skipped(a, f"duplicate {what} {d}\\{u if what == 'key' else x} in the source ({accounts})",
-                            u, d, x)
+            out += [Skipped(a, (f"duplicate key {d}\\{u}" if what == "key" else f"duplicate anchor {x}")
+                            + f" in the source ({accounts})", u, d, x)
                     for a, u, d, x in zip(*map(_py, (group["account"], group["ad_username"], group["domain"],
                                                      group["external_id"])))]
     return dup | anchor_dup.fillna(False).astype(bool), out
@@ -275,21 +275,8 @@ def diff_frames(rules: Rules, mapped: pd.DataFrame, existing: pd.DataFrame, skip
     upd_rows = _rows_in_order(verdicts.order, upd_positions, len(positions))
     plan.updates = _updates_table(upd_ids, upd_old("username"), columns, names, changed, upd_rows)
 
-    clashes = {p: verdicts.clashes[p] for p in verdicts.clashes}
-    for position, (old_row, old_anchor) in recreated.items():
-        user = existing.at[old_row, "username"]
-        policy = rules.safety.deletion
-        if position in clashes:
-            clashes[position] = (f"re-created in the source (new {src.external_id_attribute}); user {user!r} of the "
-                                 f"old account stays (deletion policy '{policy}'): delete that user, or set "
-                                 "source.recreated_accounts: adopt")
-        else:
-            who = _Rows(mapped, candidate_rows[[position]])
-            plan.notes.append(
-                f"{who('domain')[0]}\\{who('ad_username')[0]} was re-created in the source "
-                f"({src.external_id_attribute} {old_anchor} → {who('external_id')[0]}): user {user!r} of the old "
-                f"account is {'deleted' if policy == 'delete' else 'left to deletion policy ' + repr(policy)}, "
-                "the new account is inserted (source.recreated_accounts: replace)")
+    clashes = dict(verdicts.clashes)
+    _explain_recreated(rules, existing, _Rows(mapped, candidate_rows), recreated, clashes, plan)
     if clashes:
         clashed = sorted(clashes)
         who = _Rows(mapped, candidate_rows[clashed])
@@ -298,6 +285,25 @@ def diff_frames(rules: Rules, mapped: pd.DataFrame, existing: pd.DataFrame, skip
             out_skipped.append(Skipped(account, clashes[position], ad, dom, anchor))
     plan.skipped = pa.Table.from_pylist([s.__dict__ for s in out_skipped], schema=SKIPPED_SCHEMA)
     return plan
+
+
+def _explain_recreated(rules: Rules, existing: pd.DataFrame, candidates: _Rows, recreated: dict[int, tuple[int, str]],
+                       clashes: dict[int, str], plan: ChangeTables) -> None:
+    """Say why a re-created account replaced a user (a report note), or why it could not (its skip reason)."""
+    anchor, policy = rules.source.external_id_attribute, rules.safety.deletion
+    for position, (old_row, old_anchor) in recreated.items():
+        user = existing.at[old_row, "username"]
+        if position in clashes:  # the old user stays (disable / keep) and holds the name
+            clashes[position] = (f"re-created in the source (new {anchor}); user {user!r} of the old account "
+                                 f"stays (deletion policy '{policy}'): delete that user, or set "
+                                 "source.recreated_accounts: adopt")
+            continue
+        who = _Rows(candidates.frame, candidates.rows[[position]])
+        fate = "deleted" if policy == "delete" else f"left to deletion policy {policy!r}"
+        plan.notes.append(
+            f"{who('domain')[0]}\\{who('ad_username')[0]} was re-created in the source ({anchor} {old_anchor} → "
+            f"{who('external_id')[0]}): user {user!r} of the old account is {fate}, the new account is inserted "
+            "(source.recreated_accounts: replace)")
 
 
 def _identify(rules: Rules, keys: pd.Series, anchors: pd.Series, existing_keys: pd.Series,
