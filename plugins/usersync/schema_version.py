@@ -9,6 +9,7 @@ fixes it; upgrading is an admin's decision, taken once, never a side effect of a
 from __future__ import annotations
 
 import logging
+import weakref
 from functools import lru_cache
 from pathlib import Path
 
@@ -25,6 +26,10 @@ MIGRATION_LOCK = 0x7573796E635F6462  # pg_advisory_xact_lock key of migrations (
 MIGRATIONS = Path(__file__).with_name("migrations")
 #: revision of each schema that existed before migrations did, by a column only it lacks
 _UNVERSIONED = (("disabled_by_sync", "0001"),)
+
+
+#: engines already found at the newest revision in this process
+_AT_HEAD: "weakref.WeakSet[Engine]" = weakref.WeakSet()
 
 
 class SchemaVersionError(RuntimeError):
@@ -68,6 +73,7 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
     On PostgreSQL the migration holds an advisory lock, so two workers creating a fresh database at once
     (the first runs of two sources) migrate it once; the second finds it done.
     """
+    _AT_HEAD.discard(engine)
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK)))
@@ -88,8 +94,11 @@ def ensure_schema(engine: Engine, upgrade_command: str | None = None) -> None:
     ``upgrade_command`` is what the admin runs to upgrade this database (the Airflow adapter names the
     connection); by default the domain CLI with the database URL.
     """
+    if engine in _AT_HEAD:  # one check per engine and process: every step calls this before it reads or writes
+        return
     at = current(engine)
     if at == head():
+        _AT_HEAD.add(engine)
         return
     fix = upgrade_command or f"usersync db upgrade --url '{engine.url.render_as_string(hide_password=True)}'"
     where = engine.url.render_as_string(hide_password=True)
