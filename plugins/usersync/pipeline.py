@@ -49,7 +49,7 @@ def check_step(source: Source, rules: Rules | None = None, engine: Engine | None
     info = source.check()
     for warning in info.get("warnings", []):
         log.warning("%s", warning)
-    if rules is not None and engine is not None and getattr(rules.source, "delta", None) is not None:
+    if rules is not None and engine is not None and rules.source.delta is not None:
         read = choose(rules, load_watermark(engine, rules.source.name), info["dc"], datetime.now(timezone.utc),
                       full_sync=full_sync)
         info.update(read=read.to_json(), reading=read.describe())

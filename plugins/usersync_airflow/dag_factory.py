@@ -94,7 +94,7 @@ def build_dag(rules: Rules, path: Path) -> DAG:
         tags=["usersync", rules.source.type],
         doc_md=_doc(rules, path),
         params={**PARAMS, **(CSV_PARAMS if rules.source.type == "csv" else {}),
-                **(DELTA_PARAMS if getattr(rules.source, "delta", None) else {})},
+                **(DELTA_PARAMS if rules.source.delta else {})},
         default_args={"retries": rules.run.retries, "retry_delay": timedelta(minutes=rules.run.retry_delay_minutes)},
     ) as dag:
 
