@@ -136,7 +136,7 @@ class SambaDc:
 
     def rename(self, dn: str, sam: str) -> str:
         """A new account name (sAMAccountName, UPN and CN), as for a marriage; returns the new DN."""
-        rdn, parent = dn.split(",", 1)
+        parent = dn.split(",", 1)[1]
         with self.connect() as conn:
             conn.modify_dn(dn, f"CN={sam}")
         new_dn = f"CN={sam},{parent}"

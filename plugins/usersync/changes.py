@@ -17,6 +17,19 @@ def match_key(ad_username: str, domain: str) -> tuple[str, str]:
     return (ad_username.strip().casefold(), domain.strip().casefold())
 
 
+#: between AD username and Domain in a sync key claim (``k:``); sorts below every printable character, so
+#: "a<SEP>b" orders like the tuple ("a", "b")
+KEY_SEP = "\x1f"
+
+
+def claim_label(claim: str) -> str:
+    """A uniqueness claim (``u:`` username, ``k:`` sync key, ``n:`` number) as an admin reads it."""
+    if claim.startswith("k:"):
+        account, _sep, domain = claim[2:].partition(KEY_SEP)
+        return f"AD username {domain}\\{account}"
+    return f"{'username' if claim.startswith('u:') else 'number'} {claim[2:]}"
+
+
 @dataclass(frozen=True)
 class Insert:
     row: dict[str, Any]  # every writable column of the new user

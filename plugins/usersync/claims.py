@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from usersync.fields import NUMBER_FIELDS
+from usersync.changes import claim_label
 from usersync.frames import casefold
 
 
@@ -49,11 +50,7 @@ def claim_table(holder: np.ndarray, username: pd.Series, numbers: dict[str, pd.S
 
 def describe(claim: str, holder_username: str | None) -> str:
     who = f"user {holder_username!r}" if holder_username is not None else "another account of this run"
-    if claim.startswith("k:"):
-        account, _sep, domain = claim[2:].partition("\x1f")
-        return f"AD username {domain}\\{account} is already used by {who}"
-    what = "username" if claim.startswith("u:") else "number"
-    return f"{what} {claim[2:]} is already used by {who}"
+    return f"{claim_label(claim)} is already used by {who}"
 
 
 @dataclass

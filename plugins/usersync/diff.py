@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from usersync import claims
-from usersync.changes import ChangeSet, Skipped, match_key
+from usersync.changes import KEY_SEP, ChangeSet, Skipped, match_key
 from usersync.fields import BOOL_FIELDS, FIELDS, NUMBER_FIELDS, Policy
 from usersync.frames import casefold
 from usersync.mapping import MappedUser
@@ -30,7 +30,7 @@ from usersync.rules import Rules
 from usersync.tables import SKIPPED_SCHEMA, mapped_batch, rows_frame, to_frame, value_fields_of
 
 Row = Mapping[str, Any]
-_SEP = "\x1f"  # sorts below every printable character: "a<SEP>b" orders like the tuple ("a", "b")
+_SEP = KEY_SEP
 
 
 def compute_diff(rules: Rules, mapped: Iterable[MappedUser], existing: Iterable[Row],

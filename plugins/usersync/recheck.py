@@ -17,13 +17,13 @@ from dataclasses import dataclass
 import pyarrow as pa
 from sqlalchemy import Column, Connection, MetaData, String, Table, func, insert, literal, select
 
+from usersync.changes import KEY_SEP, claim_label
 from usersync.fields import NUMBER_FIELDS
 from usersync.plan_tables import ChangeTables
 from usersync.schema import users
 
 #: pg_advisory_xact_lock key shared by every usersync apply on a database ("usersync" in ASCII)
 LOCK_KEY = 0x7573657273796E63 & 0x7FFFFFFFFFFFFFFF
-SEP = "\x1f"
 KEY_MOVES = "k:*"  # in an update's released claims: its row's sync key changes
 
 
@@ -51,7 +51,7 @@ def _claims_of(rows: list[dict]) -> list[set[str]]:
             claims.add("u:" + row["username"].lower())
         ad, domain = row.get("ad_username"), row.get("domain")
         if ad and domain:
-            claims.add("k:" + ad.strip().lower() + SEP + domain.strip().lower())
+            claims.add("k:" + ad.strip().lower() + KEY_SEP + domain.strip().lower())
         claims.update("n:" + row[c] for c in NUMBER_FIELDS if row.get(c))
         out.append(claims)
     return out
@@ -68,7 +68,7 @@ def _holders(conn: Connection, claims: set[str]) -> dict[str, set[tuple[int, str
         for i in range(0, len(ordered), 5000):
             conn.execute(insert(table), [{"claim": c} for c in ordered[i:i + 5000]])
         found: dict[str, set[tuple[int, str, str | None]]] = {}
-        key = literal("k:") + func.lower(func.trim(users.c.ad_username)) + literal(SEP) + func.lower(func.trim(users.c.domain))
+        key = literal("k:") + func.lower(func.trim(users.c.ad_username)) + literal(KEY_SEP) + func.lower(func.trim(users.c.domain))
         forms = [literal("u:") + func.lower(users.c.username), key] + [literal("n:") + users.c[c] for c in NUMBER_FIELDS]
         for form in forms:
             query = select(table.c.claim, users.c.id, users.c.username, users.c.source).join(table, table.c.claim == form)
@@ -108,10 +108,8 @@ def recheck(conn: Connection, plan: ChangeTables, seen: list | None) -> list[Con
                     gives_up = released.get(id_, ())
                     if id_ == me or id_ in deleted or claim in gives_up or (claim[0] == "k" and KEY_MOVES in gives_up):
                         continue
-                    what = {"u": "username", "k": "AD username", "n": "number"}[claim[0]]
-                    value = claim[2:].replace(SEP, " in domain ")
-                    return (f"{what} {value} was taken by user {username!r} (source {source or 'none'}) while this "
-                            "run was running; the next run will reconcile")
+                    return (f"{claim_label(claim)} was taken by user {username!r} (source {source or 'none'}) while "
+                            "this run was running; the next run will reconcile")
             return None
 
         drop_ins, drop_upd = [], []
