@@ -113,3 +113,33 @@ def test_a_sync_refuses_a_database_behind_at_check_source_naming_the_command(air
     assert "(unversioned) -> 0003" in capsys.readouterr().out
     assert airflow_env.run("user_sync__corp").state == "success"
     engine.dispose()
+
+
+def test_workers_finding_one_empty_database_at_once_create_it_once(postgres):
+    """The first runs of several sources start together: every worker sees the empty database, one creates it."""
+    import threading
+    import time
+
+    failures = []
+    for attempt in range(3):
+        url = postgres.create_database(f"race{attempt}")
+        engines = [create_engine(url) for _ in range(10)]
+        start = threading.Barrier(len(engines))
+
+        def check(engine, delay):
+            start.wait()
+            time.sleep(delay)  # spread over the first creator's migration: some look while it is half done
+            try:
+                ensure_schema(engine)
+            except Exception as exc:  # noqa: BLE001 - collected for the assertion
+                failures.append(exc)
+
+        threads = [threading.Thread(target=check, args=(e, i * 0.03)) for i, e in enumerate(engines)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert schema_version.current(engines[0]) == head()
+        for engine in engines:
+            engine.dispose()
+    assert failures == []

@@ -52,7 +52,7 @@ def head() -> str:
 def current(engine: Engine) -> str | None:
     """The database's revision; None when it has none (empty, or made before migrations existed)."""
     with engine.connect() as conn:
-        return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
+        return _revision(conn)
 
 
 def _unversioned_revision(bind) -> str | None:
@@ -70,14 +70,12 @@ def _unversioned_revision(bind) -> str | None:
 def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
     """Bring the database to ``revision`` (default: the newest), keeping every row; returns (before, after).
 
-    On PostgreSQL the migration holds an advisory lock, so two workers creating a fresh database at once
-    (the first runs of two sources) migrate it once; the second finds it done.
+    Holds the migration lock (``_lock``).
     """
     _AT_HEAD.discard(engine)
     with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK)))
-        before = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
+        _lock(conn)
+        before = _revision(conn)
         config = _config(conn)
         if before is None:
             legacy = _unversioned_revision(conn)
@@ -86,6 +84,29 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
                 command.stamp(config, legacy)
         command.upgrade(config, revision)
     return before, current(engine)
+
+
+def _lock(conn) -> None:
+    """Migrations one at a time (PostgreSQL; SQLite has one writer anyway): two workers finding the same empty
+    database — the first runs of two sources — create it once, and the second sees it done."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK)))
+
+
+def _revision(conn) -> str | None:
+    return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
+
+
+def _create_if_empty(engine: Engine, where: str) -> str | None:
+    """Under the migration lock: the revision now, after creating the schema if the database was empty."""
+    with engine.begin() as conn:
+        _lock(conn)
+        at = _revision(conn)
+        if at is None and _unversioned_revision(conn) is None and not inspect(conn).has_table("sync_state"):
+            log.info("empty users database %s: creating the schema (revision %s)", where, head())
+            command.upgrade(_config(conn), "head")
+            at = head()
+    return at
 
 
 def ensure_schema(engine: Engine, upgrade_command: str | None = None) -> None:
@@ -103,11 +124,11 @@ def ensure_schema(engine: Engine, upgrade_command: str | None = None) -> None:
     fix = upgrade_command or f"usersync db upgrade --url '{engine.url.render_as_string(hide_password=True)}'"
     where = engine.url.render_as_string(hide_password=True)
     if at is None:
-        legacy = _unversioned_revision(engine)
-        if legacy is None and not inspect(engine).has_table("sync_state"):
-            log.info("empty users database %s: creating the schema (revision %s)", where, head())
-            upgrade(engine)
+        at = _create_if_empty(engine, where)
+        if at == head():
+            _AT_HEAD.add(engine)
             return
+        legacy = _unversioned_revision(engine)
         raise SchemaVersionError(
             f"the users database {where} was made by an older usersync (before schema versions; recognised as "
             f"revision {legacy}, this code needs {head()}); nothing was written. Back it up, then run: {fix}")
