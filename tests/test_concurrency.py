@@ -138,7 +138,8 @@ def test_two_dag_runs_of_two_sources_applying_concurrently_on_postgresql(slapd, 
         (rules_dir / f"{name}.yaml").write_text(yaml.safe_dump(data))
         env = admin_env(home, rules_dir, {"corp_ldap": slapd.connection_extra(), "usersync_target": target})
         proc = subprocess.Popen([sys.executable, "-m", "bench.dag_runner", str(REPO / "dags")], cwd=REPO, env=env,
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=(home / "airflow.log").open("w"),
+                                text=True)
         assert json.loads(proc.stdout.readline())["ready"]
         procs.append((name, proc))
     for name, proc in procs:  # both runs start together
@@ -148,7 +149,8 @@ def test_two_dag_runs_of_two_sources_applying_concurrently_on_postgresql(slapd, 
     for _name, proc in procs:
         proc.stdin.close()
         proc.wait(60)
-    assert all(r["state"] == "success" for r in results.values()), results
+    failed = {n: (tmp_path / n / "airflow.log").read_text()[-6000:] for n, r in results.items() if r["state"] != "success"}
+    assert not failed, failed  # the failed run's Airflow log says why
 
     engine = create_engine(f"postgresql+psycopg://postgres@127.0.0.1:{postgres.port}/{database}")
     with engine.connect() as conn:
