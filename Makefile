@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := slapd ldap-utils postgresql mariadb-server samba-ad-dc samba-ad-provision ldb-tools openssl python3-venv
+APT_PACKAGES := slapd ldap-utils postgresql mariadb-server samba-ad-dc samba-ad-provision ldb-tools openssl python3-venv redis-server chromium chromium-driver
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: help deps system-deps venv demo test airflow lock clean
@@ -19,12 +19,12 @@ deps: system-deps venv
 system-deps:
 	@if [ ! -x /usr/sbin/slapd ] || ! command -v ldapsearch >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
 	    || [ ! -x /usr/sbin/mariadbd ] || [ ! -x /usr/sbin/samba ] || ! command -v samba-tool >/dev/null \
-	    || ! python3 -c 'import ensurepip' 2>/dev/null; then \
+	    || ! python3 -c 'import ensurepip' 2>/dev/null || [ ! -x /usr/bin/redis-server ] || [ ! -x /usr/bin/chromedriver ]; then \
 	  echo "installing Debian packages: $(APT_PACKAGES)"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
 	fi
 	@# the packages' own services are not used; where a distro starts them they would hold Samba's fixed ports
-	@for svc in slapd samba-ad-dc; do $(SUDO) service $$svc stop >/dev/null 2>&1 || true; done
+	@for svc in slapd samba-ad-dc redis-server; do $(SUDO) service $$svc stop >/dev/null 2>&1 || true; done
 
 venv: $(VENV)/.installed
 

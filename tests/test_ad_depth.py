@@ -279,7 +279,7 @@ def test_delta_through_the_dag_with_full_sync_param_and_report_line(airflow_env,
     mark = load_watermark(engine, "corp")
     for short in ("u0", "u1", "u3"):
         samba_dc.delete(dns[short])
-    airflow_env.rules({**data, "safety": {"max_delete_percent": 20}})
+    airflow_env.rules({**data, "safety": {"max_delete_percent": 20, "approve_blocked_runs": False}})
     assert airflow_env.run("user_sync__corp").state == "failed"  # 3 of 5 leaving: blocked by the guard
     assert "BLOCKED" in report() and load_watermark(engine, "corp") == mark  # a blocked run keeps the watermark
     engine.dispose()

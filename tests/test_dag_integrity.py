@@ -38,7 +38,29 @@ def test_every_dag_has_tags_retries_one_active_run_docs_and_the_pipeline(shipped
         assert dag.max_active_runs == 1 and dag.catchup is False
         assert dag.doc_md and "User sync" in dag.doc_md
         assert all(t.retries >= 0 for t in dag.tasks)
-        assert [t.task_id for t in dag.topological_sort()] == ["check_source", "extract", "map", "diff", "apply", "report"]
+        assert [t.task_id for t in dag.topological_sort()] == [
+            "check_source", "extract", "map", "diff", "guard", "approve", "apply", "announce", "report"]
+        assert dag.get_task("apply").upstream_task_ids == {"diff", "guard", "approve"}
+        assert dag.get_task("guard").downstream_task_ids == {"approve", "apply"}
+
+
+def test_the_approval_task_follows_the_rules_and_the_pages_say_what_dry_run_and_approval_do(shipped_bag):
+    demo = shipped_bag.get_dag("user_sync__demo")
+    approve = demo.get_task("approve")
+    assert approve.options == ["Approve", "Reject"] and approve.retries == 0
+    assert approve.response_timeout.total_seconds() == 24 * 3600  # safety.approval_timeout_hours default
+    assert "**Dry run** reads and compares but writes nothing" in demo.doc_md
+    assert "waits up to 24 h in **Required Actions**" in demo.doc_md
+    assert "dry run = report only" in demo.description
+    assert "Required Actions" in demo.params.get_param("dry_run").description
+
+
+def test_each_dag_announces_its_target_users_table_as_an_asset(shipped_bag):
+    for dag_id in shipped_bag.dag_ids:
+        dag = shipped_bag.get_dag(dag_id)
+        (asset,) = dag.get_task("announce").outlets
+        assert asset.name.startswith("usersync_users__") and asset.uri.startswith("usersync://")
+    assert shipped_bag.get_dag("user_sync__demo").get_task("announce").outlets[0].uri == "usersync://usersync_target/users"
 
 
 def test_schedule_and_retries_come_from_the_rules_file(shipped_bag):

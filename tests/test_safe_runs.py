@@ -100,7 +100,8 @@ def test_an_empty_or_failed_extract_is_a_failed_run_with_an_alarm(setup, case):
 
 
 def test_removing_60_percent_is_blocked_then_allowed_once(setup):
-    setup.rules()
+    """With approvals turned off, a blocked run fails at once (approvals: tests/test_distributed.py)."""
+    setup.rules(safety={"approve_blocked_runs": False})
     assert setup.run().state == "success"
     before = table_rows(setup.url)
     for i in range(12):

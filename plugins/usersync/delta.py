@@ -21,8 +21,9 @@ from usersync.schema_version import ensure_schema
 
 def rules_hash(rules: Rules) -> str:
     """SHA-256 of what shapes the result (source, fields, safety): a change there needs a full read;
-    comments, schedule, alarms or report settings do not."""
-    shaping = rules.model_dump_json(include={"source", "fields", "safety"})
+    comments, schedule, alarms, report settings or how a blocked run is approved do not."""
+    shaping = rules.model_dump_json(include={"source": True, "fields": True,
+                                             "safety": {"deletion", "max_deletes", "max_delete_percent"}})
     return hashlib.sha256(shaping.encode()).hexdigest()
 
 

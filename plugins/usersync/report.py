@@ -14,7 +14,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from usersync.approval import Decision
 from usersync.changes import ChangeSet
+from usersync.run_history import COUNTS
 
 SUCCESS, WARNINGS, BLOCKED, FAILED = "SUCCESS", "COMPLETED WITH WARNINGS", "BLOCKED", "FAILED"
 
@@ -64,6 +66,7 @@ class RunReport:
     #: planned changes apply left out because the users table changed during the run (first lines, and how many)
     conflicts: list[str] = field(default_factory=list)
     conflict_count: int = 0
+    approval: dict[str, Any] | None = None  # approval.Decision.to_json(): who approved or rejected, and when
 
     @property
     def status(self) -> str:
@@ -107,6 +110,18 @@ class RunReport:
         withheld = self.plan.writes if self.plan and self.status == BLOCKED else 0
         return {**stats, "blocked": withheld}
 
+    def summary(self) -> dict[str, Any]:
+        """The run in a few numbers, for the reports page (JSON-able; no user data)."""
+        counts = self.plan.counts() if self.plan else {}
+        return {
+            "source": self.source, "run_id": self.run_id, "mode": "dry run" if self.dry_run else "live",
+            "status": self.status, "started": self.started.isoformat(timespec="seconds"),
+            "ended": self.ended.isoformat(timespec="seconds"),
+            "counts": {k: counts.get(k, 0) for k in COUNTS},
+            "failed_step": self.failure["step"] if self.failure else None,
+            "approval": self.approval,
+        }
+
     def render(self, secrets: list[str] | None = None) -> str:
         duration = (self.ended - self.started).total_seconds()
         out = [
@@ -134,6 +149,8 @@ class RunReport:
             out += [f"note: {n}" for n in self.plan.notes]
         if self.verdict:
             out.append(self.verdict["message"])
+        if self.approval:
+            out.append(f"approval: {Decision.from_json(self.approval).line()}")
         for w in self.all_warnings():
             out.append(f"WARNING: {w}")
         if self.failure:

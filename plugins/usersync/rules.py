@@ -89,12 +89,17 @@ class SafetySpec(_Strict):
 
     A run that would delete (or disable) more than ``max_deletes`` users, or more than ``max_delete_percent`` of
     the users this source owns, is blocked whole — like Entra Connect's 500-deletion threshold — until an admin
-    lets one run through with the ``allow_mass_delete`` trigger parameter.
+    approves that run in Airflow's UI (or lets one run through with the ``allow_mass_delete`` trigger parameter).
     """
 
     deletion: Literal["delete", "disable", "keep"] = "delete"
     max_deletes: Annotated[int, Field(ge=0)] = 500
     max_delete_percent: Annotated[float, Field(ge=0, le=100)] = 20.0
+    #: a blocked live run waits for an admin's Approve / Reject in Airflow's "Required Actions" instead of failing;
+    #: false: it fails at once (re-trigger with allow_mass_delete), as before approvals existed
+    approve_blocked_runs: bool = True
+    #: no answer within this time is a Reject: nothing is written, the run ends as blocked (fractions allowed)
+    approval_timeout_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 24.0
 
 
 class ReportSpec(_Strict):

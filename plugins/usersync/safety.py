@@ -26,6 +26,7 @@ class Verdict:
     max_delete_percent: float
     blocked: bool
     allowed_by_override: bool
+    approved_by: str | None = None  # the admin who approved this blocked run in Airflow's UI
 
     @property
     def message(self) -> str:
@@ -36,9 +37,11 @@ class Verdict:
         if self.blocked:
             return (
                 f"BLOCKED by the mass-delete guard: {head}. Nothing was written. If the directory change is "
-                "intended, trigger the DAG once with the parameter allow_mass_delete = true; the next run is "
-                "guarded again."
+                "intended, approve the run in Airflow's Required Actions (when approvals are on) or trigger the "
+                "DAG once with the parameter allow_mass_delete = true; the next run is guarded again."
             )
+        if self.allowed_by_override and self.approved_by:
+            return f"mass-delete guard lifted for this run, approved by {self.approved_by}: {head}"
         if self.allowed_by_override:
             return f"mass-delete guard overridden for this run (allow_mass_delete): {head}"
         return f"mass-delete guard passed: {head}"
@@ -51,8 +54,11 @@ def check_plan(plan: ChangeSet, limits: SafetySpec, allow_mass_delete: bool = Fa
     return check_removals(plan.removals, plan.owned, limits, allow_mass_delete)
 
 
-def check_removals(removals: int, owned: int, limits: SafetySpec, allow_mass_delete: bool = False) -> Verdict:
-    """The guard on counts alone (a saved plan's reference carries them; no need to read its tables)."""
+def check_removals(removals: int, owned: int, limits: SafetySpec, allow_mass_delete: bool = False,
+                   approved_by: str | None = None) -> Verdict:
+    """The guard on counts alone (a saved plan's reference carries them; no need to read its tables).
+    An admin's approval (``approved_by``) lifts it like ``allow_mass_delete``, for this run only."""
+    allow_mass_delete = allow_mass_delete or approved_by is not None
     percent = 100.0 * removals / owned if owned else 0.0
     over = removals > limits.max_deletes or percent > limits.max_delete_percent
     return Verdict(
@@ -63,4 +69,5 @@ def check_removals(removals: int, owned: int, limits: SafetySpec, allow_mass_del
         max_delete_percent=limits.max_delete_percent,
         blocked=over and not allow_mass_delete,
         allowed_by_override=over and allow_mass_delete,
+        approved_by=approved_by if over else None,
     )

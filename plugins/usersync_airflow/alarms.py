@@ -29,19 +29,16 @@ def _from_address(alarms: AlarmsSpec) -> str:
     return configured or "usersync@localhost"
 
 
-def send_report_mail(report: RunReport, text: str, alarms: AlarmsSpec, context) -> str | None:
-    """Send the alarm / warning / success mail the report calls for; returns the kind sent, or None."""
-    kind = report.mail_kind(alarms.notify_on_success)
-    if kind is None:
-        return None
+def _send(alarms: AlarmsSpec, kind: str, subject: str, text: str, context) -> bool:
+    """One mail through the SMTP connection; a failure is logged, never raised (mail must not fail a sync)."""
     if not alarms.to:
         log.warning("a %s mail is due but alarms.to lists no recipients in the rules file", kind)
-        return None
+        return False
     notifier = SmtpNotifier(
         to=alarms.to,
         cc=alarms.cc or None,
         from_email=_from_address(alarms),
-        subject=report.subject(),
+        subject=subject,
         html_content=f"<pre>{html.escape(text)}</pre>",
         smtp_conn_id=alarms.smtp_conn_id,
     )
@@ -50,6 +47,22 @@ def send_report_mail(report: RunReport, text: str, alarms: AlarmsSpec, context) 
     except Exception as exc:  # noqa: BLE001 - mail trouble must not fail the sync
         log.error("could not send the %s mail through connection %r: %s: %s",
                   kind, alarms.smtp_conn_id, type(exc).__name__, exc)
+        return False
+    log.info("sent the %s mail to %s: %s", kind, ", ".join(alarms.to), subject)
+    return True
+
+
+def send_report_mail(report: RunReport, text: str, alarms: AlarmsSpec, context) -> str | None:
+    """Send the alarm / warning / success mail the report calls for; returns the kind sent, or None."""
+    kind = report.mail_kind(alarms.notify_on_success)
+    if kind is None:
         return None
-    log.info("sent the %s mail to %s: %s", kind, ", ".join(alarms.to), report.subject())
-    return kind
+    return kind if _send(alarms, kind, report.subject(), text, context) else None
+
+
+def send_approval_mail(request: dict[str, str], link: str, alarms: AlarmsSpec, context) -> bool:
+    """Tell the admins a blocked run waits for their approval, what it would do, and where to answer."""
+    subject = f"[usersync] APPROVAL NEEDED: {request['subject'].removeprefix('usersync: ')}"
+    text = (f"{request['body']}\n\nApprove or reject it in Airflow (Required Actions):\n{link}\n\n"
+            "Nothing is written until someone answers.\n")
+    return _send(alarms, "approval", subject, text, context)

@@ -13,6 +13,8 @@ from pathlib import Path
 from airflow.sdk import DAG, CronTriggerTimetable, Param, TriggerRule, task
 
 from usersync.rules import Rules, RulesError, load_rules_dir
+from usersync_airflow.approval import BlockedRunApproval
+from usersync_airflow.assets import users_asset
 
 DAG_PREFIX = "user_sync__"
 IMPORT_PREFIX = "user_import__"
@@ -35,15 +37,20 @@ def _doc(rules: Rules, path: Path) -> str:
     where = f"connection `{src.conn_id}`" if hasattr(src, "conn_id") else "the file named by the `file` parameter"
     removal = {"delete": "removes users that left", "disable": "disables users that left",
                "keep": "never removes users"}[rules.safety.deletion]
+    approval = (f"waits up to {rules.safety.approval_timeout_hours:g} h in **Required Actions** for an admin's "
+                "Approve (applied once, guard lifted for that run) or Reject (nothing written)"
+                if rules.safety.approve_blocked_runs else "fails and writes nothing (approvals are off)")
     return (
         f"### User sync from `{src.name}` ({src.type})\n\n"
+        f"**Dry run** reads and compares but writes nothing: the report lists what a live run would change. "
+        f"**Approval**: a live run that would remove more users than the mass-delete guard allows {approval}.\n\n"
         f"Keeps the users table in line with the source behind {where}: inserts new accounts, updates changed "
         f"ones, {removal}. Only users owned by this source are touched; local users (blank AD username and "
         f"Domain) never are.\n\n"
         f"* Rules: `{path}`\n* Schedule: {when}\n* Reads: {src.describe()}\n"
         f"* Domain stored: `{src.domain or '(from ' + str(src.domain_attribute) + ')'}`\n\n"
-        f"Steps: check_source → extract → map (×{src.partition_count} partitions, in parallel) → diff → apply → "
-        "report; "
+        f"Steps: check_source → extract → map (×{src.partition_count} partitions, in parallel) → diff → guard → "
+        "(approve, only when blocked) → apply → announce (the users table's Asset event) → report; "
         "the run's data (records, mapped users, the change set) is in Parquet files of the run folder, XCom "
         "holds only references. Trigger with **dry_run** to preview, "
         "with **allow_mass_delete** to let one run past the mass-delete guard"
@@ -56,11 +63,13 @@ def _doc(rules: Rules, path: Path) -> str:
 PARAMS = {
     "dry_run": Param(
         False, type="boolean", title="Dry run",
-        description="Extract, map and diff as usual but write nothing; the report lists every change the run would make.",
+        description="Write nothing: read, compare and report every change a live run would make. A live run the "
+                    "mass-delete guard blocks waits for an admin's approval in Required Actions.",
     ),
     "allow_mass_delete": Param(
         False, type="boolean", title="Allow mass delete",
-        description="Let this one run through the mass-delete guard (the next run is guarded again).",
+        description="For scripted runs: let this one run through the mass-delete guard without an approval "
+                    "(the next run is guarded again).",
     ),
 }
 
@@ -93,6 +102,8 @@ def build_dag(rules: Rules, path: Path) -> DAG:
         max_active_runs=1,
         tags=["usersync", rules.source.type],
         doc_md=_doc(rules, path),
+        description=f"Sync users from {rules.source.name}: dry run = report only, nothing written; a run over "
+                    "the mass-delete guard waits for approval (Required Actions).",
         params={**PARAMS, **(CSV_PARAMS if rules.source.type == "csv" else {}),
                 **(DELTA_PARAMS if rules.source.delta else {})},
         default_args={"retries": rules.run.retries, "retry_delay": timedelta(minutes=rules.run.retry_delay_minutes)},
@@ -123,11 +134,26 @@ def build_dag(rules: Rules, path: Path) -> DAG:
 
             return tasks.diff(rules_path, mapped)
 
-        @task(multiple_outputs=False)
+        @task.branch(multiple_outputs=False)
+        def guard(plan: dict) -> str:
+            from usersync_airflow import tasks
+
+            return tasks.guard(rules_path, plan)
+
+        approve = BlockedRunApproval(rules_path=rules_path, timeout_hours=rules.safety.approval_timeout_hours)
+
+        # after the guard passed (approve skipped) or an admin approved; not after a rejection or a failure
+        @task(multiple_outputs=False, trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
         def apply(plan: dict) -> dict:
             from usersync_airflow import tasks
 
             return tasks.apply(rules_path, plan)
+
+        @task(multiple_outputs=False, retries=0, outlets=[users_asset(rules.target.conn_id)])
+        def announce(applied: dict, outlet_events=None) -> dict:
+            from usersync_airflow import tasks
+
+            return tasks.announce(rules_path, applied, outlet_events)
 
         @task(retries=0, trigger_rule=TriggerRule.ALL_DONE)
         def report() -> str:
@@ -138,7 +164,11 @@ def build_dag(rules: Rules, path: Path) -> DAG:
         # one extract and one map per partition: in parallel under the scheduler, spread over Celery workers;
         # check_source decides how many (all of source.partitions for a full read, one for a delta)
         records = extract.expand(job=check_source())
-        apply(diff(map_users.expand(extracted=records))) >> report()
+        plan = diff(map_users.expand(extracted=records))
+        applied = apply(plan)
+        guard(plan) >> [approve, applied]
+        approve >> applied
+        announce(applied) >> report()
     return dag
 
 

@@ -12,13 +12,14 @@ from airflow.sdk import BaseHook, get_current_context
 from airflow.sdk.exceptions import AirflowFailException
 
 from usersync.plan_tables import preview
-from usersync.rundata import RunDataError, prune_runs
+from usersync.rundata import MANIFEST, RunDataError, prune_runs
+from usersync.run_history import write_run_record
 from usersync.report import BLOCKED, FAILED, RunReport, prune_reports, write_report
 from usersync.rules import Rules
 from usersync_airflow.alarms import send_report_mail
 from usersync_airflow.paths import configured
 from usersync_airflow.run_storage import dag_folder
-from usersync_airflow.tasks import ERROR_KEY, STEPS, VERDICT_KEY, folder, params, rules_at, source_info
+from usersync_airflow.tasks import DECISION_KEY, ERROR_KEY, STEPS, VERDICT_KEY, folder, params, rules_at, source_info
 
 log = logging.getLogger(__name__)
 XCOM_REPORT_CHARS = 16_000
@@ -77,7 +78,9 @@ def build_report(rules: Rules) -> RunReport:
         started=started,
         ended=datetime.now(timezone.utc),
         plan=_preview(rules, plan_ref),
-        verdict=ti.xcom_pull(task_ids="apply", key=VERDICT_KEY),
+        # apply's verdict when it ran (it knows about an approval), else the guard's
+        verdict=ti.xcom_pull(task_ids="apply", key=VERDICT_KEY) or ti.xcom_pull(task_ids="guard", key=VERDICT_KEY),
+        approval=ti.xcom_pull(task_ids="approve", key=DECISION_KEY),
         failure=failure,
         warnings=warnings,
         max_change_lines=rules.report.max_change_lines,
@@ -103,6 +106,7 @@ def report(rules_path: str) -> str:
             log.info("removed report older than %d days: %s", rules.report.retention_days, old)
     except OSError as exc:
         log.error("could not write the report under %s: %s", reports, exc)
+    _record_run(run_report, text)
     _prune_run_data(rules)
     send_report_mail(run_report, text, rules.alarms, get_current_context())
     if run_report.status in (FAILED, BLOCKED):
@@ -115,6 +119,19 @@ def _capped(text: str, path) -> str:
     if len(text) <= XCOM_REPORT_CHARS:
         return text
     return text[:XCOM_REPORT_CHARS] + f"\n… (cut; the full report is in {path or 'the report task log'})\n"
+
+
+def _record_run(run_report: RunReport, text: str) -> None:
+    """The report and a summary in the run folder, on shared storage: what the reports page lists."""
+    ctx = get_current_context()
+    run = folder()
+    summary = {**run_report.summary(), "dag_id": ctx["ti"].dag_id, "plan": ctx["ti"].xcom_pull(task_ids="diff")}
+    try:
+        if not (run.path / MANIFEST).exists():  # check_source failed before opening the folder: prune it later too
+            run.write_manifest(source=run_report.source, run_id=run_report.run_id, dry_run=run_report.dry_run)
+        write_run_record(run, summary, text)
+    except OSError as exc:
+        log.error("could not store the report in the run folder %s: %s", run, exc)
 
 
 def _prune_run_data(rules: Rules) -> None:

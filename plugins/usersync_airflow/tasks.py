@@ -21,9 +21,11 @@ from airflow.sdk.log import redact
 
 from usersync import pipeline
 from usersync.apply import ApplyError, apply_tables
+from usersync.approval import REQUEST_LINES, Decision, approval_request
 from usersync.delta import Watermark
-from usersync.plan_tables import ChangeTables
+from usersync.plan_tables import ChangeTables, preview
 from usersync.rules import Rules, RulesError, load_rules
+from usersync.run_history import COUNTS, write_run_record
 from usersync.rundata import RunDataError, RunFolder
 from usersync.safety import UnsafePlan, check_removals
 from usersync.schema_version import SchemaVersionError
@@ -35,7 +37,10 @@ from usersync_airflow.sources import open_source
 log = logging.getLogger(__name__)
 ERROR_KEY = "usersync_error"
 VERDICT_KEY = "usersync_verdict"
-STEPS = ("check_source", "extract", "map", "diff", "apply")
+STEPS = ("check_source", "extract", "map", "diff", "guard", "approve", "apply")
+#: XCom keys of the approval of a blocked run: the request (guard) and the answer (approve)
+REQUEST_KEY = "usersync_approval_request"
+DECISION_KEY = "usersync_approval"
 CONFLICT_LINES = 200
 _FINAL = (RulesError, ApplyError, UnsafePlan, RunDataError, SchemaVersionError, AirflowNotFoundException)  # missing connection: configuration
 
@@ -131,12 +136,45 @@ def diff(rules_path: str, mapped: Any) -> dict[str, Any]:
         hook.close()
 
 
+@step("guard")
+def guard(rules_path: str, plan_ref: dict[str, Any]) -> str:
+    """The mass-delete guard, before anything is written: the task to follow next — ``approve`` when a live run
+    is blocked and approvals are on (the run waits for an admin), else ``apply`` (which refuses a blocked plan)."""
+    rules, run = rules_at(rules_path), params()
+    verdict = check_removals(plan_ref["removals"], plan_ref["owned"], rules.safety,
+                             allow_mass_delete=bool(run.get("allow_mass_delete")))
+    ti = get_current_context()["ti"]
+    ti.xcom_push(key=VERDICT_KEY, value=verdict.to_json())
+    log.info("%s", verdict.message)
+    if not verdict.blocked or run.get("dry_run") or not rules.safety.approve_blocked_runs:
+        return "apply"
+    request = approval_request(rules.source.name, verdict, preview(folder(), plan_ref, REQUEST_LINES),
+                               where=f"{folder()}/plan (and the usersync reports page)",
+                               timeout_hours=rules.safety.approval_timeout_hours)
+    ti.xcom_push(key=REQUEST_KEY, value=request.to_json())
+    ctx = get_current_context()
+    write_run_record(folder(), {  # the reports page lists the waiting run, its change set and this request
+        "source": rules.source.name, "run_id": ctx["run_id"], "dag_id": ti.dag_id, "mode": "live",
+        "status": "WAITING FOR APPROVAL", "started": ctx["dag_run"].start_date.isoformat(timespec="seconds"),
+        "ended": None, "counts": {k: plan_ref["counts"].get(k, 0) for k in COUNTS}, "plan": plan_ref,
+    }, f"{request.subject}\n\n{request.body}\n")
+    log.info("the run waits for an admin's approval (Required Actions); no answer within %g h rejects it",
+             rules.safety.approval_timeout_hours)
+    return "approve"
+
+
+def approved_by() -> str | None:
+    """Who approved this blocked run, if someone did (the ``approve`` task's answer)."""
+    decision = Decision.from_json(get_current_context()["ti"].xcom_pull(task_ids="approve", key=DECISION_KEY))
+    return decision.by if decision and decision.approved else None
+
+
 @step("apply")
 def apply(rules_path: str, plan_ref: dict[str, Any]) -> dict[str, Any]:
     """Safety check, then write — or, in a dry run, only say what would be written."""
     rules, run = rules_at(rules_path), params()
     verdict = check_removals(plan_ref["removals"], plan_ref["owned"], rules.safety,
-                             allow_mass_delete=bool(run.get("allow_mass_delete")))
+                             allow_mass_delete=bool(run.get("allow_mass_delete")), approved_by=approved_by())
     get_current_context()["ti"].xcom_push(key=VERDICT_KEY, value=verdict.to_json())
     log.info("%s", verdict.message)
     if run.get("dry_run"):
@@ -160,3 +198,20 @@ def apply(rules_path: str, plan_ref: dict[str, Any]) -> dict[str, Any]:
     # the report lists them (XCom stays small: the first lines and the count; each is in this task's log too)
     return {"dry_run": False, "written": written, "conflicts": conflicts[:CONFLICT_LINES], "conflict_count": len(conflicts)}
 
+
+
+def announce(rules_path: str, applied: dict[str, Any], outlet_events) -> dict[str, int]:
+    """Emit the users table's Asset event when this live run wrote something (skipped otherwise: no event)."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from usersync_airflow.assets import users_asset
+
+    written = {k: v for k, v in (applied or {}).get("written", {}).items() if v}
+    if applied.get("dry_run") or not written:
+        raise AirflowSkipException("nothing written to the users table: no asset event"
+                                   + (" (dry run)" if applied.get("dry_run") else ""))
+    rules = rules_at(rules_path)
+    asset = users_asset(rules.target.conn_id)
+    outlet_events[asset].extra = {"source": rules.source.name, "run_id": get_current_context()["run_id"], **written}
+    log.info("asset event for %s: %s", asset.name, written)
+    return written

@@ -1,0 +1,92 @@
+"""Approving a run the mass-delete guard stopped: what the request tells the admin, and what the answer means.
+
+A live run over the guard's limits does not fail at once (unless ``safety.approve_blocked_runs`` is false): it
+waits for an admin's *Approve* or *Reject*. The request has to carry everything needed to decide without a shell
+— how many users would go, against which limits, the first of them by name, and where the full list is. The
+answer is recorded in the report: who approved and when, or that nobody answered in time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from usersync.changes import ChangeSet
+from usersync.safety import Verdict
+
+#: how many of the planned removals the request lists by name (the report and the change set have them all)
+REQUEST_LINES = 20
+
+
+@dataclass(frozen=True)
+class ApprovalRequest:
+    subject: str
+    body: str  # Markdown: Airflow's Required Actions page renders it
+
+    def to_json(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def removal_lines(plan: ChangeSet, limit: int = REQUEST_LINES) -> list[str]:
+    """The first ``limit`` planned removals, one per line: ``delete jdoe (CORP\\jdoe)``."""
+    lines = [f"{kind} {c.username} ({c.domain}\\{c.ad_username})"
+             for kind, changes in (("delete", plan.deletes), ("disable", plan.disables)) for c in changes]
+    return lines[:limit]
+
+
+def approval_request(source: str, verdict: Verdict, plan: ChangeSet, where: str, timeout_hours: float) -> ApprovalRequest:
+    """The request an admin answers in Airflow's UI (and that the waiting-for-approval mail repeats)."""
+    listed = removal_lines(plan)
+    more = verdict.removals - len(listed)
+    body = "\n".join([
+        f"**{verdict.removals} of the {verdict.owned} users** the source `{source}` owns would be removed "
+        f"(**{verdict.percent:.1f}%**); the mass-delete guard allows {verdict.max_deletes} users and "
+        f"{verdict.max_delete_percent:g}%.",
+        "",
+        f"The run also has {plan.writes - plan.removals} insert(s) and update(s); nothing at all is written until "
+        "you decide.",
+        "",
+        "* **Approve**: apply the whole change set once, with the guard lifted for this run only; the report records "
+        "who approved and when.",
+        f"* **Reject**, or no answer within {timeout_hours:g} h: nothing is written and the run ends as blocked.",
+        "",
+        f"First {len(listed)} planned removal(s):",
+        "",
+        "```",
+        *listed,
+        *([f"… and {more} more"] if more > 0 else []),
+        "```",
+        "",
+        f"Full change set: {where}",
+    ])
+    subject = f"usersync: approve removing {verdict.removals} users from {source}?"
+    return ApprovalRequest(subject, body)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer to an approval request. ``by`` is None when nobody answered (timed out)."""
+
+    approved: bool
+    by: str | None
+    at: str | None  # ISO 8601, UTC
+    timeout_hours: float | None = None
+
+    @property
+    def timed_out(self) -> bool:
+        return self.by is None and not self.approved
+
+    def line(self) -> str:
+        if self.approved:
+            return f"approved by {self.by} at {self.at}: the mass-delete guard was lifted for this run only"
+        if self.timed_out:
+            return (f"no answer within {self.timeout_hours:g} h: nothing was written (a run that is not "
+                    "approved in time counts as rejected)")
+        return f"rejected by {self.by} at {self.at}: nothing was written"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> "Decision | None":
+        return cls(**data) if data else None

@@ -1,0 +1,91 @@
+"""The ``approve`` task: a blocked live run waits here for an admin's Approve / Reject in Airflow's UI
+(*Required Actions*, or ``PATCH /api/v2/hitlDetails/…``) instead of failing.
+
+Built on the standard provider's ``ApprovalOperator``; what it adds is usersync's own request (counts, limits,
+the first removals, where the change set is — prepared by the ``guard`` task), the waiting-for-approval mail,
+and the answer's meaning: Approve → ``apply`` runs with the guard lifted for this run only; Reject or no answer
+within ``safety.approval_timeout_hours`` → the task fails as *blocked* (nothing written, alarm as before).
+This module is imported when the DAG file is parsed: it must stay light (no pandas, no domain steps).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from airflow.providers.standard.operators.hitl import ApprovalOperator, HITLOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+from usersync.approval import Decision
+
+TASK_ID = "approve"
+log = logging.getLogger(__name__)
+
+
+def ui_base_url() -> str:
+    """The Airflow UI's address as configured (``[api] base_url``), for links in mails."""
+    from airflow.configuration import conf
+
+    return (conf.get("api", "base_url", fallback="") or "http://localhost:8080").rstrip("/")
+
+
+class BlockedRunApproval(ApprovalOperator):
+    """Ask an admin to approve a run the mass-delete guard blocked (only reached when ``guard`` says so)."""
+
+    def __init__(self, *, rules_path: str, timeout_hours: float, **kwargs) -> None:
+        super().__init__(
+            task_id=TASK_ID,
+            subject="usersync: approve a run the mass-delete guard blocked",
+            body="(the guard task fills in the planned removals)",
+            response_timeout=timedelta(hours=timeout_hours),
+            retries=0,
+            **kwargs,
+        )
+        self.rules_path = rules_path
+        self.timeout_hours = timeout_hours
+
+    def execute(self, context):
+        from usersync_airflow import tasks
+
+        request = context["ti"].xcom_pull(task_ids="guard", key=tasks.REQUEST_KEY)
+        self.subject, self.body = request["subject"], request["body"]
+        link = self.generate_link_to_ui(task_instance=context["task_instance"], base_url=ui_base_url())
+        self._announce(request, link, context)
+        return super().execute(context)
+
+    def _announce(self, request: dict[str, str], link: str, context) -> None:
+        from usersync_airflow import tasks
+        from usersync_airflow.alarms import send_approval_mail
+
+        rules = tasks.rules_at(self.rules_path)
+        self.log.info("approval requested: %s — answer it at %s", request["subject"], link)
+        send_approval_mail(request, link, rules.alarms, context)
+
+    def execute_complete(self, context, event: dict[str, Any]) -> Any:
+        if event.get("error_type") == "timeout":  # no answer and no default: the scheduler's timeout sweep
+            decision = Decision(approved=False, by=None, at=None, timeout_hours=self.timeout_hours)
+        else:
+            answer = HITLOperator.execute_complete(self, context=context, event=event)  # validates the options
+            user = answer["responded_by_user"] or {}
+            decision = Decision(
+                approved=answer["chosen_options"] == [self.APPROVE],
+                by=user.get("name") or user.get("id"),
+                at=answer["responded_at"].isoformat(timespec="seconds") if answer["responded_at"] else None,
+                timeout_hours=self.timeout_hours,
+            )
+        return _record(decision, context)
+
+
+def _record(decision: Decision, context) -> dict[str, Any]:
+    """Hand the answer on (XCom): ``apply`` lifts the guard on Approve; otherwise the run ends as blocked."""
+    from usersync_airflow import tasks
+
+    ti = context["ti"]
+    ti.xcom_push(key=tasks.DECISION_KEY, value=decision.to_json())
+    if decision.approved:
+        log.info("%s", decision.line())
+        return decision.to_json()
+    ti.xcom_push(key=tasks.ERROR_KEY, value={"step": TASK_ID, "type": "NotApproved", "error": decision.line(),
+                                              "traceback": "", "blocked": True})
+    raise AirflowFailException(f"blocked: {decision.line()}")
