@@ -1,0 +1,104 @@
+"""The reports page as a FastAPI app mounted in Airflow's API server (``/usersync/…``, see ``ui_plugin``).
+
+Airflow does not protect plugin endpoints: every route here resolves the caller from Airflow's own JWT (the
+UI's ``_token`` cookie, or ``Authorization: Bearer`` for scripts) through the configured auth manager, and shows
+a source's runs only to a user allowed to read that DAG's runs. An unauthenticated request gets 401 and nothing
+else. Data comes from the run folders on shared storage (``USERSYNC_RUN_DATA``), never from a worker's disk.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+
+from usersync.run_history import read_summary, recent_runs, report_text
+from usersync_airflow.reports_page import page
+from usersync_airflow.run_storage import runs_base
+
+DEFAULT_DAYS = 15
+_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")  # run_storage's folder names; anything else never reaches storage
+
+
+async def current_user(request: Request):
+    """The Airflow user behind this request, or 401/403 (Airflow's own token check, as its REST API does)."""
+    from airflow.api_fastapi.auth.managers.base_auth_manager import COOKIE_NAME_JWT_TOKEN
+    from airflow.api_fastapi.core_api.security import resolve_user_from_token
+
+    header = request.headers.get("authorization", "")
+    token = header[7:] if header.lower().startswith("bearer ") else request.cookies.get(COOKIE_NAME_JWT_TOKEN)
+    return await resolve_user_from_token(token)
+
+
+User = Annotated[object, Depends(current_user)]
+
+
+def may_read(user, dag_id: str) -> bool:
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
+
+    return get_auth_manager().is_authorized_dag(method="GET", access_entity=DagAccessEntity.RUN,
+                                                details=DagDetails(id=dag_id), user=user)
+
+
+def _history(user, days: int) -> dict:
+    return {dag_id: runs for dag_id, runs in recent_runs(runs_base(), days).items() if may_read(user, dag_id)}
+
+
+def _run_dir(user, dag_id: str, folder: str):
+    if not (_NAME.match(dag_id) and _NAME.match(folder)):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such run")
+    if not may_read(user, dag_id):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "not allowed to read this DAG's runs")
+    return runs_base() / dag_id / folder
+
+
+Days = Annotated[int, Query(ge=1, le=366)]
+
+app = FastAPI(title="usersync reports", description="Runs of each user sync DAG: counts, reports, change sets.")
+
+
+@app.get("/reports", response_class=HTMLResponse)
+def reports(user: User, days: Days = DEFAULT_DAYS) -> HTMLResponse:
+    return HTMLResponse(page(_history(user, days), days))
+
+
+@app.get("/api/runs")
+def runs(user: User, days: Days = DEFAULT_DAYS) -> JSONResponse:
+    """The same as JSON: ``{dag id: [summary, …]}``, oldest run first."""
+    return JSONResponse(_history(user, days))
+
+
+@app.get("/runs/{dag_id}/{folder}/report.txt")
+def report(user: User, dag_id: str, folder: str, download: bool = False) -> StreamingResponse:
+    run_dir = _run_dir(user, dag_id, folder)
+    try:
+        chunks = report_text(run_dir)
+        first = next(chunks, "")
+    except FileNotFoundError:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "this run has no report (yet)") from None
+    disposition = "attachment" if download else "inline"
+    return StreamingResponse(_chain(first, chunks), media_type="text/plain; charset=utf-8",
+                             headers={"Content-Disposition": f'{disposition}; filename="{dag_id}_{folder}.txt"'})
+
+
+@app.get("/runs/{dag_id}/{folder}/changes.csv")
+def changes(user: User, dag_id: str, folder: str) -> StreamingResponse:
+    from usersync.change_export import change_set_csv
+    from usersync.rundata import RunFolder
+
+    run_dir = _run_dir(user, dag_id, folder)
+    summary = read_summary(run_dir)
+    if not summary or not summary.get("plan"):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "this run has no change set")
+    rows = change_set_csv(RunFolder(run_dir), summary["plan"])
+    first = next(rows)  # fails here (a clean 500 naming the file) when the plan files are damaged
+    return StreamingResponse(_chain(first, rows), media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": f'attachment; filename="{dag_id}_{folder}_changes.csv"'})
+
+
+def _chain(first: str, rest):
+    yield first
+    yield from rest

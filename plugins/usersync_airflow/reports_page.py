@@ -1,0 +1,83 @@
+"""The reports page's HTML: per source, its runs of the last days (mode, status, counts, links to the report and
+the change set) and a chart of those counts per run, drawn as inline SVG — no script, nothing fetched from
+elsewhere, so it works behind any proxy and in an air-gapped network. Pure text in, text out (no Airflow)."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+from urllib.parse import quote
+
+from usersync.run_history import COUNTS
+
+CHART_COUNTS = ("inserted", "updated", "deleted", "disabled", "skipped")
+COLOURS = {"inserted": "#2e7d32", "updated": "#1565c0", "deleted": "#c62828", "disabled": "#ef6c00",
+           "skipped": "#757575"}
+STATUS_CLASS = {"SUCCESS": "ok", "COMPLETED WITH WARNINGS": "warn", "FAILED": "bad", "BLOCKED": "bad",
+                "WAITING FOR APPROVAL": "warn"}
+
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}
+h1{font-size:1.4rem}h2{font-size:1.15rem;margin-top:2rem}
+table{border-collapse:collapse;margin:.5rem 0}td,th{border-bottom:1px solid #ddd;padding:.25rem .6rem;text-align:right}
+td:first-child,th:first-child,td.l,th.l{text-align:left}.ok{color:#2e7d32}.warn{color:#ef6c00}.bad{color:#c62828;font-weight:bold}
+.legend span{display:inline-block;margin-right:1rem}.legend i{display:inline-block;width:.8rem;height:.8rem;margin-right:.3rem}
+"""
+
+
+def _link(dag_id: str, folder: str, name: str) -> str:
+    return f"runs/{quote(dag_id, safe='')}/{quote(folder, safe='')}/{name}"
+
+
+def chart(runs: list[dict[str, Any]], width: int = 720, height: int = 180) -> str:
+    """Stacked bars, one per run (oldest left): inserted / updated / deleted / disabled / skipped."""
+    top = max([sum(r["counts"].get(k, 0) for k in CHART_COUNTS) for r in runs] + [1])
+    step = width / max(len(runs), 1)
+    bar = max(min(step * 0.7, 40), 2)
+    parts = [f'<svg class="chart" role="img" aria-label="changes per run" width="{width + 60}" height="{height + 40}" '
+             f'xmlns="http://www.w3.org/2000/svg">',
+             f'<text x="0" y="12" font-size="11">{top}</text><text x="0" y="{height + 10}" font-size="11">0</text>',
+             f'<line x1="40" y1="{height + 10}" x2="{width + 50}" y2="{height + 10}" stroke="#999"/>']
+    for i, run in enumerate(runs):
+        x, y = 45 + i * step, height + 10
+        tip = ", ".join(f"{k} {run['counts'].get(k, 0)}" for k in CHART_COUNTS)
+        parts.append(f'<g class="run"><title>{escape(run.get("started") or "")} ({escape(run.get("mode", ""))}): {tip}</title>')
+        for kind in CHART_COUNTS:
+            n = run["counts"].get(kind, 0)
+            if n:
+                h = max(n / top * height, 1)
+                y -= h
+                parts.append(f'<rect class="{kind}" x="{x:.1f}" y="{y:.1f}" width="{bar:.1f}" height="{h:.1f}" '
+                             f'fill="{COLOURS[kind]}"/>')
+        parts.append("</g>")
+    parts.append("</svg>")
+    legend = "".join(f'<span><i style="background:{COLOURS[k]}"></i>{k}</span>' for k in CHART_COUNTS)
+    return "".join(parts) + f'<div class="legend">{legend}</div>'
+
+
+def _row(dag_id: str, run: dict[str, Any]) -> str:
+    counts = run.get("counts", {})
+    status = run.get("status", "")
+    links = [f'<a href="{_link(dag_id, run["folder"], "report.txt")}">report</a>',
+             f'<a href="{_link(dag_id, run["folder"], "report.txt")}?download=1" download>download</a>']
+    if run.get("plan"):
+        links.append(f'<a href="{_link(dag_id, run["folder"], "changes.csv")}">change set (CSV)</a>')
+    cells = [f'<td>{escape(run.get("started") or "")}</td>', f'<td class="l">{escape(run.get("mode", ""))}</td>',
+             f'<td class="l {STATUS_CLASS.get(status, "")}">{escape(status)}</td>',
+             *(f"<td>{counts.get(k, 0)}</td>" for k in CHART_COUNTS), f'<td class="l">{" · ".join(links)}</td>']
+    return f'<tr class="run" data-run-id="{escape(run.get("run_id", ""))}">{"".join(cells)}</tr>'
+
+
+def page(history: dict[str, list[dict[str, Any]]], days: int) -> str:
+    """The whole page: ``history`` is ``run_history.recent_runs`` (per DAG id, oldest first)."""
+    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>usersync reports</title><style>{STYLE}</style>"
+           f"</head><body><h1>usersync — runs of the last {days} days</h1>"]
+    if not history:
+        out.append("<p>No runs yet. Trigger a sync DAG (user_sync__…) and its report appears here.</p>")
+    for dag_id, runs in history.items():
+        header = "".join(f"<th>{h}</th>" for h in ("started", "mode", "status", *CHART_COUNTS)) + '<th class="l">links</th>'
+        out.append(f'<section class="source" id="{escape(dag_id)}"><h2>{escape(dag_id)}</h2>{chart(runs)}'
+                   f"<table><thead><tr>{header}</tr></thead><tbody>"
+                   + "".join(_row(dag_id, r) for r in reversed(runs)) + "</tbody></table></section>")
+    out.append("</body></html>")
+    return "".join(out)

@@ -1,0 +1,111 @@
+"""A whole deployment on loopback for the distributed and browser tests: a directory (slapd), a PostgreSQL server
+(Airflow's metadata database and the users databases), Redis, an SMTP server and Airflow's distributed
+topology (``devtools.airflow_cluster``) with the rules files below. Run data on one folder all workers share."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from sqlalchemy import create_engine, text
+
+from devtools.airflow_cluster import AirflowCluster
+from devtools.redis import RedisServer
+from devtools.slapd import SlapdServer
+from tests.conftest import REPO, _Inbox, ad_rules, smtp_connection
+
+ADMINS = ["it-admins@example.test"]
+USERS = 30
+
+
+def sync_rules(name: str, timeout_hours: float = 24) -> dict:
+    data = ad_rules(name, partitions=2)
+    data["target"] = {"conn_id": f"{name}_target"}
+    data["safety"] = {"max_delete_percent": 20, "approval_timeout_hours": timeout_hours}
+    data["alarms"] = {"to": ADMINS}
+    return data
+
+
+class Stack:
+    """``Stack(tmp, postgres, workers)`` as a context manager; stops everything it started, in reverse."""
+
+    def __init__(self, tmp: Path, postgres, workers: int = 2):
+        self.tmp, self.pg, self.workers = Path(tmp), postgres, workers
+        self.stops = []
+
+    def __enter__(self) -> "Stack":
+        try:
+            self._start()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _start(self) -> None:
+        from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import AuthResult
+
+        from devtools.netutil import free_port
+
+        self.ldap = SlapdServer(self.tmp / "slapd", users=USERS).start()
+        self.stops.append(self.ldap.stop)
+        self.redis = RedisServer(self.tmp / "redis").start()
+        self.stops.append(self.redis.stop)
+        self.mail = _Inbox()
+        controller = Controller(self.mail, hostname="127.0.0.1", port=free_port(), auth_require_tls=False,
+                                authenticator=lambda *a: AuthResult(success=True))
+        controller.start()
+        self.stops.append(controller.stop)
+
+        home = self.tmp / "airflow"
+        rules_dir = self.tmp / "rules"
+        rules_dir.mkdir(parents=True)
+        (rules_dir / "corp.yaml").write_text(yaml.safe_dump(sync_rules("corp")))
+        # approvals time out after 0.004 h = 14.4 s (the scheduler's sweep runs every 2 s here)
+        (rules_dir / "quick.yaml").write_text(yaml.safe_dump(sync_rules("quick", timeout_hours=0.004)))
+        self.run_data = self.tmp / "shared-run-data"  # what S3 / NFS is to workers on several machines
+        tag = self.tmp.name.replace("-", "_").lower()
+        self.users_urls = {name: self.pg.create_database(f"{tag}_{name}_users") for name in ("corp", "quick")}
+        connections = {"corp_ldap": self.ldap.connection_extra(), "smtp_default": smtp_connection(controller.port)}
+        for name, url in self.users_urls.items():
+            connections[f"{name}_target"] = {"conn_type": "postgres", "host": "127.0.0.1", "port": self.pg.port,
+                                             "login": "postgres", "schema": url.rsplit("/", 1)[1]}
+        env = {k: v for k, v in __import__("os").environ.items() if not k.startswith(("AIRFLOW", "USERSYNC"))}
+        env.update({
+            "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"), "PYTHONPATH": str(REPO),
+            "USERSYNC_HOME": str(self.tmp / "usersync"), "USERSYNC_RULES_DIR": str(rules_dir),
+            "USERSYNC_RUN_DATA": self.run_data.as_uri(),
+            **{f"AIRFLOW_CONN_{k.upper()}": json.dumps(v) for k, v in connections.items()},
+        })
+        metadata = self.pg.create_database(f"{tag}_airflow")
+        self.cluster = AirflowCluster(home, env, metadata, self.redis.url, workers=self.workers)
+        self.stops.append(self.cluster.stop)
+        self.cluster.start()
+        for dag_id in ("user_sync__corp", "user_sync__quick"):
+            self.cluster.wait_for_dag(dag_id)
+
+    def __exit__(self, *exc) -> None:
+        while self.stops:
+            self.stops.pop()()
+
+    def users(self, name: str = "corp") -> dict[str, dict]:
+        engine = create_engine(self.users_urls[name])
+        try:
+            with engine.connect() as conn:
+                return {r["username"]: dict(r) for r in conn.execute(text("SELECT * FROM users")).mappings()}
+        finally:
+            engine.dispose()
+
+    def run_folder(self, dag_id: str, run_id: str) -> Path:
+        from usersync_airflow.run_storage import _safe
+
+        return self.run_data / dag_id / _safe(run_id)
+
+    def summary(self, dag_id: str, run_id: str) -> dict:
+        return json.loads((self.run_folder(dag_id, run_id) / "summary.json").read_text())
+
+    def report(self, dag_id: str, run_id: str) -> str:
+        """The run's report as the report task stored it in the shared run folder (failed runs too)."""
+        return (self.run_folder(dag_id, run_id) / "report.txt").read_text()

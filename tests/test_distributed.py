@@ -1,0 +1,180 @@
+"""Airflow's distributed topology, natively: PostgreSQL metadata, Redis broker, api-server, scheduler,
+dag-processor, triggerer and two Celery workers as separate processes (devtools.airflow_cluster), driven only
+through the REST API as an admin's script would. Covers the approval of blocked runs on the real scheduler path,
+the users table's Asset, the reports page's authentication, and a clean shutdown by process group."""
+
+from __future__ import annotations
+
+import html
+import time
+
+import httpx
+import pytest
+
+from tests.cluster import ADMINS, USERS, Stack
+
+pytestmark = [pytest.mark.distributed, pytest.mark.timeout(900)]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, postgres):
+    with Stack(tmp_path_factory.mktemp("distributed"), postgres, workers=2) as running:
+        yield running
+
+
+def _body(message) -> str:
+    return html.unescape(message.get_body(("html", "plain")).get_content())
+
+
+def _report(stack, dag_id, run_id) -> str:
+    text = stack.report(dag_id, run_id)
+    if stack.cluster.wait_run(dag_id, run_id)["state"] == "success":  # XCom holds it too (capped)
+        assert stack.cluster.xcom(dag_id, run_id, "report") == text
+    return text
+
+
+def _hosts(stack, dag_id, run_id) -> set[str]:
+    return {ti["hostname"] for ti in stack.cluster.task_instances(dag_id, run_id) if ti["hostname"]}
+
+
+def _asset_events(stack, dag_id: str) -> list[dict]:
+    assets = stack.cluster.api("GET", "/api/v2/assets?name_pattern=usersync_users__corp_target")["assets"]
+    assert [a["uri"] for a in assets] == ["usersync://corp_target/users"]
+    events = stack.cluster.api("GET", f"/api/v2/assets/events?asset_id={assets[0]['id']}")["asset_events"]
+    return [e for e in events if e["source_dag_id"] == dag_id]
+
+
+def _answer(stack, dag_id, run_id, option: str) -> dict:
+    return stack.cluster.api("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/approve/-1/hitlDetails",
+                             {"chosen_options": [option], "params_input": {}})
+
+
+def test_a_sync_triggered_through_the_rest_api_with_a_param_runs_on_both_celery_workers(stack):
+    c = stack.cluster
+    dry = c.trigger("user_sync__corp", {"dry_run": True})
+    assert c.wait_run("user_sync__corp", dry)["state"] == "success"
+    assert stack.users() == {}  # the Param reached the tasks: nothing written
+    assert "mode:     DRY RUN" in _report(stack, "user_sync__corp", dry)
+    assert _asset_events(stack, "user_sync__corp") == []  # a dry run announces nothing
+
+    live = c.trigger("user_sync__corp")
+    assert c.wait_run("user_sync__corp", live)["state"] == "success"
+    assert len(stack.users()) == USERS
+    summary = stack.summary("user_sync__corp", live)  # written by the report task into the shared run folder
+    assert summary["status"] == "SUCCESS" and summary["counts"]["inserted"] == USERS
+    assert f"inserted {USERS}" in _report(stack, "user_sync__corp", live)
+    # the tasks of the two runs ran on both workers, and every worker read what another one wrote
+    assert _hosts(stack, "user_sync__corp", dry) | _hosts(stack, "user_sync__corp", live) == {"worker1", "worker2"}
+    (event,) = _asset_events(stack, "user_sync__corp")
+    assert event["source_run_id"] == live and event["extra"]["inserted"] == USERS
+    assert event["extra"]["source"] == "corp"
+    # the approval task was skipped: the guard passed
+    assert c.task_state("user_sync__corp", live, "approve") == "skipped"
+
+
+def test_a_blocked_run_waits_for_approval_and_applies_once_approved_through_the_api(stack):
+    c = stack.cluster
+    for i in range(10):  # 10 of 30 = 33% > 20%
+        stack.ldap.delete_user(i)
+    stack.ldap.add_user(90)
+    stack.mail.messages.clear()
+    before = stack.users()
+
+    run_id = c.trigger("user_sync__corp")
+    assert c.wait_task("user_sync__corp", run_id, "approve", {"awaiting_input"}) == "awaiting_input"
+    assert stack.users() == before  # nothing written while waiting, not even the insert
+    detail = c.api("GET", f"/api/v2/dags/user_sync__corp/dagRuns/{run_id}/taskInstances/approve/-1/hitlDetails")
+    assert detail["subject"] == "usersync: approve removing 10 users from corp?"
+    body = detail["body"]
+    assert "**10 of the 30 users**" in body and "(**33.3%**)" in body and "allows 500 users and 20%" in body
+    assert "delete user000000 (EXAMPLE\\user000000)" in body and "Full change set:" in body
+    (mail,) = [m for m in stack.mail.messages if "APPROVAL NEEDED" in m["Subject"]]
+    assert mail["Subject"] == "[usersync] APPROVAL NEEDED: approve removing 10 users from corp?"
+    assert mail["To"] == ADMINS[0]
+    text = _body(mail)
+    assert f"{c.url}/dags/user_sync__corp/runs/{run_id}/tasks/approve/required_actions" in text
+    assert "10 of the 30 users" in text
+    summary = stack.summary("user_sync__corp", run_id)  # the reports page lists the waiting run
+    assert summary["status"] == "WAITING FOR APPROVAL" and summary["counts"]["deleted"] == 10
+
+    answer = _answer(stack, "user_sync__corp", run_id, "Approve")
+    assert answer["chosen_options"] == ["Approve"]
+    assert c.wait_run("user_sync__corp", run_id)["state"] == "success"
+    after = stack.users()
+    assert len(after) == USERS - 10 + 1 and "user000090" in after and "user000000" not in after
+    report = _report(stack, "user_sync__corp", run_id)
+    assert "mass-delete guard lifted for this run, approved by admin" in report
+    assert "approval: approved by admin at 20" in report
+    assert stack.summary("user_sync__corp", run_id)["approval"]["by"] == "admin"
+
+
+def test_a_rejected_run_writes_nothing_ends_blocked_and_alarms(stack):
+    c = stack.cluster
+    for i in range(10, 20):  # 10 of the 21 left
+        stack.ldap.delete_user(i)
+    stack.mail.messages.clear()
+    before = stack.users()
+    run_id = c.trigger("user_sync__corp")
+    c.wait_task("user_sync__corp", run_id, "approve", {"awaiting_input"})
+    _answer(stack, "user_sync__corp", run_id, "Reject")
+    assert c.wait_run("user_sync__corp", run_id)["state"] == "failed"
+    assert stack.users() == before
+    assert c.task_state("user_sync__corp", run_id, "apply") == "upstream_failed"
+    assert stack.summary("user_sync__corp", run_id)["status"] == "BLOCKED"
+    alarm = [m for m in stack.mail.messages if "ALARM" in m["Subject"]]
+    assert [m["Subject"] for m in alarm] == ["[usersync] ALARM: corp blocked by the mass-delete guard"]
+    body = _body(alarm[0])
+    assert "approval: rejected by admin at 20" in body and "nothing was written" in body
+    assert "blocked at step: approve" in body
+
+
+def test_an_approval_nobody_answers_times_out_as_blocked(stack):
+    c = stack.cluster
+    first = c.trigger("user_sync__quick")  # the quick source imports what the directory holds now
+    assert c.wait_run("user_sync__quick", first)["state"] == "success"
+    imported = stack.users("quick")
+    for i in range(20, 26):  # 6 of 17 = 35%
+        stack.ldap.delete_user(i)
+    run_id = c.trigger("user_sync__quick")
+    c.wait_task("user_sync__quick", run_id, "approve", {"awaiting_input"})
+    waited = time.monotonic()
+    assert c.wait_run("user_sync__quick", run_id, timeout=120)["state"] == "failed"
+    assert time.monotonic() - waited > 5  # it waited for the timeout (14.4 s), it did not fail at once
+    assert stack.users("quick") == imported
+    assert "approval: no answer within 0.004 h: nothing was written" in _report(stack, "user_sync__quick", run_id)
+
+
+def test_the_reports_page_shows_nothing_without_an_airflow_login(stack):
+    c = stack.cluster
+    for path in ("/usersync/reports", "/usersync/api/runs"):
+        anonymous = httpx.get(f"{c.url}{path}", timeout=30)
+        assert anonymous.status_code == 401 and "user_sync__" not in anonymous.text and "user0000" not in anonymous.text
+        forged = httpx.get(f"{c.url}{path}", headers={"Authorization": "Bearer not-a-token"}, timeout=30)
+        assert forged.status_code in (401, 403) and "user_sync__" not in forged.text
+        cookie = httpx.get(f"{c.url}{path}", cookies={"_token": "forged"}, timeout=30)
+        assert cookie.status_code in (401, 403) and "user_sync__" not in cookie.text
+    runs = c.api("GET", "/usersync/api/runs")
+    corp = runs["user_sync__corp"]
+    assert [r["status"] for r in corp][-2:] == ["SUCCESS", "BLOCKED"]
+    folder = corp[-2]["folder"]
+    report = httpx.get(f"{c.url}/usersync/runs/user_sync__corp/{folder}/report.txt", timeout=30)
+    assert report.status_code == 401 and "usersync report" not in report.text
+    auth = {"Authorization": f"Bearer {c.token}"}
+    report = httpx.get(f"{c.url}/usersync/runs/user_sync__corp/{folder}/report.txt", headers=auth, timeout=30)
+    assert report.status_code == 200 and "approval: approved by admin" in report.text
+    changes = httpx.get(f"{c.url}/usersync/runs/user_sync__corp/{folder}/changes.csv", headers=auth, timeout=30)
+    lines = changes.text.splitlines()
+    assert lines[0] == "change,username,ad_username,domain,field,old,new,reason"
+    assert sum(1 for line in lines if line.startswith("delete,")) == 10
+    assert any(line.startswith("insert,user000090,") for line in lines)
+    page = httpx.get(f"{c.url}/usersync/reports", headers=auth, timeout=30).text
+    assert "user_sync__corp" in page and "user_sync__quick" in page and "<svg" in page
+
+
+def test_stopping_the_cluster_leaves_no_process(stack):
+    c = stack.cluster
+    assert len(c.procs) == 6 and c.group_members()  # api-server, scheduler, dag-processor, triggerer, 2 workers
+    started = time.monotonic()
+    c.stop()
+    assert c.group_members() == []
+    print(f"cluster stopped in {time.monotonic() - started:.1f} s (started in {c.startup_seconds:.1f} s)")
