@@ -68,7 +68,6 @@ class AirflowCluster:
             "AIRFLOW__API__SECRET_KEY": "distributed-test-only-key",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.home / "passwords.json"),
             "AIRFLOW__CORE__HOSTNAME_CALLABLE": "devtools.airflow_cluster.worker_hostname",
-            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "2",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
             **(extra or {}),
@@ -97,12 +96,14 @@ class AirflowCluster:
         migrate = subprocess.run([self.airflow, "db", "migrate"], env=self.env, capture_output=True, text=True)
         if migrate.returncode:
             raise RuntimeError(f"airflow db migrate failed: {migrate.stderr[-3000:]}")
+        # loopback only: the API server on 127.0.0.1; the triggerer's and workers' log servers (which bind every
+        # interface) stay off — they share AIRFLOW_HOME's log folder with the API server, which reads it directly
+        args = {"api-server": ["--port", str(self.port), "--host", "127.0.0.1"], "triggerer": ["--skip-serve-logs"]}
         for name in COMPONENTS:
-            self._spawn(name, [name, "--port", str(self.port)] if name == "api-server" else [name])
+            self._spawn(name, [name, *args.get(name, [])])
         for n in range(1, self.workers + 1):
-            self._spawn(f"worker{n}", ["celery", "worker", "--celery-hostname", f"worker{n}@%h"],
-                        {"USERSYNC_WORKER_NAME": f"worker{n}",
-                         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port())})
+            self._spawn(f"worker{n}", ["celery", "worker", "--celery-hostname", f"worker{n}@%h", "--skip-serve-logs"],
+                        {"USERSYNC_WORKER_NAME": f"worker{n}"})
         self._wait_ready()
         self.startup_seconds = time.monotonic() - started
 

@@ -52,10 +52,8 @@ def approval_request(source: str, verdict: Verdict, plan: ChangeSet, where: str,
         "",
         f"First {len(listed)} planned removal(s):",
         "",
-        "```",
-        *listed,
-        *([f"… and {more} more"] if more > 0 else []),
-        "```",
+        *(f"- `{line.replace('`', chr(39))}`" for line in listed),  # code spans: names are never read as Markdown
+        *([f"- … and {more} more"] if more > 0 else []),
         "",
         f"Full change set: {where}",
     ])

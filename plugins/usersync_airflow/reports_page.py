@@ -34,6 +34,7 @@ def chart(runs: list[dict[str, Any]], width: int = 720, height: int = 180) -> st
     top = max([sum(r["counts"].get(k, 0) for k in CHART_COUNTS) for r in runs] + [1])
     step = width / max(len(runs), 1)
     bar = max(min(step * 0.7, 40), 2)
+    label_every = max(1, round(len(runs) / 12))  # at most ~12 time labels under the bars
     parts = [f'<svg class="chart" role="img" aria-label="changes per run" width="{width + 60}" height="{height + 40}" '
              f'xmlns="http://www.w3.org/2000/svg">',
              f'<text x="0" y="12" font-size="11">{top}</text><text x="0" y="{height + 10}" font-size="11">0</text>',
@@ -41,7 +42,14 @@ def chart(runs: list[dict[str, Any]], width: int = 720, height: int = 180) -> st
     for i, run in enumerate(runs):
         x, y = 45 + i * step, height + 10
         tip = ", ".join(f"{k} {run['counts'].get(k, 0)}" for k in CHART_COUNTS)
-        parts.append(f'<g class="run"><title>{escape(run.get("started") or "")} ({escape(run.get("mode", ""))}): {tip}</title>')
+        dry = run.get("mode") == "dry run"  # planned, not written: drawn faded
+        fade = ' opacity="0.4"' if dry else ""
+        parts.append(f'<g class="run{" dry" if dry else ""}"{fade}>'
+                     f'<title>{escape(run.get("started") or "")} ({escape(run.get("mode", ""))}, '
+                     f'{escape(run.get("status", ""))}): {tip}</title>')
+        if i % label_every == 0:
+            when = (run.get("started") or "")[5:16].replace("T", " ")  # MM-DD HH:MM
+            parts.append(f'<text x="{x:.1f}" y="{height + 24}" font-size="10">{escape(when)}</text>')
         for kind in CHART_COUNTS:
             n = run["counts"].get(kind, 0)
             if n:
@@ -52,18 +60,21 @@ def chart(runs: list[dict[str, Any]], width: int = 720, height: int = 180) -> st
         parts.append("</g>")
     parts.append("</svg>")
     legend = "".join(f'<span><i style="background:{COLOURS[k]}"></i>{k}</span>' for k in CHART_COUNTS)
+    legend += "<span>(faded: dry runs, nothing written)</span>"
     return "".join(parts) + f'<div class="legend">{legend}</div>'
 
 
 def _row(dag_id: str, run: dict[str, Any]) -> str:
     counts = run.get("counts", {})
     status = run.get("status", "")
+    approval = run.get("approval") or {}
+    who = f" — {'approved' if approval.get('approved') else 'rejected'} by {approval['by']}" if approval.get("by") else ""
     links = [f'<a href="{_link(dag_id, run["folder"], "report.txt")}">report</a>',
              f'<a href="{_link(dag_id, run["folder"], "report.txt")}?download=1" download>download</a>']
     if run.get("plan"):
         links.append(f'<a href="{_link(dag_id, run["folder"], "changes.csv")}">change set (CSV)</a>')
     cells = [f'<td>{escape(run.get("started") or "")}</td>', f'<td class="l">{escape(run.get("mode", ""))}</td>',
-             f'<td class="l {STATUS_CLASS.get(status, "")}">{escape(status)}</td>',
+             f'<td class="l {STATUS_CLASS.get(status, "")}">{escape(status)}{escape(who)}</td>',
              *(f"<td>{counts.get(k, 0)}</td>" for k in CHART_COUNTS), f'<td class="l">{" · ".join(links)}</td>']
     return f'<tr class="run" data-run-id="{escape(run.get("run_id", ""))}">{"".join(cells)}</tr>'
 

@@ -149,7 +149,7 @@ def guard(rules_path: str, plan_ref: dict[str, Any]) -> str:
     if not verdict.blocked or run.get("dry_run") or not rules.safety.approve_blocked_runs:
         return "apply"
     request = approval_request(rules.source.name, verdict, preview(folder(), plan_ref, REQUEST_LINES),
-                               where=f"{folder()}/plan (and the usersync reports page)",
+                               where=change_set_link(ti.dag_id, get_current_context()["run_id"]),
                                timeout_hours=rules.safety.approval_timeout_hours)
     ti.xcom_push(key=REQUEST_KEY, value=request.to_json())
     ctx = get_current_context()
@@ -161,6 +161,15 @@ def guard(rules_path: str, plan_ref: dict[str, Any]) -> str:
     log.info("the run waits for an admin's approval (Required Actions); no answer within %g h rejects it",
              rules.safety.approval_timeout_hours)
     return "approve"
+
+
+def change_set_link(dag_id: str, run_id: str) -> str:
+    """Where an admin finds the whole change set: the reports page's CSV, and the run folder's Parquet files."""
+    from usersync_airflow.approval import ui_base_url
+
+    folder_name = run_folder(dag_id, run_id).path.name
+    return (f"[change set (CSV)]({ui_base_url()}/usersync/runs/{dag_id}/{folder_name}/changes.csv) "
+            f"— or the Parquet files in `{folder()}/plan`")
 
 
 def approved_by() -> str | None:

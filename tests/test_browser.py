@@ -1,0 +1,123 @@
+"""The admin's path in a real browser (headless Chromium) against the native distributed Airflow: log in, open
+the reports page, see a real run's report, download it, see the chart; trigger a dry run from the trigger form;
+approve a blocked run from Required Actions. A screenshot of each step is kept (tests/browser.py)."""
+
+from __future__ import annotations
+
+import pytest
+from selenium.webdriver.common.by import By
+
+from tests.browser import Browser
+from tests.cluster import USERS, Stack
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
+DAG = "user_sync__corp"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, postgres):
+    with Stack(tmp_path_factory.mktemp("browser"), postgres, workers=1) as running:
+        first = running.cluster.trigger(DAG)
+        assert running.cluster.wait_run(DAG, first)["state"] == "success"
+        running.first_run = first
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    b = Browser(tmp_path_factory.mktemp("chromium-profile"), tmp_path_factory.mktemp("downloads"))
+    yield b
+    b.quit()
+
+
+def _click_text(browser, text: str, tag: str = "*"):
+    browser.driver.find_element(By.XPATH, f"//{tag}[normalize-space(text())={text!r}]").click()
+
+
+def test_log_in(stack, browser):
+    d = browser.driver
+    d.get(f"{stack.cluster.url}/")
+    browser.wait_for(lambda: "/auth/login" in d.current_url, what="login page")
+    d.find_element(By.NAME, "username").send_keys("admin")
+    d.find_element(By.NAME, "password").send_keys(stack.cluster.password)
+    browser.shot("login")
+    d.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    browser.wait_for(lambda: "/auth/login" not in d.current_url and d.get_cookie("_token"), what="logged-in page")
+    browser.wait_for(lambda: d.find_elements(By.XPATH, "//*[text()='Browse']"), what="navigation")
+    browser.shot("home")
+
+
+def test_the_reports_page_shows_a_real_run_its_chart_and_downloads_its_report(stack, browser):
+    d = browser.driver
+    _click_text(browser, "Browse")
+    _click_text(browser, "User sync reports")  # the entry the plugin adds to the navigation
+    browser.wait_for(lambda: "/plugin/usersync-reports" in d.current_url, what="plugin page")
+    frame = d.find_element(By.TAG_NAME, "iframe")
+    assert frame.get_attribute("src").endswith("/usersync/reports")
+    d.switch_to.frame(frame)
+    try:
+        row = d.find_element(By.CSS_SELECTOR, f"tr.run[data-run-id='{stack.first_run}']")
+        assert "SUCCESS" in row.text and f"{USERS}" in row.text
+        bars = d.find_elements(By.CSS_SELECTOR, f"section#{DAG} svg.chart rect.inserted")
+        assert len(bars) == 1 and float(bars[0].get_attribute("height")) > 100  # the 30 inserts, full height
+        browser.shot("reports-page")
+        row.find_element(By.LINK_TEXT, "download").click()
+        report = browser.wait_for(lambda: [p for p in browser.downloads.glob("*.txt")], what="downloaded report")[0]
+        text = report.read_text()
+        assert text.startswith("usersync report — source corp") and stack.first_run in text
+        assert f"inserted {USERS}" in text
+        row = d.find_element(By.CSS_SELECTOR, f"tr.run[data-run-id='{stack.first_run}']")
+        row.find_element(By.LINK_TEXT, "report").click()  # opens in the frame, as text
+        browser.wait_for(lambda: "status:   SUCCESS" in d.find_element(By.TAG_NAME, "body").text, what="report text")
+        browser.shot("report-opened")
+    finally:
+        d.switch_to.default_content()
+
+
+def test_a_dry_run_triggered_from_the_trigger_form(stack, browser):
+    d = browser.driver
+    before = stack.users()
+    d.get(f"{stack.cluster.url}/dags/{DAG}")
+    d.find_element(By.XPATH, "//button[@aria-label='Trigger Dag']").click()
+    dialog = browser.wait_for(lambda: [e for e in d.find_elements(By.CSS_SELECTOR, "[role=dialog]")
+                                       if "Run Parameters" in e.text], what="trigger form")[0]
+    assert "Write nothing: read, compare and report" in dialog.text  # the form says what a dry run does
+    assert "waits for an admin's approval" in dialog.text
+    dialog.find_element(By.CSS_SELECTOR, "[id='switch:element_dry_run']").click()
+    browser.wait_for(lambda: d.find_element(By.NAME, "element_dry_run").is_selected(), what="dry run switched on")
+    browser.shot("trigger-form-dry-run")
+    dialog.find_element(By.XPATH, ".//button[normalize-space(.)='Trigger']").click()
+    runs = browser.wait_for(lambda: [r for r in stack.cluster.api("GET", f"/api/v2/dags/{DAG}/dagRuns")["dag_runs"]
+                                     if r["conf"].get("dry_run") is True], what="the triggered run")
+    assert stack.cluster.wait_run(DAG, runs[0]["dag_run_id"])["state"] == "success"
+    assert "mode:     DRY RUN (nothing written)" in stack.report(DAG, runs[0]["dag_run_id"])
+    assert stack.users() == before
+    browser.shot("dry-run-done")
+
+
+def test_a_blocked_run_approved_from_required_actions(stack, browser):
+    d = browser.driver
+    for i in range(10):
+        stack.ldap.delete_user(i)
+    run_id = stack.cluster.trigger(DAG)
+    stack.cluster.wait_task(DAG, run_id, "approve", {"awaiting_input"})
+    d.get(f"{stack.cluster.url}/required_actions")
+    d.find_element(By.XPATH, "//*[text()='usersync: approve removing 10 users from corp?']").click()
+    browser.wait_for(lambda: "/tasks/approve/required_actions" in d.current_url, what="the request")
+    body = browser.wait_for(lambda: "10 of the 30 users" in (t := d.find_element(By.TAG_NAME, "body").text) and t,
+                            what="the request's text")
+    assert "delete user000000" in body and "Approve" in body
+    browser.shot("required-action")
+    d.find_element(By.XPATH, "//button[normalize-space(.)='Approve']").click()
+    assert stack.cluster.wait_run(DAG, run_id)["state"] == "success"
+    assert len(stack.users()) == USERS - 10
+    assert "approval: approved by admin at" in stack.report(DAG, run_id)
+    d.get(f"{stack.cluster.url}/plugin/usersync-reports")
+    d.switch_to.frame(d.find_element(By.TAG_NAME, "iframe"))
+    try:
+        row = d.find_element(By.CSS_SELECTOR, f"tr.run[data-run-id='{run_id}']")
+        assert "SUCCESS" in row.text
+        assert len(d.find_elements(By.CSS_SELECTOR, f"section#{DAG} svg.chart rect.deleted")) == 1
+        browser.shot("reports-after-approval")
+    finally:
+        d.switch_to.default_content()
