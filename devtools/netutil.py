@@ -49,3 +49,53 @@ def stop_process(proc, sig=None, timeout: float = 20.0) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def stop_groups(procs, grace: float = 20.0) -> None:
+    """Stop processes started with ``start_new_session=True`` and everything they started: SIGTERM to each
+    process group, then SIGKILL to what is left of the groups after ``grace`` seconds (children a parent left
+    behind included). Ctrl-C while stopping is ignored, so a second one cannot leave half the processes."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    def signal_group(pgid: int, sig: int) -> None:
+        try:
+            os.killpg(pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        for proc in procs:
+            signal_group(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for proc in procs:
+            try:
+                proc.wait(max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                pass
+        for proc in procs:
+            signal_group(proc.pid, signal.SIGKILL)
+            proc.wait()
+        deadline = time.monotonic() + 10  # SIGKILL is not instant: wait until no member of a group runs
+        while any(group_members(proc.pid) for proc in procs) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def group_members(pgid: int) -> list[int]:
+    """PIDs of the live (not zombie) processes in process group ``pgid``, read from /proc."""
+    from pathlib import Path
+
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(stat.parent.name))
+    return members

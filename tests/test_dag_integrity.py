@@ -97,3 +97,23 @@ def test_parsing_does_no_network_or_database_io(airflow_env, monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", no_network)
     bag = airflow_env.dagbag()
     assert "user_sync__offline" in bag.dag_ids and bag.import_errors == {}
+
+
+def test_stopping_a_process_group_leaves_no_process_even_when_children_ignore_sigterm():
+    """What `make airflow` (Ctrl-C) and the distributed test rely on: a bounded stop with nothing left over."""
+    import subprocess
+    import sys
+    import time
+
+    from devtools.netutil import group_members, stop_groups
+
+    stubborn = ("import signal, subprocess, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                "[subprocess.Popen([sys.executable, '-c', 'import signal, time; signal.signal(signal.SIGTERM, "
+                "signal.SIG_IGN); time.sleep(600)']) for _ in range(3)]; time.sleep(600)")
+    proc = subprocess.Popen([sys.executable, "-c", stubborn], start_new_session=True)
+    time.sleep(1.0)
+    assert len(group_members(proc.pid)) == 4  # the parent and its three children, all ignoring SIGTERM
+    started = time.monotonic()
+    stop_groups([proc], grace=1)
+    assert time.monotonic() - started < 10
+    assert group_members(proc.pid) == []

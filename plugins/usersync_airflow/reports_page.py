@@ -8,8 +8,6 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
-from usersync.run_history import COUNTS
-
 CHART_COUNTS = ("inserted", "updated", "deleted", "disabled", "skipped")
 COLOURS = {"inserted": "#2e7d32", "updated": "#1565c0", "deleted": "#c62828", "disabled": "#ef6c00",
            "skipped": "#757575"}
