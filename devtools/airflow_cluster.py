@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -51,7 +52,7 @@ class AirflowCluster:
                  extra: dict[str, str] | None = None):
         self.home, self.port, self.workers = Path(home), free_port(), workers
         self.home.mkdir(parents=True, exist_ok=True)
-        self.password = "Admin-Pass-1"
+        self.password = secrets.token_urlsafe(12)  # the admin's, for this cluster only
         (self.home / "passwords.json").write_text(json.dumps({"admin": self.password}))
         self.env = {
             **env, **SETTINGS,
@@ -63,8 +64,8 @@ class AirflowCluster:
             "AIRFLOW__API__PORT": str(self.port),
             "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{self.port}",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.port}/execution/",
-            "AIRFLOW__API_AUTH__JWT_SECRET": "distributed-test-only-secret",
-            "AIRFLOW__API__SECRET_KEY": "distributed-test-only-key",
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+            "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.home / "passwords.json"),
             "AIRFLOW__CORE__HOSTNAME_CALLABLE": "devtools.airflow_cluster.worker_hostname",
             "AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "2",

@@ -1,5 +1,6 @@
 """The ``approve`` task: a blocked live run waits here for an admin's Approve / Reject in Airflow's UI
-(*Required Actions*, or ``PATCH /api/v2/hitlDetails/…``) instead of failing.
+(*Required Actions*, or ``PATCH /api/v2/dags/<dag>/dagRuns/<run>/taskInstances/approve/-1/hitlDetails``)
+instead of failing.
 
 Built on the standard provider's ``ApprovalOperator``; what it adds is usersync's own request (counts, limits,
 the first removals, where the change set is — prepared by the ``guard`` task), the waiting-for-approval mail,

@@ -87,14 +87,17 @@ def report(user: User, dag_id: str, folder: str, download: bool = False) -> Stre
 @app.get("/runs/{dag_id}/{folder}/changes.csv")
 def changes(user: User, dag_id: str, folder: str) -> StreamingResponse:
     from usersync.change_export import change_set_csv
-    from usersync.rundata import RunFolder
+    from usersync.rundata import RunDataError, RunFolder
 
     run_dir = _run_dir(user, dag_id, folder)
     summary = read_summary(run_dir)
     if not summary or not summary.get("plan"):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "this run has no change set")
     rows = change_set_csv(RunFolder(run_dir), summary["plan"])
-    first = next(rows)  # fails here (a clean 500 naming the file) when the plan files are damaged
+    try:
+        first = next(rows)  # the first file is read and checked before the answer starts
+    except RunDataError as exc:  # pruned or damaged run data: say which file
+        raise HTTPException(status.HTTP_410_GONE, str(exc)) from None
     return StreamingResponse(_chain(first, rows), media_type="text/csv; charset=utf-8",
                              headers={"Content-Disposition": f'attachment; filename="{dag_id}_{folder}_changes.csv"'})
 

@@ -23,7 +23,8 @@ td:first-child,th:first-child,td.l,th.l{text-align:left}.ok{color:#2e7d32}.warn{
 """
 
 
-def _link(dag_id: str, folder: str, name: str) -> str:
+def run_link(dag_id: str, folder: str, name: str) -> str:
+    """A run's file as the reports app serves it, relative to the app (``/usersync/``)."""
     return f"runs/{quote(dag_id, safe='')}/{quote(folder, safe='')}/{name}"
 
 
@@ -67,10 +68,10 @@ def _row(dag_id: str, run: dict[str, Any]) -> str:
     status = run.get("status", "")
     approval = run.get("approval") or {}
     who = f" — {'approved' if approval.get('approved') else 'rejected'} by {approval['by']}" if approval.get("by") else ""
-    links = [f'<a href="{_link(dag_id, run["folder"], "report.txt")}">report</a>',
-             f'<a href="{_link(dag_id, run["folder"], "report.txt")}?download=1" download>download</a>']
+    links = [f'<a href="{run_link(dag_id, run["folder"], "report.txt")}">report</a>',
+             f'<a href="{run_link(dag_id, run["folder"], "report.txt")}?download=1" download>download</a>']
     if run.get("plan"):
-        links.append(f'<a href="{_link(dag_id, run["folder"], "changes.csv")}">change set (CSV)</a>')
+        links.append(f'<a href="{run_link(dag_id, run["folder"], "changes.csv")}">change set (CSV)</a>')
     cells = [f'<td>{escape(run.get("started") or "")}</td>', f'<td class="l">{escape(run.get("mode", ""))}</td>',
              f'<td class="l {STATUS_CLASS.get(status, "")}">{escape(status)}{escape(who)}</td>',
              *(f"<td>{counts.get(k, 0)}</td>" for k in CHART_COUNTS), f'<td class="l">{" · ".join(links)}</td>']

@@ -143,16 +143,16 @@ def guard(rules_path: str, plan_ref: dict[str, Any]) -> str:
     rules, run = rules_at(rules_path), params()
     verdict = check_removals(plan_ref["removals"], plan_ref["owned"], rules.safety,
                              allow_mass_delete=bool(run.get("allow_mass_delete")))
-    ti = get_current_context()["ti"]
+    ctx = get_current_context()
+    ti = ctx["ti"]
     ti.xcom_push(key=VERDICT_KEY, value=verdict.to_json())
     log.info("%s", verdict.message)
     if not verdict.blocked or run.get("dry_run") or not rules.safety.approve_blocked_runs:
         return "apply"
     request = approval_request(rules.source.name, verdict, preview(folder(), plan_ref, REQUEST_LINES),
-                               where=change_set_link(ti.dag_id, get_current_context()["run_id"]),
+                               where=change_set_link(ti.dag_id, ctx["run_id"]),
                                timeout_hours=rules.safety.approval_timeout_hours)
     ti.xcom_push(key=REQUEST_KEY, value=request.to_json())
-    ctx = get_current_context()
     write_run_record(folder(), {  # the reports page lists the waiting run, its change set and this request
         "source": rules.source.name, "run_id": ctx["run_id"], "dag_id": ti.dag_id, "mode": "live",
         "status": "WAITING FOR APPROVAL", "started": ctx["dag_run"].start_date.isoformat(timespec="seconds"),
@@ -166,10 +166,11 @@ def guard(rules_path: str, plan_ref: dict[str, Any]) -> str:
 def change_set_link(dag_id: str, run_id: str) -> str:
     """Where an admin finds the whole change set: the reports page's CSV, and the run folder's Parquet files."""
     from usersync_airflow.approval import ui_base_url
+    from usersync_airflow.reports_page import run_link
 
-    folder_name = run_folder(dag_id, run_id).path.name
-    return (f"[change set (CSV)]({ui_base_url()}/usersync/runs/{dag_id}/{folder_name}/changes.csv) "
-            f"— or the Parquet files in `{folder()}/plan`")
+    run = run_folder(dag_id, run_id)
+    return (f"[change set (CSV)]({ui_base_url()}/usersync/{run_link(dag_id, run.path.name, 'changes.csv')}) "
+            f"— or the Parquet files in `{run}/plan`")
 
 
 def approved_by() -> str | None:
@@ -208,14 +209,13 @@ def apply(rules_path: str, plan_ref: dict[str, Any]) -> dict[str, Any]:
     return {"dry_run": False, "written": written, "conflicts": conflicts[:CONFLICT_LINES], "conflict_count": len(conflicts)}
 
 
-
 def announce(rules_path: str, applied: dict[str, Any], outlet_events) -> dict[str, int]:
     """Emit the users table's Asset event when this live run wrote something (skipped otherwise: no event)."""
     from airflow.sdk.exceptions import AirflowSkipException
 
     from usersync_airflow.assets import users_asset
 
-    written = {k: v for k, v in (applied or {}).get("written", {}).items() if v}
+    written = {k: v for k, v in applied.get("written", {}).items() if v}
     if applied.get("dry_run") or not written:
         raise AirflowSkipException("nothing written to the users table: no asset event"
                                    + (" (dry run)" if applied.get("dry_run") else ""))
