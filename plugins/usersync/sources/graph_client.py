@@ -1,0 +1,195 @@
+"""A small Microsoft Graph client for reading users: OAuth 2.0 client credentials through MSAL (which caches the
+token until it expires and renews it), requests through httpx, paging by ``@odata.nextLink``, and Graph's
+failure modes handled as Microsoft documents them:
+
+- 429 and 503 wait ``Retry-After`` seconds (bounded: ``max_retries`` tries, ``max_wait`` seconds each);
+- 401 renews the token once, then fails;
+- any other error fails with Graph's own ``code`` and ``message``; an answer that is not Graph's JSON fails
+  naming the URL (a proxy's login page, a gateway error).
+
+Secrets never appear in messages: MSAL holds the credential, and URLs carry no secret.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import httpx
+
+from usersync.sources.errors import SourceAuthError, SourceQueryError, SourceUnreachable
+
+log = logging.getLogger(__name__)
+GRAPH = "https://graph.microsoft.com"
+AUTHORITY_HOST = "https://login.microsoftonline.com"
+
+
+class GraphError(SourceQueryError):
+    """Graph answered with an error: ``status``, ``code`` and ``message`` as Graph sent them."""
+
+    def __init__(self, status: int, code: str, message: str, url: str):
+        super().__init__(f"Microsoft Graph answered {status} {code}: {message} ({url})")
+        self.status, self.code, self.graph_message = status, code, message
+
+
+class DeltaExpired(GraphError):
+    """The stored delta link is no longer valid (HTTP 410, or ``syncStateNotFound``): read in full."""
+
+
+@dataclass(frozen=True)
+class GraphSettings:
+    tenant_id: str
+    client_id: str
+    client_secret: str | None = field(default=None, repr=False)
+    #: certificate credential instead of a secret: PEM private key and the certificate's SHA-1 thumbprint
+    certificate_key: str | None = field(default=None, repr=False)
+    certificate_thumbprint: str | None = None
+    authority_host: str = AUTHORITY_HOST
+    graph_url: str = GRAPH
+    #: the resource the token is for (national clouds have their own; a Graph proxy keeps Microsoft's)
+    scope: str = f"{GRAPH}/.default"
+    ca_certs_file: str | None = None
+    timeout: float = 60.0
+    max_retries: int = 5
+    max_wait: float = 120.0
+
+
+class GraphClient:
+    def __init__(self, settings: GraphSettings, sleep: Callable[[float], None] = time.sleep):
+        self.settings = settings
+        self._sleep = sleep
+        self._app = None
+        self._http = httpx.Client(timeout=settings.timeout, verify=settings.ca_certs_file or True)
+        self.requests = 0
+        self.waited = 0.0
+
+    # --- the token -----------------------------------------------------------------------------------------
+
+    def _msal(self):
+        if self._app is None:
+            import msal
+            import requests
+
+            s = self.settings
+            credential: Any = s.client_secret
+            if s.certificate_key:
+                credential = {"private_key": s.certificate_key, "thumbprint": s.certificate_thumbprint}
+            if not credential:
+                raise SourceAuthError("the Entra ID connection has neither a client secret nor a certificate")
+            session = _Verifying(requests.Session(), s.ca_certs_file or True)
+            try:
+                self._app = msal.ConfidentialClientApplication(
+                    s.client_id, client_credential=credential,
+                    authority=f"{s.authority_host.rstrip('/')}/{s.tenant_id}",
+                    http_client=session, instance_discovery=s.authority_host == AUTHORITY_HOST,
+                    validate_authority=s.authority_host == AUTHORITY_HOST,
+                )
+            except ValueError as exc:  # MSAL's discovery: unknown tenant, unreachable authority
+                raise SourceAuthError(f"Entra ID tenant {s.tenant_id!r} at {s.authority_host}: {exc}") from None
+            except requests.RequestException as exc:
+                raise SourceUnreachable(f"cannot reach {s.authority_host}: {type(exc).__name__}: {exc}") from None
+        return self._app
+
+    def token(self, renew: bool = False) -> str:
+        import requests
+
+        app = self._msal()
+        if renew:
+            app.remove_tokens_for_client()
+        try:
+            answer = app.acquire_token_for_client(scopes=[self.settings.scope])
+        except requests.RequestException as exc:
+            raise SourceUnreachable(f"cannot reach {self.settings.authority_host}: {type(exc).__name__}: {exc}") from None
+        if "access_token" not in answer:
+            description = (answer.get("error_description") or "").split(" Trace ID:")[0]
+            raise SourceAuthError(f"Entra ID refused the client credentials of app {self.settings.client_id} in "
+                                  f"tenant {self.settings.tenant_id}: {answer.get('error')}: {description}")
+        return answer["access_token"]
+
+    # --- requests ------------------------------------------------------------------------------------------
+
+    def url(self, path: str) -> str:
+        return path if path.startswith("https://") or path.startswith("http://") else \
+            f"{self.settings.graph_url.rstrip('/')}/{path.lstrip('/')}"
+
+    def get(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
+        url, renewed, tries = self.url(path), False, 0
+        token = self.token()
+        while True:
+            tries += 1
+            self.requests += 1
+            try:
+                answer = self._http.get(url, params=params, headers={"Authorization": f"Bearer {token}"})
+            except httpx.TimeoutException:
+                raise SourceUnreachable(f"Microsoft Graph did not answer within {self.settings.timeout:g} s ({url})") from None
+            except httpx.HTTPError as exc:
+                raise SourceUnreachable(f"cannot reach Microsoft Graph at {url}: {type(exc).__name__}: {exc}") from None
+            if answer.status_code in (429, 503) and tries <= self.settings.max_retries:
+                wait = min(_retry_after(answer), self.settings.max_wait)
+                log.warning("Microsoft Graph answered %d (throttled); waiting %.0f s as Retry-After says (try %d of %d)",
+                            answer.status_code, wait, tries, self.settings.max_retries + 1)
+                self.waited += wait
+                self._sleep(wait)
+                continue
+            if answer.status_code == 401 and not renewed:
+                log.info("Microsoft Graph refused the token (401): renewing it once")
+                token, renewed = self.token(renew=True), True
+                continue
+            return _json(answer, url)
+
+    def pages(self, path: str, params: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
+        """Every page of a collection, following ``@odata.nextLink`` (which carries the query itself)."""
+        page = self.get(path, params)
+        yield page
+        while page.get("@odata.nextLink"):
+            page = self.get(page["@odata.nextLink"])
+            yield page
+
+    def close(self) -> None:
+        self._http.close()
+
+
+class _Verifying:
+    """A requests session for MSAL that always checks certificates against ``verify`` (requests lets
+    ``REQUESTS_CA_BUNDLE`` override a session's own setting; an explicit per-request ``verify`` wins)."""
+
+    def __init__(self, session, verify):
+        self.session, self.verify = session, verify
+
+    def get(self, *args, **kwargs):
+        return self.session.get(*args, **{**kwargs, "verify": self.verify})
+
+    def post(self, *args, **kwargs):
+        return self.session.post(*args, **{**kwargs, "verify": self.verify})
+
+    def close(self):
+        self.session.close()
+
+
+def _retry_after(answer: httpx.Response) -> float:
+    try:
+        return max(float(answer.headers.get("Retry-After", "10")), 0.0)
+    except ValueError:
+        return 10.0
+
+
+def _json(answer: httpx.Response, url: str) -> dict[str, Any]:
+    try:
+        body = answer.json()
+    except ValueError:
+        raise SourceQueryError(f"Microsoft Graph answered {answer.status_code} with something that is not JSON "
+                               f"({answer.headers.get('content-type', 'no content type')}; a proxy or gateway in "
+                               f"between?) at {url}: {answer.text[:120]!r}") from None
+    if answer.status_code >= 400:
+        error = body.get("error") if isinstance(body, dict) else None
+        code = error.get("code", "unknown") if isinstance(error, dict) else "unknown"
+        message = error.get("message", "") if isinstance(error, dict) else str(body)[:200]
+        kind = DeltaExpired if answer.status_code == 410 or code.lower() == "syncstatenotfound" else GraphError
+        if answer.status_code == 401:
+            raise SourceAuthError(f"Microsoft Graph refused the token after renewing it: {code}: {message}")
+        raise kind(answer.status_code, code, message, url)
+    if not isinstance(body, dict) or not isinstance(body.get("value", []), list):
+        raise SourceQueryError(f"Microsoft Graph answered JSON without a 'value' list at {url}")
+    return body

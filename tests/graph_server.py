@@ -1,0 +1,430 @@
+"""A protocol-faithful Microsoft Graph + Microsoft identity platform test server, real HTTPS on loopback with a
+test CA. No Microsoft code or data is used; behaviour follows Microsoft's public documentation:
+
+- identity platform, client-credentials flow ("Microsoft identity platform and the OAuth 2.0 client credentials
+  flow"): ``POST /{tenant}/oauth2/v2.0/token`` with ``grant_type=client_credentials``, ``client_id``,
+  ``client_secret`` and ``scope=https://graph.microsoft.com/.default``; errors as ``{"error", "error_description",
+  "error_codes"}`` (AADSTS7000215 invalid secret, AADSTS700016 unknown application, AADSTS90002 unknown tenant,
+  AADSTS70011 invalid scope); ``/{tenant}/v2.0/.well-known/openid-configuration`` for discovery (as MSAL reads it).
+- Graph ``GET /v1.0/users`` ("List users", "Use query parameters", "Paging Microsoft Graph data in your app"):
+  ``$select`` projection (``id`` always returned), ``$top`` 1–999 (else 400 ``Request_UnsupportedQuery``),
+  ``@odata.nextLink`` with an opaque ``$skiptoken`` that carries the query, ``$filter`` (a documented subset:
+  ``eq`` on strings and booleans, ``startswith``, ``id in (…)``, joined by ``and``).
+- ``GET /v1.0/groups/{id}/transitiveMembers/microsoft.graph.user`` ("List group transitive members", OData cast):
+  users of nested groups included, 404 ``Request_ResourceNotFound`` for an unknown group.
+- delta ("Use delta query to track changes", "delta query users"): ``GET /v1.0/users/delta`` pages of the current
+  state, ``@odata.deltaLink`` with ``$deltatoken`` on the last page (never both links on one page); with the token:
+  only users changed since, **updated users with ``id`` and the changed properties only**, deleted ones as
+  ``{"id", "@removed": {"reason": "changed"}}``; an expired token → HTTP 410 ``syncStateNotFound`` ("The sync
+  state generation is not found…", the Microsoft 365 dev blog on delta-link lifetime).
+- errors as ``{"error": {"code", "message", "innerError"}}`` ("Microsoft Graph error responses"); 401
+  ``InvalidAuthenticationToken`` for a missing or expired token; throttling ("Microsoft Graph throttling
+  guidance") as 429 ``TooManyRequests`` or 503 with ``Retry-After`` (seconds), injectable.
+
+Not reproduced: see ``NOT_REPRODUCED`` below (and the README's source table).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import secrets
+import ssl
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, quote, urlsplit
+
+SCOPE = "https://graph.microsoft.com/.default"
+DEFAULT_PAGE = 100
+MAX_PAGE = 999
+NOT_REPRODUCED = (
+    "certificate credentials (client_assertion is accepted only as a secret stand-in: its signature is not checked)",
+    "$count, $search, $orderby, ConsistencyLevel: eventual and the advanced-query rules",
+    "delta for groups and $filter on delta (other than the documented id filter)",
+    "eventual consistency between replicas (a change shows at once)",
+    "per-app and per-tenant throttling budgets (throttling is injected, not computed)",
+    "national clouds, multi-geo, guest (B2B) accounts' special UPN forms",
+)
+
+
+def graph_user(i: int, **overrides) -> dict:
+    """A plausible Entra ID user; ``id`` is a stable GUID per ``i``."""
+    user = {
+        "id": str(uuid.UUID(int=0xE17A << 112 | i)),
+        "userPrincipalName": f"user{i:06d}@example.onmicrosoft.com",
+        "onPremisesSamAccountName": f"user{i:06d}" if i % 2 else None,
+        "givenName": ["Anna", "Marco", "Chiara", "Luca"][i % 4],
+        "surname": ["Rossi", "Bianchi", "Brown"][i % 3],
+        "displayName": f"User {i}",
+        "mail": f"user{i:06d}@example.test",
+        "department": ["Sales", "Support", "Engineering"][i % 3],
+        "businessPhones": [f"+39 0461 {1000 + i}"] if i % 5 else [],
+        "mobilePhone": f"+39 333 {i:07d}" if i % 2 == 0 else None,
+        "accountEnabled": True,
+        "onPremisesExtensionAttributes": {f"extensionAttribute{n}": None for n in range(1, 16)},
+    }
+    user["onPremisesExtensionAttributes"]["extensionAttribute1"] = str(11000 + i)
+    user.update(overrides)
+    return user
+
+
+@dataclass
+class Tenant:
+    """The directory behind the server, and what tests inject."""
+
+    tenant_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    client_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    client_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    token_lifetime: int = 3600
+    users: dict[str, dict] = field(default_factory=dict)
+    groups: dict[str, list[str]] = field(default_factory=dict)  # group id → member ids (users or groups)
+    throttle: list[tuple[int, int]] = field(default_factory=list)  # (429|503, Retry-After) for the next requests
+    garbage: int = 0  # answer the next n Graph requests with HTML
+    requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path?query) as received
+    tokens_issued: int = 0
+
+    def __post_init__(self):
+        self._tokens: dict[str, float] = {}  # access token → expiry (epoch)
+        self._seq = 0
+        self._changes: list[tuple[int, str, dict | None]] = []  # (seq, user id, changed properties | None: removed)
+        self._delta_floor = 0  # delta tokens below this sequence are expired
+        self._pages: dict[str, dict] = {}
+        self.lock = threading.Lock()
+
+    # --- the directory --------------------------------------------------------------------------------------
+
+    def add(self, user: dict) -> str:
+        with self.lock:
+            self.users[user["id"]] = user
+            self._record(user["id"], dict(user))
+        return user["id"]
+
+    def update(self, user_id: str, **changes) -> None:
+        with self.lock:
+            self.users[user_id].update(changes)
+            self._record(user_id, dict(changes))
+
+    def delete(self, user_id: str) -> None:
+        with self.lock:
+            del self.users[user_id]
+            self._record(user_id, None)
+            for members in self.groups.values():
+                if user_id in members:
+                    members.remove(user_id)
+
+    def _record(self, user_id: str, changed: dict | None) -> None:
+        self._seq += 1
+        self._changes.append((self._seq, user_id, changed))
+
+    def expire_delta_tokens(self) -> None:
+        """Every delta token handed out so far is now too old (as after seven days)."""
+        with self.lock:
+            self._delta_floor = self._seq + 1
+
+    def expire_tokens(self) -> None:
+        """Every access token handed out so far expires now (the client must renew)."""
+        with self.lock:
+            self._tokens = {t: 0.0 for t in self._tokens}
+
+    def transitive_users(self, group_id: str, seen: set[str] | None = None) -> list[str]:
+        seen = seen if seen is not None else set()
+        out: list[str] = []
+        for member in self.groups.get(group_id, []):
+            if member in seen:
+                continue
+            seen.add(member)
+            if member in self.groups:
+                out.extend(self.transitive_users(member, seen))
+            elif member in self.users:
+                out.append(member)
+        return out
+
+
+class GraphError(Exception):
+    def __init__(self, status: int, code: str, message: str, headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+
+_FILTER_TERM = re.compile(
+    r"^\s*(?:(?P<prop>\w+)\s+eq\s+(?P<value>'(?:[^']|'')*'|true|false)"
+    r"|startswith\((?P<sprop>\w+),\s*'(?P<prefix>(?:[^']|'')*)'\)"
+    r"|id\s+in\s+\((?P<ids>[^)]*)\))\s*$", re.I)
+
+
+def _matcher(expression: str | None):
+    """A predicate for the supported $filter subset; GraphError for anything else (as Graph refuses it)."""
+    if not expression:
+        return lambda user: True
+    tests = []
+    for term in re.split(r"\s+and\s+", expression, flags=re.I):
+        m = _FILTER_TERM.match(term)
+        if not m:
+            raise GraphError(400, "Request_UnsupportedQuery", f"Unsupported or invalid query filter clause specified "
+                                                              f"for property: '{term.strip()}'.")
+        if m["prop"]:
+            raw = m["value"]
+            value = raw.lower() == "true" if raw.lower() in ("true", "false") else raw[1:-1].replace("''", "'")
+            tests.append(lambda u, p=m["prop"], v=value: (str(u.get(p)).lower() == v.lower())
+                         if isinstance(v, str) else u.get(p) is v)
+        elif m["sprop"]:
+            prefix = m["prefix"].replace("''", "'").lower()
+            tests.append(lambda u, p=m["sprop"], x=prefix: str(u.get(p) or "").lower().startswith(x))
+        else:
+            ids = {i.strip().strip("'") for i in m["ids"].split(",") if i.strip()}
+            if len(ids) > 15:
+                raise GraphError(400, "Request_UnsupportedQuery", "Too many child clauses specified in search filter "
+                                                                  "expression containing 'OR' operators: 16. Max allowed: 15.")
+            tests.append(lambda u, s=ids: u["id"] in s)
+    return lambda user: all(t(user) for t in tests)
+
+
+def _project(user: dict, select: list[str] | None) -> dict:
+    if not select:
+        return dict(user)
+    return {"id": user["id"], **{p: user.get(p) for p in select if p != "id"}}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: "GraphServer"
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+    # --- plumbing -------------------------------------------------------------------------------------------
+
+    def _send(self, status: int, body: dict | str, headers: dict | None = None) -> None:
+        data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html" if isinstance(body, str) else "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _graph_error(self, err: GraphError) -> None:
+        self._send(err.status, {"error": {"code": err.code, "message": err.message, "innerError": {
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S"), "request-id": str(uuid.uuid4())}}}, err.headers)
+
+    @property
+    def tenant(self) -> Tenant:
+        return self.server.tenant
+
+    def do_GET(self) -> None:  # noqa: N802
+        self.tenant.requests.append(("GET", self.path))
+        parts = urlsplit(self.path)
+        path, query = parts.path, {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        if path.endswith("/v2.0/.well-known/openid-configuration"):
+            return self._discovery(path.split("/")[1])
+        try:
+            self._authorise()
+            if self.tenant.throttle:
+                status, wait = self.tenant.throttle.pop(0)
+                raise GraphError(status, "TooManyRequests" if status == 429 else "ServiceUnavailable",
+                                 "Too many requests." if status == 429 else "Service unavailable.",
+                                 {"Retry-After": str(wait)})
+            if self.tenant.garbage:
+                self.tenant.garbage -= 1
+                return self._send(200, "<html><body>Gateway says hello</body></html>")
+            self._send(200, self._route(path, query))
+        except GraphError as err:
+            self._graph_error(err)
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.tenant.requests.append(("POST", self.path))
+        length = int(self.headers.get("Content-Length") or 0)
+        form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+        path = urlsplit(self.path).path
+        if re.fullmatch(r"/[^/]+/oauth2/v2\.0/token", path):
+            return self._token(path.split("/")[1], form)
+        self._graph_error(GraphError(405, "Request_BadRequest", "Method not allowed."))
+
+    # --- identity platform ----------------------------------------------------------------------------------
+
+    def _discovery(self, tenant: str) -> None:
+        if tenant != self.tenant.tenant_id:
+            return self._send(400, {"error": "invalid_tenant", "error_codes": [90002],
+                                    "error_description": f"AADSTS90002: Tenant '{tenant}' not found."})
+        base = self.server.base_url
+        self._send(200, {
+            "token_endpoint": f"{base}/{tenant}/oauth2/v2.0/token",
+            "authorization_endpoint": f"{base}/{tenant}/oauth2/v2.0/authorize",
+            "issuer": f"{base}/{tenant}/v2.0",
+            "jwks_uri": f"{base}/{tenant}/discovery/v2.0/keys",
+            "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
+            "response_types_supported": ["code", "id_token", "token"],
+        })
+
+    def _token(self, tenant: str, form: dict) -> None:
+        def refuse(status: int, error: str, code: int, text: str) -> None:
+            self._send(status, {"error": error, "error_codes": [code],
+                                "error_description": f"AADSTS{code}: {text} Trace ID: {uuid.uuid4()}"})
+
+        t = self.tenant
+        if tenant != t.tenant_id:
+            return refuse(400, "invalid_request", 90002, f"Tenant '{tenant}' not found.")
+        if form.get("grant_type") != "client_credentials":
+            return refuse(400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type.")
+        if form.get("client_id") != t.client_id:
+            return refuse(400, "unauthorized_client", 700016,
+                          f"Application with identifier '{form.get('client_id')}' was not found in the directory.")
+        secret = form.get("client_secret") or form.get("client_assertion")
+        if secret != t.client_secret:
+            return refuse(401, "invalid_client", 7000215, "Invalid client secret provided. Ensure the secret being "
+                                                          "sent in the request is the client secret value.")
+        if form.get("scope") != SCOPE:
+            return refuse(400, "invalid_scope", 70011, f"The provided value for the input parameter 'scope' is "
+                                                       f"not valid. The scope {form.get('scope')} is not valid.")
+        token = secrets.token_urlsafe(32)
+        with t.lock:
+            t._tokens[token] = time.time() + t.token_lifetime
+            t.tokens_issued += 1
+        self._send(200, {"token_type": "Bearer", "expires_in": t.token_lifetime, "ext_expires_in": t.token_lifetime,
+                         "access_token": token})
+
+    def _authorise(self) -> None:
+        header = self.headers.get("Authorization", "")
+        token = header[7:] if header.startswith("Bearer ") else ""
+        expiry = self.tenant._tokens.get(token)
+        if not token:
+            raise GraphError(401, "InvalidAuthenticationToken", "Access token is empty.")
+        if expiry is None or expiry < time.time():
+            raise GraphError(401, "InvalidAuthenticationToken", "Access token has expired or is not yet valid.")
+
+    # --- Graph --------------------------------------------------------------------------------------------
+
+    def _route(self, path: str, query: dict) -> dict:
+        if path == "/v1.0/users":
+            return self._list("users", query, lambda: list(self.tenant.users))
+        m = re.fullmatch(r"/v1\.0/groups/([^/]+)/transitiveMembers/microsoft\.graph\.user", path)
+        if m:
+            group = m[1]
+            if group not in self.tenant.groups and "$skiptoken" not in query:
+                raise GraphError(404, "Request_ResourceNotFound",
+                                 f"Resource '{group}' does not exist or one of its queried reference-property "
+                                 "objects are not present.")
+            return self._list(path.removeprefix("/v1.0/"), query, lambda: self.tenant.transitive_users(group))
+        if path == "/v1.0/users/delta":
+            return self._delta(query)
+        m = re.fullmatch(r"/v1\.0/groups/([^/]+)", path)
+        if m:
+            if m[1] not in self.tenant.groups:
+                raise GraphError(404, "Request_ResourceNotFound", f"Resource '{m[1]}' does not exist or one of its "
+                                                                   "queried reference-property objects are not present.")
+            return {"id": m[1], "displayName": f"Group {m[1][:8]}"}
+        raise GraphError(400, "BadRequest", f"Resource not found for the segment '{path.rsplit('/', 1)[-1]}'.")
+
+    def _page_size(self, query: dict) -> int:
+        top = query.get("$top")
+        if top is None:
+            return DEFAULT_PAGE
+        if not top.isdigit() or not 1 <= int(top) <= MAX_PAGE:
+            raise GraphError(400, "Request_UnsupportedQuery",
+                             f"Invalid page size specified: '{top}'. Must be between 1 and {MAX_PAGE} inclusive.")
+        return int(top)
+
+    def _remember(self, state: dict) -> str:
+        token = base64.urlsafe_b64encode(secrets.token_bytes(18)).decode()
+        self.server.tenant._pages[token] = state
+        return token
+
+    def _list(self, resource: str, query: dict, ids) -> dict:
+        """A paged list: the first request fixes the result (ids, $select); $skiptoken pages continue it."""
+        if "$skiptoken" in query:
+            state = self.tenant._pages.get(query["$skiptoken"])
+            if state is None:
+                raise GraphError(400, "Directory_ExpiredPageToken", "The specified page token value has expired and "
+                                                                    "can no longer be included in your request.")
+        else:
+            match = _matcher(query.get("$filter"))
+            select = [s.strip() for s in query["$select"].split(",")] if query.get("$select") else None
+            with self.tenant.lock:
+                result = [i for i in ids() if i in self.tenant.users and match(self.tenant.users[i])]
+            state = {"ids": result, "offset": 0, "select": select, "size": self._page_size(query)}
+        page = state["ids"][state["offset"]:state["offset"] + state["size"]]
+        users = [_project(self.tenant.users[i], state["select"]) for i in page if i in self.tenant.users]
+        body = {"@odata.context": f"{self.server.base_url}/v1.0/$metadata#{resource}", "value": users}
+        rest = {**state, "offset": state["offset"] + state["size"]}
+        if rest["offset"] < len(state["ids"]):
+            body["@odata.nextLink"] = f"{self.server.base_url}/v1.0/{resource}?$skiptoken={quote(self._remember(rest))}"
+        return body
+
+    def _delta(self, query: dict) -> dict:
+        t = self.tenant
+        base = f"{self.server.base_url}/v1.0/users/delta"
+        if "$skiptoken" in query:
+            state = t._pages.get(query["$skiptoken"])
+            if state is None:
+                raise GraphError(400, "Directory_ExpiredPageToken", "The specified page token value has expired.")
+        elif "$deltatoken" in query:
+            try:
+                since, select = json.loads(base64.urlsafe_b64decode(query["$deltatoken"].encode()))
+            except ValueError:
+                raise GraphError(400, "BadRequest", "Invalid delta token.") from None
+            if since < t._delta_floor:
+                raise GraphError(410, "syncStateNotFound", "The sync state generation is not found. The delta token "
+                                                           "is expired and data must be synchronized again.")
+            with t.lock:
+                latest: dict[str, dict | None] = {}
+                for seq, user_id, changed in t._changes:
+                    if seq <= since:
+                        continue
+                    if changed is None:
+                        latest[user_id] = None
+                    elif latest.get(user_id, {}) is not None:
+                        latest.setdefault(user_id, {}).update(changed)
+                    else:
+                        latest[user_id] = dict(changed)  # deleted, then re-added under the same id
+                items = []
+                for user_id, changed in latest.items():
+                    if changed is None or user_id not in t.users:
+                        items.append({"id": user_id, "@removed": {"reason": "changed"}})
+                    else:  # updated: the id and (at least) the properties that changed
+                        props = [p for p in changed if p != "id" and (not select or p in select)]
+                        items.append({"id": user_id, **{p: t.users[user_id].get(p) for p in props}})
+                state = {"items": items, "offset": 0, "size": self._page_size(query), "select": select, "seq": t._seq}
+        else:
+            select = [s.strip() for s in query["$select"].split(",")] if query.get("$select") else None
+            if query.get("$filter"):
+                raise GraphError(400, "Request_UnsupportedQuery", "Unsupported query: $filter on users delta is "
+                                                                  "limited to id.")
+            with t.lock:
+                items = [_project(u, select) for u in t.users.values()]
+                state = {"items": items, "offset": 0, "size": self._page_size(query), "select": select, "seq": t._seq}
+        page = state["items"][state["offset"]:state["offset"] + state["size"]]
+        body = {"@odata.context": f"{self.server.base_url}/v1.0/$metadata#users", "value": page}
+        rest = {**state, "offset": state["offset"] + state["size"]}
+        if rest["offset"] < len(state["items"]):
+            body["@odata.nextLink"] = f"{base}?$skiptoken={quote(self._remember(rest))}"
+        else:
+            token = base64.urlsafe_b64encode(json.dumps([state["seq"], state["select"]]).encode()).decode()
+            body["@odata.deltaLink"] = f"{base}?$deltatoken={quote(token)}"
+        return body
+
+
+class GraphServer(ThreadingHTTPServer):
+    """``GraphServer(tenant, cert, key).start()``; ``base_url`` is both the authority host and the Graph URL."""
+
+    daemon_threads = True
+
+    def __init__(self, tenant: Tenant, certfile: str, keyfile: str):
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.tenant = tenant
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(certfile, keyfile)
+        self.socket = context.wrap_socket(self.socket, server_side=True)
+        self.base_url = f"https://127.0.0.1:{self.server_address[1]}"
+
+    def start(self) -> "GraphServer":
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
