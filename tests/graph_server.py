@@ -91,7 +91,7 @@ class Tenant:
         self._tokens: dict[str, float] = {}  # access token → expiry (epoch)
         self._seq = 0
         self._changes: list[tuple[int, str, dict | None]] = []  # (seq, user id, changed properties | None: removed)
-        self._delta_floor = 0  # delta tokens below this sequence are expired
+        self._delta_epoch = 0  # delta tokens of an older epoch are expired
         self._pages: dict[str, dict] = {}
         self.lock = threading.Lock()
 
@@ -123,7 +123,7 @@ class Tenant:
     def expire_delta_tokens(self) -> None:
         """Every delta token handed out so far is now too old (as after seven days)."""
         with self.lock:
-            self._delta_floor = self._seq + 1
+            self._delta_epoch += 1
 
     def expire_tokens(self) -> None:
         """Every access token handed out so far expires now (the client must renew)."""
@@ -364,10 +364,10 @@ class _Handler(BaseHTTPRequestHandler):
                 raise GraphError(400, "Directory_ExpiredPageToken", "The specified page token value has expired.")
         elif "$deltatoken" in query:
             try:
-                since, select = json.loads(base64.urlsafe_b64decode(query["$deltatoken"].encode()))
+                since, select, epoch = json.loads(base64.urlsafe_b64decode(query["$deltatoken"].encode()))
             except ValueError:
                 raise GraphError(400, "BadRequest", "Invalid delta token.") from None
-            if since < t._delta_floor:
+            if epoch != t._delta_epoch:
                 raise GraphError(410, "syncStateNotFound", "The sync state generation is not found. The delta token "
                                                            "is expired and data must be synchronized again.")
             with t.lock:
@@ -403,7 +403,7 @@ class _Handler(BaseHTTPRequestHandler):
         if rest["offset"] < len(state["items"]):
             body["@odata.nextLink"] = f"{base}?$skiptoken={quote(self._remember(rest))}"
         else:
-            token = base64.urlsafe_b64encode(json.dumps([state["seq"], state["select"]]).encode()).decode()
+            token = base64.urlsafe_b64encode(json.dumps([state["seq"], state["select"], t._delta_epoch]).encode()).decode()
             body["@odata.deltaLink"] = f"{base}?$deltatoken={quote(token)}"
         return body
 

@@ -36,10 +36,12 @@ class Watermark:
     rules_hash: str
     full_at: datetime
     saved_at: datetime | None = None
+    #: where the next delta read starts when the source hands out an opaque link (Graph's deltaLink)
+    cursor: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"source": self.source, "server": self.server, "invocation_id": self.invocation_id, "usn": self.usn,
-                "rules_hash": self.rules_hash, "full_at": self.full_at.isoformat()}
+                "rules_hash": self.rules_hash, "full_at": self.full_at.isoformat(), "cursor": self.cursor}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Watermark":
@@ -77,7 +79,14 @@ class ReadPlan:
     def to_json(self) -> dict[str, Any]:
         return {"mode": self.mode, "reason": self.reason, "since": self.since, "watermark": self.watermark.to_json()}
 
+    @property
+    def cursor(self) -> str | None:
+        """The stored link a delta read starts from (Graph), when the source uses one."""
+        return self.watermark.cursor if self.mode == "delta" else None
+
     def describe(self) -> str:
+        if self.mode == "delta" and self.cursor:
+            return f"delta — changes since the last run's delta link ({self.reason})"
         if self.mode == "delta":
             return f"delta — entries changed since USN {self.since} ({self.reason})"
         return f"full ({self.reason})"
@@ -91,13 +100,17 @@ def choose(rules: Rules, stored: Watermark | None, dc: dict[str, Any], now: date
 
     def plan(mode: str, reason: str) -> ReadPlan:
         full_at = now if mode == "full" else stored.full_at
-        mark = Watermark(rules.source.name, dc["server"], dc["invocation_id"], int(dc["usn"]), digest, full_at)
+        cursor = stored.cursor if mode == "delta" else None  # the extract replaces it with the new link
+        mark = Watermark(rules.source.name, dc["server"], dc["invocation_id"], int(dc["usn"]), digest, full_at,
+                         cursor=cursor)
         return ReadPlan(mode, reason, stored.usn if mode == "delta" else None, mark)
 
     if full_sync:
         return plan("full", "asked for by the trigger parameter full_sync")
     if stored is None:
         return plan("full", "no watermark yet: first run, or the last one did not apply")
+    if dc.get("cursors") and not stored.cursor:
+        return plan("full", "no delta link stored yet")
     if stored.server != dc["server"]:
         return plan("full", f"another domain controller ({dc['server']}; the watermark is of {stored.server})")
     if stored.invocation_id != dc["invocation_id"]:

@@ -145,13 +145,16 @@ def _sync_key(rules: Rules, record: SourceRecord) -> tuple[str | None, str | Non
 
 
 def is_disabled(rules: Rules, record: SourceRecord) -> bool:
-    """Whether the source marks this account disabled: AD's userAccountControl bit 2, CUCM status 2."""
+    """Whether the source marks this account disabled: AD's userAccountControl bit 2, CUCM status 2, Entra ID's
+    accountEnabled false."""
     attribute = rules.source.disabled_attribute
     value = record.get(attribute) if attribute else None
     if value is None:
         return False
     if rules.source.type == "cucm":
         return value == "2"
+    if rules.source.type == "entra_id":
+        return value.strip().lower() == "false"
     try:
         return bool(int(value) & 2)
     except ValueError:

@@ -73,20 +73,25 @@ def extract_step(source: Source, info: dict[str, Any], attributes: list[str], fo
     A partition may be empty; the whole source may not: then this step fails, never "everyone left". A delta
     read may be empty (nothing changed); its partition 0 also lists the anchors gone since the watermark.
     """
-    delta = is_delta(info)
     batches = record_batches(source.partition(info, index, count), attributes)
     ref = folder.write(f"records/part-{index:03d}.parquet", batches, records_schema(attributes))
+    fallback = getattr(source, "fallback", None)  # a delta read that had to read in full (expired delta link)
+    delta = is_delta(info) and not fallback
     if not delta and not ref.rows and (count == 1 or next(iter(source.records(info)), None) is None):
         raise _empty(info)  # an empty partition is fine; an empty source is an error, never "everyone left"
     log.info("extracted %d %srecords from %s (partition %d of %d) into %s", ref.rows,
              "changed " if delta else "", info.get("url"), index + 1, count, ref.file)
     out: dict[str, Any] = {"partition": index, "records": ref.to_json(), "delta": delta}
+    if getattr(source, "delta_link", None):  # where the next delta read starts (stored by apply, if it applies)
+        out["cursor"] = source.delta_link
+    if fallback:
+        out["reading"] = f"full ({fallback})"
     if delta and index == 0:
         anchors, scanned = source.removed(info, _anchors_read(folder, ref, attributes))
         removed = folder.write("removed/anchors.parquet", [pa.record_batch([pa.array(anchors, pa.string())],
                                                                            schema=REMOVED_SCHEMA)], REMOVED_SCHEMA)
-        log.info("delta: %d account(s) deleted or out of scope since USN %s (%d entries scanned)", len(anchors),
-                 info["read"]["since"], scanned)
+        log.info("delta: %d account(s) deleted or out of scope since the watermark (%d entries scanned)",
+                 len(anchors), scanned)
         out.update(removed=removed.to_json(), scanned=scanned)
     return out
 
@@ -125,7 +130,7 @@ def map_step(rules: Rules, extracted: dict[str, Any], folder: RunFolder) -> dict
     skipped_ref = folder.write(f"skipped/part-{index:03d}.parquet", [skipped_batch(skipped)], SKIPPED_SCHEMA)
     progress.done()
     log.info("mapped %d of %d records (%d skipped)", mapped_ref.rows, ref.rows, len(skipped))
-    delta = {k: extracted[k] for k in ("delta", "removed", "scanned") if k in extracted}  # for the diff
+    delta = {k: extracted[k] for k in ("delta", "removed", "scanned", "cursor", "reading") if k in extracted}
     return {"read": ref.rows, "mapped": mapped_ref.to_json(), "skipped": skipped_ref.to_json(), **delta}
 
 
@@ -152,5 +157,10 @@ def diff_step(rules: Rules, parts: list[dict[str, Any]], engine: Engine, folder:
     plan = diff_frames(rules, source, existing, skipped, read=read, removed=removed)
     plan.seen = seen
     log.info("plan for %s: %s", rules.source.name, plan.counts())
-    return plan.save(folder)
+    ref = plan.save(folder)
+    for key in ("cursor", "reading"):  # the delta link to store on apply; a read that changed its mind
+        found = next((p[key] for p in parts if p.get(key)), None)
+        if found:
+            ref[key] = found
+    return ref
 

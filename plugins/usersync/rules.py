@@ -24,6 +24,7 @@ from usersync.source_specs import (
     CucmSourceSpec,
     DatabaseSourceSpec,
     DeltaSpec,
+    EntraSourceSpec,
     LdapSourceSpec,
     SourceSpec,
     _Strict,
@@ -33,7 +34,7 @@ from usersync.source_specs import (
 
 __all__ = [  # the source specs are part of a rules file: importable from here too
     "CUCM_TAGS", "SOURCE_NAME_PATTERN", "CsvSourceSpec", "CucmSourceSpec", "DatabaseSourceSpec", "DeltaSpec",
-    "LdapSourceSpec", "SourceSpec", "Rules", "RulesError", "load_rules", "load_rules_dir", "parse_rules",
+    "EntraSourceSpec", "LdapSourceSpec", "SourceSpec", "Rules", "RulesError", "load_rules", "load_rules_dir", "parse_rules",
 ]
 
 
@@ -200,13 +201,13 @@ class Rules(_Strict):
             raise ValueError(f"source.disabled_accounts: '{src.disabled_accounts}' is for active_directory and cucm "
                              "sources (they mark accounts disabled); for other sources leave disabled accounts out "
                              "with the filter / query")
-        if src.delta is not None and src.type != "active_directory":
-            raise ValueError(f"source.delta: delta sync is for active_directory sources only (it reads AD's "
-                             f"uSNChanged and deleted objects); a {src.type} source is read whole every run — "
-                             "remove 'delta'")
-        if src.delta is not None and (src.external_id_attribute or "").lower() != "objectguid":
-            raise ValueError("source.delta: needs external_id_attribute objectGUID (deleted objects are matched "
-                             "to users by their objectGUID)")
+        if src.delta is not None and src.type not in ("active_directory", "entra_id"):
+            raise ValueError(f"source.delta: delta sync is for active_directory and entra_id sources only (it reads "
+                             f"AD's uSNChanged or Graph's delta query); {src.type} sources are read whole: remove 'delta'")
+        anchor = {"active_directory": "objectguid", "entra_id": "id"}.get(src.type)
+        if src.delta is not None and (src.external_id_attribute or "").lower() != anchor:
+            raise ValueError(f"source.delta: needs external_id_attribute {'objectGUID' if anchor == 'objectguid' else 'id'} "
+                             "(deleted objects are matched to users by their anchor)")
         if self.source.type == "cucm":
             unknown = [a for a in self.source_attributes() if a not in CUCM_TAGS]
             if unknown:

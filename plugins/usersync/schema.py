@@ -18,6 +18,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     false,
     func,
     text,
@@ -81,4 +82,6 @@ sync_state = Table(
     Column("rules_hash", String(64), nullable=False, comment="SHA-256 of the rules the last run used"),
     Column("full_at", DateTime(timezone=True), nullable=False, comment="when the last full read ran"),
     Column("saved_at", DateTime(timezone=True), nullable=False, comment="when this watermark was stored"),
+    Column("cursor", Text, nullable=True,
+           comment="where the next delta read starts: Graph's @odata.deltaLink (entra_id); empty for AD"),
 )

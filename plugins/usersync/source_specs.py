@@ -71,7 +71,8 @@ class _SourceBase(_Strict):
     @property
     def disabled_attribute(self) -> str | None:
         """Where the source marks an account disabled (AD's userAccountControl, CUCM's status)."""
-        return {"active_directory": "userAccountControl", "cucm": "status"}.get(getattr(self, "type", ""))
+        return {"active_directory": "userAccountControl", "cucm": "status",
+                "entra_id": "accountEnabled"}.get(getattr(self, "type", ""))
 
     def own_attributes(self) -> list[str]:
         """Attributes the source itself needs besides those the field rules read."""
@@ -185,6 +186,45 @@ class CucmSourceSpec(_SourceBase):
         return f"listUser userid LIKE `{self.userid_pattern}`"
 
 
+class EntraSourceSpec(_SourceBase):
+    """Microsoft Entra ID (Azure AD) users, read through Microsoft Graph with an app's client credentials.
+
+    Records carry the Graph properties the rules name (``businessPhones`` as its first number,
+    ``extensionAttribute1``…``15`` from ``onPremisesExtensionAttributes``) plus ``upnLocalPart`` and ``upnDomain``,
+    the two halves of the userPrincipalName: by default the key and the Domain. ``id`` is the anchor.
+    """
+
+    type: Literal["entra_id"]
+    conn_id: Annotated[str, Field(min_length=1)]
+    key_attribute: str = "upnLocalPart"
+    external_id_attribute: str | None = "id"
+    #: only the transitive members of this group (object id), nested groups included
+    group_id: str | None = None
+    #: an OData ``$filter`` on users, e.g. ``accountEnabled eq true`` or ``startswith(department,'UC')``
+    filter: str | None = None
+    #: users per Graph page (``$top``; Graph allows 1–999)
+    page_size: Annotated[int, Field(ge=1, le=999)] = 999
+
+    @model_validator(mode="before")
+    @classmethod
+    def _upn_domain(cls, data: Any) -> Any:
+        # no Domain given: the UPN's domain part, per user
+        if isinstance(data, dict) and "domain" not in data and "domain_attribute" not in data:
+            data = {**data, "domain_attribute": "upnDomain"}
+        return data
+
+    @model_validator(mode="after")
+    def _delta_scope(self):
+        if self.delta is not None and (self.group_id or self.filter):
+            raise ValueError("source.delta: Graph's users delta query cannot be scoped by group_id or filter; "
+                             "remove 'delta' or the scope")
+        return self
+
+    def describe(self) -> str:
+        scope = f"transitive members of group {self.group_id}" if self.group_id else "all users"
+        return f"Microsoft Graph, {scope}" + (f", $filter `{self.filter}`" if self.filter else "")
+
+
 SourceSpec = Annotated[
-    LdapSourceSpec | DatabaseSourceSpec | CsvSourceSpec | CucmSourceSpec, Field(discriminator="type")
+    LdapSourceSpec | DatabaseSourceSpec | CsvSourceSpec | CucmSourceSpec | EntraSourceSpec, Field(discriminator="type")
 ]

@@ -58,6 +58,27 @@ def get_provider_info() -> dict:
                 },
             },
             {
+                "hook-class-name": "usersync_airflow.hooks.entra.EntraHook",
+                "hook-name": "usersync Microsoft Entra ID (Graph)",
+                "connection-type": "usersync_entra",
+                "conn-fields": {
+                    "certificate_key_file": _field("Certificate private key (PEM file path), instead of a secret", "string"),
+                    "certificate_thumbprint": _field("Certificate thumbprint (SHA-1, hex)", "string"),
+                    "authority_host": _field("Authority host", "string", default="https://login.microsoftonline.com"),
+                    "graph_url": _field("Microsoft Graph URL", "string", default="https://graph.microsoft.com"),
+                    "ca_certs_file": _field("CA bundle (PEM file path)", "string"),
+                    "timeout": _field("Timeout (s)", "number", default=60),
+                    "max_retries": _field("Retries on 429 / 503", "integer", default=5),
+                    "max_wait": _field("Longest Retry-After honoured (s)", "number", default=120),
+                },
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "port", "extra"],
+                    "relabeling": {"host": "Tenant id", "login": "Client (application) id", "password": "Client secret"},
+                    "placeholders": {"host": "contoso.onmicrosoft.com or the tenant GUID",
+                                     "login": "00000000-0000-0000-0000-000000000000"},
+                },
+            },
+            {
                 "hook-class-name": "usersync_airflow.hooks.users_db.UsersDbHook",
                 "hook-name": "usersync users database",
                 "connection-type": "usersync_users_db",

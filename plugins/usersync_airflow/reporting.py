@@ -85,7 +85,7 @@ def build_report(rules: Rules) -> RunReport:
         warnings=warnings,
         max_change_lines=rules.report.max_change_lines,
         run_data=str(folder()) if plan_ref else None,
-        reading=info.get("reading"),
+        reading=(plan_ref or {}).get("reading") or info.get("reading"),
         conflicts=applied.get("conflicts") or [],
         conflict_count=applied.get("conflict_count", 0),
     )

@@ -15,9 +15,10 @@ from usersync.sources.axl import CucmSource
 from usersync.sources.base import Source
 from usersync.sources.csvfile import CsvSource, resolve_import
 from usersync.sources.database import DatabaseSource
+from usersync.sources.entra import EntraSource
 from usersync.sources.errors import SourceQueryError
 from usersync.sources.ldap import LdapSource
-from usersync_airflow.hooks import AxlHook, LdapHook, connection_url
+from usersync_airflow.hooks import AxlHook, EntraHook, LdapHook, connection_url
 from usersync_airflow.paths import configured
 
 
@@ -38,4 +39,6 @@ def open_source(rules: Rules, params: dict[str, Any]) -> Source:
         return CsvSource(spec, resolve_import(imports_dir(rules), name), attributes)
     if spec.type == "cucm":
         return CucmSource(spec, AxlHook(spec.conn_id).get_settings(), attributes)
+    if spec.type == "entra_id":
+        return EntraSource(spec, EntraHook(spec.conn_id).get_settings(), attributes)
     raise SourceQueryError(f"source type {spec.type!r} has no reader")  # unreachable: rules validation

@@ -9,6 +9,7 @@ once; an unreachable server or an unexpected error is retried as the rules' ``ru
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import traceback
@@ -196,6 +197,8 @@ def apply(rules_path: str, plan_ref: dict[str, Any]) -> dict[str, Any]:
     plan = ChangeTables.load(folder(), plan_ref)
     read = source_info().get("read")
     watermark = Watermark.from_json(read["watermark"]) if read else None
+    if watermark is not None and plan_ref.get("cursor"):  # Graph: the delta link this run's read ended with
+        watermark = dataclasses.replace(watermark, cursor=plan_ref["cursor"])
     hook = UsersDbHook(rules.target.conn_id)
     try:
         written = apply_tables(hook.get_conn(), plan, watermark=watermark)
@@ -204,7 +207,8 @@ def apply(rules_path: str, plan_ref: dict[str, Any]) -> dict[str, Any]:
     log.info("applied to the users table: %s", written)
     conflicts = [f"{c.username}: {c.reason}" for c in plan.conflicts]
     if watermark is not None:
-        log.info("delta watermark stored: USN %d of %s", watermark.usn, watermark.server)
+        log.info("delta watermark stored for %s%s", watermark.server,
+                 " (the delta link for the next run)" if watermark.cursor else f": USN {watermark.usn}")
     # the report lists them (XCom stays small: the first lines and the count; each is in this task's log too)
     return {"dry_run": False, "written": written, "conflicts": conflicts[:CONFLICT_LINES], "conflict_count": len(conflicts)}
 

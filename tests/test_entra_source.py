@@ -1,0 +1,222 @@
+"""Microsoft Entra ID through the DAG, against the Graph test server (tests/graph_server.py, HTTPS with a test CA):
+first import, changes, delta with removals, throttling, an expired delta link, a wrong secret; and the Graph
+client's own rules (page size, token renewal, bounded retries, Graph's error text)."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from devtools.tlscerts import make_certs
+from tests.graph_server import GraphServer, Tenant, graph_user
+from tests.helpers import table_rows
+from usersync.sources.errors import SourceAuthError, SourceQueryError
+from usersync.sources.graph_client import GraphClient, GraphError, GraphSettings
+
+USERS = 40
+
+
+@pytest.fixture
+def graph(tmp_path):
+    certs = make_certs(tmp_path / "certs")
+    tenant = Tenant(token_lifetime=3600)
+    for i in range(USERS):
+        tenant.add(graph_user(i, accountEnabled=i != 7))
+    server = GraphServer(tenant, str(certs.cert), str(certs.key)).start()
+    server.ca = str(certs.ca)
+    yield server
+    server.stop()
+
+
+def _connection(graph, secret: str | None = None) -> dict:
+    t = graph.tenant
+    return {"conn_type": "usersync_entra", "host": t.tenant_id, "login": t.client_id,
+            "password": secret if secret is not None else t.client_secret,
+            "extra": {"authority_host": graph.base_url, "graph_url": graph.base_url, "ca_certs_file": graph.ca,
+                      "max_wait": 5}}
+
+
+def _rules(**source) -> dict:
+    return {
+        "source": {"name": "entra", "type": "entra_id", "conn_id": "usersync_entra", "domain": "CONTOSO",
+                   "page_size": 15, **source},
+        "schedule": {"auto": False},
+        "run": {"retries": 0},
+        "safety": {"max_delete_percent": 100, "approve_blocked_runs": False},
+        "fields": {
+            "username": {"policy": "import", "attribute": "upnLocalPart", "transforms": ["lower"]},
+            "first_name": {"policy": "import", "attribute": "givenName"},
+            "last_name": {"policy": "import", "attribute": "surname"},
+            "email": {"policy": "import", "attribute": "mail", "transforms": ["lower"]},
+            "extension": {"policy": "import", "attribute": "extensionAttribute1"},
+            "mobile": {"policy": "import", "attribute": "mobilePhone"},
+            "enabled": {"policy": "import", "attribute": "accountEnabled", "transforms": ["flag"]},
+        },
+    }
+
+
+@pytest.fixture
+def entra(airflow_env, graph, tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'users.db'}"
+    monkeypatch.setenv("USERSYNC_REPORTS_DIR", str(tmp_path / "reports"))
+    airflow_env.users_db(url)
+    airflow_env.connection("usersync_entra", **_connection(graph))
+
+    class Env:
+        pass
+
+    env = Env()
+    env.graph, env.tenant, env.url, env.airflow = graph, graph.tenant, url, airflow_env
+    env.rules = lambda **source: airflow_env.rules(_rules(**source))
+    env.run = lambda **conf: airflow_env.run("user_sync__entra", conf)
+    # the report file of the latest run (a failed run's report task fails, so XCom holds none)
+    env.report = lambda dr: next((tmp_path / "reports" / "entra").glob(
+        f"*_{re.sub(r'[^A-Za-z0-9_.-]+', '_', dr.run_id)}.txt")).read_text()
+    return env
+
+
+def _queries(tenant, path: str) -> list[dict]:
+    return [{k: v[0] for k, v in parse_qs(urlsplit(p).query).items()}
+            for method, p in tenant.requests if method == "GET" and urlsplit(p).path == path]
+
+
+pytestmark = pytest.mark.airflow
+
+
+def test_first_import_reads_only_the_selected_properties_in_pages(entra):
+    entra.rules()
+    dr = entra.run()
+    assert dr.state == "success", entra.report(dr)
+    rows = table_rows(entra.url)
+    assert len(rows) == USERS
+    user = rows["user000003"]
+    assert user["domain"] == "CONTOSO" and user["ad_username"] == "user000003"
+    assert user["external_id"] == entra.tenant.users[user["external_id"]]["id"]  # the object id is the anchor
+    assert user["extension"] == "11003" and user["first_name"] == "Luca" and user["enabled"] is True
+    assert rows["user000007"]["enabled"] is False  # accountEnabled false, disabled_accounts: import
+    (first, *more) = _queries(entra.tenant, "/v1.0/users")[1:]  # [0] is check_source's probe
+    assert first["$top"] == "15" and set(first["$select"].split(",")) == {
+        "id", "userPrincipalName", "givenName", "surname", "mail", "onPremisesExtensionAttributes", "mobilePhone",
+        "accountEnabled"}
+    assert len(more) == 2 and all("$skiptoken" in q for q in more)  # 40 users in pages of 15, by nextLink
+    assert "read:" not in entra.report(dr)  # no delta configured: always a full read
+
+
+def test_delta_reads_only_changes_and_removals_and_keeps_renamed_users(entra):
+    entra.rules(delta={"full_every_days": 7})
+    dr = entra.run()
+    assert dr.state == "success" and "read:     full (no watermark yet" in entra.report(dr)
+    ids = {u["userPrincipalName"].split("@")[0]: i for i, u in entra.tenant.users.items()}
+    entra.tenant.update(ids["user000001"], givenName="Zed")
+    entra.tenant.update(ids["user000002"], userPrincipalName="renamed000002@example.onmicrosoft.com")
+    entra.tenant.delete(ids["user000003"])
+    entra.tenant.add(graph_user(500))
+    entra.tenant.requests.clear()
+
+    dr = entra.run()
+    text = entra.report(dr)
+    assert dr.state == "success", text
+    assert "read:     delta — changes since the last run's delta link" in text
+    rows = table_rows(entra.url)
+    assert rows["user000001"]["first_name"] == "Zed" and rows["user000001"]["last_name"] == "Bianchi"  # whole user
+    assert "renamed000002" in rows and "user000002" not in rows
+    assert rows["renamed000002"]["external_id"] == ids["user000002"]  # same row, same anchor
+    assert "user000003" not in rows and "user000500" in rows
+    assert "inserted 1, updated 2, deleted 1" in text
+    assert [q for q in _queries(entra.tenant, "/v1.0/users/delta") if "$deltatoken" in q]
+    refetch = [q for q in _queries(entra.tenant, "/v1.0/users") if "$filter" in q]
+    assert refetch and refetch[0]["$filter"].startswith("id in (")  # updated users read whole, by id
+    full_reads = [q for q in _queries(entra.tenant, "/v1.0/users/delta") if "$deltatoken" not in q and "$skiptoken" not in q]
+    assert full_reads == []
+
+
+def test_throttling_waits_as_graph_says_and_the_run_succeeds(entra):
+    entra.rules()
+    entra.tenant.throttle = [(429, 1), (503, 1), (429, 1)]
+    dr = entra.run()
+    assert dr.state == "success", entra.report(dr)
+    assert entra.tenant.throttle == [] and len(table_rows(entra.url)) == USERS
+
+
+def test_an_expired_delta_link_falls_back_to_a_full_read_with_the_reason(entra):
+    entra.rules(delta={"full_every_days": 7})
+    assert entra.run().state == "success"
+    ids = {u["userPrincipalName"].split("@")[0]: i for i, u in entra.tenant.users.items()}
+    entra.tenant.delete(ids["user000004"])
+    entra.tenant.expire_delta_tokens()  # as after seven days
+    dr = entra.run()
+    text = entra.report(dr)
+    assert dr.state == "success", text
+    assert "read:     full (the stored delta link expired (syncStateNotFound): read in full instead)" in text
+    assert "user000004" not in table_rows(entra.url)  # a full read: who is absent has left
+    entra.tenant.update(ids["user000005"], department="Board")
+    dr = entra.run()
+    assert "read:     delta" in entra.report(dr), entra.report(dr)  # the full read stored a fresh link
+
+
+def test_a_wrong_secret_fails_at_check_source_naming_the_cause_not_the_secret(entra, graph):
+    entra.rules()
+    entra.airflow.connection("usersync_entra", **_connection(graph, secret="Wrong-Secret-123"))
+    dr = entra.run()
+    text = entra.report(dr)
+    assert dr.state == "failed"
+    assert "failed at step: check_source" in text and "AADSTS7000215" in text and "invalid_client" in text
+    assert "Wrong-Secret-123" not in text and entra.tenant.client_secret not in text
+    assert table_rows(entra.url) == {}
+
+
+def test_group_scope_reads_transitive_members_only(entra):
+    ids = list(entra.tenant.users)
+    entra.tenant.groups.update({"g-top": [ids[0], ids[1], "g-nested"], "g-nested": [ids[2], "g-top"]})
+    entra.rules(group_id="g-top", filter="accountEnabled eq true")
+    dr = entra.run()
+    assert dr.state == "success", entra.report(dr)
+    assert sorted(table_rows(entra.url)) == ["user000000", "user000001", "user000002"]
+    entra.rules(group_id="no-such-group")
+    dr = entra.run()
+    assert dr.state == "failed" and "Request_ResourceNotFound" in entra.report(dr)
+
+
+# --- the client alone ----------------------------------------------------------------------------------------
+
+
+def _client(graph, **overrides) -> GraphClient:
+    t = graph.tenant
+    settings = GraphSettings(t.tenant_id, t.client_id, t.client_secret, authority_host=graph.base_url,
+                             graph_url=graph.base_url, ca_certs_file=graph.ca, **overrides)
+    return GraphClient(settings, sleep=lambda s: None)
+
+
+def test_the_token_is_cached_renewed_once_on_401_and_never_logged(graph):
+    client = _client(graph)
+    client.get("v1.0/users", {"$top": "1"})
+    client.get("v1.0/users", {"$top": "1"})
+    assert graph.tenant.tokens_issued == 1  # cached until it expires
+    graph.tenant.expire_tokens()
+    assert client.get("v1.0/users", {"$top": "2"})["value"]
+    assert graph.tenant.tokens_issued == 2
+    assert graph.tenant.client_secret not in repr(client.settings)
+
+
+def test_retries_are_bounded_and_graph_errors_keep_code_and_message(graph):
+    client = _client(graph, max_retries=2, max_wait=5)
+    graph.tenant.throttle = [(429, 30)] * 3
+    with pytest.raises(GraphError, match="429 TooManyRequests: Too many requests"):
+        client.get("v1.0/users")
+    assert client.waited == 10  # two retries, each Retry-After of 30 s capped at max_wait 5 s
+    with pytest.raises(GraphError, match="400 Request_UnsupportedQuery: Invalid page size specified: '1000'"):
+        client.get("v1.0/users", {"$top": "1000"})
+
+
+def test_garbage_and_refused_credentials_are_named(graph):
+    client = _client(graph)
+    graph.tenant.garbage = 1
+    with pytest.raises(SourceQueryError, match="not JSON .*text/html.*proxy or gateway"):
+        client.get("v1.0/users")
+    t = graph.tenant
+    wrong = GraphClient(GraphSettings(t.tenant_id, "not-the-app", t.client_secret, authority_host=graph.base_url,
+                                      graph_url=graph.base_url, ca_certs_file=graph.ca))
+    with pytest.raises(SourceAuthError, match="AADSTS700016"):
+        wrong.get("v1.0/users")
