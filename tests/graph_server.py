@@ -42,7 +42,7 @@ SCOPE = "https://graph.microsoft.com/.default"
 DEFAULT_PAGE = 100
 MAX_PAGE = 999
 NOT_REPRODUCED = (
-    "certificate credentials (client_assertion is accepted only as a secret stand-in: its signature is not checked)",
+    "certificate revocation and the x5t thumbprint lookup among several uploaded certificates (one is registered)",
     "$count, $search, $orderby, ConsistencyLevel: eventual and the advanced-query rules",
     "delta for groups and $filter on delta (other than the documented id filter)",
     "eventual consistency between replicas (a change shows at once)",
@@ -86,6 +86,7 @@ class Tenant:
     garbage: int = 0  # answer the next n Graph requests with HTML
     requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path?query) as received
     tokens_issued: int = 0
+    certificate_pem: str | None = None  # an uploaded certificate: client assertions must be signed by its key
 
     def __post_init__(self):
         self._tokens: dict[str, float] = {}  # access token → expiry (epoch)
@@ -142,6 +143,26 @@ class Tenant:
             elif member in self.users:
                 out.append(member)
         return out
+
+
+def _assertion_problem(assertion: str, tenant: Tenant, token_url: str) -> tuple[int, str] | None:
+    """Check a certificate credential as Entra does: signed by the uploaded certificate's key (RS256/PS256),
+    for this token endpoint (aud), issued by and about the app (iss = sub = client id), not expired."""
+    import jwt
+    from cryptography import x509
+
+    if not tenant.certificate_pem:
+        return 700027, "Client assertion failed signature validation: no certificate is registered for the app."
+    key = x509.load_pem_x509_certificate(tenant.certificate_pem.encode()).public_key()
+    try:
+        claims = jwt.decode(assertion, key, algorithms=["RS256", "PS256"], audience=token_url.split("?")[0])
+    except jwt.InvalidSignatureError:
+        return 700027, "Client assertion contains an invalid signature."
+    except jwt.PyJWTError as exc:
+        return 700027, f"Client assertion failed validation: {exc}."
+    if claims.get("iss") != tenant.client_id or claims.get("sub") != tenant.client_id:
+        return 700021, "Client assertion application identifier doesn't match 'client_id' parameter."
+    return None
 
 
 class GraphError(Exception):
@@ -274,8 +295,11 @@ class _Handler(BaseHTTPRequestHandler):
         if form.get("client_id") != t.client_id:
             return refuse(400, "unauthorized_client", 700016,
                           f"Application with identifier '{form.get('client_id')}' was not found in the directory.")
-        secret = form.get("client_secret") or form.get("client_assertion")
-        if secret != t.client_secret:
+        if form.get("client_assertion_type") == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer":
+            problem = _assertion_problem(form.get("client_assertion", ""), t, f"{self.server.base_url}{self.path}")
+            if problem:
+                return refuse(401, "invalid_client", *problem)
+        elif form.get("client_secret") != t.client_secret:
             return refuse(401, "invalid_client", 7000215, "Invalid client secret provided. Ensure the secret being "
                                                           "sent in the request is the client secret value.")
         if form.get("scope") != SCOPE:

@@ -19,7 +19,7 @@ def shipped_bag(airflow_db, monkeypatch):
 
 def test_shipped_rules_load_without_import_errors(shipped_bag):
     assert shipped_bag.import_errors == {}
-    assert {"user_sync__demo", "user_sync__corp_ad", "user_sync__freepbx", "user_sync__cucm",
+    assert {"user_sync__demo", "user_sync__corp_ad", "user_sync__freepbx", "user_sync__cucm", "user_sync__entra",
             "user_import__staff_csv"} <= set(shipped_bag.dag_ids)
 
 
@@ -29,6 +29,7 @@ def test_csv_imports_are_manual_with_a_file_parameter_and_only_delta_sources_off
     assert set(dag.params) == {"dry_run", "allow_mass_delete", "file"}
     assert set(shipped_bag.get_dag("user_sync__corp_ad").params) == {"dry_run", "allow_mass_delete", "full_sync"}
     assert set(shipped_bag.get_dag("user_sync__demo").params) == {"dry_run", "allow_mass_delete"}
+    assert set(shipped_bag.get_dag("user_sync__entra").params) == {"dry_run", "allow_mass_delete", "full_sync"}
 
 
 def test_every_dag_has_tags_retries_one_active_run_docs_and_the_pipeline(shipped_bag):

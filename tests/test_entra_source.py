@@ -179,6 +179,56 @@ def test_group_scope_reads_transitive_members_only(entra):
     assert dr.state == "failed" and "Request_ResourceNotFound" in entra.report(dr)
 
 
+def _certificate(directory) -> tuple[str, str, str]:
+    """A self-signed certificate as uploaded to an app registration: (certificate PEM, key file, SHA-1 thumbprint)."""
+    from datetime import datetime, timedelta, timezone
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "usersync app")])
+    now = datetime.now(timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(days=2)).sign(key, hashes.SHA256()))
+    key_file = directory / "app.key"
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return (cert.public_bytes(serialization.Encoding.PEM).decode(), str(key_file),
+            cert.fingerprint(hashes.SHA1()).hex().upper())  # noqa: S303 - the thumbprint Entra shows is SHA-1
+
+
+def test_a_certificate_credential_instead_of_a_secret(entra, graph, tmp_path):
+    pem, key_file, thumbprint = _certificate(tmp_path)
+    (tmp_path / "other").mkdir()
+    other_pem, _other_key, _ = _certificate(tmp_path / "other")
+    entra.tenant.certificate_pem = pem
+    conn = _connection(graph, secret="")
+    conn["extra"].update(certificate_key_file=key_file, certificate_thumbprint=thumbprint)
+    entra.airflow.connection("usersync_entra", **conn)
+    entra.rules()
+    dr = entra.run()
+    assert dr.state == "success", entra.report(dr)
+    assert len(table_rows(entra.url)) == USERS
+    entra.tenant.certificate_pem = other_pem  # the app's certificate was replaced: our key no longer signs for it
+    dr = entra.run()
+    assert dr.state == "failed" and "AADSTS700027" in entra.report(dr)
+
+
+def test_the_connection_test_button_says_whether_graph_answers(airflow_env, graph):
+    from usersync_airflow.hooks.entra import EntraHook
+
+    airflow_env.connection("usersync_entra", **_connection(graph))
+    ok, message = EntraHook("usersync_entra").test_connection()
+    assert ok and graph.tenant.tenant_id in message
+    airflow_env.connection("usersync_entra", **_connection(graph, secret="nope"))
+    ok, message = EntraHook("usersync_entra").test_connection()
+    assert not ok and "AADSTS7000215" in message and "nope" not in message
+
+
 # --- the client alone ----------------------------------------------------------------------------------------
 
 

@@ -60,7 +60,7 @@ def test_shipped_rules_files_are_valid():
         ({"source__colour": "red"}, "source.colour", "Extra inputs"),
         ({"source__filter": "(objectClass=user\x00)"}, "source.filter", "control character in the LDAP filter"),
         ({"source__name": "corp\nad"}, "source.name", "no blanks"),
-        ({"source__type": "ldap", "source__delta": {}}, "", "source.delta: delta sync is for active_directory sources only"),
+        ({"source__type": "ldap", "source__delta": {}}, "", "source.delta: delta sync is for active_directory and entra_id sources only"),
         ({"source__external_id_attribute": "employeeID", "source__delta": {}}, "", "needs external_id_attribute objectGUID"),
         ({"source__delta": {"full_every_days": 0}}, "source.delta.full_every_days", "greater than or equal to 1"),
         ({"source__type": "ldap", "source__disabled_accounts": "skip"}, "", "'skip' is for active_directory and cucm"),

@@ -34,7 +34,7 @@ def _context(conn) -> MigrationContext:
 def test_fresh_database_is_created_at_the_newest_revision_and_matches_the_tables(users_url):
     engine = create_engine(users_url)
     ensure_schema(engine)
-    assert schema_version.current(engine) == head() == "0003"
+    assert schema_version.current(engine) == head() == "0004"
     with engine.connect() as conn:  # the migrations build exactly what schema.py describes
         diffs = compare_metadata(_context(conn), metadata)
     assert diffs == []
@@ -78,7 +78,7 @@ def test_first_landed_database_is_refused_then_upgraded_keeping_every_row(users_
 def test_a_database_behind_or_ahead_is_refused_naming_the_fix(users_url):
     engine = create_engine(users_url)
     upgrade(engine, "0002")
-    with pytest.raises(SchemaVersionError, match=r"revision 0002, behind this usersync \(0003\).*usersync-db upgrade x"):
+    with pytest.raises(SchemaVersionError, match=r"revision 0002, behind this usersync \(0004\).*usersync-db upgrade x"):
         ensure_schema(engine, upgrade_command="usersync-db upgrade x")
     assert "sync_state" not in inspect(engine).get_table_names()
     upgrade(engine)
@@ -87,6 +87,24 @@ def test_a_database_behind_or_ahead_is_refused_naming_the_fix(users_url):
     with pytest.raises(SchemaVersionError, match="revision 0099, newer than this usersync knows"):
         ensure_schema(engine)
     assert cli(["db", "status", "--url", users_url]) == 1
+    engine.dispose()
+
+
+def test_an_ad_watermark_survives_the_upgrade_that_adds_the_graph_delta_link(users_url):
+    """0003 → 0004 adds sync_state.cursor: a stored AD watermark stays usable (no forced full read)."""
+    from datetime import datetime, timezone
+
+    from usersync.delta import load_watermark
+
+    engine = create_engine(users_url)
+    upgrade(engine, "0003")
+    at = datetime(2026, 11, 20, tzinfo=timezone.utc)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO sync_state (source, server, invocation_id, usn, rules_hash, full_at, saved_at) "
+                          "VALUES ('corp', 'CN=DC1', 'inv-1', 4711, 'h', :at, :at)"), {"at": at})
+    upgrade(engine)
+    mark = load_watermark(engine, "corp")
+    assert (mark.server, mark.usn, mark.cursor) == ("CN=DC1", 4711, None)
     engine.dispose()
 
 
@@ -110,7 +128,7 @@ def test_a_sync_refuses_a_database_behind_at_check_source_naming_the_command(air
     assert "older usersync" in error["error"] and "run: usersync-db upgrade usersync_target" in error["error"]
 
     assert usersync_db(["upgrade", "usersync_target"]) == 0
-    assert "(unversioned) -> 0003" in capsys.readouterr().out
+    assert "(unversioned) -> 0004" in capsys.readouterr().out
     assert airflow_env.run("user_sync__corp").state == "success"
     engine.dispose()
 

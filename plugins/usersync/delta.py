@@ -112,7 +112,8 @@ def choose(rules: Rules, stored: Watermark | None, dc: dict[str, Any], now: date
     if dc.get("cursors") and not stored.cursor:
         return plan("full", "no delta link stored yet")
     if stored.server != dc["server"]:
-        return plan("full", f"another domain controller ({dc['server']}; the watermark is of {stored.server})")
+        return plan("full", f"another {'tenant' if dc.get('cursors') else 'domain controller'} ({dc['server']}; "
+                            f"the watermark is of {stored.server})")
     if stored.invocation_id != dc["invocation_id"]:
         return plan("full", "the domain controller's database changed (new invocationId: restored from backup?)")
     if stored.rules_hash != digest:
