@@ -132,6 +132,18 @@ def test_delta_reads_only_changes_and_removals_and_keeps_renamed_users(entra):
     assert full_reads == []
 
 
+def test_accounts_disabled_in_entra_leave_under_exclude_also_by_delta(entra):
+    entra.rules(delta={"full_every_days": 7}, disabled_accounts="exclude")
+    assert entra.run().state == "success"
+    rows = table_rows(entra.url)
+    assert len(rows) == USERS - 1 and "user000007" not in rows  # accountEnabled false: not imported
+    ids = {u["userPrincipalName"].split("@")[0]: i for i, u in entra.tenant.users.items()}
+    entra.tenant.update(ids["user000008"], accountEnabled=False)
+    dr = entra.run()
+    assert "read:     delta" in entra.report(dr) and "user000008" not in table_rows(entra.url)
+    assert "- delete user000008" in entra.report(dr)
+
+
 def test_throttling_waits_as_graph_says_and_the_run_succeeds(entra):
     entra.rules()
     entra.tenant.throttle = [(429, 1), (503, 1), (429, 1)]

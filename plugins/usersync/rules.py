@@ -197,9 +197,9 @@ class Rules(_Strict):
         if self.source.type == "csv" and self.schedule.auto:
             raise ValueError("schedule.auto: a CSV import runs on demand (the file is chosen when triggering)")
         src = self.source
-        if src.disabled_accounts != "import" and src.type not in ("active_directory", "cucm"):
-            raise ValueError(f"source.disabled_accounts: '{src.disabled_accounts}' is for active_directory and cucm "
-                             "sources (they mark accounts disabled); for other sources leave disabled accounts out "
+        if src.disabled_accounts != "import" and src.disabled_attribute is None:
+            raise ValueError(f"source.disabled_accounts: '{src.disabled_accounts}' is for active_directory, cucm and "
+                             "entra_id sources (they mark accounts disabled); for other sources leave disabled accounts out "
                              "with the filter / query")
         if src.delta is not None and src.type not in ("active_directory", "entra_id"):
             raise ValueError(f"source.delta: delta sync is for active_directory and entra_id sources only (it reads "

@@ -61,7 +61,9 @@ def flatten(user: dict[str, Any]) -> dict[str, str]:
 class EntraSource(Source):
     def __init__(self, spec, settings: GraphSettings, attributes: list[str], client: GraphClient | None = None):
         self.spec, self.settings = spec, settings
-        self.select = ",".join(graph_properties(attributes))
+        # accountEnabled is needed to leave disabled accounts out (disabled_accounts: exclude)
+        wanted = attributes + (["accountEnabled"] if spec.disabled_accounts == "exclude" else [])
+        self.select = ",".join(graph_properties(wanted))
         self.client = client or GraphClient(settings)
         self._removed: list[str] = []
         self.delta_link: str | None = None  # the link the next run starts from, once a delta-query read ended
@@ -102,11 +104,17 @@ class EntraSource(Source):
     def _params(self, **extra: str) -> dict[str, str]:
         return {"$select": self.select, "$top": str(self.spec.page_size), **extra}
 
-    def _users(self, pages) -> Iterator[SourceRecord]:
+    def _users(self, pages, changed: bool = False) -> Iterator[SourceRecord]:
+        """Users of a listing; with ``changed`` (a delta's changed users), one now disabled under ``exclude`` has
+        left the scope: it counts as removed, as AD's delta counts an entry changed out of scope."""
         progress = Progress(f"read Entra ID users ({self.spec.name})", log)
         for page in pages:
             for user in page["value"]:
                 if "@removed" in user:
+                    continue
+                if self._excluded(user):
+                    if changed:
+                        self._removed.append(user["id"])
                     continue
                 yield self._record(user)
             progress.advance(len(page["value"]))
@@ -122,7 +130,8 @@ class EntraSource(Source):
                 if "@removed" in user:
                     self._removed.append(user["id"])
                 elif full:
-                    yield self._record(user)
+                    if not self._excluded(user):
+                        yield self._record(user)
                 else:
                     changed.append(user["id"])
             progress.advance(len(page["value"]))
@@ -130,7 +139,8 @@ class EntraSource(Source):
         progress.done()
         for start in range(0, len(changed), ID_BATCH):  # updated users came with the changed properties only
             ids = ",".join(f"'{i}'" for i in changed[start:start + ID_BATCH])
-            yield from self._users(self.client.pages("v1.0/users", {"$select": self.select, "$filter": f"id in ({ids})"}))
+            yield from self._users(self.client.pages("v1.0/users", {"$select": self.select, "$filter": f"id in ({ids})"}),
+                                   changed=True)
 
     def _changes(self, cursor: str) -> Iterator[SourceRecord]:
         yield from self._delta_round(self.client.pages(cursor), full=False)
@@ -139,6 +149,9 @@ class EntraSource(Source):
     def _note_link(self, page: dict[str, Any]) -> None:
         if page.get("@odata.deltaLink"):
             self.delta_link = page["@odata.deltaLink"]
+
+    def _excluded(self, user: dict[str, Any]) -> bool:
+        return self.spec.disabled_accounts == "exclude" and user.get("accountEnabled") is False
 
     def _record(self, user: dict[str, Any]) -> SourceRecord:
         return SourceRecord(account=user.get("userPrincipalName") or user["id"], attributes=flatten(user))
