@@ -9,22 +9,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk import BaseHook
-
 from usersync.sources.axl import AxlClient, AxlSettings
 from usersync.sources.errors import SourceError
+from usersync_airflow.hooks.client_hook import ClientHook
 
 
-class AxlHook(BaseHook):
+class AxlHook(ClientHook):
     conn_name_attr = "axl_conn_id"
     default_conn_name = "usersync_axl_default"
     conn_type = "usersync_axl"
     hook_name = "usersync Cisco UCM (AXL)"
 
     def __init__(self, axl_conn_id: str = default_conn_name, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.axl_conn_id = axl_conn_id
-        self._client: AxlClient | None = None
+        super().__init__(axl_conn_id, **kwargs)
 
     def get_settings(self) -> AxlSettings:
         conn = self.get_connection(self.axl_conn_id)
@@ -41,19 +38,9 @@ class AxlHook(BaseHook):
             backoff_seconds=float(extra.get("backoff_seconds", 2.0)),
         )
 
-    def get_conn(self) -> AxlClient:
-        if self._client is None:
-            self._client = AxlClient(self.get_settings())
-        return self._client
+    def make_client(self, settings: AxlSettings) -> AxlClient:
+        return AxlClient(settings)
 
-    def test_connection(self) -> tuple[bool, str]:
-        try:
-            client = self.get_conn()
-            client.list_users("%", ["userid"], 0, 1)
-            return True, f"AXL {client.settings.version} answered at {client.settings.url}"
-        except SourceError as exc:
-            return False, str(exc)
-        finally:
-            if self._client is not None:
-                self._client.close()
-                self._client = None
+    def probe(self, client: AxlClient) -> str:
+        client.list_users("%", ["userid"], 0, 1)
+        return f"AXL {client.settings.version} answered at {client.settings.url}"

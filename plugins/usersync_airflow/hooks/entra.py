@@ -13,22 +13,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import BaseHook
-
 from usersync.sources.errors import SourceError
 from usersync.sources.graph_client import AUTHORITY_HOST, GRAPH, GraphClient, GraphSettings
+from usersync_airflow.hooks.client_hook import ClientHook
 
 
-class EntraHook(BaseHook):
+class EntraHook(ClientHook):
     conn_name_attr = "entra_conn_id"
     default_conn_name = "usersync_entra_default"
     conn_type = "usersync_entra"
     hook_name = "usersync Microsoft Entra ID (Graph)"
 
     def __init__(self, entra_conn_id: str = default_conn_name, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.entra_conn_id = entra_conn_id
-        self._client: GraphClient | None = None
+        super().__init__(entra_conn_id, **kwargs)
 
     def get_settings(self) -> GraphSettings:
         conn = self.get_connection(self.entra_conn_id)
@@ -51,19 +48,9 @@ class EntraHook(BaseHook):
             max_retries=int(extra.get("max_retries", 5)), max_wait=float(extra.get("max_wait", 120)),
         )
 
-    def get_conn(self) -> GraphClient:
-        if self._client is None:
-            self._client = GraphClient(self.get_settings())
-        return self._client
+    def make_client(self, settings: GraphSettings) -> GraphClient:
+        return GraphClient(settings)
 
-    def test_connection(self) -> tuple[bool, str]:
-        try:
-            client = self.get_conn()
-            client.get("v1.0/users", {"$select": "id", "$top": "1"})
-            return True, f"Microsoft Graph answered for tenant {client.settings.tenant_id} (users readable)"
-        except SourceError as exc:
-            return False, str(exc)
-        finally:
-            if self._client is not None:
-                self._client.close()
-                self._client = None
+    def probe(self, client: GraphClient) -> str:
+        client.get("v1.0/users", {"$select": "id", "$top": "1"})
+        return f"Microsoft Graph answered for tenant {client.settings.tenant_id} (users readable)"
