@@ -83,7 +83,7 @@ class EntraSource(Source):
         read = info.get("read") or {}
         cursor = (read.get("watermark") or {}).get("cursor") if read.get("mode") == "delta" else None
         if cursor:
-            try:
+            try:  # a delta round yields nothing before its last page is read: a fallback never duplicates
                 yield from self._changes(cursor)
                 return
             except DeltaExpired as exc:
