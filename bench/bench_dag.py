@@ -30,6 +30,7 @@ import yaml
 
 from bench.dag_runner import admin_env
 from devtools.ad_data import USERS_DN, ad_user, user_dn
+from devtools.airflow_cluster import AirflowCluster
 from devtools.postgres import PostgresServer
 from devtools.slapd import SERVICE_DN, SlapdServer
 
@@ -228,67 +229,41 @@ class Bench:
                  run_bytes=result["run_bytes"], peak_rss_mb=result["peak_rss_mb"], tasks=result["tasks"])
 
 
-class AirflowServices:
-    """Airflow's own processes on loopback (own home, PostgreSQL metadata DB), stopped by process group."""
+class AirflowServices(AirflowCluster):
+    """The one-machine scheduler path (api-server, scheduler, dag-processor; LocalExecutor) of
+    ``devtools.airflow_cluster``, with the peak RSS of every Airflow process sampled while it runs."""
 
     def __init__(self, home: Path, env: dict[str, str], pg: PostgresServer):
-        from devtools.netutil import free_port
-
-        self.home, self.port = home, free_port()
         meta = pg.create_database(f"{home.name}_meta".replace("-", "_"))
-        self.env = {**env, "AIRFLOW__CORE__EXECUTOR": "LocalExecutor", "AIRFLOW__CORE__PARALLELISM": "4",
-                    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": meta,
-                    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": meta.replace("+psycopg:", "+psycopg_async:"),
-                    "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-                    "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5", "AIRFLOW__API__PORT": str(self.port),
-                    "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{self.port}",
-                    "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.port}/execution/",
-                    "AIRFLOW__API_AUTH__JWT_SECRET": "benchmark-only-secret",
-                    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-                    "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO"}
+        super().__init__(home, env, meta, workers=0, components=("api-server", "scheduler", "dag-processor"),
+                         extra={"AIRFLOW__CORE__EXECUTOR": "LocalExecutor", "AIRFLOW__CORE__PARALLELISM": "4"})
         self.meta = meta
-        self.procs: list[subprocess.Popen] = []
         self.peaks: dict[int, tuple[int, str]] = {}
 
     def __enter__(self) -> "AirflowServices":
         import threading
 
-        airflow = str(Path(sys.executable).with_name("airflow"))
-        self.env["PATH"] = f"{Path(airflow).parent}{os.pathsep}{self.env.get('PATH', '')}"
-        migrate = subprocess.run([airflow, "db", "migrate"], env=self.env, capture_output=True, text=True)
-        if migrate.returncode:
-            raise SystemExit(f"airflow db migrate failed: {migrate.stderr[-3000:]}")
-        for command in (["api-server", "--port", str(self.port)], ["scheduler"], ["dag-processor"]):
-            log = open(self.home / f"{command[0]}.log", "wb")
-            self.procs.append(subprocess.Popen([airflow, *command], env=self.env, stdout=log, stderr=log,
-                                               start_new_session=True))
-        self._sampling = True
-        self._sampler = threading.Thread(target=self._sample, daemon=True)
-        self._sampler.start()
-        self._wait_ready()
+        self._sampling = True  # from the start: the servers' own processes are known before the first run
+        threading.Thread(target=self._sample, daemon=True).start()
+        try:
+            super().__enter__()
+        except BaseException:
+            self._sampling = False
+            raise
+        for dag_id in ("user_sync__bench", "user_sync__bench4"):
+            self.wait_for_dag(dag_id)
         return self
 
     def __exit__(self, *exc) -> None:
-        import signal
-
         self._sampling = False
-        for proc in self.procs:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        for proc in self.procs:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        super().__exit__(*exc)
 
     def _sample(self) -> None:
         """Peak RSS of every Airflow process and its descendants (the task processes), every 0.2 s."""
         import psutil
 
         while self._sampling:
-            for root in self.procs:
+            for root in list(self.procs.values()):
                 try:
                     family = [psutil.Process(root.pid), *psutil.Process(root.pid).children(recursive=True)]
                 except psutil.NoSuchProcess:
@@ -302,60 +277,24 @@ class AirflowServices:
                         self.peaks[proc.pid] = (rss, cmd)
             time.sleep(0.2)
 
-    def _api(self, method: str, path: str, body: dict | None = None) -> dict:
-        import httpx
-
-        headers = {"Authorization": f"Bearer {self.token}"} if getattr(self, "token", None) else {}
-        answer = httpx.request(method, f"http://127.0.0.1:{self.port}{path}", json=body, headers=headers, timeout=30)
-        answer.raise_for_status()
-        return answer.json()
-
-    def _wait_ready(self, timeout: float = 180) -> None:
-        import httpx
-
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/api/v2/monitor/health", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"Airflow did not start; see {self.home}/*.log")
-            time.sleep(1)
-        passwords = json.loads((self.home / "simple_auth_manager_passwords.json.generated").read_text())
-        answer = httpx.post(f"http://127.0.0.1:{self.port}/auth/token",
-                            json={"username": "admin", "password": passwords["admin"]}, timeout=30)
-        answer.raise_for_status()
-        self.token = answer.json()["access_token"]
-        for dag_id in ("user_sync__bench", "user_sync__bench4"):
-            while True:
-                try:
-                    self._api("GET", f"/api/v2/dags/{dag_id}")
-                    break
-                except Exception:  # noqa: BLE001 - not parsed yet
-                    if time.monotonic() > deadline:
-                        raise SystemExit(f"{dag_id} was not parsed; see {self.home}/dag-processor.log") from None
-                    time.sleep(1)
-
     def run(self, dag_id: str) -> dict:
         """Trigger through the REST API and wait; timed from the run's start to its end (server clock)."""
         from datetime import datetime
 
         before = set(self.peaks)
-        run = self._api("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": {}})
+        run = self.api("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": {}})
         run_id = run["dag_run_id"]
         while run["state"] not in ("success", "failed"):
             time.sleep(0.5)
-            run = self._api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
+            run = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
         if run["state"] != "success":
             raise SystemExit(f"{dag_id} {run_id} failed; see {self.home}/logs")
         seconds = (datetime.fromisoformat(run["end_date"]) - datetime.fromisoformat(run["start_date"])).total_seconds()
-        tis = self._api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
+        tis = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
         tasks: dict[str, float] = {}
         for ti in tis:
             tasks[ti["task_id"]] = round(tasks.get(ti["task_id"], 0.0) + (ti["duration"] or 0.0), 2)
-        applied = self._api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/apply/xcomEntries/return_value")
+        applied = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/apply/xcomEntries/return_value")
         new = [rss for pid, (rss, _cmd) in self.peaks.items() if pid not in before]
         from usersync.rundata import RunFolder
         from usersync_airflow.run_storage import _safe

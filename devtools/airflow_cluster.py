@@ -45,12 +45,19 @@ def worker_hostname() -> str:
     return os.environ.get("USERSYNC_WORKER_NAME") or socket.getfqdn()
 
 
-class AirflowCluster:
-    """Start with ``with AirflowCluster(...) as cluster:``; ``cluster.api(...)`` talks REST as the admin."""
+#: what ``/api/v2/monitor/health`` reports for each component
+HEALTH = {"scheduler": "scheduler", "dag-processor": "dag_processor", "triggerer": "triggerer"}
 
-    def __init__(self, home: Path, env: dict[str, str], metadata_url: str, broker_url: str, workers: int = 2,
-                 extra: dict[str, str] | None = None):
-        self.home, self.port, self.workers = Path(home), free_port(), workers
+
+class AirflowCluster:
+    """Start with ``with AirflowCluster(...) as cluster:``; ``cluster.api(...)`` talks REST as the admin.
+
+    ``components`` and ``workers=0`` with ``extra={"AIRFLOW__CORE__EXECUTOR": "LocalExecutor"}`` give the
+    one-machine scheduler path (the benchmark's)."""
+
+    def __init__(self, home: Path, env: dict[str, str], metadata_url: str, broker_url: str = "", workers: int = 2,
+                 extra: dict[str, str] | None = None, components: tuple[str, ...] = COMPONENTS):
+        self.home, self.port, self.workers, self.components = Path(home), free_port(), workers, components
         self.home.mkdir(parents=True, exist_ok=True)
         self.password = secrets.token_urlsafe(12)  # the admin's, for this cluster only
         (self.home / "passwords.json").write_text(json.dumps({"admin": self.password}))
@@ -99,7 +106,7 @@ class AirflowCluster:
         # loopback only: the API server on 127.0.0.1; the triggerer's and workers' log servers (which bind every
         # interface) stay off — they share AIRFLOW_HOME's log folder with the API server, which reads it directly
         args = {"api-server": ["--port", str(self.port), "--host", "127.0.0.1"], "triggerer": ["--skip-serve-logs"]}
-        for name in COMPONENTS:
+        for name in self.components:
             self._spawn(name, [name, *args.get(name, [])])
         for n in range(1, self.workers + 1):
             self._spawn(f"worker{n}", ["celery", "worker", "--celery-hostname", f"worker{n}@%h", "--skip-serve-logs"],
@@ -158,7 +165,7 @@ class AirflowCluster:
                     raise RuntimeError(f"airflow {name} exited ({proc.returncode}):\n{self.log_tail(name)}")
             try:
                 health = httpx.get(f"{self.url}/api/v2/monitor/health", timeout=5).json()
-                parts = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+                parts = ("metadatabase", *(HEALTH[c] for c in self.components if c in HEALTH))
                 if all(health.get(p, {}).get("status") == "healthy" for p in parts):
                     break
             except (httpx.HTTPError, ValueError):

@@ -10,10 +10,11 @@ from pathlib import Path
 import yaml
 from sqlalchemy import create_engine, text
 
+from bench.dag_runner import admin_env
 from devtools.airflow_cluster import AirflowCluster
 from devtools.redis import RedisServer
 from devtools.slapd import SlapdServer
-from tests.conftest import REPO, _Inbox, ad_rules, smtp_connection
+from tests.conftest import _Inbox, ad_rules, smtp_connection
 
 ADMINS = ["it-admins@example.test"]
 USERS = 30
@@ -71,14 +72,7 @@ class Stack:
         for name, url in self.users_urls.items():
             connections[f"{name}_target"] = {"conn_type": "postgres", "host": "127.0.0.1", "port": self.pg.port,
                                              "login": "postgres", "schema": url.rsplit("/", 1)[1]}
-        env = {k: v for k, v in __import__("os").environ.items() if not k.startswith(("AIRFLOW", "USERSYNC"))}
-        env.update({
-            "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"), "PYTHONPATH": str(REPO),
-            "USERSYNC_HOME": str(self.tmp / "usersync"), "USERSYNC_RULES_DIR": str(rules_dir),
-            "USERSYNC_RUN_DATA": self.run_data.as_uri(),
-            **{f"AIRFLOW_CONN_{k.upper()}": json.dumps(v) for k, v in connections.items()},
-        })
+        env = {**admin_env(home, rules_dir, connections), "USERSYNC_RUN_DATA": self.run_data.as_uri()}
         metadata = self.pg.create_database(f"{tag}_airflow")
         self.cluster = AirflowCluster(home, env, metadata, self.redis.url, workers=self.workers)
         self.stops.append(self.cluster.stop)
