@@ -22,11 +22,11 @@ from devtools.ad_data import ad_user, user_dn
 from devtools.postgres import PostgresServer
 from devtools.slapd import SERVICE_DN, SlapdServer
 from tests.conftest import ad_rules
-from usersync.apply import apply_changes, load_users
-from usersync.diff import compute_diff
-from usersync.mapping import map_records
-from usersync.rules import parse_rules
-from usersync.sources.ldap import LdapSettings, LdapSource
+from usersync.store.apply import apply_changes, load_users
+from usersync.plan.diff import compute_diff
+from usersync.plan.mapping import map_records
+from usersync.rules.model.model import parse_rules
+from usersync.sources.ldap.reader.reader import LdapSettings, LdapSource
 
 
 def timed(label, fn, results):

@@ -81,7 +81,7 @@ def engine(request, tmp_path):
     """The users database on both supported backends."""
     from sqlalchemy import create_engine
 
-    from usersync.schema_version import ensure_schema
+    from usersync.store.schema_version import ensure_schema
 
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'users.db'}"

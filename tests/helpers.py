@@ -6,9 +6,9 @@ from typing import Any
 
 from devtools.ad_data import ad_user, user_dn
 from tests.conftest import ad_rules
-from usersync.diff import compute_diff
-from usersync.mapping import SourceRecord, map_records
-from usersync.rules import Rules, parse_rules
+from usersync.plan.diff import compute_diff
+from usersync.plan.mapping import SourceRecord, map_records
+from usersync.rules.model import Rules, parse_rules
 
 
 def rules(**fields) -> Rules:
@@ -50,8 +50,8 @@ def table_rows(url: str) -> dict[str, dict[str, Any]]:
     """The users table at ``url`` by AD username (created empty if a run failed before creating it)."""
     from sqlalchemy import create_engine, select
 
-    from usersync.schema import users
-    from usersync.schema_version import ensure_schema
+    from usersync.store.schema import users
+    from usersync.store.schema_version import ensure_schema
 
     eng = create_engine(url)
     ensure_schema(eng)
@@ -63,7 +63,7 @@ def table_rows(url: str) -> dict[str, dict[str, Any]]:
 
 def planned(dag_run) -> dict[str, Any]:
     """The change set a DAG run's diff wrote to its run folder (XCom holds only the reference), as JSON."""
-    from usersync.plan_tables import ChangeTables
+    from usersync.plan.change_tables import ChangeTables
     from usersync_airflow.run_storage import run_folder
 
     ref = dag_run.get_task_instance("diff").xcom_pull(task_ids="diff")
@@ -73,12 +73,12 @@ def planned(dag_run) -> dict[str, Any]:
 def sync_once(rules: Rules, source, engine, folder_path, full_sync: bool = False, dry_run: bool = False) -> dict:
     """One run of the DAG's steps in this process (check → extract ×N → map ×N → diff → guard → apply), for
     tests that need many runs (the equivalence of delta and full reads); the DAG itself is tested apart."""
-    from usersync import pipeline
-    from usersync.apply import apply_tables
-    from usersync.delta import Watermark
-    from usersync.plan_tables import ChangeTables
+    from usersync.run import pipeline
+    from usersync.store.apply import apply_tables
+    from usersync.store.sync_state import Watermark
+    from usersync.plan.change_tables import ChangeTables
     from usersync.rundata import RunFolder
-    from usersync.safety import check_removals
+    from usersync.plan.safety import check_removals
 
     folder = RunFolder(folder_path)
     info = pipeline.check_step(source, rules, engine, full_sync=full_sync)
@@ -101,7 +101,7 @@ def users_snapshot(engine) -> dict:
     """The users table by id, without the write timestamps (what two ways of syncing must agree on)."""
     from sqlalchemy import select
 
-    from usersync.schema import users
+    from usersync.store.schema import users
 
     with engine.connect() as conn:
         return {r.id: {k: v for k, v in r._mapping.items() if k not in ("created_at", "updated_at")}

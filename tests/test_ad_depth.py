@@ -17,11 +17,11 @@ from sqlalchemy import create_engine
 from devtools.samba import BASE_DN
 from tests.conftest import ad_rules
 from tests.helpers import sync_once, table_rows, users_snapshot
-from usersync.delta import load_watermark
-from usersync.report import change_lines
-from usersync.rules import parse_rules
+from usersync.store.sync_state import load_watermark
+from usersync.run.report import change_lines
+from usersync.rules.model import parse_rules
 from usersync.sources import SourceQueryError
-from usersync.sources.ldap import LdapSettings, LdapSource
+from usersync.sources.ldap.reader import LdapSettings, LdapSource
 
 pytestmark = pytest.mark.samba
 _ou_names = itertools.count()
@@ -249,7 +249,7 @@ def test_delta_run_ends_where_a_full_run_does_after_random_changes(samba_dc, ou,
         assert full["info"]["read"]["mode"] == "full"
         full_engine.dispose()
     assert modes[0] == modes[2] == "delta"  # rounds without group changes were really read as deltas
-    assert modes[1] == modes[3] == "full"  # a scope group changed: read in full (see usersync.sources.ad_delta)
+    assert modes[1] == modes[3] == "full"  # a scope group changed: read in full (see usersync.sources.ldap.ad_delta)
 
 
 @pytest.mark.airflow

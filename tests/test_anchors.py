@@ -4,7 +4,7 @@ without an anchor get it filled, and a delta read removes only what it was told 
 from __future__ import annotations
 
 from tests.helpers import existing_rows, plan, record, rules
-from usersync.report import change_lines
+from usersync.run.report import change_lines
 
 
 def guid(i: int) -> str:
@@ -98,8 +98,8 @@ def test_sources_without_an_anchor_keep_key_identity():
 
 
 def test_delta_read_removes_only_the_anchors_it_was_told_are_gone():
-    from usersync.diff import compute_diff
-    from usersync.mapping import map_records
+    from usersync.plan.diff import compute_diff
+    from usersync.plan.mapping import map_records
 
     r = rules()
     rows = existing_rows(r, [anchored(i) for i in range(1, 6)])

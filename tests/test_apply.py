@@ -6,11 +6,11 @@ import pytest
 from sqlalchemy import event, func, select
 
 from tests.helpers import plan, record, rules
-from usersync.apply import apply_changes, apply_tables, load_users
-from usersync.plan_tables import ChangeTables
-from usersync.recheck import fingerprint
-from usersync.changes import Delete
-from usersync.schema import users
+from usersync.store.apply import apply_changes, apply_tables, load_users
+from usersync.plan.change_tables import ChangeTables
+from usersync.store.recheck import fingerprint
+from usersync.plan.changes import Delete
+from usersync.store.schema import users
 
 
 def _table(engine):
@@ -111,7 +111,7 @@ def test_statements_do_not_grow_with_the_number_of_users(engine):
 
 def test_disables_are_applied_set_based_and_only_to_this_sources_users(engine):
     from tests.conftest import ad_rules
-    from usersync.rules import parse_rules
+    from usersync.rules.model import parse_rules
 
     data = ad_rules()
     data["safety"] = {"deletion": "disable"}

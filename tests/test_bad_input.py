@@ -9,9 +9,9 @@ import pytest
 
 from devtools.slapd import SlapdServer
 from tests.helpers import record, rules, sync_once, table_rows
-from usersync.mapping import map_records
-from usersync.rules import parse_rules
-from usersync.sources.ldap import GUID_ATTRIBUTES, LdapSettings, LdapSource, _values
+from usersync.plan.mapping import map_records
+from usersync.rules.model import parse_rules
+from usersync.sources.ldap.reader import GUID_ATTRIBUTES, LdapSettings, LdapSource, _values
 from tests.conftest import ad_rules
 
 pytestmark = pytest.mark.bad_input
@@ -51,7 +51,7 @@ def test_each_bad_value_is_skipped_with_its_reason_and_the_rest_mapped():
 def test_keys_differing_only_in_case_or_unicode_normalisation_are_one_key():
     mapped, _ = map_records(rules(), [record(1, sAMAccountName=NFC), record(2, sAMAccountName=NFD.upper())])
     assert {m.ad_username for m in mapped} == {NFC, unicodedata.normalize("NFC", NFD.upper())}
-    from usersync.diff import compute_diff
+    from usersync.plan.diff import compute_diff
 
     plan = compute_diff(rules(), mapped, [])
     assert plan.inserts == [] and len(plan.skipped) == 2

@@ -10,12 +10,12 @@ import pytest
 from sqlalchemy import create_engine, select, text, update
 
 from tests.helpers import plan, record, rules
-from usersync.apply import apply_changes, apply_tables, load_users
-from usersync.plan_tables import ChangeTables
-from usersync.recheck import LOCK_KEY, fingerprint
-from usersync.rules import parse_rules
-from usersync.schema import users
-from usersync.schema_version import ensure_schema
+from usersync.store.apply import apply_changes, apply_tables, load_users
+from usersync.plan.change_tables import ChangeTables
+from usersync.store.recheck import LOCK_KEY, fingerprint
+from usersync.rules.model import parse_rules
+from usersync.store.schema import users
+from usersync.store.schema_version import ensure_schema
 from tests.conftest import ad_rules
 
 pytestmark = pytest.mark.concurrency

@@ -13,11 +13,11 @@ from sqlalchemy import create_engine, select
 from devtools.tlscerts import make_certs
 from tests.axl_server import AxlState, AxlTestServer, cucm_user
 from tests.conftest import REPO
-from usersync.mapping import map_records
-from usersync.rules import RulesError, parse_rules
-from usersync.schema import users
+from usersync.plan.mapping import map_records
+from usersync.rules.model import RulesError, parse_rules
+from usersync.store.schema import users
 from usersync.sources import SourceAuthError, SourceError, SourceQueryError, SourceTlsError, SourceUnreachable
-from usersync.sources.axl import AxlSettings, CucmSource
+from usersync.sources.cucm.reader import AxlSettings, CucmSource
 
 RULES = yaml.safe_load((REPO / "include" / "rules" / "cucm.yaml").read_text())
 

@@ -10,11 +10,11 @@ from sqlalchemy import URL, create_engine, make_url, select, text
 
 from devtools.netutil import free_port
 from tests.conftest import REPO
-from usersync.mapping import map_records
-from usersync.rules import parse_rules
-from usersync.schema import users
+from usersync.plan.mapping import map_records
+from usersync.rules.model import parse_rules
+from usersync.store.schema import users
 from usersync.sources import SourceAuthError, SourceQueryError, SourceUnreachable
-from usersync.sources.database import DatabaseSource
+from usersync.sources.database.reader import DatabaseSource
 
 FREEPBX_RULES = yaml.safe_load((REPO / "include" / "rules" / "freepbx.yaml").read_text())
 
@@ -110,7 +110,7 @@ def test_a_failing_query_is_a_query_error(mariadb, freepbx_db):
 
 @pytest.mark.parametrize("query", ["DELETE FROM userman_users", "SELECT 1; DROP TABLE userman_users"])
 def test_only_one_select_is_accepted(query):
-    from usersync.rules import RulesError
+    from usersync.rules.model import RulesError
 
     with pytest.raises(RulesError, match="read-only SELECT"):
         _rules(query=query)
@@ -125,7 +125,7 @@ def test_broken_rows_are_skipped_and_the_rest_mapped(mariadb, freepbx_db):
     with _source(rules, _maria_url(mariadb, name)) as src:
         mapped, skipped = map_records(rules, src.records(src.check()))
     assert len(mapped) == 24 and skipped[0].account == "query row 5 (username=pbxuser0004)"
-    from usersync.diff import compute_diff
+    from usersync.plan.diff import compute_diff
 
     plan = compute_diff(rules, mapped, [], skipped)
     assert len(plan.inserts) == 23  # pbxuser0005 now claims pbxuser0001's extension: skipped, not both

@@ -13,7 +13,7 @@ from devtools.tlscerts import make_certs
 from tests.graph_server import GraphServer, Tenant, graph_user
 from tests.helpers import table_rows
 from usersync.sources.errors import SourceAuthError, SourceQueryError
-from usersync.sources.graph_client import GraphClient, GraphError, GraphSettings
+from usersync.sources.entra.graph_client import GraphClient, GraphError, GraphSettings
 
 USERS = 40
 

@@ -30,9 +30,9 @@ from devtools.postgres import PostgresServer
 from tests.conftest import REPO, ad_rules
 from tests.helpers import table_rows
 from usersync.progress import Progress
-from usersync.schema import users
+from usersync.store.schema import users
 from usersync.sources import SourceUnreachable
-from usersync.sources.ldap import LdapDirectory, LdapSettings
+from usersync.sources.ldap.reader import LdapDirectory, LdapSettings
 
 pytestmark = [pytest.mark.faults, pytest.mark.airflow]
 
@@ -182,7 +182,7 @@ def test_task_process_sigkilled_during_apply_rolls_back_and_a_rerun_converges(ma
 
 
 def test_postgresql_down_before_apply_is_retried_and_applied_once(airflow_env, make_slapd, users_pg, monkeypatch):
-    import usersync.pipeline as pipeline
+    import usersync.run.pipeline as pipeline
 
     ldap = make_slapd(200)
     server, url = users_pg

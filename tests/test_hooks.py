@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from usersync.sources import SourceError
-from usersync.sources.ldap import SecurityMode
+from usersync.sources.ldap.reader import SecurityMode
 from usersync_airflow.hooks import LdapHook, UsersDbHook
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.helpers import record, rules
-from usersync.mapping import map_records
+from usersync.plan.mapping import map_records
 
 
 def test_import_prefix_transforms_and_constants():

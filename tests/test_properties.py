@@ -15,13 +15,13 @@ from hypothesis import strategies as st
 from sqlalchemy import create_engine, delete, insert, select
 
 from tests.helpers import rules
-from usersync.apply import apply_tables
-from usersync.diff import compute_diff
-from usersync.fields import NUMBER_FIELDS
-from usersync.mapping import SourceRecord, map_records
-from usersync.plan_tables import ChangeTables
-from usersync.schema import users
-from usersync.schema_version import ensure_schema
+from usersync.store.apply import apply_tables
+from usersync.plan.diff import compute_diff
+from usersync.rules.fields import NUMBER_FIELDS
+from usersync.plan.mapping import SourceRecord, map_records
+from usersync.plan.change_tables import ChangeTables
+from usersync.store.schema import users
+from usersync.store.schema_version import ensure_schema
 
 pytestmark = pytest.mark.properties
 CASES = settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -7,10 +7,10 @@ import time
 from datetime import datetime, timedelta, timezone
 
 from tests.helpers import existing_rows, plan, record, rules
-from usersync.changes import Delete
-from usersync.report import BLOCKED, FAILED, SUCCESS, WARNINGS, RunReport, prune_reports, write_report
-from usersync.rules import SafetySpec
-from usersync.safety import check_plan
+from usersync.plan.changes import Delete
+from usersync.run.report import BLOCKED, FAILED, SUCCESS, WARNINGS, RunReport, prune_reports, write_report
+from usersync.rules.model import SafetySpec
+from usersync.plan.safety import check_plan
 
 T0 = datetime(2026, 11, 27, 2, 30, tzinfo=timezone.utc)
 

@@ -12,12 +12,12 @@ import pytest
 from sqlalchemy import insert
 
 from tests.helpers import existing_rows, plan, record, rules
-from usersync.frames import casefold
-from usersync.plan_tables import ChangeTables, preview
-from usersync.report import change_lines
+from usersync.plan.frames import casefold
+from usersync.plan.change_tables import ChangeTables, preview
+from usersync.run.report import change_lines
 from usersync.rundata import FORMAT_VERSION, RunDataError, RunFolder, TableRef, prune_runs
-from usersync.schema import users
-from usersync.tables import users_table
+from usersync.store.schema import users
+from usersync.plan.tables import users_table
 
 SCHEMA = pa.schema([("name", pa.string()), ("n", pa.int64())])
 

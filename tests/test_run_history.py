@@ -9,13 +9,13 @@ import json
 import time
 
 from tests.helpers import existing_rows, plan, record, rules
-from usersync.approval import Decision, approval_request, removal_lines
-from usersync.change_export import HEADER, change_set_csv
-from usersync.plan_tables import ChangeTables
-from usersync.rules import SafetySpec
-from usersync.run_history import read_summary, recent_runs, report_text, write_run_record
+from usersync.plan.approval import Decision, approval_request, removal_lines
+from usersync.run.export import HEADER, change_set_csv
+from usersync.plan.change_tables import ChangeTables
+from usersync.rules.model import SafetySpec
+from usersync.run.history import read_summary, recent_runs, report_text, write_run_record
 from usersync.rundata import MANIFEST, RunFolder
-from usersync.safety import check_plan
+from usersync.plan.safety import check_plan
 from usersync_airflow.reports_page import chart, page
 
 DAY = 86400
@@ -110,7 +110,7 @@ def test_the_answer_becomes_one_report_line_and_approval_lifts_the_guard():
     late = Decision(False, None, None, timeout_hours=24)
     assert late.timed_out and late.line().startswith("no answer within 24 h: nothing was written")
     assert Decision.from_json(late.to_json()) == late and Decision.from_json(None) is None
-    from usersync.safety import check_removals
+    from usersync.plan.safety import check_removals
 
     assert check_removals(25, 28, SafetySpec(max_delete_percent=20)).blocked
     approved = check_removals(25, 28, SafetySpec(max_delete_percent=20), approved_by="anna")

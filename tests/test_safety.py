@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from usersync.changes import ChangeSet, Delete, Disable
-from usersync.rules import SafetySpec
-from usersync.safety import check_plan
+from usersync.plan.changes import ChangeSet, Delete, Disable
+from usersync.rules.model import SafetySpec
+from usersync.plan.safety import check_plan
 
 
 def _plan(deletes: int, disables: int = 0, owned: int = 100) -> ChangeSet:

@@ -12,10 +12,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, insert, inspect, select, text
 
-from usersync import schema_version
+from usersync.store import schema_version
 from usersync.cli import main as cli
-from usersync.schema import metadata, users
-from usersync.schema_version import SchemaVersionError, ensure_schema, head, upgrade
+from usersync.store.schema import metadata, users
+from usersync.store.schema_version import SchemaVersionError, ensure_schema, head, upgrade
 
 
 def _first_landed_schema():
@@ -94,7 +94,7 @@ def test_an_ad_watermark_survives_the_upgrade_that_adds_the_graph_delta_link(use
     """0003 → 0004 adds sync_state.cursor: a stored AD watermark stays usable (no forced full read)."""
     from datetime import datetime, timezone
 
-    from usersync.delta import load_watermark
+    from usersync.store.sync_state import load_watermark
 
     engine = create_engine(users_url)
     upgrade(engine, "0003")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from usersync.transforms import TransformError, apply_chain, parse
+from usersync.rules.transforms import TransformError, apply_chain, parse
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from usersync.fields import capability_matrix
-from usersync.rules import RulesError, load_rules
+from usersync.rules.fields import capability_matrix
+from usersync.rules.model import RulesError, load_rules
 
 
 def _validate(paths: list[str]) -> int:
@@ -44,7 +44,7 @@ def _fields() -> int:
 def _db(action: str, url: str) -> int:
     from sqlalchemy import create_engine
 
-    from usersync import schema_version
+    from usersync.store import schema_version
 
     engine = create_engine(url)
     try:

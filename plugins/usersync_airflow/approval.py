@@ -18,7 +18,7 @@ from typing import Any
 from airflow.providers.standard.operators.hitl import ApprovalOperator, HITLOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from usersync.approval import Decision
+from usersync.plan.approval import Decision
 
 TASK_ID = "approve"
 log = logging.getLogger(__name__)

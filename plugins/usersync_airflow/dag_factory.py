@@ -12,7 +12,7 @@ from pathlib import Path
 
 from airflow.sdk import DAG, CronTriggerTimetable, Param, TriggerRule, task
 
-from usersync.rules import Rules, RulesError, load_rules_dir
+from usersync.rules.model import Rules, RulesError, load_rules_dir
 from usersync_airflow.approval import BlockedRunApproval
 from usersync_airflow.assets import users_asset
 

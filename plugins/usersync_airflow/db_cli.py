@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from usersync import schema_version
+from usersync.store import schema_version
 from usersync_airflow.hooks.users_db import UsersDbHook
 
 

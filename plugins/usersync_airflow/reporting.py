@@ -11,11 +11,11 @@ from pathlib import Path
 from airflow.sdk import BaseHook, get_current_context
 from airflow.sdk.exceptions import AirflowFailException
 
-from usersync.plan_tables import preview
+from usersync.plan.change_tables import preview
 from usersync.rundata import MANIFEST, RunDataError, prune_runs
-from usersync.run_history import write_run_record
-from usersync.report import BLOCKED, FAILED, RunReport, prune_reports, write_report
-from usersync.rules import Rules
+from usersync.run.history import write_run_record
+from usersync.run.report import BLOCKED, FAILED, RunReport, prune_reports, write_report
+from usersync.rules.model import Rules
 from usersync_airflow.alarms import send_report_mail
 from usersync_airflow.paths import configured
 from usersync_airflow.run_storage import dag_folder

@@ -15,7 +15,7 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 
-from usersync.run_history import read_summary, recent_runs, report_text
+from usersync.run.history import read_summary, recent_runs, report_text
 from usersync_airflow.reports_page import page
 from usersync_airflow.run_storage import runs_base
 
@@ -90,7 +90,7 @@ def report(user: User, dag_id: str, folder: str, download: bool = False) -> Stre
 
 @app.get("/runs/{dag_id}/{folder}/changes.csv")
 def changes(user: User, dag_id: str, folder: str) -> StreamingResponse:
-    from usersync.change_export import change_set_csv
+    from usersync.run.export import change_set_csv
     from usersync.rundata import RunDataError, RunFolder
 
     run_dir = _run_dir(user, dag_id, folder)

@@ -1,6 +1,6 @@
 """Builds the domain ``Source`` a rules file describes, from Airflow Connections and trigger parameters.
 
-Adding a source type: a module in ``usersync.sources``, a spec in ``usersync.rules``, one branch here.
+Adding a source type: a module in ``usersync.sources``, a spec in ``usersync.rules.model``, one branch here.
 """
 
 from __future__ import annotations
@@ -10,14 +10,14 @@ from typing import Any
 
 from airflow.sdk import BaseHook
 
-from usersync.rules import Rules
-from usersync.sources.axl import CucmSource
+from usersync.rules.model import Rules
+from usersync.sources.cucm.reader import CucmSource
 from usersync.sources.base import Source
-from usersync.sources.csvfile import CsvSource, resolve_import
-from usersync.sources.database import DatabaseSource
-from usersync.sources.entra import EntraSource
+from usersync.sources.csvfile.reader import CsvSource, resolve_import
+from usersync.sources.database.reader import DatabaseSource
+from usersync.sources.entra.reader import EntraSource
 from usersync.sources.errors import SourceQueryError
-from usersync.sources.ldap import LdapSource
+from usersync.sources.ldap.reader import LdapSource
 from usersync_airflow.hooks import AxlHook, EntraHook, LdapHook, connection_url
 from usersync_airflow.paths import configured
 

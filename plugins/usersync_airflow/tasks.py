@@ -20,16 +20,16 @@ from airflow.sdk import get_current_context
 from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 from airflow.sdk.log import redact
 
-from usersync import pipeline
-from usersync.apply import ApplyError, apply_tables
-from usersync.approval import REQUEST_LINES, Decision, approval_request
-from usersync.delta import Watermark
-from usersync.plan_tables import ChangeTables, preview
-from usersync.rules import Rules, RulesError, load_rules
-from usersync.run_history import COUNTS, write_run_record
+from usersync.run import pipeline
+from usersync.store.apply import ApplyError, apply_tables
+from usersync.plan.approval import REQUEST_LINES, Decision, approval_request
+from usersync.store.sync_state import Watermark
+from usersync.plan.change_tables import ChangeTables, preview
+from usersync.rules.model import Rules, RulesError, load_rules
+from usersync.run.history import COUNTS, write_run_record
 from usersync.rundata import RunDataError, RunFolder
-from usersync.safety import UnsafePlan, check_removals
-from usersync.schema_version import SchemaVersionError
+from usersync.plan.safety import UnsafePlan, check_removals
+from usersync.store.schema_version import SchemaVersionError
 from usersync.sources.errors import SourceError, SourceUnreachable
 from usersync_airflow.hooks import UsersDbHook
 from usersync_airflow.run_storage import run_folder

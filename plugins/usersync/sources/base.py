@@ -6,7 +6,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, Iterator
 
-from usersync.mapping import SourceRecord
+from usersync.plan.mapping import SourceRecord
 
 
 class Source(ABC):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from usersync.sources.axl import AxlClient, AxlSettings
+from usersync.sources.cucm.reader import AxlClient, AxlSettings
 from usersync.sources.errors import SourceError
 from usersync_airflow.hooks.client_hook import ClientHook
 

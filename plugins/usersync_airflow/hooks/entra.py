@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from usersync.sources.errors import SourceError
-from usersync.sources.graph_client import AUTHORITY_HOST, GRAPH, GraphClient, GraphSettings
+from usersync.sources.entra.graph_client import AUTHORITY_HOST, GRAPH, GraphClient, GraphSettings
 from usersync_airflow.hooks.client_hook import ClientHook
 
 

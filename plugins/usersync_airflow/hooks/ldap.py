@@ -13,7 +13,7 @@ from typing import Any
 from airflow.sdk import BaseHook
 
 from usersync.sources.errors import SourceError
-from usersync.sources.ldap import LdapDirectory, LdapSettings, SecurityMode
+from usersync.sources.ldap.reader import LdapDirectory, LdapSettings, SecurityMode
 
 
 def _flag(value: Any) -> bool:

@@ -15,7 +15,7 @@ from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 from sqlalchemy import URL, Engine, create_engine
 
-from usersync.schema_version import ensure_schema, upgrade
+from usersync.store.schema_version import ensure_schema, upgrade
 from usersync_airflow.paths import usersync_home
 
 

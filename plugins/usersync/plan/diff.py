@@ -20,14 +20,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from usersync import claims
-from usersync.changes import KEY_SEP, ChangeSet, Skipped, match_key
-from usersync.fields import BOOL_FIELDS, FIELDS, NUMBER_FIELDS, Policy
-from usersync.frames import casefold
-from usersync.mapping import MappedUser
-from usersync.plan_tables import INSERTS_SCHEMA, LEAVERS_SCHEMA, UPDATES_SCHEMA, ChangeTables
-from usersync.rules import Rules
-from usersync.tables import SKIPPED_SCHEMA, mapped_batch, rows_frame, to_frame, value_fields_of
+from usersync.plan import claims
+from usersync.plan.changes import KEY_SEP, ChangeSet, Skipped, match_key
+from usersync.rules.fields import BOOL_FIELDS, FIELDS, NUMBER_FIELDS, Policy
+from usersync.plan.frames import casefold
+from usersync.plan.mapping import MappedUser
+from usersync.plan.change_tables import INSERTS_SCHEMA, LEAVERS_SCHEMA, UPDATES_SCHEMA, ChangeTables
+from usersync.rules.model import Rules
+from usersync.plan.tables import SKIPPED_SCHEMA, mapped_batch, rows_frame, to_frame, value_fields_of
 
 Row = Mapping[str, Any]
 _SEP = KEY_SEP

@@ -12,9 +12,9 @@ from typing import Any, Iterator
 
 from sqlalchemy import URL, Connection, create_engine, exc, text
 
-from usersync.mapping import SourceRecord
+from usersync.plan.mapping import SourceRecord
 from usersync.progress import Progress
-from usersync.rules import DatabaseSourceSpec
+from usersync.rules.model import DatabaseSourceSpec
 from usersync.sources.base import Source, missing
 from usersync.sources.errors import SourceAuthError, SourceError, SourceQueryError, SourceUnreachable
 

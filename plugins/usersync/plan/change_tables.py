@@ -13,10 +13,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from usersync.changes import ChangeSet, Delete, Disable, Insert, Update
-from usersync.fields import FIELDS
+from usersync.plan.changes import ChangeSet, Delete, Disable, Insert, Update
+from usersync.rules.fields import FIELDS
 from usersync.rundata import RunFolder, TableRef
-from usersync.tables import SKIPPED_SCHEMA, USERS_SCHEMA, skipped_of
+from usersync.plan.tables import SKIPPED_SCHEMA, USERS_SCHEMA, skipped_of
 
 #: Columns of an inserted row, in insert order.
 INSERT_COLUMNS = [*FIELDS, "ad_username", "domain", "source", "external_id"]

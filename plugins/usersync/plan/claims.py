@@ -23,9 +23,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from usersync.fields import NUMBER_FIELDS
-from usersync.changes import claim_label
-from usersync.frames import casefold
+from usersync.rules.fields import NUMBER_FIELDS
+from usersync.plan.changes import claim_label
+from usersync.plan.frames import casefold
 
 
 def claim_table(holder: np.ndarray, username: pd.Series, numbers: dict[str, pd.Series],

@@ -1,9 +1,9 @@
-"""Alembic environment: runs on the connection ``usersync.schema_version`` hands over (no alembic.ini)."""
+"""Alembic environment: runs on the connection ``usersync.store.schema_version`` hands over (no alembic.ini)."""
 
 from alembic import context
 
-from usersync.schema import metadata
-from usersync.schema_version import VERSION_TABLE
+from usersync.store.schema import metadata
+from usersync.store.schema_version import VERSION_TABLE
 
 connection = context.config.attributes["connection"]
 # no render_as_batch: SQLite's table copy cannot carry the expression indexes (lower(username)) along

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 import pyarrow as pa
 from sqlalchemy import Engine, select
 
-from usersync.changes import Skipped
-from usersync.fields import BOOL_FIELDS, Policy
-from usersync.mapping import MappedUser, SourceRecord
-from usersync.schema import users
-from usersync.schema_version import ensure_schema
+from usersync.plan.changes import Skipped
+from usersync.rules.fields import BOOL_FIELDS, Policy
+from usersync.plan.mapping import MappedUser, SourceRecord
+from usersync.store.schema import users
+from usersync.store.schema_version import ensure_schema
 
 if TYPE_CHECKING:
     import pandas as pd

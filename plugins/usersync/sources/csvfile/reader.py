@@ -12,9 +12,9 @@ import logging
 from pathlib import Path
 from typing import Any, Iterator
 
-from usersync.mapping import SourceRecord
+from usersync.plan.mapping import SourceRecord
 from usersync.progress import Progress
-from usersync.rules import CsvSourceSpec
+from usersync.rules.model import CsvSourceSpec
 from usersync.sources.base import Source, missing
 from usersync.sources.errors import SourceQueryError
 

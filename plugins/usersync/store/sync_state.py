@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, insert, select
 
-from usersync.rules import Rules
-from usersync.schema import sync_state
-from usersync.schema_version import ensure_schema
+from usersync.rules.model import Rules
+from usersync.store.schema import sync_state
+from usersync.store.schema_version import ensure_schema
 
 
 def rules_hash(rules: Rules) -> str:

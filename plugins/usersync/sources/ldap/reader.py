@@ -19,12 +19,12 @@ from typing import Iterator
 import ldap3
 from ldap3.core import exceptions as lx
 
-from usersync.mapping import SourceRecord
+from usersync.plan.mapping import SourceRecord
 from usersync.progress import Progress
-from usersync.rules import LdapSourceSpec
-from usersync.sources import ad_delta
+from usersync.rules.model import LdapSourceSpec
+from usersync.sources.ldap import ad_delta
 from usersync.sources.base import Source
-from usersync.sources.partitions import partition_filter
+from usersync.sources.ldap.partitions import partition_filter
 from usersync.sources.errors import (
     SourceAuthError,
     SourceError,

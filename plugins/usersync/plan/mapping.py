@@ -13,11 +13,11 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from usersync.changes import Skipped
-from usersync.fields import FIELDS, Kind, Policy
-from usersync.rules import Rules
-from usersync.schema import users
-from usersync.transforms import Chain, TransformError, compile_chain, run_chain
+from usersync.plan.changes import Skipped
+from usersync.rules.fields import FIELDS, Kind, Policy
+from usersync.rules.model import Rules
+from usersync.store.schema import users
+from usersync.rules.transforms import Chain, TransformError, compile_chain, run_chain
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")

@@ -15,9 +15,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from usersync import transforms
-from usersync.fields import FIELDS, Kind, Policy
-from usersync.source_specs import (
+from usersync.rules import transforms
+from usersync.rules.fields import FIELDS, Kind, Policy
+from usersync.sources.spec import (
     CUCM_TAGS,
     SOURCE_NAME_PATTERN,
     CsvSourceSpec,

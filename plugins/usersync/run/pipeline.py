@@ -3,7 +3,7 @@
 check → extract (one call per partition) → map → diff. Each step reads the files the previous one wrote in
 the run folder and returns a small JSON reference (file, rows, checksum) — the only thing the Airflow DAG
 passes by XCom. Only ``check`` and ``extract`` know which kind of source they read. Writing is
-``usersync.apply.apply_tables``, after the ``usersync.safety`` check.
+``usersync.store.apply.apply_tables``, after the ``usersync.plan.safety`` check.
 """
 
 from __future__ import annotations
@@ -15,16 +15,16 @@ from typing import Any
 import pyarrow as pa
 from sqlalchemy import Engine
 
-from usersync.delta import choose, load_watermark
-from usersync.mapping import map_records
+from usersync.store.sync_state import choose, load_watermark
+from usersync.plan.mapping import map_records
 from usersync.progress import Progress
-from usersync.recheck import fingerprint
-from usersync.schema_version import ensure_schema
-from usersync.rules import Rules
+from usersync.store.recheck import fingerprint
+from usersync.store.schema_version import ensure_schema
+from usersync.rules.model import Rules
 from usersync.rundata import RunFolder, TableRef
 from usersync.sources.base import Source
 from usersync.sources.errors import EmptySource
-from usersync.tables import (
+from usersync.plan.tables import (
     SKIPPED_SCHEMA,
     mapped_batch,
     mapped_schema,
@@ -136,7 +136,7 @@ def map_step(rules: Rules, extracted: dict[str, Any], folder: RunFolder) -> dict
 
 def diff_step(rules: Rules, parts: list[dict[str, Any]], engine: Engine, folder: RunFolder) -> dict[str, Any]:
     """Columnar diff of all mapped partitions against the users table; the plan goes to ``plan/*.parquet``."""
-    from usersync.diff import diff_frames  # pandas: imported by the one step that uses it
+    from usersync.plan.diff import diff_frames  # pandas: imported by the one step that uses it
     read = sum(p["read"] for p in parts)
     delta = any(p.get("delta") for p in parts)
     if not read and not delta:  # extract refuses an empty source; this guards against record files swapped underneath

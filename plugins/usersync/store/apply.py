@@ -18,13 +18,13 @@ from typing import Any, Iterator
 
 from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, update
 
-from usersync.changes import ChangeSet
-from usersync.delta import Watermark, save_watermark
-from usersync.plan_tables import ChangeTables
+from usersync.plan.changes import ChangeSet
+from usersync.store.sync_state import Watermark, save_watermark
+from usersync.plan.change_tables import ChangeTables
 from usersync.progress import Progress
-from usersync.recheck import Conflict, lock_users_table, recheck
-from usersync.schema import users
-from usersync.schema_version import ensure_schema
+from usersync.store.recheck import Conflict, lock_users_table, recheck
+from usersync.store.schema import users
+from usersync.store.schema_version import ensure_schema
 
 log = logging.getLogger(__name__)
 BATCH = 5000

@@ -14,10 +14,10 @@ from __future__ import annotations
 import logging
 from typing import Any, Iterator
 
-from usersync.mapping import SourceRecord
+from usersync.plan.mapping import SourceRecord
 from usersync.progress import Progress
 from usersync.sources.base import Source
-from usersync.sources.graph_client import DeltaExpired, GraphClient, GraphError, GraphSettings
+from usersync.sources.entra.graph_client import DeltaExpired, GraphClient, GraphError, GraphSettings
 
 log = logging.getLogger(__name__)
 UPN_PARTS = ("upnLocalPart", "upnDomain")

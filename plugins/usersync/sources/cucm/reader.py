@@ -19,9 +19,9 @@ from xml.sax.saxutils import escape
 
 import httpx
 
-from usersync.mapping import SourceRecord
+from usersync.plan.mapping import SourceRecord
 from usersync.progress import Progress
-from usersync.rules import CucmSourceSpec
+from usersync.rules.model import CucmSourceSpec
 from usersync.sources.base import Source
 from usersync.sources.errors import (
     SourceAuthError,

@@ -14,9 +14,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from usersync.approval import Decision
-from usersync.changes import ChangeSet
-from usersync.run_history import COUNTS
+from usersync.plan.approval import Decision
+from usersync.plan.changes import ChangeSet
+from usersync.run.history import COUNTS
 
 SUCCESS, WARNINGS, BLOCKED, FAILED = "SUCCESS", "COMPLETED WITH WARNINGS", "BLOCKED", "FAILED"
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from usersync.changes import ChangeSet
-from usersync.rules import SafetySpec
+from usersync.plan.changes import ChangeSet
+from usersync.rules.model import SafetySpec
 
 
 class UnsafePlan(RuntimeError):

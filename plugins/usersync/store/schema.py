@@ -2,7 +2,7 @@
 
 One schema serves PostgreSQL (production) and SQLite (embedded default). Uniqueness that the database can
 express is enforced by indexes; number uniqueness across the four number columns is enforced by the diff.
-These tables describe the schema at the newest migration (``usersync/migrations``); ``usersync.schema_version``
+These tables describe the schema at the newest migration (``usersync/migrations``); ``usersync.store.schema_version``
 creates and upgrades databases, and a test proves migrations and these tables agree.
 """
 

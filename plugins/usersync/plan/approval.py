@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from usersync.changes import ChangeSet
-from usersync.safety import Verdict
+from usersync.plan.changes import ChangeSet
+from usersync.plan.safety import Verdict
 
 #: how many of the planned removals the request lists by name (the report and the change set have them all)
 REQUEST_LINES = 20

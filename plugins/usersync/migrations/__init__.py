@@ -1,1 +1,0 @@
-"""Alembic migrations of the users database (see ``usersync.schema_version``)."""

@@ -1,0 +1,1 @@
+"""Alembic migrations of the users database (see ``usersync.store.schema_version``)."""
