@@ -25,7 +25,7 @@ from tests.conftest import ad_rules
 from usersync.store.apply import apply_changes, load_users
 from usersync.plan.diff import compute_diff
 from usersync.plan.mapping import map_records
-from usersync.rules.model.model import parse_rules
+from usersync.rules import parse_rules
 from usersync.sources.ldap.reader.reader import LdapSettings, LdapSource
 
 

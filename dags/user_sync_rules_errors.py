@@ -4,7 +4,7 @@
 the Airflow UI's "DAG Import Errors" names the file, the field and the reason while the valid sources run.
 """
 
-from usersync.rules.model import load_rules_dir
+from usersync.rules import load_rules_dir
 from usersync_airflow.dag_factory import rules_dir
 
 _valid, _errors = load_rules_dir(rules_dir())

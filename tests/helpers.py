@@ -7,8 +7,9 @@ from typing import Any
 from devtools.ad_data import ad_user, user_dn
 from tests.conftest import ad_rules
 from usersync.plan.diff import compute_diff
-from usersync.plan.mapping import SourceRecord, map_records
-from usersync.rules.model import Rules, parse_rules
+from usersync.plan.mapping import map_records
+from usersync.sources.record import SourceRecord
+from usersync.rules import Rules, parse_rules
 
 
 def rules(**fields) -> Rules:

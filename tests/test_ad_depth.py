@@ -19,9 +19,10 @@ from tests.conftest import ad_rules
 from tests.helpers import sync_once, table_rows, users_snapshot
 from usersync.store.sync_state import load_watermark
 from usersync.run.report import change_lines
-from usersync.rules.model import parse_rules
+from usersync.rules import parse_rules
 from usersync.sources import SourceQueryError
-from usersync.sources.ldap.reader import LdapSettings, LdapSource
+from usersync.sources.ldap.directory import LdapSettings
+from usersync.sources.ldap.reader import LdapSource
 
 pytestmark = pytest.mark.samba
 _ou_names = itertools.count()

@@ -10,8 +10,10 @@ import pytest
 from devtools.slapd import SlapdServer
 from tests.helpers import record, rules, sync_once, table_rows
 from usersync.plan.mapping import map_records
-from usersync.rules.model import parse_rules
-from usersync.sources.ldap.reader import GUID_ATTRIBUTES, LdapSettings, LdapSource, _values
+from usersync.rules import parse_rules
+from usersync.sources.ldap.decoding import GUID_ATTRIBUTES, values_of
+from usersync.sources.ldap.directory import LdapSettings
+from usersync.sources.ldap.reader import LdapSource
 from tests.conftest import ad_rules
 
 pytestmark = pytest.mark.bad_input
@@ -59,7 +61,7 @@ def test_keys_differing_only_in_case_or_unicode_normalisation_are_one_key():
 
 
 def test_bytes_that_are_not_utf8_never_become_a_hex_string():
-    assert _values([b"Jos\xe9"]) == "Jos\ufffd"  # Latin-1 bytes: refused by mapping, not stored as '4a6f73e9'
+    assert values_of([b"Jos\xe9"]) == "Jos\ufffd"  # Latin-1 bytes: refused by mapping, not stored as '4a6f73e9'
     assert {"objectguid", "invocationid"} == GUID_ATTRIBUTES
 
 

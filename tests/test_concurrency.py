@@ -13,7 +13,7 @@ from tests.helpers import plan, record, rules
 from usersync.store.apply import apply_changes, apply_tables, load_users
 from usersync.plan.change_tables import ChangeTables
 from usersync.store.recheck import LOCK_KEY, fingerprint
-from usersync.rules.model import parse_rules
+from usersync.rules import parse_rules
 from usersync.store.schema import users
 from usersync.store.schema_version import ensure_schema
 from tests.conftest import ad_rules

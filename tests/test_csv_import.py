@@ -9,7 +9,7 @@ from sqlalchemy import create_engine, select
 from tests.conftest import REPO
 from usersync.plan.diff import compute_diff
 from usersync.plan.mapping import map_records
-from usersync.rules.model import RulesError, parse_rules
+from usersync.rules import RulesError, parse_rules
 from usersync.store.schema import users
 from usersync.store.schema_version import ensure_schema
 from usersync.sources import SourceQueryError

@@ -11,7 +11,7 @@ from sqlalchemy import URL, create_engine, make_url, select, text
 from devtools.netutil import free_port
 from tests.conftest import REPO
 from usersync.plan.mapping import map_records
-from usersync.rules.model import parse_rules
+from usersync.rules import parse_rules
 from usersync.store.schema import users
 from usersync.sources import SourceAuthError, SourceQueryError, SourceUnreachable
 from usersync.sources.database.reader import DatabaseSource
@@ -110,7 +110,7 @@ def test_a_failing_query_is_a_query_error(mariadb, freepbx_db):
 
 @pytest.mark.parametrize("query", ["DELETE FROM userman_users", "SELECT 1; DROP TABLE userman_users"])
 def test_only_one_select_is_accepted(query):
-    from usersync.rules.model import RulesError
+    from usersync.rules import RulesError
 
     with pytest.raises(RulesError, match="read-only SELECT"):
         _rules(query=query)

@@ -109,7 +109,7 @@ def test_same_username_from_two_domains_in_one_run_inserts_one_and_skips_the_oth
     from tests.conftest import ad_rules
     from usersync.plan.mapping import MappedUser
     from usersync.plan.diff import compute_diff
-    from usersync.rules.model import parse_rules
+    from usersync.rules import parse_rules
 
     r = parse_rules(ad_rules())
     a = MappedUser("a", "jdoe", "CORP", {"username": "jdoe"})
@@ -175,7 +175,7 @@ def test_change_set_round_trips_through_json():
 
 def _rules_with_deletion(policy: str):
     from tests.conftest import ad_rules
-    from usersync.rules.model import parse_rules
+    from usersync.rules import parse_rules
 
     data = ad_rules()
     data["safety"] = {"deletion": policy}
@@ -197,7 +197,7 @@ def test_deletion_policy_disable_flags_the_user_and_reenables_it_when_it_returns
 
 def test_deletion_policy_disable_leaves_a_directory_managed_enabled_flag_to_the_directory():
     from tests.conftest import ad_rules
-    from usersync.rules.model import parse_rules
+    from usersync.rules import parse_rules
 
     data = ad_rules()
     data["safety"] = {"deletion": "disable"}

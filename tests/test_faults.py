@@ -32,7 +32,7 @@ from tests.helpers import table_rows
 from usersync.progress import Progress
 from usersync.store.schema import users
 from usersync.sources import SourceUnreachable
-from usersync.sources.ldap.reader import LdapDirectory, LdapSettings
+from usersync.sources.ldap.directory import LdapDirectory, LdapSettings
 
 pytestmark = [pytest.mark.faults, pytest.mark.airflow]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from usersync.sources import SourceError
-from usersync.sources.ldap.reader import SecurityMode
+from usersync.sources.ldap.directory import SecurityMode
 from usersync_airflow.hooks import LdapHook, UsersDbHook
 
 
@@ -92,14 +92,13 @@ def test_axl_settings_from_a_connection(airflow_env):
 
 
 def test_database_connection_urls(airflow_env):
-    from airflow.sdk import BaseHook
-
-    from usersync_airflow.hooks import connection_url
+    from usersync.connection import sqlalchemy_url
+    from usersync_airflow.sources import connection_fields
 
     airflow_env.connection("pbxdb", conn_type="mysql", host="db", port=3306, login="ro", password="pw", schema="asterisk")
-    url = connection_url(BaseHook.get_connection("pbxdb"))
+    url = sqlalchemy_url(connection_fields("pbxdb"))
     assert url.drivername == "mysql+pymysql" and url.database == "asterisk" and url.password == "pw"
     assert "pw" not in url.render_as_string(hide_password=True)
     airflow_env.connection("odd", conn_type="oracle", host="db")
     with pytest.raises(ValueError, match="sqlalchemy_driver"):
-        connection_url(BaseHook.get_connection("odd"))
+        sqlalchemy_url(connection_fields("odd"))

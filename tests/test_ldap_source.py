@@ -11,7 +11,7 @@ from devtools.ad_data import USERS_DN
 from devtools.netutil import free_port
 from devtools.slapd import SERVICE_DN
 from usersync.sources import SourceAuthError, SourceQueryError, SourceTlsError, SourceUnreachable
-from usersync.sources.ldap.reader import LdapDirectory, LdapSettings, SecurityMode
+from usersync.sources.ldap.directory import LdapDirectory, LdapSettings, SecurityMode
 
 
 @pytest.fixture
@@ -130,7 +130,7 @@ def test_object_guid_is_read_in_ads_text_form(settings):
 
 
 def test_disabled_accounts_can_be_excluded_by_filter(settings, make_slapd):
-    from usersync.rules.model import parse_rules
+    from usersync.rules import parse_rules
     from usersync.sources.ldap.reader import LdapSource
     from tests.conftest import ad_rules
 

@@ -9,8 +9,9 @@ import pytest
 from devtools.ad_data import USERS_DN, ad_user
 from devtools.slapd import SERVICE_DN
 from tests.conftest import ad_rules
-from usersync.rules.model import parse_rules
-from usersync.sources.ldap.reader import LdapSettings, LdapSource
+from usersync.rules import parse_rules
+from usersync.sources.ldap.directory import LdapSettings
+from usersync.sources.ldap.reader import LdapSource
 from usersync.sources.ldap.partitions import ALPHABET, final_chars, partition_filter
 
 #: keys that end in digits, letters of either case, non-ASCII letters, punctuation, blanks and CJK; and none

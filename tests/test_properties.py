@@ -18,7 +18,8 @@ from tests.helpers import rules
 from usersync.store.apply import apply_tables
 from usersync.plan.diff import compute_diff
 from usersync.rules.fields import NUMBER_FIELDS
-from usersync.plan.mapping import SourceRecord, map_records
+from usersync.plan.mapping import map_records
+from usersync.sources.record import SourceRecord
 from usersync.plan.change_tables import ChangeTables
 from usersync.store.schema import users
 from usersync.store.schema_version import ensure_schema

@@ -10,7 +10,7 @@ import yaml
 from tests.conftest import REPO, ad_rules
 from usersync.cli import main as cli
 from usersync.rules.fields import FIELDS, Policy
-from usersync.rules.model import RulesError, load_rules, load_rules_dir, parse_rules
+from usersync.rules import RulesError, load_rules, load_rules_dir, parse_rules
 
 
 def _problems(data, path="x.yaml") -> list[tuple[str, str]]:
@@ -60,10 +60,10 @@ def test_shipped_rules_files_are_valid():
         ({"source__colour": "red"}, "source.colour", "Extra inputs"),
         ({"source__filter": "(objectClass=user\x00)"}, "source.filter", "control character in the LDAP filter"),
         ({"source__name": "corp\nad"}, "source.name", "no blanks"),
-        ({"source__type": "ldap", "source__delta": {}}, "", "source.delta: delta sync is for active_directory and entra_id sources only"),
-        ({"source__external_id_attribute": "employeeID", "source__delta": {}}, "", "needs external_id_attribute objectGUID"),
+        ({"source__type": "ldap", "source__delta": {}}, "source.delta", "delta sync is for active_directory and entra_id sources only"),
+        ({"source__external_id_attribute": "employeeID", "source__delta": {}}, "source.delta", "needs external_id_attribute objectGUID"),
         ({"source__delta": {"full_every_days": 0}}, "source.delta.full_every_days", "greater than or equal to 1"),
-        ({"source__type": "ldap", "source__disabled_accounts": "skip"}, "", "'skip' is for active_directory, cucm and entra_id"),
+        ({"source__type": "ldap", "source__disabled_accounts": "skip"}, "source.disabled_accounts", "'skip' is for active_directory, cucm and entra_id"),
         ({"source__disabled_accounts": "ignore"}, "source.disabled_accounts", "'import', 'exclude' or 'skip'"),
         ({"source__recreated_accounts": "merge"}, "source.recreated_accounts", "'replace' or 'adopt'"),
         ({"source__member_of": ["UC Users"]}, "source.member_of", "not group DNs: 'UC Users'"),

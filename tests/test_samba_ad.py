@@ -10,9 +10,10 @@ import pytest
 from devtools.samba import STAFF_OU
 from tests.conftest import ad_rules
 from tests.helpers import table_rows
-from usersync.rules.model import parse_rules
+from usersync.rules import parse_rules
 from usersync.sources import SourceAuthError
-from usersync.sources.ldap.reader import LdapDirectory, LdapSettings, LdapSource, SecurityMode
+from usersync.sources.ldap.directory import LdapDirectory, LdapSettings, SecurityMode
+from usersync.sources.ldap.reader import LdapSource
 
 pytestmark = pytest.mark.samba
 

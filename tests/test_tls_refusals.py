@@ -7,7 +7,7 @@ import pytest
 
 from devtools.slapd import SERVICE_DN, SlapdServer
 from usersync.sources import SourceTlsError
-from usersync.sources.ldap.reader import LdapDirectory, LdapSettings
+from usersync.sources.ldap.directory import LdapDirectory, LdapSettings
 
 
 @pytest.fixture(scope="module", params=["wrong_host", "expired", "self_signed"])

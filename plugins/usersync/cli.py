@@ -13,7 +13,7 @@ import argparse
 import sys
 
 from usersync.rules.fields import capability_matrix
-from usersync.rules.model import RulesError, load_rules
+from usersync.rules import RulesError, load_rules
 
 
 def _validate(paths: list[str]) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from airflow.sdk import DAG, CronTriggerTimetable, Param, TriggerRule, task
 
-from usersync.rules.model import Rules, RulesError, load_rules_dir
+from usersync.rules import Rules, RulesError, load_rules_dir
 from usersync_airflow.approval import BlockedRunApproval
 from usersync_airflow.assets import users_asset
 
@@ -28,13 +28,14 @@ def rules_dir() -> Path:
 
 def dag_id(rules: Rules) -> str:
     """``user_sync__<source>``; CSV imports, which never delete, are ``user_import__<source>``."""
-    return f"{IMPORT_PREFIX if rules.source.type == 'csv' else DAG_PREFIX}{rules.source.name}"
+    return f"{IMPORT_PREFIX if rules.source.on_demand else DAG_PREFIX}{rules.source.name}"
 
 
 def _doc(rules: Rules, path: Path) -> str:
     src, sched = rules.source, rules.schedule
     when = f"daily at {sched.hour:02d}:{sched.minute:02d} {sched.timezone}" if sched.auto else "manual runs only"
-    where = f"connection `{src.conn_id}`" if hasattr(src, "conn_id") else "the file named by the `file` parameter"
+    conn_id = src.connection_id()
+    where = f"connection `{conn_id}`" if conn_id else "the file named by the `file` parameter"
     removal = {"delete": "removes users that left", "disable": "disables users that left",
                "keep": "never removes users"}[rules.safety.deletion]
     approval = (f"waits up to {rules.safety.approval_timeout_hours:g} h in **Required Actions** for an admin's "
@@ -82,7 +83,7 @@ DELTA_PARAMS = {
 }
 
 
-CSV_PARAMS = {
+FILE_PARAMS = {
     "file": Param(
         "", type="string", minLength=1, title="CSV file",
         description="Name of the file inside the imports folder, e.g. staff.csv (UTF-8, comma or semicolon).",
@@ -104,7 +105,7 @@ def build_dag(rules: Rules, path: Path) -> DAG:
         doc_md=_doc(rules, path),
         description=f"Sync users from {rules.source.name}: dry run = report only, nothing written; a run over "
                     "the mass-delete guard waits for approval (Required Actions).",
-        params={**PARAMS, **(CSV_PARAMS if rules.source.type == "csv" else {}),
+        params={**PARAMS, **(FILE_PARAMS if rules.source.on_demand else {}),
                 **(DELTA_PARAMS if rules.source.delta else {})},
         default_args={"retries": rules.run.retries, "retry_delay": timedelta(minutes=rules.run.retry_delay_minutes)},
     ) as dag:

@@ -15,9 +15,9 @@ from usersync.plan.change_tables import preview
 from usersync.rundata import MANIFEST, RunDataError, prune_runs
 from usersync.run.history import write_run_record
 from usersync.run.report import BLOCKED, FAILED, RunReport, prune_reports, write_report
-from usersync.rules.model import Rules
+from usersync.rules import Rules
 from usersync_airflow.alarms import send_report_mail
-from usersync_airflow.paths import configured
+from usersync.paths import configured
 from usersync_airflow.run_storage import dag_folder
 from usersync_airflow.tasks import DECISION_KEY, ERROR_KEY, STEPS, VERDICT_KEY, folder, params, rules_at, source_info
 
@@ -32,7 +32,7 @@ def reports_dir(rules: Rules) -> Path:
 def _secrets(rules: Rules) -> list[str]:
     """Passwords of every connection this run used, to mask them wherever they might appear."""
     found = []
-    for conn_id in (getattr(rules.source, "conn_id", None), rules.target.conn_id, rules.alarms.smtp_conn_id):
+    for conn_id in (rules.source.connection_id(), rules.target.conn_id, rules.alarms.smtp_conn_id):
         if not conn_id:
             continue
         try:

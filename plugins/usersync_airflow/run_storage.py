@@ -14,7 +14,7 @@ import re
 from airflow.sdk import ObjectStoragePath
 
 from usersync.rundata import RunFolder
-from usersync_airflow.paths import usersync_home
+from usersync.paths import usersync_home
 
 ENV = "USERSYNC_RUN_DATA"
 

@@ -1,44 +1,35 @@
 """Builds the domain ``Source`` a rules file describes, from Airflow Connections and trigger parameters.
 
-Adding a source type: a module in ``usersync.sources``, a spec in ``usersync.rules.model``, one branch here.
+Nothing here knows a source type: the registry names each type's reader, and the reader builds itself from the
+connection's fields (``usersync.connection.ConnectionFields``) and the run's parameters.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from airflow.sdk import BaseHook
 
-from usersync.rules.model import Rules
-from usersync.sources.cucm.reader import CucmSource
+from usersync.connection import ConnectionFields
+from usersync.rules import Rules
 from usersync.sources.base import Source
-from usersync.sources.csvfile.reader import CsvSource, resolve_import
-from usersync.sources.database.reader import DatabaseSource
-from usersync.sources.entra.reader import EntraSource
-from usersync.sources.errors import SourceQueryError
-from usersync.sources.ldap.reader import LdapSource
-from usersync_airflow.hooks import AxlHook, EntraHook, LdapHook, connection_url
-from usersync_airflow.paths import configured
+from usersync.sources.registry import reader_class
 
 
-def imports_dir(rules: Rules) -> Path:
-    return configured(getattr(rules.source, "imports_dir", None), "USERSYNC_IMPORTS_DIR", "imports")
+def connection_fields(conn_id: str) -> ConnectionFields:
+    """An Airflow Connection's fields as plain data for the domain (raises when it is not defined)."""
+    return fields_of(BaseHook.get_connection(conn_id))
 
 
-def open_source(rules: Rules, params: dict[str, Any]) -> Source:
-    spec, attributes = rules.source, rules.source_attributes()
-    if spec.type in ("active_directory", "ldap"):
-        return LdapSource(spec, LdapHook(spec.conn_id).get_settings(), attributes)
-    if spec.type == "database":
-        return DatabaseSource(spec, connection_url(BaseHook.get_connection(spec.conn_id)), attributes)
-    if spec.type == "csv":
-        name = (params.get("file") or "").strip()
-        if not name:
-            raise SourceQueryError("no CSV file given: trigger the import with the parameter 'file'")
-        return CsvSource(spec, resolve_import(imports_dir(rules), name), attributes)
-    if spec.type == "cucm":
-        return CucmSource(spec, AxlHook(spec.conn_id).get_settings(), attributes)
-    if spec.type == "entra_id":
-        return EntraSource(spec, EntraHook(spec.conn_id).get_settings(), attributes)
-    raise SourceQueryError(f"source type {spec.type!r} has no reader")  # unreachable: rules validation
+def fields_of(conn: Any) -> ConnectionFields:
+    return ConnectionFields(
+        conn_id=conn.conn_id, conn_type=conn.conn_type, host=conn.host, port=conn.port, login=conn.login,
+        password=conn.password, schema=conn.schema, extra=conn.extra_dejson,
+    )
+
+
+def open_source(rules: Rules, params: Mapping[str, Any]) -> Source:
+    spec = rules.source
+    conn_id = spec.connection_id()
+    connection = connection_fields(conn_id) if conn_id else None
+    return reader_class(spec).from_rules(spec, rules.source_attributes(), connection, params)

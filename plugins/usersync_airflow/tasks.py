@@ -25,7 +25,7 @@ from usersync.store.apply import ApplyError, apply_tables
 from usersync.plan.approval import REQUEST_LINES, Decision, approval_request
 from usersync.store.sync_state import Watermark
 from usersync.plan.change_tables import ChangeTables, preview
-from usersync.rules.model import Rules, RulesError, load_rules
+from usersync.rules import Rules, RulesError, load_rules
 from usersync.run.history import COUNTS, write_run_record
 from usersync.rundata import RunDataError, RunFolder
 from usersync.plan.safety import UnsafePlan, check_removals

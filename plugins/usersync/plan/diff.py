@@ -26,7 +26,7 @@ from usersync.rules.fields import BOOL_FIELDS, FIELDS, NUMBER_FIELDS, Policy
 from usersync.plan.frames import casefold
 from usersync.plan.mapping import MappedUser
 from usersync.plan.change_tables import INSERTS_SCHEMA, LEAVERS_SCHEMA, UPDATES_SCHEMA, ChangeTables
-from usersync.rules.model import Rules
+from usersync.rules import Rules
 from usersync.plan.tables import SKIPPED_SCHEMA, mapped_batch, rows_frame, to_frame, value_fields_of
 
 Row = Mapping[str, Any]

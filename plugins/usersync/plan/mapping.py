@@ -15,37 +15,15 @@ from typing import Any, Iterable, Mapping
 
 from usersync.plan.changes import Skipped
 from usersync.rules.fields import FIELDS, Kind, Policy
-from usersync.rules.model import Rules
+from usersync.rules import Rules
 from usersync.store.schema import users
 from usersync.rules.transforms import Chain, TransformError, compile_chain, run_chain
+from usersync.sources.record import SourceRecord
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _NUMBER = re.compile(r"^\+?[0-9*#]+$")
 _KEY_LIMITS = (users.c.ad_username.type.length, users.c.domain.type.length)
-
-
-@dataclass(frozen=True)
-class SourceRecord:
-    """One entry as read from a source: where it is (``account``) and its attributes."""
-
-    account: str
-    attributes: Mapping[str, Any]
-    #: set by a source that could not read the record properly (e.g. a CSV row with too many fields)
-    problem: str | None = None
-
-    def get(self, name: str) -> str | None:
-        """First value of an attribute, case-insensitively, stripped; None when absent or blank."""
-        value = self.attributes.get(name)
-        if value is None:
-            lowered = name.lower()
-            value = next((v for k, v in self.attributes.items() if k.lower() == lowered), None)
-        if isinstance(value, (list, tuple)):
-            value = value[0] if value else None
-        if value is None:
-            return None
-        text = str(value).strip()
-        return text or None
 
 
 @dataclass(frozen=True)
@@ -151,12 +129,8 @@ def is_disabled(rules: Rules, record: SourceRecord) -> bool:
     value = record.get(attribute) if attribute else None
     if value is None:
         return False
-    if rules.source.type == "cucm":
-        return value == "2"
-    if rules.source.type == "entra_id":
-        return value.strip().lower() == "false"
     try:
-        return bool(int(value) & 2)
+        return rules.source.is_disabled(value)
     except ValueError:
         raise RecordError(f"{attribute} is not a number: {value!r}") from None
 

@@ -13,7 +13,8 @@ from sqlalchemy import Engine, select
 
 from usersync.plan.changes import Skipped
 from usersync.rules.fields import BOOL_FIELDS, Policy
-from usersync.plan.mapping import MappedUser, SourceRecord
+from usersync.plan.mapping import MappedUser
+from usersync.sources.record import SourceRecord
 from usersync.store.schema import users
 from usersync.store.schema_version import ensure_schema
 

@@ -1,54 +1,25 @@
-"""The rules file: one YAML per source, validated with pydantic.
+"""The rules file as a typed model: one YAML per source, validated with pydantic.
 
-A rules file says where users come from (``source``), when the daily run happens (``schedule``), where they go
-(``target``) and, per target field, which choice of the seed applies (``fields``). Errors name the file, the
-field and the reason, because an administrator edits these files by hand.
+A rules file says where users come from (``source``, one spec per source type: ``usersync.sources.registry``),
+when the daily run happens (``schedule``), where they go (``target``), how runs are guarded (``safety``), reported
+(``report``) and alarmed (``alarms``) and, per target field, which policy applies (``fields``).
 """
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from usersync.rules import transforms
 from usersync.rules.fields import FIELDS, Kind, Policy
-from usersync.sources.spec import (
-    CUCM_TAGS,
-    SOURCE_NAME_PATTERN,
-    CsvSourceSpec,
-    CucmSourceSpec,
-    DatabaseSourceSpec,
-    DeltaSpec,
-    EntraSourceSpec,
-    LdapSourceSpec,
-    SourceSpec,
-    _Strict,
-)
+from usersync.sources.registry import SourceSpec, spec_class
+from usersync.sources.spec import StrictModel
 
 
-
-__all__ = [  # the source specs are part of a rules file: importable from here too
-    "CUCM_TAGS", "SOURCE_NAME_PATTERN", "CsvSourceSpec", "CucmSourceSpec", "DatabaseSourceSpec", "DeltaSpec",
-    "EntraSourceSpec", "LdapSourceSpec", "SourceSpec", "Rules", "RulesError", "load_rules", "load_rules_dir", "parse_rules",
-]
-
-
-class RulesError(ValueError):
-    """A rules file that cannot be used; ``problems`` holds (location, reason) pairs."""
-
-    def __init__(self, path: str | Path, problems: list[tuple[str, str]]):
-        self.path = str(path)
-        self.problems = problems
-        lines = "\n".join(f"  - {loc}: {msg}" if loc else f"  - {msg}" for loc, msg in problems)
-        super().__init__(f"rules file {self.path} is invalid:\n{lines}")
-
-
-class ScheduleSpec(_Strict):
+class ScheduleSpec(StrictModel):
     """Auto mode: one run a day at ``hour:minute`` in ``timezone``. Off: manual runs only."""
 
     auto: bool = False
@@ -70,13 +41,13 @@ class ScheduleSpec(_Strict):
         return f"{self.minute} {self.hour} * * *" if self.auto else None
 
 
-class TargetSpec(_Strict):
+class TargetSpec(StrictModel):
     """Where the users table lives: an Airflow connection id (default: the embedded SQLite database)."""
 
     conn_id: str = "usersync_target"
 
 
-class RunSpec(_Strict):
+class RunSpec(StrictModel):
     """How Airflow runs the DAG: retries apply to transient failures (an unreachable server)."""
 
     retries: Annotated[int, Field(ge=0, le=10)] = 2
@@ -85,7 +56,7 @@ class RunSpec(_Strict):
     extract_timeout_minutes: Annotated[int, Field(ge=1, le=1440)] = 60
 
 
-class SafetySpec(_Strict):
+class SafetySpec(StrictModel):
     """The mass-delete guard and what happens to users that left the source.
 
     A run that would delete (or disable) more than ``max_deletes`` users, or more than ``max_delete_percent`` of
@@ -103,7 +74,7 @@ class SafetySpec(_Strict):
     approval_timeout_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 24.0
 
 
-class ReportSpec(_Strict):
+class ReportSpec(StrictModel):
     """Where run reports go and how long they stay."""
 
     directory: str | None = None  # default: $USERSYNC_REPORTS_DIR, else $USERSYNC_HOME/reports
@@ -111,7 +82,7 @@ class ReportSpec(_Strict):
     max_change_lines: Annotated[int, Field(ge=0)] = 200
 
 
-class AlarmsSpec(_Strict):
+class AlarmsSpec(StrictModel):
     """E-mail alarms (failure, blocked) and warnings (skipped users, insecure fallback), via Airflow's SMTP."""
 
     to: list[str] = Field(default_factory=list)
@@ -129,7 +100,7 @@ class AlarmsSpec(_Strict):
         return v
 
 
-class FieldRule(_Strict):
+class FieldRule(StrictModel):
     """One target field's choice. ``value`` for constants, ``attribute`` (+ ``transforms``) for source data."""
 
     policy: Policy
@@ -145,7 +116,7 @@ class FieldRule(_Strict):
         return {"policy": data} if isinstance(data, str) else data
 
     @model_validator(mode="after")
-    def _shape(self) -> "FieldRule":
+    def _shape(self) -> FieldRule:
         p = self.policy
         for spec in self.transforms:
             transforms.parse(spec)
@@ -166,7 +137,7 @@ class FieldRule(_Strict):
         return self
 
 
-class Rules(_Strict):
+class Rules(StrictModel):
     """A whole rules file."""
 
     source: SourceSpec
@@ -185,34 +156,20 @@ class Rules(_Strict):
             data = dict(data)
             data["fields"] = {**{n: "keep" for n in FIELDS if n != "username"}, **data["fields"]}
         src = data.get("source") if isinstance(data, dict) else None
-        if isinstance(src, dict) and src.get("type") == "csv":  # the seed: CSV import never removes users
+        spec = spec_class(src.get("type")) if isinstance(src, dict) else None
+        if spec is not None and spec.on_demand:  # an import of a file never removes users
             safety = data.get("safety") if isinstance(data.get("safety"), dict) else {}
             data = {**data, "safety": {"deletion": "keep", **safety}}
         return data
 
     @model_validator(mode="after")
-    def _source_fits(self) -> "Rules":
-        if self.source.type == "csv" and self.safety.deletion != "keep":
-            raise ValueError("safety.deletion: a CSV import never removes users; it must be 'keep'")
-        if self.source.type == "csv" and self.schedule.auto:
-            raise ValueError("schedule.auto: a CSV import runs on demand (the file is chosen when triggering)")
-        src = self.source
-        if src.disabled_accounts != "import" and src.disabled_attribute is None:
-            raise ValueError(f"source.disabled_accounts: '{src.disabled_accounts}' is for active_directory, cucm and "
-                             "entra_id sources (they mark accounts disabled); for other sources leave disabled accounts out "
-                             "with the filter / query")
-        if src.delta is not None and src.type not in ("active_directory", "entra_id"):
-            raise ValueError(f"source.delta: delta sync is for active_directory and entra_id sources only (it reads "
-                             f"AD's uSNChanged or Graph's delta query); {src.type} sources are read whole: remove 'delta'")
-        anchor = {"active_directory": "objectguid", "entra_id": "id"}.get(src.type)
-        if src.delta is not None and (src.external_id_attribute or "").lower() != anchor:
-            raise ValueError(f"source.delta: needs external_id_attribute {'objectGUID' if anchor == 'objectguid' else 'id'} "
-                             "(deleted objects are matched to users by their anchor)")
-        if self.source.type == "cucm":
-            unknown = [a for a in self.source_attributes() if a not in CUCM_TAGS]
-            if unknown:
-                raise ValueError(f"source attributes not returned by CUCM listUser: {', '.join(unknown)} "
-                                 f"(known: {', '.join(CUCM_TAGS)})")
+    def _source_fits(self) -> Rules:
+        if self.source.on_demand and self.safety.deletion != "keep":
+            raise ValueError(f"safety.deletion: a {self.source.type} import never removes users; it must be 'keep'")
+        if self.source.on_demand and self.schedule.auto:
+            raise ValueError(f"schedule.auto: a {self.source.type} import runs on demand "
+                             "(the file is chosen when triggering)")
+        self.source.check_attributes(self.source_attributes())
         return self
 
     @field_validator("fields")
@@ -262,74 +219,3 @@ def _capability_problem(name: str, rule: FieldRule) -> str | None:
         if any(t.split(":")[0] in transforms.BOOL_TRANSFORMS for t in rule.transforms):
             return "boolean transforms are only for boolean fields"
     return None
-
-
-_SOURCE_TYPES = ("active_directory", "ldap", "database", "csv", "cucm")
-
-
-def _format_loc(loc: tuple, kind: str = "") -> str:
-    parts = [str(p) for p in loc if not str(p).startswith(("function-", "FieldRule"))]
-    if len(parts) > 1 and parts[0] == "source" and parts[1] in _SOURCE_TYPES:
-        del parts[1]  # the discriminator tag pydantic adds
-    if kind in ("union_tag_invalid", "union_tag_not_found"):
-        parts.append("type")
-    return ".".join(parts)
-
-
-def parse_rules(data: Any, path: str | Path = "<rules>") -> Rules:
-    """Validate already-parsed YAML data; raises ``RulesError`` naming ``path``."""
-    if not isinstance(data, dict):
-        raise RulesError(path, [("", "the file must hold a mapping with 'source' and 'fields'")])
-    if isinstance(data.get("source"), dict) and "name" not in data["source"] and path != "<rules>":
-        data = {**data, "source": {**data["source"], "name": Path(path).stem}}
-    try:
-        return Rules.model_validate(data)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            msg = err["msg"].removeprefix("Value error, ")
-            loc = _format_loc(err["loc"], err["type"])
-            if loc == "fields" and msg.startswith("fields."):  # capability problems: one line each
-                problems.extend(tuple(m.split(": ", 1)) for m in msg.split("\n"))
-            else:
-                problems.append((loc, msg))
-        raise RulesError(path, problems) from None
-
-
-def load_rules(path: str | Path) -> Rules:
-    """Read and validate one rules file. The source name defaults to the file name without ``.yaml``."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise RulesError(path, [("", f"cannot read: {exc.strerror}")]) from None
-    except UnicodeDecodeError as exc:
-        raise RulesError(path, [("", f"not UTF-8: byte 0x{exc.object[exc.start]:02x} at offset {exc.start} "
-                                     "(save the file as UTF-8)")]) from None
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        at = f"line {where.line + 1}, column {where.column + 1}: " if where else ""
-        raise RulesError(path, [("", f"not valid YAML: {at}{getattr(exc, 'problem', exc)}")]) from None
-    return parse_rules(data, path)
-
-
-def load_rules_dir(directory: str | Path) -> tuple[dict[str, tuple[Rules, Path]], dict[str, RulesError]]:
-    """All ``*.yaml`` files of a folder: ((rules, path) by source name, errors by file path).
-
-    A bad file never hides the good ones; two files claiming the same source name are both an error for the
-    second one, so a copy-paste never makes two DAGs fight over the same users.
-    """
-    valid: dict[str, tuple[Rules, Path]] = {}
-    errors: dict[str, RulesError] = {}
-    for path in sorted(Path(directory).glob("*.y*ml")):
-        try:
-            rules = load_rules(path)
-        except RulesError as exc:
-            errors[str(path)] = exc
-            continue
-        name = rules.source.name
-        if name in valid:
-            errors[str(path)] = RulesError(path, [("source.name", f"'{name}' is already used by {valid[name][1]}")])
-            continue
-        valid[name] = (rules, path)
-    return valid, errors

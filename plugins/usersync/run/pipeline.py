@@ -20,7 +20,7 @@ from usersync.plan.mapping import map_records
 from usersync.progress import Progress
 from usersync.store.recheck import fingerprint
 from usersync.store.schema_version import ensure_schema
-from usersync.rules.model import Rules
+from usersync.rules import Rules
 from usersync.rundata import RunFolder, TableRef
 from usersync.sources.base import Source
 from usersync.sources.errors import EmptySource
@@ -75,19 +75,19 @@ def extract_step(source: Source, info: dict[str, Any], attributes: list[str], fo
     """
     batches = record_batches(source.partition(info, index, count), attributes)
     ref = folder.write(f"records/part-{index:03d}.parquet", batches, records_schema(attributes))
-    fallback = getattr(source, "fallback", None)  # a delta read that had to read in full (expired delta link)
+    fallback = source.fallback  # a delta read that had to read in full (expired delta link)
     delta = is_delta(info) and not fallback
     if not delta and not ref.rows and (count == 1 or next(iter(source.records(info)), None) is None):
         raise _empty(info)  # an empty partition is fine; an empty source is an error, never "everyone left"
     log.info("extracted %d %srecords from %s (partition %d of %d) into %s", ref.rows,
              "changed " if delta else "", info.get("url"), index + 1, count, ref.file)
     out: dict[str, Any] = {"partition": index, "records": ref.to_json(), "delta": delta}
-    if getattr(source, "delta_link", None):  # where the next delta read starts (stored by apply, if it applies)
-        out["cursor"] = source.delta_link
+    if source.cursor:  # where the next delta read starts (stored by apply, if it applies)
+        out["cursor"] = source.cursor
     if fallback:
         out["reading"] = f"full ({fallback})"
     if delta and index == 0:
-        anchors, scanned = source.removed(info, _anchors_read(folder, ref, attributes))
+        anchors, scanned = source.removed(info, _anchors_read(folder, ref, attributes, source.spec.delta_anchor))
         removed = folder.write("removed/anchors.parquet", [pa.record_batch([pa.array(anchors, pa.string())],
                                                                            schema=REMOVED_SCHEMA)], REMOVED_SCHEMA)
         log.info("delta: %d account(s) deleted or out of scope since the watermark (%d entries scanned)",
@@ -96,9 +96,9 @@ def extract_step(source: Source, info: dict[str, Any], attributes: list[str], fo
     return out
 
 
-def _anchors_read(folder: RunFolder, ref: TableRef, attributes: list[str]) -> set[str]:
-    """The anchors (objectGUIDs) of the changed entries just read: those are in scope, not removed."""
-    column = next((a for a in attributes if a.lower() == "objectguid"), None)
+def _anchors_read(folder: RunFolder, ref: TableRef, attributes: list[str], anchor: str | None) -> set[str]:
+    """The anchors (objectGUIDs, Graph ids) of the changed entries just read: those are in scope, not removed."""
+    column = next((a for a in attributes if anchor and a.lower() == anchor.lower()), None)
     if column is None or not ref.rows:
         return set()
     return {v for v in folder.read(ref).column(column).to_pylist() if v}

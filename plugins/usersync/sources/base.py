@@ -1,12 +1,14 @@
 """What every source implements. Only reading differs between sources: mapping, diff, safety, apply and the
-report are shared, so a new source type is one module here plus its construction in the Airflow adapter."""
+report are shared, so a new source type is its reader, its spec and one line in ``usersync.sources.registry``."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
-from usersync.plan.mapping import SourceRecord
+from usersync.connection import ConnectionFields
+from usersync.sources.record import SourceRecord
+from usersync.sources.spec import SourceSpecBase
 
 
 class Source(ABC):
@@ -16,6 +18,20 @@ class Source(ABC):
     JSON-able facts for the report and for ``records()``: at least ``url`` (where, without secrets) and
     ``warnings`` (a list of strings). ``records(info)`` then reads every user, streaming.
     """
+
+    #: the rules' source section this reader was built from
+    spec: SourceSpecBase
+    #: why a delta read had to read in full instead (e.g. an expired delta link), for the report
+    fallback: str | None = None
+    #: where the next delta read starts, for sources whose server hands out a cursor (Graph's delta link)
+    cursor: str | None = None
+
+    @classmethod
+    @abstractmethod
+    def from_rules(cls, spec: SourceSpecBase, attributes: list[str], connection: ConnectionFields | None,
+                   params: Mapping[str, Any]) -> Source:
+        """The reader a rules file describes: ``connection`` is the spec's ``connection_id()`` resolved (None
+        for file sources), ``params`` the run's trigger parameters."""
 
     @abstractmethod
     def check(self) -> dict[str, Any]: ...
@@ -43,10 +59,10 @@ class Source(ABC):
     def close(self) -> None:
         """Release connections; safe to call more than once."""
 
-    def __enter__(self) -> "Source":
+    def __enter__(self) -> Source:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, insert, select
 
-from usersync.rules.model import Rules
+from usersync.rules import Rules
 from usersync.store.schema import sync_state
 from usersync.store.schema_version import ensure_schema
 

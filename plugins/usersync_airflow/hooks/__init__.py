@@ -1,6 +1,6 @@
 from usersync_airflow.hooks.axl import AxlHook
 from usersync_airflow.hooks.entra import EntraHook
 from usersync_airflow.hooks.ldap import LdapHook
-from usersync_airflow.hooks.users_db import UsersDbHook, connection_url
+from usersync_airflow.hooks.users_db import UsersDbHook
 
-__all__ = ["AxlHook", "EntraHook", "LdapHook", "UsersDbHook", "connection_url"]
+__all__ = ["AxlHook", "EntraHook", "LdapHook", "UsersDbHook"]

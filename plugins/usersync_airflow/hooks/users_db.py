@@ -15,29 +15,14 @@ from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 from sqlalchemy import URL, Engine, create_engine
 
+from usersync.connection import sqlalchemy_url
 from usersync.store.schema_version import ensure_schema, upgrade
-from usersync_airflow.paths import usersync_home
+from usersync.paths import usersync_home
+from usersync_airflow.sources import fields_of
 
 
 def embedded_database_path() -> Path:
     return usersync_home() / "users.db"
-
-
-#: Airflow connection types → SQLAlchemy drivers (an extra ``sqlalchemy_driver`` overrides)
-DRIVERS = {"postgres": "postgresql+psycopg", "postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql",
-           "mariadb": "mysql+pymysql", "sqlite": "sqlite"}
-
-
-def connection_url(conn) -> URL:
-    """A SQLAlchemy URL from an Airflow Connection; the password stays inside the URL object, never logged."""
-    driver = conn.extra_dejson.get("sqlalchemy_driver") or DRIVERS.get((conn.conn_type or "").lower())
-    if driver is None:
-        raise ValueError(f"connection {conn.conn_id!r}: type {conn.conn_type!r} is not supported "
-                         f"({', '.join(sorted(DRIVERS))}, or set extra 'sqlalchemy_driver')")
-    if driver.startswith("sqlite"):
-        return URL.create(driver, database=conn.host or conn.schema)
-    return URL.create(driver, username=conn.login or None, password=conn.password or None,
-                      host=conn.host or None, port=conn.port or None, database=conn.schema or None)
 
 
 class UsersDbHook(BaseHook):
@@ -61,7 +46,7 @@ class UsersDbHook(BaseHook):
             path.parent.mkdir(parents=True, exist_ok=True)
             self.log.info("connection %r is not defined: using the embedded SQLite database %s", self.users_conn_id, path)
             return URL.create("sqlite", database=str(path))
-        return connection_url(conn)
+        return sqlalchemy_url(fields_of(conn))
 
     def get_conn(self) -> Engine:
         if self._engine is None:

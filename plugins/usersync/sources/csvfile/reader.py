@@ -10,13 +10,16 @@ from __future__ import annotations
 import csv
 import logging
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
-from usersync.plan.mapping import SourceRecord
+from usersync.sources.record import SourceRecord
+from usersync.connection import ConnectionFields
+from usersync.paths import configured
 from usersync.progress import Progress
-from usersync.rules.model import CsvSourceSpec
+from usersync.sources.csvfile.spec import CsvSourceSpec
 from usersync.sources.base import Source, missing
 from usersync.sources.errors import SourceQueryError
+from usersync.sources.spec import SourceSpecBase
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,12 @@ def resolve_import(imports_dir: Path, name: str) -> Path:
     return path
 
 
+def imports_dir(spec: CsvSourceSpec) -> Path:
+    """The folder imports are read from: the rules' ``imports_dir``, else $USERSYNC_IMPORTS_DIR, else
+    $USERSYNC_HOME/imports."""
+    return configured(spec.imports_dir, "USERSYNC_IMPORTS_DIR", "imports")
+
+
 def _delimiter(header_line: str) -> str:
     return ";" if header_line.count(";") > header_line.count(",") else ","
 
@@ -39,6 +48,16 @@ def _delimiter(header_line: str) -> str:
 class CsvSource(Source):
     def __init__(self, spec: CsvSourceSpec, path: Path, attributes: list[str]):
         self.spec, self.path, self.attributes = spec, Path(path), attributes
+
+    @classmethod
+    def from_rules(cls, spec: SourceSpecBase, attributes: list[str], connection: ConnectionFields | None,
+                   params: Mapping[str, Any]) -> CsvSource:
+        """The file named by the trigger parameter ``file``, inside the imports folder."""
+        assert isinstance(spec, CsvSourceSpec)
+        name = str(params.get("file") or "").strip()
+        if not name:
+            raise SourceQueryError("no CSV file given: trigger the import with the parameter 'file'")
+        return cls(spec, resolve_import(imports_dir(spec), name), attributes)
 
     def _open(self):
         return self.path.open(encoding="utf-8-sig", newline="")

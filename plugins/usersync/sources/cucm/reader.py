@@ -14,15 +14,17 @@ import ssl
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 from xml.sax.saxutils import escape
 
 import httpx
 
-from usersync.plan.mapping import SourceRecord
+from usersync.connection import ConnectionFields
 from usersync.progress import Progress
-from usersync.rules.model import CucmSourceSpec
+from usersync.sources.cucm.spec import CucmSourceSpec
 from usersync.sources.base import Source
+from usersync.sources.record import SourceRecord
+from usersync.sources.spec import SourceSpecBase
 from usersync.sources.errors import (
     SourceAuthError,
     SourceError,
@@ -52,6 +54,24 @@ class AxlSettings:
     @property
     def url(self) -> str:
         return f"https://{self.host}:{self.port}/axl/"
+
+    @classmethod
+    def from_connection(cls, conn: ConnectionFields) -> AxlSettings:
+        """Connection fields: host (the publisher), port (8443), login (an application user with "Standard AXL
+        Read Only API Access"), password. Extras: ``axl_version`` (e.g. 12.5, 14.0, 15.0; default 14.0),
+        ``ca_certs_file``, ``timeout`` (s), ``max_retries``, ``backoff_seconds``."""
+        extra = conn.extra
+        if not conn.host or not conn.login:
+            raise SourceError(f"connection {conn.conn_id!r} needs a host and a login")
+        version = str(extra.get("axl_version", "14.0"))
+        if not version.replace(".", "").isdigit():
+            raise SourceError(f"connection {conn.conn_id!r}: axl_version {version!r} is not like 14.0")
+        return cls(
+            host=conn.host, login=conn.login, password=conn.password or "", port=int(conn.port or 8443),
+            version=version, ca_certs_file=extra.get("ca_certs_file") or None,
+            timeout=float(extra.get("timeout", 60)), max_retries=int(extra.get("max_retries", 5)),
+            backoff_seconds=float(extra.get("backoff_seconds", 2.0)),
+        )
 
 
 class AxlClient:
@@ -162,6 +182,12 @@ class CucmSource(Source):
                  sleep: Callable[[float], None] = time.sleep):
         self.spec, self.settings, self.attributes = spec, settings, attributes
         self.client = AxlClient(settings, sleep)
+
+    @classmethod
+    def from_rules(cls, spec: SourceSpecBase, attributes: list[str], connection: ConnectionFields | None,
+                   params: Mapping[str, Any]) -> CucmSource:
+        assert isinstance(spec, CucmSourceSpec) and connection is not None
+        return cls(spec, AxlSettings.from_connection(connection), attributes)
 
     def check(self) -> dict[str, Any]:
         self.client.list_users(self.spec.userid_pattern, ["userid"], 0, 1)

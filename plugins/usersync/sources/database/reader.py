@@ -8,15 +8,17 @@ transaction that is rolled back (and, on PostgreSQL, declared READ ONLY).
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 from sqlalchemy import URL, Connection, create_engine, exc, text
 
-from usersync.plan.mapping import SourceRecord
+from usersync.connection import ConnectionFields, sqlalchemy_url
 from usersync.progress import Progress
-from usersync.rules.model import DatabaseSourceSpec
+from usersync.sources.database.spec import DatabaseSourceSpec
 from usersync.sources.base import Source, missing
 from usersync.sources.errors import SourceAuthError, SourceError, SourceQueryError, SourceUnreachable
+from usersync.sources.record import SourceRecord
+from usersync.sources.spec import SourceSpecBase
 
 log = logging.getLogger(__name__)
 _AUTH_HINTS = ("password authentication failed", "access denied", "authentication failed", "no password supplied")
@@ -29,6 +31,16 @@ class DatabaseSource(Source):
         self.spec, self.url, self.attributes = spec, url, attributes
         self.engine = create_engine(url, pool_pre_ping=False)
         self.where = url.render_as_string(hide_password=True)
+
+    @classmethod
+    def from_rules(cls, spec: SourceSpecBase, attributes: list[str], connection: ConnectionFields | None,
+                   params: Mapping[str, Any]) -> DatabaseSource:
+        assert isinstance(spec, DatabaseSourceSpec) and connection is not None
+        try:
+            url = sqlalchemy_url(connection)
+        except ValueError as exc:
+            raise SourceQueryError(str(exc)) from None
+        return cls(spec, url, attributes)
 
     def _sql(self) -> str:
         if self.spec.query:

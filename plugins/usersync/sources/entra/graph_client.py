@@ -15,11 +15,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import httpx
 
-from usersync.sources.errors import SourceAuthError, SourceQueryError, SourceUnreachable
+from usersync.connection import ConnectionFields
+from usersync.sources.errors import SourceAuthError, SourceError, SourceQueryError, SourceUnreachable
 
 log = logging.getLogger(__name__)
 GRAPH = "https://graph.microsoft.com"
@@ -54,6 +56,32 @@ class GraphSettings:
     timeout: float = 60.0
     max_retries: int = 5
     max_wait: float = 120.0
+
+
+def graph_settings(conn: ConnectionFields) -> GraphSettings:
+    """Connection fields: host = the tenant id (GUID or ``contoso.onmicrosoft.com``), login = the app's client
+    id, password = its client secret. A certificate instead of a secret: extras ``certificate_key_file`` (PEM
+    private key) and ``certificate_thumbprint``. Other extras: ``authority_host`` (national clouds),
+    ``graph_url``, ``ca_certs_file``, ``timeout`` (s), ``max_retries`` (on 429 / 503), ``max_wait`` (s, the
+    longest Retry-After honoured)."""
+    extra = conn.extra
+    if not conn.host or not conn.login:
+        raise SourceError(f"connection {conn.conn_id!r} needs the tenant id (host) and the client id (login)")
+    key = None
+    if extra.get("certificate_key_file"):
+        try:
+            key = Path(extra["certificate_key_file"]).read_text()
+        except OSError as exc:
+            raise SourceError(f"connection {conn.conn_id!r}: cannot read certificate_key_file: {exc}") from None
+    if not conn.password and not key:
+        raise SourceError(f"connection {conn.conn_id!r} needs a client secret (password) or a certificate")
+    return GraphSettings(
+        tenant_id=conn.host, client_id=conn.login, client_secret=conn.password or None,
+        certificate_key=key, certificate_thumbprint=extra.get("certificate_thumbprint"),
+        authority_host=extra.get("authority_host") or AUTHORITY_HOST, graph_url=extra.get("graph_url") or GRAPH,
+        ca_certs_file=extra.get("ca_certs_file") or None, timeout=float(extra.get("timeout", 60)),
+        max_retries=int(extra.get("max_retries", 5)), max_wait=float(extra.get("max_wait", 120)),
+    )
 
 
 class GraphClient:

@@ -12,12 +12,15 @@ read into a full one, and the report says why.
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
-from usersync.plan.mapping import SourceRecord
+from usersync.connection import ConnectionFields
 from usersync.progress import Progress
 from usersync.sources.base import Source
-from usersync.sources.entra.graph_client import DeltaExpired, GraphClient, GraphError, GraphSettings
+from usersync.sources.entra.graph_client import DeltaExpired, GraphClient, GraphError, GraphSettings, graph_settings
+from usersync.sources.entra.spec import EntraSourceSpec
+from usersync.sources.record import SourceRecord
+from usersync.sources.spec import SourceSpecBase
 
 log = logging.getLogger(__name__)
 UPN_PARTS = ("upnLocalPart", "upnDomain")
@@ -59,15 +62,19 @@ def flatten(user: dict[str, Any]) -> dict[str, str]:
 
 
 class EntraSource(Source):
-    def __init__(self, spec, settings: GraphSettings, attributes: list[str], client: GraphClient | None = None):
+    def __init__(self, spec: EntraSourceSpec, settings: GraphSettings, attributes: list[str], client: GraphClient | None = None):
         self.spec, self.settings = spec, settings
         # accountEnabled is needed to leave disabled accounts out (disabled_accounts: exclude)
         wanted = attributes + (["accountEnabled"] if spec.disabled_accounts == "exclude" else [])
         self.select = ",".join(graph_properties(wanted))
         self.client = client or GraphClient(settings)
         self._removed: list[str] = []
-        self.delta_link: str | None = None  # the link the next run starts from, once a delta-query read ended
-        self.fallback: str | None = None  # why a delta read became a full one
+
+    @classmethod
+    def from_rules(cls, spec: SourceSpecBase, attributes: list[str], connection: ConnectionFields | None,
+                   params: Mapping[str, Any]) -> EntraSource:
+        assert isinstance(spec, EntraSourceSpec) and connection is not None
+        return cls(spec, graph_settings(connection), attributes)
 
     def check(self) -> dict[str, Any]:
         self.client.get("v1.0/users", {"$select": "id", "$top": "1"})  # token, permission, reachability
@@ -148,7 +155,7 @@ class EntraSource(Source):
 
     def _note_link(self, page: dict[str, Any]) -> None:
         if page.get("@odata.deltaLink"):
-            self.delta_link = page["@odata.deltaLink"]
+            self.cursor = page["@odata.deltaLink"]
 
     def _excluded(self, user: dict[str, Any]) -> bool:
         return self.spec.disabled_accounts == "exclude" and user.get("accountEnabled") is False

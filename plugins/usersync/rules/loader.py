@@ -1,0 +1,94 @@
+"""Reading rules files: YAML → ``Rules``, every problem named with its file, location and reason.
+
+Administrators edit these files by hand, so an error says where (``source.page_size``, ``fields.email``) and
+why, in one line each; a folder of rules files never lets one bad file hide the good ones.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from usersync.rules.model import Rules
+from usersync.sources.registry import SOURCE_TYPES
+
+
+class RulesError(ValueError):
+    """A rules file that cannot be used; ``problems`` holds (location, reason) pairs."""
+
+    def __init__(self, path: str | Path, problems: list[tuple[str, str]]):
+        self.path = str(path)
+        self.problems = problems
+        lines = "\n".join(f"  - {loc}: {msg}" if loc else f"  - {msg}" for loc, msg in problems)
+        super().__init__(f"rules file {self.path} is invalid:\n{lines}")
+
+
+def _format_loc(loc: tuple, kind: str = "") -> str:
+    parts = [str(p) for p in loc if not str(p).startswith(("function-", "FieldRule"))]
+    if len(parts) > 1 and parts[0] == "source" and parts[1] in SOURCE_TYPES:
+        del parts[1]  # the discriminator tag pydantic adds
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        parts.append("type")
+    return ".".join(parts)
+
+
+def parse_rules(data: Any, path: str | Path = "<rules>") -> Rules:
+    """Validate already-parsed YAML data; raises ``RulesError`` naming ``path``."""
+    if not isinstance(data, dict):
+        raise RulesError(path, [("", "the file must hold a mapping with 'source' and 'fields'")])
+    if isinstance(data.get("source"), dict) and "name" not in data["source"] and path != "<rules>":
+        data = {**data, "source": {**data["source"], "name": Path(path).stem}}
+    try:
+        return Rules.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            msg = err["msg"].removeprefix("Value error, ")
+            loc = _format_loc(err["loc"], err["type"])
+            if loc == "fields" and msg.startswith("fields."):  # capability problems: one line each
+                problems.extend(tuple(m.split(": ", 1)) for m in msg.split("\n"))
+            else:
+                problems.append((loc, msg))
+        raise RulesError(path, problems) from None
+
+
+def load_rules(path: str | Path) -> Rules:
+    """Read and validate one rules file. The source name defaults to the file name without ``.yaml``."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise RulesError(path, [("", f"cannot read: {exc.strerror}")]) from None
+    except UnicodeDecodeError as exc:
+        raise RulesError(path, [("", f"not UTF-8: byte 0x{exc.object[exc.start]:02x} at offset {exc.start} "
+                                     "(save the file as UTF-8)")]) from None
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f"line {where.line + 1}, column {where.column + 1}: " if where else ""
+        raise RulesError(path, [("", f"not valid YAML: {at}{getattr(exc, 'problem', exc)}")]) from None
+    return parse_rules(data, path)
+
+
+def load_rules_dir(directory: str | Path) -> tuple[dict[str, tuple[Rules, Path]], dict[str, RulesError]]:
+    """All ``*.yaml`` files of a folder: ((rules, path) by source name, errors by file path).
+
+    A bad file never hides the good ones; two files claiming the same source name are both an error for the
+    second one, so a copy-paste never makes two DAGs fight over the same users.
+    """
+    valid: dict[str, tuple[Rules, Path]] = {}
+    errors: dict[str, RulesError] = {}
+    for path in sorted(Path(directory).glob("*.y*ml")):
+        try:
+            rules = load_rules(path)
+        except RulesError as exc:
+            errors[str(path)] = exc
+            continue
+        name = rules.source.name
+        if name in valid:
+            errors[str(path)] = RulesError(path, [("source.name", f"'{name}' is already used by {valid[name][1]}")])
+            continue
+        valid[name] = (rules, path)
+    return valid, errors

@@ -1,0 +1,20 @@
+"""``source.type: csv``: a CSV file imported on demand; the file is chosen when the import is triggered."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from usersync.sources.spec import SourceSpecBase
+
+
+class CsvSourceSpec(SourceSpecBase):
+    """A CSV file imported on demand (never deletes). The file is chosen when the import is triggered."""
+
+    on_demand: ClassVar[bool] = True
+
+    type: Literal["csv"]
+    #: Folder the imported files must be in. Default: $USERSYNC_IMPORTS_DIR, else $USERSYNC_HOME/imports.
+    imports_dir: str | None = None
+
+    def describe(self) -> str:
+        return f"CSV files under `{self.imports_dir or '$USERSYNC_IMPORTS_DIR'}`"

@@ -1,0 +1,269 @@
+"""A bound LDAP connection: settings, the three security modes, TLS checks and errors in words, paged search.
+
+Security modes follow the vendor's ``Authentication.UseSecureLDAPConnection`` setting: ``SecureOnly`` (LDAPS,
+or StartTLS when asked; the default), ``SecureThenUnsecure`` (secure first, plain LDAP with a warning if the
+secure channel cannot be opened) and ``UnSecureOnly``. Reads are paged, so directories with AD's 1000-entry
+size limit are read whole.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import ssl
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Iterator
+
+import ldap3
+from ldap3.core import exceptions as lx
+
+from usersync.connection import ConnectionFields
+from usersync.progress import Progress
+from usersync.sources.errors import (
+    SourceAuthError,
+    SourceError,
+    SourceQueryError,
+    SourceTlsError,
+    SourceUnreachable,
+)
+from usersync.sources.ldap.decoding import decode_text, lean_entries, values_of
+from usersync.sources.record import SourceRecord
+
+log = logging.getLogger(__name__)
+PAGED_RESULTS = "1.2.840.113556.1.4.319"
+
+
+class SecurityMode(str, Enum):
+    SECURE_ONLY = "SecureOnly"
+    SECURE_THEN_UNSECURE = "SecureThenUnsecure"
+    UNSECURE_ONLY = "UnSecureOnly"
+
+
+@dataclass(frozen=True)
+class LdapSettings:
+    """Everything needed to reach and bind to the directory. ``password`` never shows in a repr."""
+
+    host: str
+    login: str | None = None
+    password: str | None = field(default=None, repr=False)
+    mode: SecurityMode = SecurityMode.SECURE_ONLY
+    start_tls: bool = False  # secure channel by StartTLS on the plain port instead of LDAPS
+    ldaps_port: int = 636
+    ldap_port: int = 389
+    ca_certs_file: str | None = None  # CA bundle; None: the system's trusted CAs
+    connect_timeout: int = 10
+    receive_timeout: int = 120  # whole seconds: ldap3 packs it into a socket option
+
+    @classmethod
+    def from_connection(cls, conn: ConnectionFields) -> LdapSettings:
+        """Connection fields: host, port (optional), login (bind DN or user@domain), password. Extras:
+        ``security_mode`` (SecureOnly | SecureThenUnsecure | UnSecureOnly; default SecureOnly), ``start_tls``
+        (bool), ``ldaps_port`` (636), ``ldap_port`` (389), ``ca_certs_file`` (PEM bundle), ``connect_timeout``,
+        ``receive_timeout`` (seconds). When ``port`` is set it is the port of the first channel tried."""
+        extra = conn.extra
+        if not conn.host:
+            raise SourceError(f"connection {conn.conn_id!r} has no host")
+        mode_name = extra.get("security_mode", SecurityMode.SECURE_ONLY.value)
+        try:
+            mode = SecurityMode(mode_name)
+        except ValueError:
+            allowed = ", ".join(m.value for m in SecurityMode)
+            raise SourceError(f"connection {conn.conn_id!r}: security_mode {mode_name!r} is not one of {allowed}") from None
+        start_tls = conn.flag("start_tls")
+        ldaps_port = int(extra.get("ldaps_port", 636))
+        ldap_port = int(extra.get("ldap_port", 389))
+        if conn.port:
+            if mode is SecurityMode.UNSECURE_ONLY or start_tls:
+                ldap_port = int(conn.port)
+            else:
+                ldaps_port = int(conn.port)
+        return cls(
+            host=conn.host, login=conn.login or None, password=conn.password or None, mode=mode,
+            start_tls=start_tls, ldaps_port=ldaps_port, ldap_port=ldap_port,
+            ca_certs_file=extra.get("ca_certs_file") or None,
+            connect_timeout=int(extra.get("connect_timeout", 10)),
+            receive_timeout=int(extra.get("receive_timeout", 120)),
+        )
+
+    def describe(self, secure: bool) -> str:
+        if secure and not self.start_tls:
+            return f"ldaps://{self.host}:{self.ldaps_port}"
+        return f"ldap://{self.host}:{self.ldap_port}" + (" (StartTLS)" if secure else "")
+
+
+class LdapDirectory:
+    """An open, bound connection. Use ``LdapDirectory.open(settings)``; close with ``close()`` or ``with``."""
+
+    def __init__(self, conn: ldap3.Connection, settings: LdapSettings, url: str, fell_back: bool):
+        self.conn, self.settings, self.url, self.fell_back = conn, settings, url, fell_back
+
+    @classmethod
+    def open(cls, settings: LdapSettings) -> LdapDirectory:
+        if settings.mode is SecurityMode.UNSECURE_ONLY:
+            return cls(_bind(settings, secure=False), settings, settings.describe(False), False)
+        try:
+            return cls(_bind(settings, secure=True), settings, settings.describe(True), False)
+        except (SourceUnreachable, SourceTlsError) as exc:
+            if settings.mode is not SecurityMode.SECURE_THEN_UNSECURE:
+                raise
+            log.warning(
+                "secure LDAP failed (%s); falling back to UNENCRYPTED LDAP on %s as mode SecureThenUnsecure allows",
+                exc, settings.describe(False),
+            )
+            return cls(_bind(settings, secure=False), settings, settings.describe(False), True)
+
+    def __enter__(self) -> LdapDirectory:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        try:
+            self.conn.unbind()
+        except lx.LDAPException:
+            pass
+
+    def root_dse(self, *attributes: str) -> dict[str, list[str]]:
+        """Attributes of the server's rootDSE (e.g. defaultNamingContext)."""
+        try:
+            self.conn.search("", "(objectClass=*)", ldap3.BASE, attributes=list(attributes))
+        except lx.LDAPException as exc:
+            raise SourceQueryError(f"cannot read the rootDSE of {self.url}: {exc}") from None
+        entry = next((e for e in self.conn.response if e.get("type") == "searchResEntry"), None)
+        raw = entry.get("raw_attributes", {}) if entry else {}
+        return {k: [decode_text(v) for v in vals] for k, vals in raw.items()}
+
+    def default_users_base(self) -> str:
+        """The seed's default for a blank object path: ``CN=Users`` of the default naming context."""
+        dse = {k.lower(): v for k, v in self.root_dse("defaultNamingContext", "namingContexts").items()}
+        context = (dse.get("defaultnamingcontext") or dse.get("namingcontexts") or [None])[0]
+        if not context:
+            raise SourceQueryError(
+                f"{self.url} announces no defaultNamingContext; set 'object_path' in the rules file"
+            )
+        return f"CN=Users,{context}"
+
+    def search(self, base: str, ldap_filter: str, attributes: list[str], page_size: int = 1000,
+               scope: str = "subtree", controls: list | None = None) -> Iterator[SourceRecord]:
+        """Paged search yielding one ``SourceRecord`` per entry, with progress lines while it reads."""
+        progress = Progress(f"extract {base}", log)
+        cookie: bytes | None = None
+        ldap_scope = {"subtree": ldap3.SUBTREE, "level": ldap3.LEVEL, "base": ldap3.BASE}[scope]
+        while True:
+            try:
+                self.conn.search(base, ldap_filter, ldap_scope, attributes=attributes,
+                                 paged_size=page_size, paged_cookie=cookie, controls=controls)
+            except lx.LDAPNoSuchObjectResult:
+                raise SourceQueryError(f"object path {base!r} does not exist on {self.url}") from None
+            except lx.LDAPInvalidFilterError as exc:
+                raise SourceQueryError(f"invalid LDAP filter {ldap_filter!r}: {exc}") from None
+            except lx.LDAPOperationResult as exc:
+                raise SourceQueryError(f"search of {base!r} on {self.url} failed: {exc}") from None
+            except lx.LDAPCommunicationError as exc:
+                raise SourceUnreachable(f"lost the connection to {self.url} while reading: {exc}") from None
+            outcome = self.conn.result.get("description")
+            if outcome in ("sizeLimitExceeded", "timeLimitExceeded"):
+                # ldap3 does not raise for these; a truncated read must never look like "the others left"
+                raise SourceQueryError(
+                    f"search of {base!r} on {self.url} was cut short by the server ({outcome}); "
+                    f"lower page_size (now {page_size}) below the server's limit"
+                )
+            page = 0
+            for entry in self.conn.response:
+                if entry.get("type") != "searchResEntry":
+                    continue  # AD answers with referrals too
+                attrs = {k: values_of(v, k) for k, v in entry["raw_attributes"].items()}
+                page += 1
+                yield SourceRecord(entry["dn"], attrs)
+            progress.advance(page)
+            control = self.conn.result.get("controls", {}).get(PAGED_RESULTS)
+            cookie = control["value"]["cookie"] if control else None
+            if not cookie:
+                break
+        progress.done()
+
+
+def _bind(settings: LdapSettings, secure: bool) -> ldap3.Connection:
+    """Open the channel, secure it if asked, bind; translate ldap3's errors into ``SourceError``s."""
+    url = settings.describe(secure)
+    tls = None
+    if secure:
+        tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=settings.ca_certs_file,
+                        version=ssl.PROTOCOL_TLS_CLIENT)
+    use_ldaps = secure and not settings.start_tls
+    server = ldap3.Server(
+        settings.host,
+        port=settings.ldaps_port if use_ldaps else settings.ldap_port,
+        use_ssl=use_ldaps,
+        tls=tls,
+        get_info=ldap3.NONE,
+        connect_timeout=settings.connect_timeout,
+    )
+    conn = ldap3.Connection(
+        server,
+        user=settings.login or None,
+        password=settings.password or None,
+        auto_bind=ldap3.AUTO_BIND_NONE,
+        read_only=True,
+        raise_exceptions=True,
+        receive_timeout=settings.receive_timeout,
+        auto_referrals=False,
+        check_names=False,
+    )
+    lean_entries(conn)
+    try:
+        conn.open()
+        if secure and settings.start_tls:
+            conn.start_tls()
+        conn.bind()
+    except lx.LDAPStartTLSError as exc:
+        raise SourceTlsError(f"StartTLS with {url} failed: {_tls_cause(str(exc), settings)}") from None
+    except lx.LDAPSocketOpenError as exc:
+        text = str(exc)
+        if "timed out" in text.lower():
+            raise SourceUnreachable(
+                f"{url} accepted the connection but did not answer within {settings.receive_timeout} s "
+                f"(receive_timeout; a hung server or a firewall?): {_reason(exc)}") from None
+        if "CERTIFICATE" in text.upper() or "SSL" in text.upper() or "TLS" in text.upper():
+            raise SourceTlsError(f"TLS handshake with {url} failed: {_tls_cause(text, settings)}") from None
+        raise SourceUnreachable(f"cannot connect to {url}: {_reason(exc)}") from None
+    except lx.LDAPCommunicationError as exc:
+        raise SourceUnreachable(f"cannot talk to {url}: {_reason(exc)}") from None
+    except lx.LDAPInvalidCredentialsResult:
+        raise SourceAuthError(f"{url} refused the credentials of {settings.login!r} (invalid credentials)") from None
+    except lx.LDAPStrongerAuthRequiredResult:
+        raise SourceAuthError(
+            f"{url} requires an encrypted connection for binding; use SecureOnly (LDAPS) or StartTLS"
+        ) from None
+    except (lx.LDAPBindError, lx.LDAPOperationResult) as exc:
+        raise SourceAuthError(f"bind as {settings.login!r} to {url} failed: {_reason(exc)}") from None
+    except lx.LDAPException as exc:
+        raise SourceError(f"cannot open {url}: {_reason(exc)}") from None
+    return conn
+
+
+def _tls_cause(text: str, settings: LdapSettings) -> str:
+    """Why a certificate was refused, in the words an admin acts on (the TLS library's text follows)."""
+    bundle = f"the CA bundle {settings.ca_certs_file}" if settings.ca_certs_file else "the system's trusted CAs"
+    lowered = text.lower()
+    if "doesn't match" in lowered or "hostname mismatch" in lowered:
+        names = ", ".join(re.findall(r"'(?:DNS|IP Address)', '([^']+)'", text)) or "other names"
+        cause = (f"the certificate is not issued for the host {settings.host} (it names {names}); connect by a "
+                 "name the certificate holds, or have it reissued")
+    elif "expired" in lowered:
+        cause = "the certificate has expired; renew it on the directory server"
+    elif "self-signed" in lowered or "self signed" in lowered:
+        cause = f"the certificate is self-signed and not in {bundle}; add it (or its CA) there"
+    elif "unable to get local issuer" in lowered or "unknown ca" in lowered:
+        cause = f"the certificate's issuer is not in {bundle} (untrusted CA)"
+    else:
+        cause = "untrusted or wrong certificate?"
+    return f"{cause} — {_reason(Exception(text))}"
+
+
+def _reason(exc: Exception) -> str:
+    """ldap3 wraps socket errors in nested tuples; keep the readable part, shortened."""
+    text = re.sub(r"^[(\"', ]+|[)\"', ]+$", "", str(exc))
+    return text if len(text) < 400 else text[:400] + "…"

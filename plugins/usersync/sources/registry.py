@@ -1,0 +1,71 @@
+"""Every source type usersync can read: one line each, the spec (what a rules file may say) and the reader.
+
+Adding a source type: its package ``usersync/sources/<type>/`` (``spec.py`` with a ``SourceSpecBase``
+subclass, ``reader.py`` with a ``Source`` subclass) and one line in ``_TYPES``. Rules validation, error
+locations, the DAGs and the Airflow adapter take everything else from here. Readers are named, not imported,
+so parsing rules (every DAG file parse) never loads an LDAP, HTTP or AXL client.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, Union
+
+from pydantic import Field
+
+from usersync.sources.csvfile.spec import CsvSourceSpec
+from usersync.sources.cucm.spec import CucmSourceSpec
+from usersync.sources.database.spec import DatabaseSourceSpec
+from usersync.sources.entra.spec import EntraSourceSpec
+from usersync.sources.ldap.spec import ActiveDirectorySourceSpec, LdapSourceSpec
+from usersync.sources.spec import SourceSpecBase
+
+if TYPE_CHECKING:
+    from usersync.sources.base import Source
+
+
+@dataclass(frozen=True)
+class SourceType:
+    """One kind of source: its rules spec and where its reader lives (``module:Class``)."""
+
+    spec: type[SourceSpecBase]
+    reader: str
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.spec.type_names()
+
+    def reader_class(self) -> type[Source]:
+        module, _, name = self.reader.partition(":")
+        cls: type[Source] = getattr(importlib.import_module(module), name)
+        return cls
+
+
+_TYPES = (
+    SourceType(ActiveDirectorySourceSpec, "usersync.sources.ldap.reader:LdapSource"),
+    SourceType(LdapSourceSpec, "usersync.sources.ldap.reader:LdapSource"),
+    SourceType(DatabaseSourceSpec, "usersync.sources.database.reader:DatabaseSource"),
+    SourceType(CsvSourceSpec, "usersync.sources.csvfile.reader:CsvSource"),
+    SourceType(CucmSourceSpec, "usersync.sources.cucm.reader:CucmSource"),
+    SourceType(EntraSourceSpec, "usersync.sources.entra.reader:EntraSource"),
+)
+
+#: ``source.type`` → its ``SourceType``
+SOURCE_TYPES: dict[str, SourceType] = {name: t for t in _TYPES for name in t.names}
+
+if TYPE_CHECKING:  # mypy sees one base class; pydantic sees the tagged union of every registered spec
+    SourceSpec = SourceSpecBase
+else:
+    SourceSpec = Annotated[Union[tuple(t.spec for t in _TYPES)], Field(discriminator="type")]
+
+
+def spec_class(type_name: Any) -> type[SourceSpecBase] | None:
+    """The spec class of a ``source.type`` value as written in a rules file (None: not a known type)."""
+    found = SOURCE_TYPES.get(type_name) if isinstance(type_name, str) else None
+    return found.spec if found else None
+
+
+def reader_class(spec: SourceSpecBase) -> type[Source]:
+    """The reader of a validated spec (imported now, at run time)."""
+    return SOURCE_TYPES[spec.type].reader_class()
