@@ -19,7 +19,7 @@ def shipped_bag(airflow_db, monkeypatch):
 
 def test_shipped_rules_load_without_import_errors(shipped_bag):
     assert shipped_bag.import_errors == {}
-    assert {"user_sync__demo", "user_sync__corp_ad", "user_sync__freepbx", "user_sync__cucm", "user_sync__entra",
+    assert {"user_sync__demo", "user_sync__corp_ad", "user_sync__openldap", "user_sync__freepbx", "user_sync__cucm", "user_sync__entra",
             "user_import__staff_csv"} <= set(shipped_bag.dag_ids)
 
 

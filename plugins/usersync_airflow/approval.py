@@ -19,16 +19,13 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator, HITLOper
 from airflow.sdk.exceptions import AirflowFailException
 
 from usersync.plan.approval import Decision
+from usersync.rules import load_rules
+from usersync.run.handover import StepFailure
+from usersync_airflow import xcom
+from usersync_airflow.ui_links import ui_base_url
 
 TASK_ID = "approve"
 log = logging.getLogger(__name__)
-
-
-def ui_base_url() -> str:
-    """The Airflow UI's address as configured (``[api] base_url``), for links in mails."""
-    from airflow.configuration import conf
-
-    return (conf.get("api", "base_url", fallback="") or "http://localhost:8080").rstrip("/")
 
 
 class BlockedRunApproval(ApprovalOperator):
@@ -47,19 +44,16 @@ class BlockedRunApproval(ApprovalOperator):
         self.timeout_hours = timeout_hours
 
     def execute(self, context):
-        from usersync_airflow import tasks
-
-        request = context["ti"].xcom_pull(task_ids="guard", key=tasks.REQUEST_KEY)
+        request = xcom.request(context["ti"])
         self.subject, self.body = request["subject"], request["body"]
         link = self.generate_link_to_ui(task_instance=context["task_instance"], base_url=ui_base_url())
         self._announce(request, link, context)
         return super().execute(context)
 
     def _announce(self, request: dict[str, str], link: str, context) -> None:
-        from usersync_airflow import tasks
-        from usersync_airflow.alarms import send_approval_mail
+        from usersync_airflow.alarms import send_approval_mail  # only when a run waits: smtp stays out of parsing
 
-        rules = tasks.rules_at(self.rules_path)
+        rules = load_rules(self.rules_path)
         self.log.info("approval requested: %s — answer it at %s", request["subject"], link)
         send_approval_mail(request, link, rules.alarms, context)
 
@@ -80,13 +74,11 @@ class BlockedRunApproval(ApprovalOperator):
 
 def _record(decision: Decision, context) -> dict[str, Any]:
     """Hand the answer on (XCom): ``apply`` lifts the guard on Approve; otherwise the run ends as blocked."""
-    from usersync_airflow import tasks
-
     ti = context["ti"]
-    ti.xcom_push(key=tasks.DECISION_KEY, value=decision.to_json())
+    xcom.record_decision(ti, decision)
     if decision.approved:
         log.info("%s", decision.line())
         return decision.to_json()
-    ti.xcom_push(key=tasks.ERROR_KEY, value={"step": TASK_ID, "type": "NotApproved", "error": decision.line(),
-                                              "traceback": "", "blocked": True})
+    xcom.record_failure(ti, StepFailure(step=TASK_ID, type="NotApproved", error=decision.line(), traceback="",
+                                        blocked=True))
     raise AirflowFailException(f"blocked: {decision.line()}")

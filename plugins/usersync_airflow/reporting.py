@@ -19,7 +19,8 @@ from usersync.rules import Rules
 from usersync_airflow.alarms import send_report_mail
 from usersync.paths import configured
 from usersync_airflow.run_storage import dag_folder
-from usersync_airflow.tasks import DECISION_KEY, ERROR_KEY, STEPS, VERDICT_KEY, folder, params, rules_at, source_info
+from usersync_airflow import xcom
+from usersync_airflow.tasks import folder, params, rules_at, source_info
 
 log = logging.getLogger(__name__)
 XCOM_REPORT_CHARS = 16_000
@@ -55,20 +56,13 @@ def _preview(rules: Rules, plan_ref: dict | None):
         return None
 
 
-def _first(value):
-    """A mapped task (extract, map: one per partition) answers with a list: its first failure stands for it."""
-    if isinstance(value, (list, tuple)) or (value is not None and not isinstance(value, dict)):
-        return next((v for v in value if v), None)
-    return value
-
-
 def build_report(rules: Rules) -> RunReport:
     ctx = get_current_context()
     ti = ctx["ti"]
-    failure = next((e for e in (_first(ti.xcom_pull(task_ids=s, key=ERROR_KEY)) for s in STEPS) if e), None)
+    failure = xcom.failure(ti)
     info = source_info()
-    plan_ref = ti.xcom_pull(task_ids="diff")
-    applied = ti.xcom_pull(task_ids="apply") or {}
+    plan_ref = xcom.plan_ref(ti)
+    applied = xcom.applied(ti)
     warnings = list(info.get("warnings", []))
     started = ctx["dag_run"].start_date or datetime.now(timezone.utc)
     return RunReport(
@@ -79,8 +73,8 @@ def build_report(rules: Rules) -> RunReport:
         ended=datetime.now(timezone.utc),
         plan=_preview(rules, plan_ref),
         # apply's verdict when it ran (it knows about an approval), else the guard's
-        verdict=ti.xcom_pull(task_ids="apply", key=VERDICT_KEY) or ti.xcom_pull(task_ids="guard", key=VERDICT_KEY),
-        approval=ti.xcom_pull(task_ids="approve", key=DECISION_KEY),
+        verdict=xcom.verdict(ti),
+        approval=decision.to_json() if (decision := xcom.decision(ti)) else None,
         failure=failure,
         warnings=warnings,
         max_change_lines=rules.report.max_change_lines,
@@ -125,7 +119,7 @@ def _record_run(run_report: RunReport, text: str) -> None:
     """The report and a summary in the run folder, on shared storage: what the reports page lists."""
     ctx = get_current_context()
     run = folder()
-    summary = {**run_report.summary(), "dag_id": ctx["ti"].dag_id, "plan": ctx["ti"].xcom_pull(task_ids="diff")}
+    summary = {**run_report.summary(), "dag_id": ctx["ti"].dag_id, "plan": xcom.plan_ref(ctx["ti"])}
     try:
         if not (run.path / MANIFEST).exists():  # check_source failed before opening the folder: prune it later too
             run.write_manifest(source=run_report.source, run_id=run_report.run_id, dry_run=run_report.dry_run)

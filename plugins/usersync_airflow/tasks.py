@@ -22,26 +22,23 @@ from airflow.sdk.log import redact
 
 from usersync.run import pipeline
 from usersync.store.apply import ApplyError, apply_tables
-from usersync.plan.approval import REQUEST_LINES, Decision, approval_request
+from usersync.plan.approval import REQUEST_LINES, approval_request
 from usersync.store.sync_state import Watermark
 from usersync.plan.change_tables import ChangeTables, preview
 from usersync.rules import Rules, RulesError, load_rules
 from usersync.run.history import COUNTS, write_run_record
+from usersync.run.handover import SourceInfo, StepFailure
 from usersync.rundata import RunDataError, RunFolder
 from usersync.plan.safety import UnsafePlan, check_removals
 from usersync.store.schema_version import SchemaVersionError
 from usersync.sources.errors import SourceError, SourceUnreachable
 from usersync_airflow.hooks import UsersDbHook
 from usersync_airflow.run_storage import run_folder
+from usersync_airflow import xcom
 from usersync_airflow.sources import open_source
+from usersync_airflow.ui_links import change_set_link
 
 log = logging.getLogger(__name__)
-ERROR_KEY = "usersync_error"
-VERDICT_KEY = "usersync_verdict"
-STEPS = ("check_source", "extract", "map", "diff", "guard", "approve", "apply")
-#: XCom keys of the approval of a blocked run: the request (guard) and the answer (approve)
-REQUEST_KEY = "usersync_approval_request"
-DECISION_KEY = "usersync_approval"
 CONFLICT_LINES = 200
 _FINAL = (RulesError, ApplyError, UnsafePlan, RunDataError, SchemaVersionError, AirflowNotFoundException)  # missing connection: configuration
 
@@ -57,10 +54,10 @@ def step(name: str) -> Callable:
             except Exception as exc:
                 blocked = isinstance(exc, UnsafePlan)
                 # redact: connection passwords are registered with Airflow's masker; keep them out of XCom
-                get_current_context()["ti"].xcom_push(key=ERROR_KEY, value={
-                    "step": name, "type": type(exc).__name__, "error": redact(str(exc)),
-                    "traceback": redact(traceback.format_exc()), "blocked": blocked,
-                })
+                xcom.record_failure(get_current_context()["ti"], StepFailure(
+                    step=name, type=type(exc).__name__, error=str(redact(str(exc))),
+                    traceback=str(redact(traceback.format_exc())), blocked=blocked,
+                ))
                 final = isinstance(exc, _FINAL) or (isinstance(exc, SourceError) and not isinstance(exc, SourceUnreachable))
                 if final:
                     raise AirflowFailException(f"{type(exc).__name__}: {exc}") from None
@@ -107,10 +104,9 @@ def check_source(rules_path: str) -> list[dict[str, Any]]:
     return [{"partition": p, "source_info": info} for p in pipeline.partitions(rules, info)]
 
 
-def source_info() -> dict[str, Any]:
+def source_info() -> SourceInfo:
     """What ``check_source`` found (the same in each of its extract jobs); {} when it failed."""
-    jobs = get_current_context()["ti"].xcom_pull(task_ids="check_source") or []
-    return jobs[0]["source_info"] if jobs else {}
+    return xcom.source_info(get_current_context()["ti"])
 
 
 @step("extract")
@@ -146,14 +142,14 @@ def guard(rules_path: str, plan_ref: dict[str, Any]) -> str:
                              allow_mass_delete=bool(run.get("allow_mass_delete")))
     ctx = get_current_context()
     ti = ctx["ti"]
-    ti.xcom_push(key=VERDICT_KEY, value=verdict.to_json())
+    xcom.record_verdict(ti, verdict.to_json())
     log.info("%s", verdict.message)
     if not verdict.blocked or run.get("dry_run") or not rules.safety.approve_blocked_runs:
         return "apply"
     request = approval_request(rules.source.name, verdict, preview(folder(), plan_ref, REQUEST_LINES),
                                where=change_set_link(ti.dag_id, ctx["run_id"]),
                                timeout_hours=rules.safety.approval_timeout_hours)
-    ti.xcom_push(key=REQUEST_KEY, value=request.to_json())
+    xcom.record_request(ti, request.to_json())
     write_run_record(folder(), {  # the reports page lists the waiting run, its change set and this request
         "source": rules.source.name, "run_id": ctx["run_id"], "dag_id": ti.dag_id, "mode": "live",
         "status": "WAITING FOR APPROVAL", "started": ctx["dag_run"].start_date.isoformat(timespec="seconds"),
@@ -164,19 +160,9 @@ def guard(rules_path: str, plan_ref: dict[str, Any]) -> str:
     return "approve"
 
 
-def change_set_link(dag_id: str, run_id: str) -> str:
-    """Where an admin finds the whole change set: the reports page's CSV, and the run folder's Parquet files."""
-    from usersync_airflow.approval import ui_base_url
-    from usersync_airflow.reports_page import run_link
-
-    run = run_folder(dag_id, run_id)
-    return (f"[change set (CSV)]({ui_base_url()}/usersync/{run_link(dag_id, run.path.name, 'changes.csv')}) "
-            f"— or the Parquet files in `{run}/plan`")
-
-
 def approved_by() -> str | None:
     """Who approved this blocked run, if someone did (the ``approve`` task's answer)."""
-    decision = Decision.from_json(get_current_context()["ti"].xcom_pull(task_ids="approve", key=DECISION_KEY))
+    decision = xcom.decision(get_current_context()["ti"])
     return decision.by if decision and decision.approved else None
 
 
@@ -186,7 +172,7 @@ def apply(rules_path: str, plan_ref: dict[str, Any]) -> dict[str, Any]:
     rules, run = rules_at(rules_path), params()
     verdict = check_removals(plan_ref["removals"], plan_ref["owned"], rules.safety,
                              allow_mass_delete=bool(run.get("allow_mass_delete")), approved_by=approved_by())
-    get_current_context()["ti"].xcom_push(key=VERDICT_KEY, value=verdict.to_json())
+    xcom.record_verdict(get_current_context()["ti"], verdict.to_json())
     log.info("%s", verdict.message)
     if run.get("dry_run"):
         log.info("dry run: nothing written; the report lists the %d change(s) this run would apply; the plan "

@@ -1,0 +1,90 @@
+"""What one step hands the next: small JSON documents (references to run files, counts, cursors), typed.
+
+These are the only things a run passes between tasks (Airflow keeps them in XCom): the data itself stays in
+the run folder. Each document is a ``TypedDict``, so it is plain JSON on the wire and checked by mypy in code.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NotRequired, TypedDict
+
+#: a run file's reference: ``usersync.rundata.TableRef.to_json()`` (file, rows, bytes, format, sha256)
+FileRef = dict[str, Any]
+
+
+class SourceInfo(TypedDict, total=False):
+    """What ``check`` found: where the source is (no secrets), warnings, and for delta sources how to read."""
+
+    url: str
+    warnings: list[str]
+    read: dict[str, Any]  # the delta/full decision with the watermark to store (``ReadPlan.to_json()``)
+    reading: str  # that decision in words, for the report
+
+
+class ExtractJob(TypedDict):
+    """One ``extract`` task: its partition and what ``check`` found."""
+
+    partition: int
+    source_info: SourceInfo
+
+
+class Extracted(TypedDict):
+    """One partition read into ``records/``."""
+
+    partition: int
+    records: FileRef
+    delta: bool
+    cursor: NotRequired[str]  # where the next delta read starts (Graph's delta link)
+    reading: NotRequired[str]  # a delta read that read in full instead, and why
+    removed: NotRequired[FileRef]  # delta reads: the anchors gone since the watermark (partition 0)
+    scanned: NotRequired[int]
+
+
+class Mapped(TypedDict):
+    """One partition mapped into ``mapped/`` and ``skipped/``; the delta facts of its extract carried on."""
+
+    read: int
+    mapped: FileRef
+    skipped: FileRef
+    delta: NotRequired[bool]
+    cursor: NotRequired[str]
+    reading: NotRequired[str]
+    removed: NotRequired[FileRef]
+    scanned: NotRequired[int]
+
+
+class PlanRef(TypedDict, total=False):
+    """The change set in ``plan/``: its files (``ChangeTables.save``), its counts, and what apply needs."""
+
+    tables: dict[str, FileRef]
+    counts: dict[str, int]
+    source: str
+    read: int
+    unchanged: int
+    owned: int
+    kept: int
+    held: int
+    seen: Any  # the users table's fingerprint when diff read it (apply re-checks claims if it changed)
+    removals: int
+    writes: int
+    cursor: str  # carried from extract: the delta link apply stores
+    reading: str
+
+
+class Applied(TypedDict, total=False):
+    """What ``apply`` wrote (nothing in a dry run) and the first rows it left out because they changed."""
+
+    dry_run: bool
+    written: dict[str, int]
+    conflicts: list[str]
+    conflict_count: int
+
+
+class StepFailure(TypedDict):
+    """Why a step failed (passwords masked), for the report; ``blocked``: the mass-delete guard stopped it."""
+
+    step: str
+    type: str
+    error: str
+    traceback: str
+    blocked: bool

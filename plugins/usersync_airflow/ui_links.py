@@ -1,0 +1,20 @@
+"""Links into the Airflow UI and the reports page, for mails and approval requests."""
+
+from __future__ import annotations
+
+from usersync_airflow.reports_page import run_link
+from usersync_airflow.run_storage import run_folder
+
+
+def ui_base_url() -> str:
+    """The Airflow UI's address as configured (``[api] base_url``), for links in mails."""
+    from airflow.configuration import conf  # read at call time: the setting may change between runs
+
+    return (conf.get("api", "base_url", fallback="") or "http://localhost:8080").rstrip("/")
+
+
+def change_set_link(dag_id: str, run_id: str) -> str:
+    """Where an admin finds the whole change set: the reports page's CSV, and the run folder's Parquet files."""
+    run = run_folder(dag_id, run_id)
+    return (f"[change set (CSV)]({ui_base_url()}/usersync/{run_link(dag_id, run.path.name, 'changes.csv')}) "
+            f"— or the Parquet files in `{run}/plan`")

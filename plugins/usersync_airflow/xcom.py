@@ -1,0 +1,83 @@
+"""The one place that knows how a sync DAG's tasks reach each other's results in XCom: task ids, keys, and the
+typed documents (``usersync.run.handover``, the approval's ``Decision``, the guard's verdict) behind them.
+
+Task return values are the hand-over documents; side channels (a step's failure, the guard's verdict, the
+approval request and answer) are pushed under the keys below. Everything stays small: references and counts.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from usersync.plan.approval import Decision
+from usersync.run.handover import Applied, ExtractJob, PlanRef, SourceInfo, StepFailure
+
+#: the steps whose failure the report names, in run order
+STEPS = ("check_source", "extract", "map", "diff", "guard", "approve", "apply")
+ERROR_KEY = "usersync_error"
+VERDICT_KEY = "usersync_verdict"
+REQUEST_KEY = "usersync_approval_request"
+DECISION_KEY = "usersync_approval"
+
+
+def _first(value: Any) -> Any:
+    """A mapped task (extract, map: one per partition) answers with a list: its first non-empty item."""
+    if isinstance(value, (list, tuple)) or (value is not None and not isinstance(value, dict)):
+        return next((v for v in value if v), None)
+    return value
+
+
+# --- written ------------------------------------------------------------------------------------------------
+
+def record_failure(ti: Any, failure: StepFailure) -> None:
+    ti.xcom_push(key=ERROR_KEY, value=dict(failure))
+
+
+def record_verdict(ti: Any, verdict: dict[str, Any]) -> None:
+    ti.xcom_push(key=VERDICT_KEY, value=verdict)
+
+
+def record_request(ti: Any, request: dict[str, str]) -> None:
+    ti.xcom_push(key=REQUEST_KEY, value=request)
+
+
+def record_decision(ti: Any, decision: Decision) -> None:
+    ti.xcom_push(key=DECISION_KEY, value=decision.to_json())
+
+
+# --- read ---------------------------------------------------------------------------------------------------
+
+def source_info(ti: Any) -> SourceInfo:
+    """What ``check_source`` found (the same in each of its extract jobs); {} when it failed."""
+    jobs = cast(list[ExtractJob], ti.xcom_pull(task_ids="check_source") or [])
+    return jobs[0]["source_info"] if jobs else {}
+
+
+def plan_ref(ti: Any) -> PlanRef | None:
+    return cast("PlanRef | None", ti.xcom_pull(task_ids="diff"))
+
+
+def applied(ti: Any) -> Applied:
+    return cast(Applied, ti.xcom_pull(task_ids="apply") or {})
+
+
+def failure(ti: Any) -> StepFailure | None:
+    """The first step that failed, in run order (a mapped step: its first failing partition)."""
+    found = (_first(ti.xcom_pull(task_ids=step, key=ERROR_KEY)) for step in STEPS)
+    return cast("StepFailure | None", next((f for f in found if f), None))
+
+
+def verdict(ti: Any) -> dict[str, Any] | None:
+    """The mass-delete guard's last word: apply's re-check, else the guard's."""
+    return cast("dict[str, Any] | None", ti.xcom_pull(task_ids="apply", key=VERDICT_KEY)
+                or ti.xcom_pull(task_ids="guard", key=VERDICT_KEY))
+
+
+def request(ti: Any) -> dict[str, str]:
+    """The approval request the guard prepared for a blocked run."""
+    return cast("dict[str, str]", ti.xcom_pull(task_ids="guard", key=REQUEST_KEY))
+
+
+def decision(ti: Any) -> Decision | None:
+    """The admin's answer to the approval request (None: no approval was asked, or no answer yet)."""
+    return Decision.from_json(ti.xcom_pull(task_ids="approve", key=DECISION_KEY))
