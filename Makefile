@@ -5,11 +5,13 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := slapd ldap-utils postgresql mariadb-server samba-ad-dc samba-ad-provision ldb-tools openssl python3-venv redis-server chromium chromium-driver
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: help deps system-deps venv compose-schema demo test airflow lock clean
+.PHONY: help deps system-deps venv compose-schema demo test check lint docs airflow lock clean
 
 help:
 	@echo "make demo     throwaway OpenLDAP (1,000 users) -> Airflow DAG -> embedded SQLite, run twice"
-	@echo "make test     the whole test suite (starts its own slapd and PostgreSQL)"
+	@echo "make test     the whole test suite (starts its own slapd, Samba AD DC, PostgreSQL, Airflow, ...)"
+	@echo "make check    the fast lane: lint + types + the tests that need no server (under a minute)"
+	@echo "make docs     build the documentation site (docs/ -> site/) with mkdocs --strict"
 	@echo "make airflow  Airflow UI on http://127.0.0.1:8080 with the demo source"
 	@echo "make lock     re-resolve requirements.lock after changing pyproject.toml"
 
@@ -48,6 +50,17 @@ demo: deps
 test: deps
 	$(PY) -m pytest
 
+# the fast lane: no Debian packages, no servers
+check: venv lint
+	$(PY) -m pytest -q -m "not servers"
+
+lint: venv
+	$(VENV)/bin/ruff check plugins dags tests bench devtools
+	$(VENV)/bin/mypy
+
+docs: venv
+	$(VENV)/bin/mkdocs build --strict -q
+
 airflow: deps
 	$(PY) -m devtools.demo serve
 
@@ -55,4 +68,4 @@ lock:
 	$(VENV)/bin/uv pip compile -q --python $(PY) requirements.in -o requirements.lock --no-header
 
 clean:
-	rm -rf $(VENV) .demo .pytest_cache tests/compose/node_modules test-artifacts
+	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache site tests/compose/node_modules test-artifacts

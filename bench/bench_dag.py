@@ -240,7 +240,7 @@ class AirflowServices(AirflowCluster):
         self.meta = meta
         self.peaks: dict[int, tuple[int, str]] = {}
 
-    def __enter__(self) -> "AirflowServices":
+    def __enter__(self) -> AirflowServices:
         import threading
 
         self._sampling = True  # from the start: the servers' own processes are known before the first run

@@ -18,15 +18,14 @@ import ldap3
 from sqlalchemy import create_engine
 
 from devtools.ad_data import ad_user, user_dn
-
 from devtools.postgres import PostgresServer
 from devtools.slapd import SERVICE_DN, SlapdServer
 from tests.conftest import ad_rules
-from usersync.store.apply import apply_changes, load_users
 from usersync.plan.diff import compute_diff
 from usersync.plan.mapping import map_records
 from usersync.rules import parse_rules
 from usersync.sources.ldap.reader.reader import LdapSettings, LdapSource
+from usersync.store.apply import apply_changes, load_users
 
 
 def timed(label, fn, results):

@@ -33,10 +33,9 @@ def admin_env(home, rules_dir, connections: dict[str, dict]) -> dict[str, str]:
 
 def xcom_bytes(run_id: str) -> int:
     """Bytes of XCom this run stored in the metadata database."""
-    from sqlalchemy import select
-
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
+    from sqlalchemy import select
 
     with create_session() as session:
         rows = session.execute(select(XComModel.value).where(XComModel.run_id == run_id)).all()
@@ -45,10 +44,9 @@ def xcom_bytes(run_id: str) -> int:
 
 def entries_read(run_id: str) -> int:
     """Directory entries the run's extract tasks read: records, plus anchors scanned on a delta read."""
-    from sqlalchemy import select
-
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
+    from sqlalchemy import select
 
     with create_session() as session:
         rows = session.execute(select(XComModel.value).where(

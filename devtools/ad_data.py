@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
 
 BASE_DN = "DC=example,DC=test"
 USERS_DN = f"CN=Users,{BASE_DN}"

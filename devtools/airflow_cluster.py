@@ -87,7 +87,7 @@ class AirflowCluster:
 
     # --- processes -----------------------------------------------------------------------------------------
 
-    def __enter__(self) -> "AirflowCluster":
+    def __enter__(self) -> AirflowCluster:
         try:
             self.start()
         except BaseException:
@@ -115,7 +115,7 @@ class AirflowCluster:
         self.startup_seconds = time.monotonic() - started
 
     def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
-        log = open(self.home / f"{name}.log", "ab")
+        log = open(self.home / f"{name}.log", "ab")  # noqa: SIM115 - the server writes its log here until it stops
         self.procs[name] = subprocess.Popen([self.airflow, *args], env={**self.env, **(env or {})}, stdout=log,
                                             stderr=subprocess.STDOUT, start_new_session=True)
 

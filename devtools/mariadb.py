@@ -30,7 +30,7 @@ class MariaDbServer:
         self.proc: subprocess.Popen | None = None
         self.user = "mysql" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
 
-    def start(self) -> "MariaDbServer":
+    def start(self) -> MariaDbServer:
         data = self.dir / "data"
         data.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:

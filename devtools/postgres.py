@@ -45,7 +45,7 @@ class PostgresServer:
 
         return {"preexec_fn": prepare}
 
-    def start(self) -> "PostgresServer":
+    def start(self) -> PostgresServer:
         self.dir.mkdir(parents=True, exist_ok=True)
         if self._user:
             pw = pwd.getpwnam(self._user)
@@ -60,9 +60,9 @@ class PostgresServer:
         )
         return self.resume()
 
-    def resume(self) -> "PostgresServer":
+    def resume(self) -> PostgresServer:
         """Start the server process again on its data directory and port (after ``stop`` or a kill)."""
-        log = open(self.dir / "postgres.log", "ab")
+        log = open(self.dir / "postgres.log", "ab")  # noqa: SIM115 - the server writes its log here until it stops
         self.proc = subprocess.Popen(
             [_bin("postgres"), "-D", str(self.data), "-p", str(self.port), "-k", str(self.dir),
              "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",

@@ -20,12 +20,12 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> "RedisServer":
+    def start(self) -> RedisServer:
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         if not Path(binary).exists():
             raise RuntimeError("redis-server is not installed: apt-get install redis-server (make deps does it)")
         self.dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.dir / "redis.log", "ab")
+        log = open(self.dir / "redis.log", "ab")  # noqa: SIM115 - the server writes its log here until it stops
         self.proc = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", str(self.dir), "--protected-mode", "yes"],

@@ -43,7 +43,7 @@ class SambaDc:
         self.proc: subprocess.Popen | None = None
         self.certs = None
 
-    def start(self) -> "SambaDc":
+    def start(self) -> SambaDc:
         for port in (self.ldap_port, self.ldaps_port):
             if _port_taken(port):
                 raise RuntimeError(f"127.0.0.1:{port} is taken (a distro slapd or samba service?); "

@@ -76,7 +76,7 @@ access to * by users read by * none
 """)
         return conf
 
-    def start(self) -> "SlapdServer":
+    def start(self) -> SlapdServer:
         slapd = find_slapd()
         conf = self._write_config()
         ldif = self.dir / "initial.ldif"
@@ -88,7 +88,7 @@ access to * by users read by * none
         subprocess.run([str(slapadd), "-q", "-f", str(conf), "-l", str(ldif)], check=True, capture_output=True)
         return self.resume()
 
-    def resume(self) -> "SlapdServer":
+    def resume(self) -> SlapdServer:
         """Start the server process again on its data and ports (after ``stop`` or a kill)."""
         slapd, conf = find_slapd(), self.dir / "slapd.conf"
         self.proc = subprocess.Popen(
@@ -103,7 +103,7 @@ access to * by users read by * none
         stop_process(self.proc, timeout=10)
         self.proc = None
 
-    def __enter__(self) -> "SlapdServer":
+    def __enter__(self) -> SlapdServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 
 
@@ -40,7 +41,7 @@ def make_certs(directory: Path, cn: str = "localhost", variant: str | None = Non
 
 def _variant(d: Path, variant: str) -> None:
     """Replace server.pem with a certificate a client must refuse (same key), using ``cryptography``."""
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
     from ipaddress import ip_address
 
     from cryptography import x509
@@ -50,7 +51,7 @@ def _variant(d: Path, variant: str) -> None:
     key = serialization.load_pem_private_key((d / "server.key").read_bytes(), password=None)
     ca_key = serialization.load_pem_private_key((d / "ca.key").read_bytes(), password=None)
     ca = x509.load_pem_x509_certificate((d / "ca.pem").read_bytes())
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     host = "ldap.other.example" if variant == "wrong_host" else "localhost"
     names = [x509.DNSName(host)] + ([] if variant == "wrong_host" else [x509.IPAddress(ip_address("127.0.0.1"))])
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])

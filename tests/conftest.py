@@ -187,10 +187,9 @@ class _Inbox:
 def smtp_server():
     """A real SMTP server (aiosmtpd) on loopback; ``.messages`` holds what it received."""
     from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult
 
     from devtools.netutil import free_port
-
-    from aiosmtpd.smtp import AuthResult
 
     inbox = _Inbox()
     controller = Controller(
@@ -245,3 +244,24 @@ def samba_dc(tmp_path_factory):
                     mail=f"staff{i}@example.test", department="Operations", ipPhone=str(4000 + i))
     yield dc
     dc.stop()
+
+
+#: fixtures that start a real server (or a whole Airflow); a test using one belongs to the ``servers`` lane
+SERVER_FIXTURES = frozenset({
+    "slapd", "make_slapd", "postgres", "pg_url", "airflow_db", "airflow_env", "smtp_server", "mariadb",
+    "freepbx_db", "samba_dc", "bad_server", "hostile_directory", "users_pg",
+})
+#: marked groups that need servers or take minutes whatever their fixtures
+SLOW_MARKERS = frozenset({"airflow", "samba", "distributed", "browser", "bench", "faults", "concurrency",
+                          "properties", "compose"})
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test that starts servers (directly or through its fixtures) ``servers``, so the fast lane
+    (``make check``: ``-m "not servers"``) runs the rest in seconds."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        on_postgres = "postgresql" in {params.get("users_url"), params.get("engine")}
+        if on_postgres or fixtures & SERVER_FIXTURES or {m.name for m in item.iter_markers()} & SLOW_MARKERS:
+            item.add_marker(pytest.mark.servers)

@@ -16,13 +16,13 @@ from sqlalchemy import create_engine
 
 from devtools.samba import BASE_DN
 from tests.conftest import ad_rules
-from tests.helpers import sync_once, table_rows, users_snapshot
-from usersync.store.sync_state import load_watermark
-from usersync.run.report import change_lines
+from tests.support.helpers import sync_once, table_rows, users_snapshot
 from usersync.rules import parse_rules
+from usersync.run.report import change_lines
 from usersync.sources import SourceQueryError
 from usersync.sources.ldap.directory import LdapSettings
 from usersync.sources.ldap.reader import LdapSource
+from usersync.store.sync_state import load_watermark
 
 pytestmark = pytest.mark.samba
 _ou_names = itertools.count()

@@ -3,7 +3,7 @@ without an anchor get it filled, and a delta read removes only what it was told 
 
 from __future__ import annotations
 
-from tests.helpers import existing_rows, plan, record, rules
+from tests.support.helpers import existing_rows, plan, record, rules
 from usersync.run.report import change_lines
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import event, func, select
 
-from tests.helpers import plan, record, rules
-from usersync.store.apply import apply_changes, apply_tables, load_users
+from tests.support.helpers import plan, record, rules
 from usersync.plan.change_tables import ChangeTables
-from usersync.store.recheck import fingerprint
 from usersync.plan.changes import Delete
+from usersync.store.apply import apply_changes, apply_tables, load_users
+from usersync.store.recheck import fingerprint
 from usersync.store.schema import users
 
 

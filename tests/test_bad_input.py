@@ -8,13 +8,13 @@ import unicodedata
 import pytest
 
 from devtools.slapd import SlapdServer
-from tests.helpers import record, rules, sync_once, table_rows
+from tests.conftest import ad_rules
+from tests.support.helpers import record, rules, sync_once, table_rows
 from usersync.plan.mapping import map_records
 from usersync.rules import parse_rules
 from usersync.sources.ldap.decoding import GUID_ATTRIBUTES, values_of
 from usersync.sources.ldap.directory import LdapSettings
 from usersync.sources.ldap.reader import LdapSource
-from tests.conftest import ad_rules
 
 pytestmark = pytest.mark.bad_input
 NFC = unicodedata.normalize("NFC", "José")

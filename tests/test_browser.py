@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 from selenium.webdriver.common.by import By
 
-from tests.browser import Browser
-from tests.cluster import USERS, Stack
+from tests.support.browser import Browser
+from tests.support.cluster import USERS, Stack
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
 DAG = "user_sync__corp"

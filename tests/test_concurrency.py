@@ -9,14 +9,14 @@ import time
 import pytest
 from sqlalchemy import create_engine, select, text, update
 
-from tests.helpers import plan, record, rules
-from usersync.store.apply import apply_changes, apply_tables, load_users
+from tests.conftest import ad_rules
+from tests.support.helpers import plan, record, rules
 from usersync.plan.change_tables import ChangeTables
-from usersync.store.recheck import LOCK_KEY, fingerprint
 from usersync.rules import parse_rules
+from usersync.store.apply import apply_changes, apply_tables, load_users
+from usersync.store.recheck import LOCK_KEY, fingerprint
 from usersync.store.schema import users
 from usersync.store.schema_version import ensure_schema
-from tests.conftest import ad_rules
 
 pytestmark = pytest.mark.concurrency
 

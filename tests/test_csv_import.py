@@ -10,10 +10,10 @@ from tests.conftest import REPO
 from usersync.plan.diff import compute_diff
 from usersync.plan.mapping import map_records
 from usersync.rules import RulesError, parse_rules
-from usersync.store.schema import users
-from usersync.store.schema_version import ensure_schema
 from usersync.sources import SourceQueryError
 from usersync.sources.csvfile.reader import CsvSource, resolve_import
+from usersync.store.schema import users
+from usersync.store.schema_version import ensure_schema
 
 RULES = yaml.safe_load((REPO / "include" / "rules" / "staff_csv.yaml").read_text())
 HEADER = "ad_username,domain,username,first_name,last_name,email,department,extension,mobile,language"

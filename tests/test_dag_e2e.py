@@ -6,7 +6,7 @@ import pytest
 
 from devtools.ad_data import ad_user
 from tests.conftest import ad_rules
-from tests.helpers import planned, table_rows
+from tests.support.helpers import planned, table_rows
 
 pytestmark = pytest.mark.airflow
 

@@ -6,7 +6,7 @@ import pytest
 
 from bench.dag_runner import xcom_bytes
 from tests.conftest import ad_rules
-from tests.helpers import planned, table_rows
+from tests.support.helpers import planned, table_rows
 from usersync.run import pipeline
 
 pytestmark = pytest.mark.airflow

@@ -12,9 +12,9 @@ from devtools.netutil import free_port
 from tests.conftest import REPO
 from usersync.plan.mapping import map_records
 from usersync.rules import parse_rules
-from usersync.store.schema import users
 from usersync.sources import SourceAuthError, SourceQueryError, SourceUnreachable
 from usersync.sources.database.reader import DatabaseSource
+from usersync.store.schema import users
 
 FREEPBX_RULES = yaml.safe_load((REPO / "include" / "rules" / "freepbx.yaml").read_text())
 

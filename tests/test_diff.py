@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.helpers import existing_rows, local_user, plan, record, rules
+from tests.support.helpers import existing_rows, local_user, plan, record, rules
 from usersync.plan.changes import ChangeSet
 
 
@@ -107,8 +107,8 @@ def test_numbers_are_unique_across_all_number_columns():
 
 def test_same_username_from_two_domains_in_one_run_inserts_one_and_skips_the_other():
     from tests.conftest import ad_rules
-    from usersync.plan.mapping import MappedUser
     from usersync.plan.diff import compute_diff
+    from usersync.plan.mapping import MappedUser
     from usersync.rules import parse_rules
 
     r = parse_rules(ad_rules())

@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from tests.cluster import ADMINS, USERS, Stack
+from tests.support.cluster import ADMINS, USERS, Stack
 
 pytestmark = [pytest.mark.distributed, pytest.mark.timeout(900)]
 

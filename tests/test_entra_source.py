@@ -5,15 +5,16 @@ client's own rules (page size, token renewal, bounded retries, Graph's error tex
 from __future__ import annotations
 
 import re
+from datetime import UTC
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from devtools.tlscerts import make_certs
-from tests.graph_server import GraphServer, Tenant, graph_user
-from tests.helpers import table_rows
-from usersync.sources.errors import SourceAuthError, SourceQueryError
+from tests.support.graph_server import GraphServer, Tenant, graph_user
+from tests.support.helpers import table_rows
 from usersync.sources.entra.graph_client import GraphClient, GraphError, GraphSettings
+from usersync.sources.errors import SourceAuthError, SourceQueryError
 
 USERS = 40
 
@@ -193,7 +194,7 @@ def test_group_scope_reads_transitive_members_only(entra):
 
 def _certificate(directory) -> tuple[str, str, str]:
     """A self-signed certificate as uploaded to an app registration: (certificate PEM, key file, SHA-1 thumbprint)."""
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -202,7 +203,7 @@ def _certificate(directory) -> tuple[str, str, str]:
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "usersync app")])
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=5))
             .not_valid_after(now + timedelta(days=2)).sign(key, hashes.SHA256()))

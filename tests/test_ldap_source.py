@@ -130,9 +130,9 @@ def test_object_guid_is_read_in_ads_text_form(settings):
 
 
 def test_disabled_accounts_can_be_excluded_by_filter(settings, make_slapd):
+    from tests.conftest import ad_rules
     from usersync.rules import parse_rules
     from usersync.sources.ldap.reader import LdapSource
-    from tests.conftest import ad_rules
 
     server = make_slapd(users=5)
     server.modify_user(2, userAccountControl="514")

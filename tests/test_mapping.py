@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.helpers import record, rules
+from tests.support.helpers import record, rules
 from usersync.plan.mapping import map_records
 
 

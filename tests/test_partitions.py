@@ -11,8 +11,8 @@ from devtools.slapd import SERVICE_DN
 from tests.conftest import ad_rules
 from usersync.rules import parse_rules
 from usersync.sources.ldap.directory import LdapSettings
-from usersync.sources.ldap.reader import LdapSource
 from usersync.sources.ldap.partitions import ALPHABET, final_chars, partition_filter
+from usersync.sources.ldap.reader import LdapSource
 
 #: keys that end in digits, letters of either case, non-ASCII letters, punctuation, blanks and CJK; and none
 EDGE_KEYS = ["bob9", "BOB8", "Zoë", "ÅSA", "zoe", "ZOE", "x_", "~tilde~", "a!", "日本", "Mixed9Z", "12345", "ÿ",

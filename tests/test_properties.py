@@ -14,13 +14,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import create_engine, delete, insert, select
 
-from tests.helpers import rules
-from usersync.store.apply import apply_tables
-from usersync.plan.diff import compute_diff
-from usersync.rules.fields import NUMBER_FIELDS
-from usersync.plan.mapping import map_records
-from usersync.sources.record import SourceRecord
+from tests.support.helpers import rules
 from usersync.plan.change_tables import ChangeTables
+from usersync.plan.diff import compute_diff
+from usersync.plan.mapping import map_records
+from usersync.rules.fields import NUMBER_FIELDS
+from usersync.sources.record import SourceRecord
+from usersync.store.apply import apply_tables
 from usersync.store.schema import users
 from usersync.store.schema_version import ensure_schema
 

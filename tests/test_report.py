@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-from tests.helpers import existing_rows, plan, record, rules
+from tests.support.helpers import existing_rows, plan, record, rules
 from usersync.plan.changes import Delete
-from usersync.run.report import BLOCKED, FAILED, SUCCESS, WARNINGS, RunReport, prune_reports, write_report
-from usersync.rules.model import SafetySpec
 from usersync.plan.safety import check_plan
+from usersync.rules.model import SafetySpec
+from usersync.run.report import BLOCKED, FAILED, SUCCESS, WARNINGS, RunReport, prune_reports, write_report
 
-T0 = datetime(2026, 11, 27, 2, 30, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 27, 2, 30, tzinfo=UTC)
 
 
 def _report(p=None, **kw) -> RunReport:

@@ -9,8 +9,8 @@ import yaml
 
 from tests.conftest import REPO, ad_rules
 from usersync.cli import main as cli
-from usersync.rules.fields import FIELDS, Policy
 from usersync.rules import RulesError, load_rules, load_rules_dir, parse_rules
+from usersync.rules.fields import FIELDS, Policy
 
 
 def _problems(data, path="x.yaml") -> list[tuple[str, str]]:

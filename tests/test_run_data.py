@@ -11,13 +11,13 @@ import pyarrow as pa
 import pytest
 from sqlalchemy import insert
 
-from tests.helpers import existing_rows, plan, record, rules
-from usersync.plan.frames import casefold
+from tests.support.helpers import existing_rows, plan, record, rules
 from usersync.plan.change_tables import ChangeTables, preview
+from usersync.plan.frames import casefold
+from usersync.plan.tables import users_table
 from usersync.run.report import change_lines
 from usersync.rundata import FORMAT_VERSION, RunDataError, RunFolder, TableRef, prune_runs
 from usersync.store.schema import users
-from usersync.plan.tables import users_table
 
 SCHEMA = pa.schema([("name", pa.string()), ("n", pa.int64())])
 

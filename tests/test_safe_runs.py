@@ -11,7 +11,7 @@ import pytest
 from devtools.ad_data import EMPTY_OU_DN
 from devtools.netutil import free_port
 from tests.conftest import ad_rules, smtp_connection
-from tests.helpers import table_rows
+from tests.support.helpers import table_rows
 
 pytestmark = pytest.mark.airflow
 ADMINS = ["it-admins@example.test"]

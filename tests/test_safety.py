@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from usersync.plan.changes import ChangeSet, Delete, Disable
-from usersync.rules.model import SafetySpec
 from usersync.plan.safety import check_plan
+from usersync.rules.model import SafetySpec
 
 
 def _plan(deletes: int, disables: int = 0, owned: int = 100) -> ChangeSet:

@@ -9,7 +9,7 @@ import pytest
 
 from devtools.samba import STAFF_OU
 from tests.conftest import ad_rules
-from tests.helpers import table_rows
+from tests.support.helpers import table_rows
 from usersync.rules import parse_rules
 from usersync.sources import SourceAuthError
 from usersync.sources.ldap.directory import LdapDirectory, LdapSettings, SecurityMode

@@ -4,16 +4,16 @@ made before migrations existed is upgraded keeping every row, and a sync refuses
 from __future__ import annotations
 
 import importlib.util
+from datetime import UTC
 from pathlib import Path
 
 import pytest
-
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, insert, inspect, select, text
 
-from usersync.store import schema_version
 from usersync.cli import main as cli
+from usersync.store import schema_version
 from usersync.store.schema import metadata, users
 from usersync.store.schema_version import SchemaVersionError, ensure_schema, head, upgrade
 
@@ -92,13 +92,13 @@ def test_a_database_behind_or_ahead_is_refused_naming_the_fix(users_url):
 
 def test_an_ad_watermark_survives_the_upgrade_that_adds_the_graph_delta_link(users_url):
     """0003 → 0004 adds sync_state.cursor: a stored AD watermark stays usable (no forced full read)."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from usersync.store.sync_state import load_watermark
 
     engine = create_engine(users_url)
     upgrade(engine, "0003")
-    at = datetime(2026, 11, 20, tzinfo=timezone.utc)
+    at = datetime(2026, 11, 20, tzinfo=UTC)
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO sync_state (source, server, invocation_id, usn, rules_hash, full_at, saved_at) "
                           "VALUES ('corp', 'CN=DC1', 'inv-1', 4711, 'h', :at, :at)"), {"at": at})
@@ -145,7 +145,7 @@ def test_workers_finding_one_empty_database_at_once_create_it_once(postgres):
         start = threading.Barrier(len(engines))
 
         def check(engine, delay):
-            start.wait()
+            start.wait()  # noqa: B023 - the barrier outlives the loop on purpose
             time.sleep(delay)  # spread over the first creator's migration: some look while it is half done
             try:
                 ensure_schema(engine)

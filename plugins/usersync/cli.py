@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from usersync.rules.fields import capability_matrix
 from usersync.rules import RulesError, load_rules
+from usersync.rules.fields import capability_matrix
 
 
 def _validate(paths: list[str]) -> int:

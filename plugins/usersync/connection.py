@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import URL
 
+
 @dataclass(frozen=True)
 class ConnectionFields:
     conn_id: str

@@ -16,9 +16,10 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -48,7 +49,7 @@ class TableRef:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "TableRef":
+    def from_json(cls, data: dict[str, Any]) -> TableRef:
         return cls(**data)
 
 

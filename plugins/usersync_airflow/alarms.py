@@ -13,8 +13,8 @@ import logging
 from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 from airflow.sdk import BaseHook
 
-from usersync.run.report import RunReport
 from usersync.rules.model import AlarmsSpec
+from usersync.run.report import RunReport
 
 log = logging.getLogger(__name__)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from airflow.sdk import DAG, CronTriggerTimetable, Param, TriggerRule, task
 
@@ -93,7 +94,7 @@ FILE_PARAMS = {
 
 def build_dag(rules: Rules, path: Path) -> DAG:
     sched = rules.schedule
-    timetable = CronTriggerTimetable(sched.cron, timezone=sched.timezone) if sched.auto else None
+    timetable = CronTriggerTimetable(sched.cron, timezone=sched.timezone) if sched.cron else None
     rules_path = str(path)
     with DAG(
         dag_id=dag_id(rules),
@@ -118,25 +119,25 @@ def build_dag(rules: Rules, path: Path) -> DAG:
             return tasks.check_source(rules_path)
 
         @task(multiple_outputs=False, execution_timeout=timedelta(minutes=rules.run.extract_timeout_minutes))
-        def extract(job: dict) -> dict:
+        def extract(job: Any) -> Any:
             from usersync_airflow import tasks
 
             return tasks.extract(rules_path, job["source_info"], job["partition"])
 
         @task(task_id="map", multiple_outputs=False)
-        def map_users(extracted: dict) -> dict:
+        def map_users(extracted: Any) -> Any:
             from usersync_airflow import tasks
 
             return tasks.map_users(rules_path, extracted)
 
         @task(multiple_outputs=False)
-        def diff(mapped: list) -> dict:
+        def diff(mapped: Any) -> Any:
             from usersync_airflow import tasks
 
             return tasks.diff(rules_path, mapped)
 
         @task.branch(multiple_outputs=False)
-        def guard(plan: dict) -> str:
+        def guard(plan: Any) -> str:
             from usersync_airflow import tasks
 
             return tasks.guard(rules_path, plan)
@@ -145,13 +146,13 @@ def build_dag(rules: Rules, path: Path) -> DAG:
 
         # after the guard passed (approve skipped) or an admin approved; not after a rejection or a failure
         @task(multiple_outputs=False, trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
-        def apply(plan: dict) -> dict:
+        def apply(plan: Any) -> Any:
             from usersync_airflow import tasks
 
             return tasks.apply(rules_path, plan)
 
         @task(multiple_outputs=False, retries=0, outlets=[users_asset(rules.target.conn_id)])
-        def announce(applied: dict, outlet_events=None) -> dict:
+        def announce(applied: Any, outlet_events: Any = None) -> Any:
             from usersync_airflow import tasks
 
             return tasks.announce(rules_path, applied, outlet_events)

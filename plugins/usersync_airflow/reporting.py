@@ -5,21 +5,23 @@ a step failed or the plan was blocked (so the DAG run's state tells the truth)."
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from airflow.sdk import BaseHook, get_current_context
 from airflow.sdk.exceptions import AirflowFailException
 
+from usersync.paths import configured
 from usersync.plan.change_tables import preview
-from usersync.rundata import MANIFEST, RunDataError, prune_runs
+from usersync.rules import Rules
 from usersync.run.history import write_run_record
 from usersync.run.report import BLOCKED, FAILED, RunReport, prune_reports, write_report
-from usersync.rules import Rules
-from usersync_airflow.alarms import send_report_mail
-from usersync.paths import configured
-from usersync_airflow.run_storage import dag_folder
+from usersync.rundata import MANIFEST, RunDataError, prune_runs
 from usersync_airflow import xcom
+from usersync_airflow.alarms import send_report_mail
+from usersync_airflow.run_storage import dag_folder
 from usersync_airflow.tasks import folder, params, rules_at, source_info
 
 log = logging.getLogger(__name__)
@@ -45,7 +47,7 @@ def _secrets(rules: Rules) -> list[str]:
     return found
 
 
-def _preview(rules: Rules, plan_ref: dict | None):
+def _preview(rules: Rules, plan_ref: Mapping[str, Any] | None):
     """The plan as the report shows it: true counts, the first lines of each kind of change, every skip."""
     if not plan_ref:
         return None
@@ -64,13 +66,13 @@ def build_report(rules: Rules) -> RunReport:
     plan_ref = xcom.plan_ref(ti)
     applied = xcom.applied(ti)
     warnings = list(info.get("warnings", []))
-    started = ctx["dag_run"].start_date or datetime.now(timezone.utc)
+    started = ctx["dag_run"].start_date or datetime.now(UTC)
     return RunReport(
         source=rules.source.name,
         run_id=ctx["run_id"],
         dry_run=bool(params().get("dry_run")),
         started=started,
-        ended=datetime.now(timezone.utc),
+        ended=datetime.now(UTC),
         plan=_preview(rules, plan_ref),
         # apply's verdict when it ran (it knows about an approval), else the guard's
         verdict=xcom.verdict(ti),

@@ -13,8 +13,8 @@ import re
 
 from airflow.sdk import ObjectStoragePath
 
-from usersync.rundata import RunFolder
 from usersync.paths import usersync_home
+from usersync.rundata import RunFolder
 
 ENV = "USERSYNC_RUN_DATA"
 

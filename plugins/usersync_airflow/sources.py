@@ -6,7 +6,8 @@ connection's fields (``usersync.connection.ConnectionFields``) and the run's par
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from airflow.sdk import BaseHook
 

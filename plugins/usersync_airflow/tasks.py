@@ -13,28 +13,30 @@ import dataclasses
 import functools
 import logging
 import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from airflow.sdk import get_current_context
 from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 from airflow.sdk.log import redact
 
-from usersync.run import pipeline
-from usersync.store.apply import ApplyError, apply_tables
 from usersync.plan.approval import REQUEST_LINES, approval_request
-from usersync.store.sync_state import Watermark
 from usersync.plan.change_tables import ChangeTables, preview
-from usersync.rules import Rules, RulesError, load_rules
-from usersync.run.history import COUNTS, write_run_record
-from usersync.run.handover import SourceInfo, StepFailure
-from usersync.rundata import RunDataError, RunFolder
 from usersync.plan.safety import UnsafePlan, check_removals
-from usersync.store.schema_version import SchemaVersionError
+from usersync.rules import Rules, RulesError, load_rules
+from usersync.run import pipeline
+from usersync.run.handover import SourceInfo, StepFailure
+from usersync.run.history import COUNTS, write_run_record
+from usersync.rundata import RunDataError, RunFolder
 from usersync.sources.errors import SourceError, SourceUnreachable
+from usersync.store.apply import ApplyError, apply_tables
+from usersync.store.schema_version import SchemaVersionError
+from usersync.store.sync_state import Watermark
+from usersync_airflow import xcom
 from usersync_airflow.hooks import UsersDbHook
 from usersync_airflow.run_storage import run_folder
-from usersync_airflow import xcom
 from usersync_airflow.sources import open_source
 from usersync_airflow.ui_links import change_set_link
 
@@ -152,7 +154,7 @@ def guard(rules_path: str, plan_ref: dict[str, Any]) -> str:
     xcom.record_request(ti, request.to_json())
     write_run_record(folder(), {  # the reports page lists the waiting run, its change set and this request
         "source": rules.source.name, "run_id": ctx["run_id"], "dag_id": ti.dag_id, "mode": "live",
-        "status": "WAITING FOR APPROVAL", "started": ctx["dag_run"].start_date.isoformat(timespec="seconds"),
+        "status": "WAITING FOR APPROVAL", "started": (ctx["dag_run"].start_date or datetime.now(UTC)).isoformat(timespec="seconds"),
         "ended": None, "counts": {k: plan_ref["counts"].get(k, 0) for k in COUNTS}, "plan": plan_ref,
     }, f"{request.subject}\n\n{request.body}\n")
     log.info("the run waits for an admin's approval (Required Actions); no answer within %g h rejects it",

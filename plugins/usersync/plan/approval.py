@@ -86,5 +86,5 @@ class Decision:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any] | None) -> "Decision | None":
+    def from_json(cls, data: dict[str, Any] | None) -> Decision | None:
         return cls(**data) if data else None

@@ -8,15 +8,16 @@ its first lines for the report.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 
 from usersync.plan.changes import ChangeSet, Delete, Disable, Insert, Update
+from usersync.plan.tables import SKIPPED_SCHEMA, USERS_SCHEMA, skipped_of
 from usersync.rules.fields import FIELDS
 from usersync.rundata import RunFolder, TableRef
-from usersync.plan.tables import SKIPPED_SCHEMA, USERS_SCHEMA, skipped_of
 
 #: Columns of an inserted row, in insert order.
 INSERT_COLUMNS = [*FIELDS, "ad_username", "domain", "source", "external_id"]
@@ -91,7 +92,7 @@ class ChangeTables:
                 "removals": self.removals, "tables": refs}
 
     @classmethod
-    def load(cls, folder: RunFolder, ref: dict[str, Any], limit: int | None = None) -> "ChangeTables":
+    def load(cls, folder: RunFolder, ref: Mapping[str, Any], limit: int | None = None) -> ChangeTables:
         """Read a saved plan; with ``limit``, only the first ``limit`` rows of each change table (skipped: all)."""
         tables = {}
         for name in SCHEMAS:
@@ -120,7 +121,7 @@ class ChangeTables:
         return plan
 
     @classmethod
-    def from_changeset(cls, plan: ChangeSet) -> "ChangeTables":
+    def from_changeset(cls, plan: ChangeSet) -> ChangeTables:
         updates = []
         for u in plan.updates:
             row: dict[str, Any] = {"id": u.id, "username": u.username, "changed": list(u.changes)}
@@ -138,6 +139,6 @@ class ChangeTables:
         )
 
 
-def preview(folder: RunFolder, ref: dict[str, Any], lines: int) -> ChangeSet:
+def preview(folder: RunFolder, ref: Mapping[str, Any], lines: int) -> ChangeSet:
     """A report's view of a saved plan: true counts, the first ``lines`` changes of each kind, every skip."""
     return ChangeTables.load(folder, ref, limit=lines).to_changeset(totals=ref["counts"])

@@ -147,7 +147,7 @@ class ChangeSet:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "ChangeSet":
+    def from_json(cls, data: dict[str, Any]) -> ChangeSet:
         return cls(
             source=data["source"],
             read=data.get("read", 0),

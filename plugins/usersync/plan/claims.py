@@ -16,16 +16,16 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Hashable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from usersync.rules.fields import NUMBER_FIELDS
 from usersync.plan.changes import claim_label
 from usersync.plan.frames import casefold
+from usersync.rules.fields import NUMBER_FIELDS
 
 
 def claim_table(holder: np.ndarray, username: pd.Series, numbers: dict[str, pd.Series],
@@ -127,7 +127,7 @@ def _rounds(order: list[int], holder_at: dict[int, Any], wanted: pa.Table, relea
     for p, c in _rows_of(released, "holder", order):
         gives[p].add(c)
     relevant = sorted(set().union(*wants.values(), *gives.values()))
-    holders: dict[str, set[Hashable]] = defaultdict(set)
+    holders: dict[str, set[int]] = defaultdict(set)
     for h, c in _rows_of(held, "claim", relevant):
         holders[c].add(int(h))
 

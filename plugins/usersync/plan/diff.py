@@ -13,7 +13,8 @@ above the interpreter.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,13 +22,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from usersync.plan import claims
+from usersync.plan.change_tables import INSERTS_SCHEMA, LEAVERS_SCHEMA, UPDATES_SCHEMA, ChangeTables
 from usersync.plan.changes import KEY_SEP, ChangeSet, Skipped, match_key
-from usersync.rules.fields import BOOL_FIELDS, FIELDS, NUMBER_FIELDS, Policy
 from usersync.plan.frames import casefold
 from usersync.plan.mapping import MappedUser
-from usersync.plan.change_tables import INSERTS_SCHEMA, LEAVERS_SCHEMA, UPDATES_SCHEMA, ChangeTables
-from usersync.rules import Rules
 from usersync.plan.tables import SKIPPED_SCHEMA, mapped_batch, rows_frame, to_frame, value_fields_of
+from usersync.rules import Rules
+from usersync.rules.fields import BOOL_FIELDS, FIELDS, NUMBER_FIELDS, Policy
 
 Row = Mapping[str, Any]
 _SEP = KEY_SEP
@@ -143,7 +144,7 @@ class _Rows:
     def __call__(self, column: str) -> pd.Series:
         return self.frame[column].iloc[self.rows].reset_index(drop=True)
 
-    def subset(self, mask: np.ndarray) -> "_Rows":
+    def subset(self, mask: np.ndarray) -> _Rows:
         return _Rows(self.frame, self.rows[mask])
 
 
@@ -256,7 +257,7 @@ def diff_frames(rules: Rules, mapped: pd.DataFrame, existing: pd.DataFrame, skip
     changed = changed[any_change]
     columns = {c: (ch[any_change].reset_index(drop=True), before[any_change].reset_index(drop=True),
                    after[any_change].reset_index(drop=True)) for c, (ch, before, after) in columns.items()}
-    upd_old = ours_old.subset(any_change)
+    upd_old = ours_old.subset(np.asarray(any_change))
     upd_positions = positions[matched][~foreign][any_change]
 
     # Inserts: full rows for accounts no user has.

@@ -10,20 +10,21 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from usersync.plan.changes import Skipped
-from usersync.rules.fields import FIELDS, Kind, Policy
 from usersync.rules import Rules
-from usersync.store.schema import users
+from usersync.rules.fields import FIELDS, Kind, Policy
 from usersync.rules.transforms import Chain, TransformError, compile_chain, run_chain
 from usersync.sources.record import SourceRecord
+from usersync.store.schema import users
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _NUMBER = re.compile(r"^\+?[0-9*#]+$")
-_KEY_LIMITS = (users.c.ad_username.type.length, users.c.domain.type.length)
+_KEY_LIMITS = (getattr(users.c.ad_username.type, "length", None), getattr(users.c.domain.type, "length", None))
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,9 @@ def compile_fields(rules: Rules) -> list[_FieldStep]:
 def _field_value(step: _FieldStep, record: SourceRecord) -> Any:
     if step.value is not None:
         return step.value
-    value: object = record.get(step.attribute)
+    if step.attribute is None:
+        return None
+    value: Any = record.get(step.attribute)
     if value is None:
         return None
     try:
@@ -118,7 +121,7 @@ def _check(step: _FieldStep, value: Any) -> None:
 def _sync_key(rules: Rules, record: SourceRecord) -> tuple[str | None, str | None]:
     """(account name, Domain) of a record: the Domain is the rules' constant or read from the record."""
     src = rules.source
-    domain = src.domain if src.domain is not None else record.get(src.domain_attribute)
+    domain = src.domain if src.domain is not None else record.get(src.domain_attribute or "")
     return record.get(src.key_attribute), domain
 
 
@@ -152,7 +155,7 @@ def map_record(rules: Rules, record: SourceRecord, steps: list[_FieldStep] | Non
         raise RecordError(f"no {src.domain_attribute} (the Domain half of the sync key)")
     ad_username, domain = clean_text(src.key_attribute, ad_username), clean_text("domain", domain)
     for column, value, limit in (("ad_username", ad_username, _KEY_LIMITS[0]), ("domain", domain, _KEY_LIMITS[1])):
-        if len(value) > limit:
+        if limit is not None and len(value) > limit:
             raise RecordError(f"{column} is longer than {limit} characters")
     if src.disabled_accounts == "skip" and is_disabled(rules, record):
         return MappedUser(record.account, ad_username, domain, {}, _anchor(rules, record), hold=True)

@@ -6,14 +6,15 @@ reads these tables with Arrow-backed columns for the columnar diff.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 from sqlalchemy import Engine, select
 
 from usersync.plan.changes import Skipped
-from usersync.rules.fields import BOOL_FIELDS, Policy
 from usersync.plan.mapping import MappedUser
+from usersync.rules.fields import BOOL_FIELDS, Policy
 from usersync.sources.record import SourceRecord
 from usersync.store.schema import users
 from usersync.store.schema_version import ensure_schema
@@ -125,7 +126,9 @@ def _copy_out(engine: Engine, schema: pa.Schema) -> pa.Table:
 
     buffer = io.BytesIO()
     with engine.connect() as conn:
-        cursor = conn.connection.dbapi_connection.cursor()
+        dbapi = conn.connection.dbapi_connection
+        assert dbapi is not None, "a connection that is open has its DB-API connection"
+        cursor = dbapi.cursor()
         try:
             columns = ", ".join(schema.names)
             with cursor.copy(f"COPY (SELECT {columns} FROM {users.name}) TO STDOUT WITH (FORMAT csv)") as copy:
@@ -144,14 +147,14 @@ def _copy_out(engine: Engine, schema: pa.Schema) -> pa.Table:
                                                            quoted_strings_can_be_null=False))
 
 
-def to_frame(table: pa.Table) -> "pd.DataFrame":
+def to_frame(table: pa.Table) -> pd.DataFrame:
     """Arrow → pandas with Arrow-backed columns (strings stay compact; nulls stay nulls)."""
     import pandas as pd  # only the diff needs pandas; other tasks start faster without it
 
     return table.to_pandas(types_mapper=pd.ArrowDtype)
 
 
-def rows_frame(rows: Iterable[dict[str, Any]]) -> "pd.DataFrame":
+def rows_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """Plain row dicts (tests, small callers) → the users-table frame, missing columns as nulls."""
     rows = list(rows)
     arrays = {c: pa.array([r.get(c) for r in rows], type=USERS_SCHEMA.field(c).type) for c in DIFF_COLUMNS}

@@ -44,12 +44,12 @@ def parse_rules(data: Any, path: str | Path = "<rules>") -> Rules:
     try:
         return Rules.model_validate(data)
     except ValidationError as exc:
-        problems = []
+        problems: list[tuple[str, str]] = []
         for err in exc.errors():
             msg = err["msg"].removeprefix("Value error, ")
             loc = _format_loc(err["loc"], err["type"])
             if loc == "fields" and msg.startswith("fields."):  # capability problems: one line each
-                problems.extend(tuple(m.split(": ", 1)) for m in msg.split("\n"))
+                problems.extend((loc, reason) for loc, _, reason in (m.partition(": ") for m in msg.split("\n")))
             else:
                 problems.append((loc, msg))
         raise RulesError(path, problems) from None

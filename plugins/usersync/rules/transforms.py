@@ -7,7 +7,7 @@ sense of its input raises ``TransformError``; the mapper turns that into a skipp
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 
 class TransformError(ValueError):

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from usersync.rundata import RunFolder, TableRef
 

@@ -9,21 +9,13 @@ passes by XCom. Only ``check`` and ``extract`` know which kind of source they re
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
 from sqlalchemy import Engine
 
-from usersync.store.sync_state import choose, load_watermark
 from usersync.plan.mapping import map_records
-from usersync.progress import Progress
-from usersync.store.recheck import fingerprint
-from usersync.store.schema_version import ensure_schema
-from usersync.rules import Rules
-from usersync.rundata import RunFolder, TableRef
-from usersync.sources.base import Source
-from usersync.sources.errors import EmptySource
 from usersync.plan.tables import (
     SKIPPED_SCHEMA,
     mapped_batch,
@@ -37,6 +29,14 @@ from usersync.plan.tables import (
     users_table,
     value_fields_of,
 )
+from usersync.progress import Progress
+from usersync.rules import Rules
+from usersync.rundata import RunFolder, TableRef
+from usersync.sources.base import Source
+from usersync.sources.errors import EmptySource
+from usersync.store.recheck import fingerprint
+from usersync.store.schema_version import ensure_schema
+from usersync.store.sync_state import choose, load_watermark
 
 log = logging.getLogger(__name__)
 REMOVED_SCHEMA = pa.schema([("anchor", pa.string())])
@@ -50,7 +50,7 @@ def check_step(source: Source, rules: Rules | None = None, engine: Engine | None
     for warning in info.get("warnings", []):
         log.warning("%s", warning)
     if rules is not None and engine is not None and rules.source.delta is not None:
-        read = choose(rules, load_watermark(engine, rules.source.name), info["dc"], datetime.now(timezone.utc),
+        read = choose(rules, load_watermark(engine, rules.source.name), info["dc"], datetime.now(UTC),
                       full_sync=full_sync)
         info.update(read=read.to_json(), reading=read.describe())
         log.info("this run reads the source: %s", read.describe())
@@ -130,7 +130,8 @@ def map_step(rules: Rules, extracted: dict[str, Any], folder: RunFolder) -> dict
     skipped_ref = folder.write(f"skipped/part-{index:03d}.parquet", [skipped_batch(skipped)], SKIPPED_SCHEMA)
     progress.done()
     log.info("mapped %d of %d records (%d skipped)", mapped_ref.rows, ref.rows, len(skipped))
-    delta = {k: extracted[k] for k in ("delta", "removed", "scanned", "cursor", "reading") if k in extracted}
+    delta: dict[str, Any] = {k: extracted[k] for k in ("delta", "removed", "scanned", "cursor", "reading")
+                             if k in extracted}
     return {"read": ref.rows, "mapped": mapped_ref.to_json(), "skipped": skipped_ref.to_json(), **delta}
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from usersync.plan.approval import Decision
 from usersync.plan.changes import ChangeSet
+from usersync.run.handover import StepFailure
 from usersync.run.history import COUNTS
 
 SUCCESS, WARNINGS, BLOCKED, FAILED = "SUCCESS", "COMPLETED WITH WARNINGS", "BLOCKED", "FAILED"
@@ -58,7 +59,7 @@ class RunReport:
     ended: datetime
     plan: ChangeSet | None = None
     verdict: dict[str, Any] | None = None  # safety.Verdict.to_json()
-    failure: dict[str, Any] | None = None  # {"step", "type", "error", "traceback", "blocked"}
+    failure: StepFailure | None = None
     warnings: list[str] = field(default_factory=list)
     max_change_lines: int = 200
     run_data: str | None = None  # the run folder: records, mapped users and the full change set as Parquet
@@ -98,7 +99,7 @@ class RunReport:
     def subject(self) -> str:
         mode = " (dry run)" if self.dry_run else ""
         if self.status == FAILED:
-            return f"[usersync] ALARM: {self.source} failed at step {self.failure['step']}{mode}"
+            return f"[usersync] ALARM: {self.source} failed at step {self.failure['step'] if self.failure else '?'}{mode}"
         if self.status == BLOCKED:
             return f"[usersync] ALARM: {self.source} blocked by the mass-delete guard{mode}"
         if self.status == WARNINGS:
@@ -149,8 +150,9 @@ class RunReport:
             out += [f"note: {n}" for n in self.plan.notes]
         if self.verdict:
             out.append(self.verdict["message"])
-        if self.approval:
-            out.append(f"approval: {Decision.from_json(self.approval).line()}")
+        decision = Decision.from_json(self.approval)
+        if decision is not None:
+            out.append(f"approval: {decision.line()}")
         for w in self.all_warnings():
             out.append(f"WARNING: {w}")
         if self.failure:

@@ -4,7 +4,8 @@ report are shared, so a new source type is its reader, its spec and one line in 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from usersync.connection import ConnectionFields
 from usersync.sources.record import SourceRecord
@@ -56,7 +57,7 @@ class Source(ABC):
         """
         return [], 0
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: sources without connections have nothing to release
         """Release connections; safe to call more than once."""
 
     def __enter__(self) -> Source:

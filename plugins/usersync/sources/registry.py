@@ -57,7 +57,7 @@ SOURCE_TYPES: dict[str, SourceType] = {name: t for t in _TYPES for name in t.nam
 if TYPE_CHECKING:  # mypy sees one base class; pydantic sees the tagged union of every registered spec
     SourceSpec = SourceSpecBase
 else:
-    SourceSpec = Annotated[Union[tuple(t.spec for t in _TYPES)], Field(discriminator="type")]
+    SourceSpec = Annotated[Union[tuple(t.spec for t in _TYPES)], Field(discriminator="type")]  # noqa: UP007 - built at run time
 
 
 def spec_class(type_name: Any) -> type[SourceSpecBase] | None:

@@ -13,18 +13,19 @@ and the next run reconciles. Applies are serialised on the table and claims re-c
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
-from typing import Any, Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, Delete, Engine, Update, bindparam, delete, insert, select, update
 
-from usersync.plan.changes import ChangeSet
-from usersync.store.sync_state import Watermark, save_watermark
 from usersync.plan.change_tables import ChangeTables
+from usersync.plan.changes import ChangeSet
 from usersync.progress import Progress
 from usersync.store.recheck import Conflict, lock_users_table, recheck
 from usersync.store.schema import users
 from usersync.store.schema_version import ensure_schema
+from usersync.store.sync_state import Watermark, save_watermark
 
 log = logging.getLogger(__name__)
 BATCH = 5000
@@ -76,7 +77,7 @@ def apply_tables(engine: Engine, plan: ChangeTables, now: datetime | None = None
     ``watermark`` (delta sources) is stored in the same transaction: it moves exactly when the changes land.
     """
     ensure_schema(engine)
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     progress = Progress(f"apply {plan.source}", log, total=plan.writes)
     multi_ok = engine.dialect.supports_sane_multi_rowcount
     copy = engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg"
@@ -88,6 +89,7 @@ def apply_tables(engine: Engine, plan: ChangeTables, now: datetime | None = None
             for batch in _chunks(table.to_pylist()):
                 ids, lost = _still_the_same(conn, plan.source, batch, what)
                 conflicts += lost
+                stmt: Delete | Update
                 if what == "delete":
                     stmt = delete(users).where(users.c.id.in_(ids))
                 else:

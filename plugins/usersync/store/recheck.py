@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import pyarrow as pa
 from sqlalchemy import Column, Connection, MetaData, String, Table, func, insert, literal, select
 
+from usersync.plan.change_tables import ChangeTables
 from usersync.plan.changes import KEY_SEP, claim_label
 from usersync.rules.fields import NUMBER_FIELDS
-from usersync.plan.change_tables import ChangeTables
 from usersync.store.schema import users
 
 #: pg_advisory_xact_lock key shared by every usersync apply on a database ("usersync" in ASCII)
@@ -104,8 +104,8 @@ def recheck(conn: Connection, plan: ChangeTables, seen: list | None) -> list[Con
 
         def taken(claims: set[str], me: int | None) -> str | None:
             for claim in sorted(claims):
-                for id_, username, source in sorted(holders.get(claim, ()), key=lambda h: h[0]):
-                    gives_up = released.get(id_, ())
+                for id_, username, source in sorted(holders.get(claim, ()), key=lambda h: h[0]):  # noqa: B023 - called inside this iteration only
+                    gives_up = released.get(id_, ())  # noqa: B023
                     if id_ == me or id_ in deleted or claim in gives_up or (claim[0] == "k" and KEY_MOVES in gives_up):
                         continue
                     return (f"{claim_label(claim)} was taken by user {username!r} (source {source or 'none'}) while "

@@ -29,7 +29,7 @@ _UNVERSIONED = (("disabled_by_sync", "0001"),)
 
 
 #: engines already found at the newest revision in this process
-_AT_HEAD: "weakref.WeakSet[Engine]" = weakref.WeakSet()
+_AT_HEAD: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
 class SchemaVersionError(RuntimeError):
@@ -46,7 +46,9 @@ def _config(connection=None) -> Config:
 @lru_cache(maxsize=1)
 def head() -> str:
     """The newest revision this code knows."""
-    return ScriptDirectory.from_config(_config()).get_current_head()
+    newest = ScriptDirectory.from_config(_config()).get_current_head()
+    assert newest is not None, "the migrations folder has no head revision"
+    return newest
 
 
 def current(engine: Engine) -> str | None:
@@ -83,7 +85,9 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
                 log.info("users database made before schema versions existed: recognised as revision %s", legacy)
                 command.stamp(config, legacy)
         command.upgrade(config, revision)
-    return before, current(engine)
+    after = current(engine)
+    assert after is not None, "the upgrade left no revision"
+    return before, after
 
 
 def _lock(conn) -> None:

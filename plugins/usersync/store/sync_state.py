@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, insert, select
@@ -44,12 +44,12 @@ class Watermark:
                 "rules_hash": self.rules_hash, "full_at": self.full_at.isoformat(), "cursor": self.cursor}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Watermark":
+    def from_json(cls, data: dict[str, Any]) -> Watermark:
         return cls(**{**data, "full_at": datetime.fromisoformat(data["full_at"])})
 
 
 def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)  # SQLite gives naive datetimes back
+    return value if value.tzinfo else value.replace(tzinfo=UTC)  # SQLite gives naive datetimes back
 
 
 def load_watermark(engine: Engine, source: str) -> Watermark | None:
@@ -96,14 +96,16 @@ def choose(rules: Rules, stored: Watermark | None, dc: dict[str, Any], now: date
            full_sync: bool = False) -> ReadPlan:
     """Delta when a usable watermark exists; else full, with the reason an admin can act on."""
     digest = rules_hash(rules)
+    assert rules.source.delta is not None, "only delta sources choose how to read"
     every = rules.source.delta.full_every_days
 
     def plan(mode: str, reason: str) -> ReadPlan:
-        full_at = now if mode == "full" else stored.full_at
-        cursor = stored.cursor if mode == "delta" else None  # the extract replaces it with the new link
+        assert stored is not None or mode == "full", "a delta read needs a stored watermark"
+        full_at = stored.full_at if stored is not None and mode == "delta" else now
+        cursor = stored.cursor if stored is not None and mode == "delta" else None  # the extract sets the new link
         mark = Watermark(rules.source.name, dc["server"], dc["invocation_id"], int(dc["usn"]), digest, full_at,
                          cursor=cursor)
-        return ReadPlan(mode, reason, stored.usn if mode == "delta" else None, mark)
+        return ReadPlan(mode, reason, stored.usn if stored is not None and mode == "delta" else None, mark)
 
     if full_sync:
         return plan("full", "asked for by the trigger parameter full_sync")

@@ -22,7 +22,7 @@ class AxlHook(ClientHook):
         super().__init__(axl_conn_id, **kwargs)
 
     def get_settings(self) -> AxlSettings:
-        return AxlSettings.from_connection(connection_fields(self.axl_conn_id))
+        return AxlSettings.from_connection(connection_fields(self.conn_id))
 
     def make_client(self, settings: AxlSettings) -> AxlClient:
         return AxlClient(settings)

@@ -14,6 +14,8 @@ from usersync.sources.errors import SourceError
 class ClientHook(BaseHook):
     """Subclasses set ``conn_name_attr`` and implement ``get_settings``, ``make_client`` and ``probe``."""
 
+    conn_name_attr: str
+
     def __init__(self, conn_id: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         setattr(self, self.conn_name_attr, conn_id)

@@ -27,7 +27,7 @@ class EntraHook(ClientHook):
         super().__init__(entra_conn_id, **kwargs)
 
     def get_settings(self) -> GraphSettings:
-        return graph_settings(connection_fields(self.entra_conn_id))
+        return graph_settings(connection_fields(self.conn_id))
 
     def make_client(self, settings: GraphSettings) -> GraphClient:
         return GraphClient(settings)

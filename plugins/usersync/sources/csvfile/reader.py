@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import csv
 import logging
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
-from usersync.sources.record import SourceRecord
 from usersync.connection import ConnectionFields
 from usersync.paths import configured
 from usersync.progress import Progress
-from usersync.sources.csvfile.spec import CsvSourceSpec
 from usersync.sources.base import Source, missing
+from usersync.sources.csvfile.spec import CsvSourceSpec
 from usersync.sources.errors import SourceQueryError
+from usersync.sources.record import SourceRecord
 from usersync.sources.spec import SourceSpecBase
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,8 @@ def _delimiter(header_line: str) -> str:
 
 
 class CsvSource(Source):
+
+    spec: CsvSourceSpec
     def __init__(self, spec: CsvSourceSpec, path: Path, attributes: list[str]):
         self.spec, self.path, self.attributes = spec, Path(path), attributes
 

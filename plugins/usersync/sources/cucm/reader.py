@@ -13,18 +13,17 @@ import re
 import ssl
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 from xml.sax.saxutils import escape
 
 import httpx
 
 from usersync.connection import ConnectionFields
 from usersync.progress import Progress
-from usersync.sources.cucm.spec import CucmSourceSpec
 from usersync.sources.base import Source
-from usersync.sources.record import SourceRecord
-from usersync.sources.spec import SourceSpecBase
+from usersync.sources.cucm.spec import CucmSourceSpec
 from usersync.sources.errors import (
     SourceAuthError,
     SourceError,
@@ -32,6 +31,8 @@ from usersync.sources.errors import (
     SourceTlsError,
     SourceUnreachable,
 )
+from usersync.sources.record import SourceRecord
+from usersync.sources.spec import SourceSpecBase
 
 log = logging.getLogger(__name__)
 SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -178,6 +179,8 @@ def _parse_users(content: bytes) -> list[dict[str, str]]:
 
 
 class CucmSource(Source):
+
+    spec: CucmSourceSpec
     def __init__(self, spec: CucmSourceSpec, settings: AxlSettings, attributes: list[str],
                  sleep: Callable[[float], None] = time.sleep):
         self.spec, self.settings, self.attributes = spec, settings, attributes

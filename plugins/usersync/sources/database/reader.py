@@ -8,14 +8,15 @@ transaction that is rolled back (and, on PostgreSQL, declared READ ONLY).
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from sqlalchemy import URL, Connection, create_engine, exc, text
 
 from usersync.connection import ConnectionFields, sqlalchemy_url
 from usersync.progress import Progress
-from usersync.sources.database.spec import DatabaseSourceSpec
 from usersync.sources.base import Source, missing
+from usersync.sources.database.spec import DatabaseSourceSpec
 from usersync.sources.errors import SourceAuthError, SourceError, SourceQueryError, SourceUnreachable
 from usersync.sources.record import SourceRecord
 from usersync.sources.spec import SourceSpecBase
@@ -27,6 +28,8 @@ _UNREACHABLE_HINTS = ("connection refused", "could not connect", "can't connect"
 
 
 class DatabaseSource(Source):
+
+    spec: DatabaseSourceSpec
     def __init__(self, spec: DatabaseSourceSpec, url: URL, attributes: list[str]):
         self.spec, self.url, self.attributes = spec, url, attributes
         self.engine = create_engine(url, pool_pre_ping=False)
@@ -46,7 +49,7 @@ class DatabaseSource(Source):
         if self.spec.query:
             return self.spec.query.strip().rstrip(";")
         quote = self.engine.dialect.identifier_preparer.quote
-        return "SELECT * FROM " + ".".join(quote(part) for part in self.spec.table.split("."))
+        return "SELECT * FROM " + ".".join(quote(part) for part in (self.spec.table or "").split("."))
 
     def _connect(self) -> Connection:
         try:

@@ -12,7 +12,8 @@ read into a full one, and the report says why.
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from usersync.connection import ConnectionFields
 from usersync.progress import Progress
@@ -62,6 +63,8 @@ def flatten(user: dict[str, Any]) -> dict[str, str]:
 
 
 class EntraSource(Source):
+
+    spec: EntraSourceSpec
     def __init__(self, spec: EntraSourceSpec, settings: GraphSettings, attributes: list[str], client: GraphClient | None = None):
         self.spec, self.settings = spec, settings
         # accountEnabled is needed to leave disabled accounts out (disabled_accounts: exclude)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 import re
 import ssl
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Iterator
 
 import ldap3
 from ldap3.core import exceptions as lx
@@ -136,9 +136,10 @@ class LdapDirectory:
         return {k: [decode_text(v) for v in vals] for k, vals in raw.items()}
 
     def default_users_base(self) -> str:
-        """The seed's default for a blank object path: ``CN=Users`` of the default naming context."""
+        """The default for a blank object path: ``CN=Users`` of the default naming context."""
         dse = {k.lower(): v for k, v in self.root_dse("defaultNamingContext", "namingContexts").items()}
-        context = (dse.get("defaultnamingcontext") or dse.get("namingcontexts") or [None])[0]
+        contexts = dse.get("defaultnamingcontext") or dse.get("namingcontexts") or []
+        context = contexts[0] if contexts else None
         if not context:
             raise SourceQueryError(
                 f"{self.url} announces no defaultNamingContext; set 'object_path' in the rules file"

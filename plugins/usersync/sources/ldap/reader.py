@@ -4,7 +4,8 @@ the disabled flag, group scoping and delta reads (``ad_delta``)."""
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from usersync.connection import ConnectionFields
 from usersync.sources.base import Source
@@ -20,6 +21,8 @@ log = logging.getLogger(__name__)
 
 class LdapSource(Source):
     """Active Directory / LDAP as a ``Source``: bind, resolve the object path, paged search."""
+
+    spec: LdapSourceSpec
 
     def __init__(self, spec: LdapSourceSpec, settings: LdapSettings, attributes: list[str]):
         self.spec, self.settings, self.attributes = spec, settings, attributes
@@ -55,7 +58,7 @@ class LdapSource(Source):
             warnings.append(f"secure LDAP failed; this run used UNENCRYPTED LDAP ({directory.url}) "
                             "because the connection's security_mode is SecureThenUnsecure")
         ad_delta.check_groups(directory, self.spec.member_of)
-        info = {"url": directory.url, "base": base, "filter": self.search_filter(), "warnings": warnings}
+        info: dict[str, Any] = {"url": directory.url, "base": base, "filter": self.search_filter(), "warnings": warnings}
         if self.spec.delta is not None:
             info["dc"] = ad_delta.dc_state(directory, self.spec.member_of)  # read before any search: the watermark
         return info

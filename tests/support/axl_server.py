@@ -26,7 +26,7 @@ FIELDS = ("userid", "firstName", "middleName", "lastName", "mailid", "department
 
 def cucm_user(i: int, **overrides) -> dict:
     user = {
-        "uuid": "{%08X-0000-4000-8000-%012X}" % (0xC0C0 + i, i),
+        "uuid": f"{{{0xC0C0 + i:08X}-0000-4000-8000-{i:012X}}}",
         "userid": f"cucm{i:04d}", "firstName": f"First{i}", "middleName": "", "lastName": f"Last{i}",
         "mailid": f"cucm{i}@example.test", "department": ["Sales", "Support"][i % 2], "title": "",
         "manager": "", "telephoneNumber": f"+39 0461 {3000 + i}", "mobileNumber": "" if i % 3 else f"+39 347 {i:07d}",
@@ -155,7 +155,7 @@ class AxlTestServer:
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
-    def start(self) -> "AxlTestServer":
+    def start(self) -> AxlTestServer:
         self.thread.start()
         return self
 

@@ -8,8 +8,8 @@ from devtools.ad_data import ad_user, user_dn
 from tests.conftest import ad_rules
 from usersync.plan.diff import compute_diff
 from usersync.plan.mapping import map_records
-from usersync.sources.record import SourceRecord
 from usersync.rules import Rules, parse_rules
+from usersync.sources.record import SourceRecord
 
 
 def rules(**fields) -> Rules:
@@ -74,12 +74,12 @@ def planned(dag_run) -> dict[str, Any]:
 def sync_once(rules: Rules, source, engine, folder_path, full_sync: bool = False, dry_run: bool = False) -> dict:
     """One run of the DAG's steps in this process (check → extract ×N → map ×N → diff → guard → apply), for
     tests that need many runs (the equivalence of delta and full reads); the DAG itself is tested apart."""
+    from usersync.plan.change_tables import ChangeTables
+    from usersync.plan.safety import check_removals
     from usersync.run import pipeline
+    from usersync.rundata import RunFolder
     from usersync.store.apply import apply_tables
     from usersync.store.sync_state import Watermark
-    from usersync.plan.change_tables import ChangeTables
-    from usersync.rundata import RunFolder
-    from usersync.plan.safety import check_removals
 
     folder = RunFolder(folder_path)
     info = pipeline.check_step(source, rules, engine, full_sync=full_sync)

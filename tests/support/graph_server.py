@@ -211,7 +211,7 @@ def _project(user: dict, select: list[str] | None) -> dict:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: "GraphServer"
+    server: GraphServer
     protocol_version = "HTTP/1.1"
 
     def log_message(self, *args) -> None:  # quiet
@@ -445,7 +445,7 @@ class GraphServer(ThreadingHTTPServer):
         self.socket = context.wrap_socket(self.socket, server_side=True)
         self.base_url = f"https://127.0.0.1:{self.server_address[1]}"
 
-    def start(self) -> "GraphServer":
+    def start(self) -> GraphServer:
         threading.Thread(target=self.serve_forever, daemon=True).start()
         return self
 

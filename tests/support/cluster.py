@@ -35,7 +35,7 @@ class Stack:
         self.tmp, self.pg, self.workers = Path(tmp), postgres, workers
         self.stops = []
 
-    def __enter__(self) -> "Stack":
+    def __enter__(self) -> Stack:
         try:
             self._start()
         except BaseException:
