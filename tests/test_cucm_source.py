@@ -11,8 +11,8 @@ import yaml
 from sqlalchemy import create_engine, select
 
 from devtools.tlscerts import make_certs
-from tests.support.axl_server import AxlState, AxlTestServer, cucm_user
 from tests.conftest import REPO
+from tests.support.axl_server import AxlState, AxlTestServer, cucm_user
 from usersync.plan.mapping import map_records
 from usersync.rules import RulesError, parse_rules
 from usersync.sources import SourceAuthError, SourceError, SourceQueryError, SourceTlsError, SourceUnreachable

@@ -76,3 +76,20 @@ def test_real_ad_to_users_table_excluding_disabled_accounts(airflow_env, samba_d
     assert dr.state == "success"
     builtin = {r["ad_username"] for r in table_rows(url).values() if r["source"] == "builtin"}
     assert "Administrator" in builtin and not {"Guest", "krbtgt"} & builtin
+
+
+def test_an_attribute_with_more_values_than_ads_range_size_is_read_whole(samba_dc, settings):
+    """AD hands out at most MaxValRange (1,500) values of an attribute at a time (``name;range=0-1499``); ldap3's
+    auto_range fetches the rest, over the lean entry decoder. 1,600 values come back, whole, both when the DC
+    splits them and when the reader asks for a range itself."""
+    ou = samba_dc.add_ou("Ranged")
+    phones = [f"+39 02 {i:05d}" for i in range(1600)]
+    samba_dc.add_user("ranged01", "Many", "Phones", ou=ou, otherTelephone=phones)
+    rules = parse_rules(_ad_rules(object_path=ou))
+    with LdapSource(rules.source, settings, [*rules.source_attributes(), "otherTelephone"]) as src:
+        (record,) = list(src.records(src.check()))
+    assert sorted(record.attributes["otherTelephone"]) == phones
+    with LdapDirectory.open(settings) as directory:
+        (ranged,) = list(directory.search(ou, "(sAMAccountName=ranged01)", ["otherTelephone;range=0-999"]))
+    assert sorted(ranged.attributes["otherTelephone"]) == phones
+    assert not any(";range=" in name for name in ranged.attributes), list(ranged.attributes)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import ldap3
+from ldap3.utils.conv import to_unicode
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,8 @@ def lean_entry(message: Message) -> Message | None:
     try:
         payload = message["payload"]
         raw_dn = payload[0][3]
-        raw_attributes = {bytes(a[3][0][3]).decode("utf-8", "replace"): [bytes(v[3]) for v in a[3][1][3]]
-                          for a in payload[1][3]}
+        raw_attributes = {bytes(a[3][0][3]).decode("utf-8", "replace"): [bytes(v[3]) for v in a[3][1][3] or ()]
+                          for a in payload[1][3] or ()}
     except (IndexError, KeyError, TypeError):
         return None
     if not isinstance(raw_dn, (bytes, bytearray, memoryview)):
@@ -65,7 +66,7 @@ def lean_entry(message: Message) -> Message | None:
     return {
         "type": "searchResEntry",
         "raw_dn": raw_dn,
-        "dn": bytes(raw_dn).decode("utf-8", "replace"),
+        "dn": to_unicode(bytes(raw_dn), from_server=True),  # as ldap3 decodes it (UTF-8, then its fallbacks)
         "raw_attributes": raw_attributes,
         # ldap3's auto_range appends the next ranges of a ranged attribute here (and reads them back)
         "attributes": {name: list(values) for name, values in raw_attributes.items() if ";range=" in name},

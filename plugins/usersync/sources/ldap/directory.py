@@ -175,7 +175,7 @@ class LdapDirectory:
             for entry in self.conn.response:
                 if entry.get("type") != "searchResEntry":
                     continue  # AD answers with referrals too
-                attrs = {k: values_of(v, k) for k, v in entry["raw_attributes"].items()}
+                attrs = {k: values_of(v, k) for k, v in whole_attributes(entry, self.url).items()}
                 page += 1
                 yield SourceRecord(entry["dn"], attrs)
             progress.advance(page)
@@ -184,6 +184,22 @@ class LdapDirectory:
             if not cookie:
                 break
         progress.done()
+
+
+def whole_attributes(entry: dict[str, Any], url: str) -> dict[str, list[bytes]]:
+    """An entry's raw attributes with ranged parts gone: a DC sends at most MaxValRange values at a time
+    (``member;range=0-1499``) and ldap3's auto_range collects the rest under the plain name. A ranged part
+    with no plain name beside it was not collected: refuse it rather than sync a partial list."""
+    raw: dict[str, list[bytes]] = entry["raw_attributes"]
+    out = {k: v for k, v in raw.items() if ";range=" not in k.lower()}
+    for name in raw.keys() - out.keys():
+        plain = name.split(";", 1)[0]
+        if plain not in out:
+            raise SourceQueryError(
+                f"{entry.get('dn')}: {url} sent only part of the values of {plain} ({name}) and the rest could not "
+                "be read; the bind account may lack the right to read them, or the attribute has more values than "
+                "the server lets one search return")
+    return out
 
 
 def _bind(settings: LdapSettings, secure: bool) -> ldap3.Connection:
