@@ -14,6 +14,7 @@ import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 import ldap3
 from ldap3.core import exceptions as lx
