@@ -11,7 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from devtools.netutil import die_with_parent, free_port, stop_process, wait_for_port
+from devtools.netutil import die_with_parent, free_port, start_retrying, stop_process, wait_for_port
 
 
 def _bin(*names: str) -> str:
@@ -46,14 +46,7 @@ class MariaDbServer:
              "--auth-root-authentication-method=normal", "--skip-test-db", "--no-defaults"],
             check=True, capture_output=True,
         )
-        self.proc = subprocess.Popen(
-            [_bin("mariadbd", "mysqld"), "--no-defaults", f"--datadir={data}", f"--user={self.user}",
-             f"--port={self.port}", "--bind-address=127.0.0.1", f"--socket={self.dir}/mysqld.sock",
-             f"--pid-file={self.dir}/mysqld.pid", "--skip-log-bin", "--innodb-buffer-pool-size=32M",
-             "--skip-name-resolve"],
-            stdout=subprocess.DEVNULL, stderr=(self.dir / "mariadb.log").open("wb"), preexec_fn=die_with_parent,
-        )
-        wait_for_port(self.port, proc=self.proc, timeout=60)
+        start_retrying(lambda: self._launch(data), self._new_port)
         import pymysql
 
         conn = pymysql.connect(unix_socket=f"{self.dir}/mysqld.sock", user="root", password="")
@@ -63,6 +56,19 @@ class MariaDbServer:
             c.execute("GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION")
         conn.close()
         return self
+
+    def _new_port(self) -> None:
+        self.port = free_port()
+
+    def _launch(self, data: Path) -> None:
+        self.proc = subprocess.Popen(
+            [_bin("mariadbd", "mysqld"), "--no-defaults", f"--datadir={data}", f"--user={self.user}",
+             f"--port={self.port}", "--bind-address=127.0.0.1", f"--socket={self.dir}/mysqld.sock",
+             f"--pid-file={self.dir}/mysqld.pid", "--skip-log-bin", "--innodb-buffer-pool-size=32M",
+             "--skip-name-resolve"],
+            stdout=subprocess.DEVNULL, stderr=(self.dir / "mariadb.log").open("wb"), preexec_fn=die_with_parent,
+        )
+        wait_for_port(self.port, proc=self.proc, timeout=60)
 
     def connect(self, database: str | None = None):
         import pymysql

@@ -2,15 +2,60 @@
 
 from __future__ import annotations
 
+import random
 import socket
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+#: where servers' ports are picked: below the kernel's ephemeral range, which outgoing connections draw from
+#: (a port picked from there can be taken by any client socket before the server binds it)
+PORT_RANGE = (20000, 32767)
+
+
+class ExitedBeforeListening(RuntimeError):
+    """A server process ended before it listened: most often its port was taken after it was picked."""
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nobody listens on right now."""
-    with socket.socket() as s:
+    """A TCP port on 127.0.0.1 that nobody listens on right now, picked at random below the ephemeral range.
+
+    Nothing reserves it: a server that then fails to bind is started again on new ports (``start_retrying``).
+    """
+    low, high = PORT_RANGE[0], min(PORT_RANGE[1], _ephemeral_low() - 1)
+    for _ in range(200):
+        port = random.randint(low, high)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # a crowded range: let the kernel choose
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def start_retrying(launch: Callable[[], T], new_ports: Callable[[], None], attempts: int = 5) -> T:
+    """``launch()`` a server; when it exits before listening (its port taken meanwhile), pick ``new_ports()``
+    and launch again, ``attempts`` times at most."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return launch()
+        except ExitedBeforeListening:
+            if attempt == attempts:
+                raise
+            new_ports()
+    raise AssertionError("unreachable")
 
 
 def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 20.0, proc=None) -> None:
@@ -18,7 +63,7 @@ def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 20.0, pro
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"server process exited with {proc.returncode} before listening on {host}:{port}")
+            raise ExitedBeforeListening(f"server process exited with {proc.returncode} before listening on {host}:{port}")
         try:
             with socket.create_connection((host, port), timeout=0.5):
                 return

@@ -13,7 +13,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from devtools.netutil import die_with_parent, free_port, stop_process, wait_for_port
+from devtools.netutil import die_with_parent, free_port, start_retrying, stop_process, wait_for_port
 
 
 def _bin(name: str) -> str:
@@ -58,7 +58,10 @@ class PostgresServer:
             [_bin("initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"],
             check=True, capture_output=True, **self._run_as(),
         )
-        return self.resume()
+        return start_retrying(self.resume, self._new_port)
+
+    def _new_port(self) -> None:
+        self.port = free_port()
 
     def resume(self) -> PostgresServer:
         """Start the server process again on its data directory and port (after ``stop`` or a kill)."""

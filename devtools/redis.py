@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from devtools.netutil import die_with_parent, free_port, stop_process, wait_for_port
+from devtools.netutil import die_with_parent, free_port, start_retrying, stop_process, wait_for_port
 
 
 class RedisServer:
@@ -25,6 +25,12 @@ class RedisServer:
         if not Path(binary).exists():
             raise RuntimeError("redis-server is not installed: apt-get install redis-server (make deps does it)")
         self.dir.mkdir(parents=True, exist_ok=True)
+        return start_retrying(lambda: self._launch(binary), self._new_port)
+
+    def _new_port(self) -> None:
+        self.port = free_port()
+
+    def _launch(self, binary: str) -> RedisServer:
         log = open(self.dir / "redis.log", "ab")  # noqa: SIM115 - the server writes its log here until it stops
         self.proc = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",

@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 from devtools import ad_data
-from devtools.netutil import die_with_parent, free_port, stop_process, wait_for_port
+from devtools.netutil import die_with_parent, free_port, start_retrying, stop_process, wait_for_port
 from devtools.tlscerts import make_certs
 
 SCHEMA = Path(__file__).with_name("ad.schema")
@@ -86,7 +86,10 @@ access to * by users read by * none
                 out.write(ad_data.users_ldif(min(10_000, self.users - start), start))
         slapadd = Path(slapd).with_name("slapadd")
         subprocess.run([str(slapadd), "-q", "-f", str(conf), "-l", str(ldif)], check=True, capture_output=True)
-        return self.resume()
+        return start_retrying(self.resume, self._new_ports)
+
+    def _new_ports(self) -> None:
+        self.port, self.tls_port = free_port(), free_port()
 
     def resume(self) -> SlapdServer:
         """Start the server process again on its data and ports (after ``stop`` or a kill)."""
