@@ -21,11 +21,12 @@ from devtools.ad_data import ad_user, user_dn
 from devtools.postgres import PostgresServer
 from devtools.slapd import SERVICE_DN, SlapdServer
 from tests.conftest import ad_rules
-from usersync.plan.diff import compute_diff
+from tests.support.small_runs import apply_changes, compute_diff
 from usersync.plan.mapping import map_records
 from usersync.rules import parse_rules
-from usersync.sources.ldap.reader.reader import LdapSettings, LdapSource
-from usersync.store.apply import apply_changes, load_users
+from usersync.sources.ldap.directory import LdapSettings
+from usersync.sources.ldap.reader import LdapSource
+from usersync.store.apply import load_users
 
 
 def timed(label, fn, results):

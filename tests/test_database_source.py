@@ -125,7 +125,7 @@ def test_broken_rows_are_skipped_and_the_rest_mapped(mariadb, freepbx_db):
     with _source(rules, _maria_url(mariadb, name)) as src:
         mapped, skipped = map_records(rules, src.records(src.check()))
     assert len(mapped) == 24 and skipped[0].account == "query row 5 (username=pbxuser0004)"
-    from usersync.plan.diff import compute_diff
+    from tests.support.small_runs import compute_diff
 
     plan = compute_diff(rules, mapped, [], skipped)
     assert len(plan.inserts) == 23  # pbxuser0005 now claims pbxuser0001's extension: skipped, not both

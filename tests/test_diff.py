@@ -107,7 +107,7 @@ def test_numbers_are_unique_across_all_number_columns():
 
 def test_same_username_from_two_domains_in_one_run_inserts_one_and_skips_the_other():
     from tests.conftest import ad_rules
-    from usersync.plan.diff import compute_diff
+    from tests.support.small_runs import compute_diff
     from usersync.plan.mapping import MappedUser
     from usersync.rules import parse_rules
 

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from sqlalchemy import create_engine, delete, insert, select
 
 from tests.support.helpers import rules
+from tests.support.small_runs import compute_diff
 from usersync.plan.change_tables import ChangeTables
-from usersync.plan.diff import compute_diff
 from usersync.plan.mapping import map_records
 from usersync.rules.fields import NUMBER_FIELDS
 from usersync.sources.record import SourceRecord

@@ -7,8 +7,8 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from tests.support.helpers import existing_rows, plan, record, rules
+from tests.support.small_runs import check_plan
 from usersync.plan.changes import Delete
-from usersync.plan.safety import check_plan
 from usersync.rules.model import SafetySpec
 from usersync.run.report import BLOCKED, FAILED, SUCCESS, WARNINGS, RunReport, prune_reports, write_report
 

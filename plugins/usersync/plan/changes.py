@@ -9,8 +9,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-Key = tuple[str, str]  # (ad_username, domain) as found in the source
-
 
 def match_key(ad_username: str, domain: str) -> tuple[str, str]:
     """The case-insensitive form used to match source accounts to users."""

@@ -13,7 +13,7 @@ above the interpreter.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -23,22 +23,13 @@ import pyarrow.compute as pc
 
 from usersync.plan import claims
 from usersync.plan.change_tables import INSERTS_SCHEMA, LEAVERS_SCHEMA, UPDATES_SCHEMA, ChangeTables
-from usersync.plan.changes import KEY_SEP, ChangeSet, Skipped, match_key
+from usersync.plan.changes import KEY_SEP, Skipped, match_key
 from usersync.plan.frames import casefold
-from usersync.plan.mapping import MappedUser
-from usersync.plan.tables import SKIPPED_SCHEMA, mapped_batch, rows_frame, to_frame, value_fields_of
+from usersync.plan.tables import SKIPPED_SCHEMA, value_fields_of
 from usersync.rules import Rules
 from usersync.rules.fields import BOOL_FIELDS, FIELDS, NUMBER_FIELDS, Policy
 
 Row = Mapping[str, Any]
-_SEP = KEY_SEP
-
-
-def compute_diff(rules: Rules, mapped: Iterable[MappedUser], existing: Iterable[Row],
-                 skipped: Iterable[Skipped] = (), read: int = 0, removed: set[str] | None = None) -> ChangeSet:
-    """The typed change set for small inputs (tests, examples): the columnar diff over row objects."""
-    mapped_frame = to_frame(pa.Table.from_batches([mapped_batch(list(mapped), value_fields_of(rules))]))
-    return diff_frames(rules, mapped_frame, rows_frame(existing), list(skipped), read, removed).to_changeset()
 
 
 def _blank(s: pd.Series) -> pd.Series:
@@ -58,7 +49,7 @@ def _differs(old: pd.Series, new: pd.Series) -> pd.Series:
 
 
 def _keys(ad_username: pd.Series, domain: pd.Series) -> pd.Series:
-    return casefold(ad_username.str.strip()) + _SEP + casefold(domain.str.strip())
+    return casefold(ad_username.str.strip()) + KEY_SEP + casefold(domain.str.strip())
 
 
 def _frame_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
@@ -226,7 +217,7 @@ def diff_frames(rules: Rules, mapped: pd.DataFrame, existing: pd.DataFrame, skip
     matched = erows >= 0
 
     # Every account the source holds, mapped or not: none of their users may be deleted.
-    skipped_keys = pd.Series([_SEP.join(match_key(s.ad_username, s.domain)) for s in skipped
+    skipped_keys = pd.Series([KEY_SEP.join(match_key(s.ad_username, s.domain)) for s in skipped
                               if s.ad_username and s.domain], dtype=keys.dtype)
     skipped_anchors = _anchors(pd.Series([s.external_id for s in skipped], dtype=keys.dtype))
     gone = _gone(existing_keys, existing_anchors, owned, erows,

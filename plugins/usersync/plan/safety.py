@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from usersync.plan.changes import ChangeSet
 from usersync.rules.model import SafetySpec
 
 
@@ -48,10 +47,6 @@ class Verdict:
 
     def to_json(self) -> dict:
         return {**asdict(self), "message": self.message}
-
-
-def check_plan(plan: ChangeSet, limits: SafetySpec, allow_mass_delete: bool = False) -> Verdict:
-    return check_removals(plan.removals, plan.owned, limits, allow_mass_delete)
 
 
 def check_removals(removals: int, owned: int, limits: SafetySpec, allow_mass_delete: bool = False,

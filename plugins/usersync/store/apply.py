@@ -20,7 +20,6 @@ from typing import Any
 from sqlalchemy import Connection, Delete, Engine, Update, bindparam, delete, insert, select, update
 
 from usersync.plan.change_tables import ChangeTables
-from usersync.plan.changes import ChangeSet
 from usersync.progress import Progress
 from usersync.store.recheck import Conflict, lock_users_table, recheck
 from usersync.store.schema import users
@@ -51,11 +50,6 @@ def _expect(rowcount: int, expected: int, what: str, countable: bool = True) -> 
     """Fail (and so roll back) when a statement touched another number of rows than planned."""
     if countable and rowcount != expected:
         raise ApplyError(f"{what}: expected {expected} rows, the table had {rowcount}; rolled back")
-
-
-def apply_changes(engine: Engine, plan: ChangeSet, now: datetime | None = None) -> dict[str, int]:
-    """Apply a typed ``ChangeSet`` atomically; returns the rows written per operation."""
-    return apply_tables(engine, ChangeTables.from_changeset(plan), now)
 
 
 def _copy_rows(conn, columns: list[str], rows: list[tuple]) -> int:
