@@ -1,4 +1,4 @@
-"""DAG integrity: the shipped rules load without import errors, and DAGs carry what the brief asks."""
+"""DAG integrity: the shipped rules load without import errors, and every DAG carries its docs, tags, retries, one active run at a time and its Params."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Named transforms, including the SIP-URI → extension case from the seed."""
+"""Named transforms, including the SIP-URI → extension case."""
 
 import pytest
 

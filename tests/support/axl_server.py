@@ -1,6 +1,6 @@
 """A protocol-faithful Cisco UCM AXL test server (listUser only), real HTTPS on loopback.
 
-No Cisco files are used; behaviour follows shared/notes/cisco-axl.md: POST /axl/ only; HTTP 401 without or with
+No Cisco files are used; it behaves as CUCM's AXL service does: POST /axl/ only; HTTP 401 without or with
 wrong Basic auth; the SOAPAction version must agree with the body namespace; searchCriteria must not be empty;
 only the requested returnedTags come back (empty elements for empty values, primaryExtension nested); every
 user carries its uuid attribute; skip/first windows in a stable order; an empty <return/> past the end; the

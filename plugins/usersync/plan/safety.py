@@ -1,6 +1,6 @@
 """The mass-delete guard: a plan that would remove too many users is not applied at all.
 
-Incidents this prevents (see shared/notes): Zulip deactivating everyone when LDAP was unreachable, wg-portal
+Incidents this prevents, seen in other sync tools: Zulip deactivating everyone when LDAP was unreachable, wg-portal
 and Gitea disabling everyone after a successful-but-empty search. An empty extract is stopped earlier, at the
 source; this guard catches what gets past it (a wrong filter, a renamed key attribute, a pruned OU).
 """

@@ -1,6 +1,6 @@
 """Target fields and which rule choices each allows (the capability matrix).
 
-The seed says "not all the choices may be available for all the fields": there is no point in giving every
+Not every choice fits every field: there is no point in giving every
 user the same personal address, and a unique phone number cannot have one fixed insert-time value. This table
 is the single place that knowledge lives; the rules validator and the docs read it.
 """
@@ -12,7 +12,7 @@ from enum import Enum
 
 
 class Policy(str, Enum):
-    """The per-field choices of the seed, plus ``default_if_empty`` (LSC defaultValues / midPoint weak)."""
+    """The per-field choices an admin has, plus ``default_if_empty`` (LSC defaultValues / midPoint weak)."""
 
     ON_INSERT = "on_insert"  # only when the user is created; never overwritten later
     IMPORT = "import"  # from a source attribute, on insert and on every update

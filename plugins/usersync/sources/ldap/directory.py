@@ -1,6 +1,6 @@
 """A bound LDAP connection: settings, the three security modes, TLS checks and errors in words, paged search.
 
-Security modes follow the vendor's ``Authentication.UseSecureLDAPConnection`` setting: ``SecureOnly`` (LDAPS,
+Security modes follow the application suite's ``Authentication.UseSecureLDAPConnection`` setting: ``SecureOnly`` (LDAPS,
 or StartTLS when asked; the default), ``SecureThenUnsecure`` (secure first, plain LDAP with a warning if the
 secure channel cannot be opened) and ``UnSecureOnly``. Reads are paged, so directories with AD's 1000-entry
 size limit are read whole.
