@@ -93,10 +93,18 @@ FILE_PARAMS = {
 
 
 def build_dag(rules: Rules, path: Path) -> DAG:
+    """The DAG of one rules file: ``check_source → extract ×N → map ×N → diff → guard → (approve) → apply →
+    announce → report``."""
+    with DAG(**_dag_arguments(rules, path)) as dag:
+        _add_tasks(rules, str(path))
+    return dag
+
+
+def _dag_arguments(rules: Rules, path: Path) -> dict[str, Any]:
+    """What the DAG itself carries: id, daily schedule, one active run, docs, tags, Params, retries."""
     sched = rules.schedule
     timetable = CronTriggerTimetable(sched.cron, timezone=sched.timezone) if sched.cron else None
-    rules_path = str(path)
-    with DAG(
+    return dict(
         dag_id=dag_id(rules),
         schedule=timetable,
         start_date=datetime(2024, 1, 1),
@@ -109,69 +117,76 @@ def build_dag(rules: Rules, path: Path) -> DAG:
         params={**PARAMS, **(FILE_PARAMS if rules.source.on_demand else {}),
                 **(DELTA_PARAMS if rules.source.delta else {})},
         default_args={"retries": rules.run.retries, "retry_delay": timedelta(minutes=rules.run.retry_delay_minutes)},
-    ) as dag:
+    )
 
-        # the adapters are imported when a task runs, not when the scheduler parses this DAG (pandas is heavy)
-        @task(multiple_outputs=False)
-        def check_source() -> list:
-            from usersync_airflow import tasks
 
-            return tasks.check_source(rules_path)
+def _add_tasks(rules: Rules, rules_path: str) -> None:
+    """The run's tasks, wired, in the DAG being defined.
 
-        @task(multiple_outputs=False, execution_timeout=timedelta(minutes=rules.run.extract_timeout_minutes))
-        def extract(job: Any) -> Any:
-            from usersync_airflow import tasks
+    Each task is a named three-line wrapper rather than one generated from a table: Airflow reads each
+    function's name, signature and decorator arguments (mapped inputs, trigger rules, outlets, timeouts), and a
+    reader of the DAG should see each task as it is. Kept in one function so the wiring at the end reads whole.
+    """
+    # the adapters are imported when a task runs, not when the scheduler parses this DAG (pandas is heavy)
+    @task(multiple_outputs=False)
+    def check_source() -> list:
+        from usersync_airflow import tasks
 
-            return tasks.extract(rules_path, job["source_info"], job["partition"])
+        return tasks.check_source(rules_path)
 
-        @task(task_id="map", multiple_outputs=False)
-        def map_users(extracted: Any) -> Any:
-            from usersync_airflow import tasks
+    @task(multiple_outputs=False, execution_timeout=timedelta(minutes=rules.run.extract_timeout_minutes))
+    def extract(job: Any) -> Any:
+        from usersync_airflow import tasks
 
-            return tasks.map_users(rules_path, extracted)
+        return tasks.extract(rules_path, job["source_info"], job["partition"])
 
-        @task(multiple_outputs=False)
-        def diff(mapped: Any) -> Any:
-            from usersync_airflow import tasks
+    @task(task_id="map", multiple_outputs=False)
+    def map_users(extracted: Any) -> Any:
+        from usersync_airflow import tasks
 
-            return tasks.diff(rules_path, mapped)
+        return tasks.map_users(rules_path, extracted)
 
-        @task.branch(multiple_outputs=False)
-        def guard(plan: Any) -> str:
-            from usersync_airflow import tasks
+    @task(multiple_outputs=False)
+    def diff(mapped: Any) -> Any:
+        from usersync_airflow import tasks
 
-            return tasks.guard(rules_path, plan)
+        return tasks.diff(rules_path, mapped)
 
-        approve = BlockedRunApproval(rules_path=rules_path, timeout_hours=rules.safety.approval_timeout_hours)
+    @task.branch(multiple_outputs=False)
+    def guard(plan: Any) -> str:
+        from usersync_airflow import tasks
 
-        # after the guard passed (approve skipped) or an admin approved; not after a rejection or a failure
-        @task(multiple_outputs=False, trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
-        def apply(plan: Any) -> Any:
-            from usersync_airflow import tasks
+        return tasks.guard(rules_path, plan)
 
-            return tasks.apply(rules_path, plan)
+    approve = BlockedRunApproval(rules_path=rules_path, timeout_hours=rules.safety.approval_timeout_hours)
 
-        @task(multiple_outputs=False, retries=0, outlets=[users_asset(rules.target.conn_id)])
-        def announce(applied: Any, outlet_events: Any = None) -> Any:
-            from usersync_airflow import tasks
+    # after the guard passed (approve skipped) or an admin approved; not after a rejection or a failure
+    @task(multiple_outputs=False, trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
+    def apply(plan: Any) -> Any:
+        from usersync_airflow import tasks
 
-            return tasks.announce(rules_path, applied, outlet_events)
+        return tasks.apply(rules_path, plan)
 
-        @task(retries=0, trigger_rule=TriggerRule.ALL_DONE)
-        def report() -> str:
-            from usersync_airflow import reporting
+    @task(multiple_outputs=False, retries=0, outlets=[users_asset(rules.target.conn_id)])
+    def announce(applied: Any, outlet_events: Any = None) -> Any:
+        from usersync_airflow import tasks
 
-            return reporting.report(rules_path)
+        return tasks.announce(rules_path, applied, outlet_events)
 
-        # one extract and one map per partition: in parallel under the scheduler, spread over Celery workers;
-        # check_source decides how many (all of source.partitions for a full read, one for a delta)
-        records = extract.expand(job=check_source())
-        plan = diff(map_users.expand(extracted=records))
-        applied = apply(plan)
-        guard(plan) >> [approve, applied]
-        approve >> applied
-        announce(applied) >> report()
-    return dag
+    @task(retries=0, trigger_rule=TriggerRule.ALL_DONE)
+    def report() -> str:
+        from usersync_airflow import reporting
+
+        return reporting.report(rules_path)
+
+    # one extract and one map per partition: in parallel under the scheduler, spread over Celery workers;
+    # check_source decides how many (all of source.partitions for a full read, one for a delta)
+    records = extract.expand(job=check_source())
+    plan = diff(map_users.expand(extracted=records))
+    applied = apply(plan)
+    guard(plan) >> [approve, applied]
+    approve >> applied
+    announce(applied) >> report()
 
 
 def build_dags(directory: Path | None = None) -> tuple[dict[str, DAG], dict[str, RulesError]]:

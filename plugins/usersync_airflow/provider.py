@@ -14,6 +14,7 @@ def _field(label: str, kind: str, **schema) -> dict:
 
 
 def get_provider_info() -> dict:
+    """Airflow's provider metadata: the connection types and their UI fields, as one literal Airflow reads."""
     return {
         "package-name": "usersync",
         "name": "usersync",

@@ -184,6 +184,10 @@ def diff_frames(rules: Rules, mapped: pd.DataFrame, existing: pd.DataFrame, skip
 
     ``removed``: for a delta read, the anchors of accounts deleted or moved out of scope since the watermark
     (``mapped`` then holds only the accounts that changed); None for a full read.
+
+    One function on purpose: its phases (match by anchor and key, admit claims, compare columns, find leavers)
+    share a dozen aligned frames and masks over the same rows; split apart, each phase would take and return
+    most of them, and the alignment that makes the diff columnar would be spread over call boundaries.
     """
     src = rules.source
     source, anchored = src.name, src.external_id_attribute is not None
