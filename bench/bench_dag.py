@@ -1,6 +1,7 @@
 """Benchmark of a whole sync through the DAG, side by side with the floor and the peer, in one run.
 
-    .venv/bin/python -m bench.bench_dag [N] [--no-peer] [--no-scheduler] [--no-dagtest] [--out docs/benchmarks.md]
+    .venv/bin/python -m bench.bench_dag [N] [--no-peer] [--no-scheduler] [--no-dagtest] [--celery]
+                                        [--extra-sources K] [--out docs/benchmarks.md]
 
 One private slapd with N AD-like users (default 100,000) and one private PostgreSQL serve every contestant:
 - **floor**: OpenLDAP's C client ``ldapsearch`` (paged, LDAPS) of the same 12 attributes, then PostgreSQL
@@ -11,7 +12,10 @@ One private slapd with N AD-like users (default 100,000) and one private Postgre
   (api-server + scheduler + dag-processor, LocalExecutor, triggered through the REST API — the only path where
   the partitioned ``extract`` tasks run in parallel): first import, no-op, 1% churn (0.5% new, 1% modified,
   0.5% removed); and ``user_sync__bench4`` with the peer's 4-field mapping.
-Reported: wall time, rows written, XCom bytes per run, run-folder bytes, peak RSS. The table goes to ``--out``.
+``--celery`` adds the distributed test's topology (CeleryExecutor, Redis, two workers); ``--extra-sources K`` puts K
+more rules files in the folder (every task parses the DAG file, which builds a DAG per file).
+Reported: wall time, rows written, XCom bytes per run, run-folder bytes, peak RSS, and for the scheduler paths where
+the time goes along the run's critical path (``bench.breakdown``). The tables go to ``--out``.
 """
 
 from __future__ import annotations
@@ -28,9 +32,10 @@ from pathlib import Path
 
 import yaml
 
+from bench.breakdown import breakdown
 from bench.dag_runner import admin_env
 from devtools.ad_data import USERS_DN, ad_user, user_dn
-from devtools.airflow_cluster import AirflowCluster
+from devtools.airflow_cluster import LOCAL_EXECUTOR, AirflowCluster
 from devtools.postgres import PostgresServer
 from devtools.slapd import SERVICE_DN, SlapdServer
 
@@ -69,8 +74,8 @@ FOUR_FIELDS = {field: {"policy": "import", "attribute": attr} for field, attr in
 
 
 class Bench:
-    def __init__(self, n: int, work: Path):
-        self.n, self.work = n, work
+    def __init__(self, n: int, work: Path, extra_sources: int = 0):
+        self.n, self.work, self.extra_sources = n, work, extra_sources
         self.rows: list[dict] = []
         self.churn_round = 0
 
@@ -91,6 +96,8 @@ class Bench:
         rules_dir.mkdir(parents=True, exist_ok=True)
         for name, fields in (("bench", FULL_FIELDS), ("bench4", FOUR_FIELDS)):
             (rules_dir / f"{name}.yaml").write_text(yaml.safe_dump(rules(name, self.n, fields)))
+        for i in range(self.extra_sources):  # more sources in the folder: every task parses the DAG file
+            (rules_dir / f"other{i:03d}.yaml").write_text(yaml.safe_dump(rules(f"other{i:03d}", self.n, FOUR_FIELDS)))
         env = admin_env(home, rules_dir, {"bench_ldap": self.ldap.connection_extra()})
         for name in ("bench", "bench4"):
             db = f"{home.name}_{name}".replace("-", "_")
@@ -214,6 +221,19 @@ class Bench:
             for label in ("first import", "no-op"):
                 self.add_run("ours, scheduler path, peer's 4 fields", label, airflow.run("user_sync__bench4"))
 
+    def celery(self) -> None:
+        """The distributed test's topology on this machine: CeleryExecutor, Redis, two workers."""
+        from devtools.redis import RedisServer
+
+        home = Path(tempfile.mkdtemp(prefix="celery-", dir=self.work))
+        redis = RedisServer(self.work / "redis").start()
+        try:
+            with AirflowServices(home, self.env(home), self.pg, broker_url=redis.url) as airflow:
+                for label in ("first import", "no-op"):
+                    self.add_run("ours, Celery (2 workers), 12 attributes", label, airflow.run("user_sync__bench"))
+        finally:
+            redis.stop()
+
     # --- results ------------------------------------------------------------------------------------------
     def add(self, path: str, case: str, seconds: float, **facts) -> None:
         row = {"path": path, "case": case, "seconds": round(seconds, 2), **facts}
@@ -226,17 +246,22 @@ class Bench:
             got = {k: written.get(k, 0) for k in expected}
             assert got == expected, f"{case}: wrote {got}, the churn was {expected}"
         self.add(path, case, result["seconds"], written=sum(written.values()), xcom_bytes=result["xcom_bytes"],
-                 run_bytes=result["run_bytes"], peak_rss_mb=result["peak_rss_mb"], tasks=result["tasks"])
+                 run_bytes=result["run_bytes"], peak_rss_mb=result["peak_rss_mb"], tasks=result["tasks"],
+                 **{k: result[k] for k in ("breakdown", "path_detail") if k in result})
 
 
 class AirflowServices(AirflowCluster):
     """The one-machine scheduler path (api-server, scheduler, dag-processor; LocalExecutor) of
-    ``devtools.airflow_cluster``, with the peak RSS of every Airflow process sampled while it runs."""
+    ``devtools.airflow_cluster`` — or, given a Redis broker, its Celery topology with two workers, as the
+    distributed test runs it — with the peak RSS of every Airflow process sampled while it runs."""
 
-    def __init__(self, home: Path, env: dict[str, str], pg: PostgresServer):
+    def __init__(self, home: Path, env: dict[str, str], pg: PostgresServer, broker_url: str = ""):
         meta = pg.create_database(f"{home.name}_meta".replace("-", "_"))
-        super().__init__(home, env, meta, workers=0, components=("api-server", "scheduler", "dag-processor"),
-                         extra={"AIRFLOW__CORE__EXECUTOR": "LocalExecutor", "AIRFLOW__CORE__PARALLELISM": "4"})
+        if broker_url:
+            super().__init__(home, env, meta, broker_url, workers=2)
+        else:
+            super().__init__(home, env, meta, workers=0, components=("api-server", "scheduler", "dag-processor"),
+                             extra=LOCAL_EXECUTOR)
         self.meta = meta
         self.peaks: dict[int, tuple[int, str]] = {}
 
@@ -296,13 +321,14 @@ class AirflowServices(AirflowCluster):
             tasks[ti["task_id"]] = round(tasks.get(ti["task_id"], 0.0) + (ti["duration"] or 0.0), 2)
         applied = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/apply/xcomEntries/return_value")
         new = [rss for pid, (rss, _cmd) in self.peaks.items() if pid not in before]
+        cost = breakdown(run, tis, self.home / "logs")
         from usersync.rundata import RunFolder
         from usersync_airflow.run_storage import _safe
 
         folder = RunFolder(Path(self.env["USERSYNC_HOME"]) / "runs" / dag_id / _safe(run_id))
         return {"seconds": seconds, "tasks": tasks, "written": json_value(applied["value"])["written"],
                 "xcom_bytes": self._xcom_bytes(run_id), "run_bytes": folder.size(),
-                "peak_rss_mb": round(max(new, default=0) / 2**20)}
+                "peak_rss_mb": round(max(new, default=0) / 2**20), "breakdown": cost.summary, "path_detail": cost.path()}
 
     def _xcom_bytes(self, run_id: str) -> int:
         import psycopg
@@ -337,8 +363,8 @@ def _ldif_rows(path: Path) -> list[tuple]:
 
 
 def run_benchmark(n: int, peer: bool = True, scheduler: bool = True, dagtest: bool = True,
-                  work: Path | None = None) -> Bench:
-    bench = Bench(n, work or Path(tempfile.mkdtemp(prefix="usersync-bench-")))
+                  work: Path | None = None, extra_sources: int = 0, celery: bool = False) -> Bench:
+    bench = Bench(n, work or Path(tempfile.mkdtemp(prefix="usersync-bench-")), extra_sources)
     bench.start()
     try:
         bench.floor()
@@ -348,6 +374,8 @@ def run_benchmark(n: int, peer: bool = True, scheduler: bool = True, dagtest: bo
             bench.dag_test()
         if scheduler:
             bench.scheduler()
+        if celery:
+            bench.celery()
     finally:
         bench.stop()
     return bench
@@ -362,7 +390,8 @@ def ratios(rows: list[dict]) -> list[str]:
     out = []
     floor = _find(rows, "floor", "first import")
     peer_cold, peer_warm = _find(rows, "peer", "first import"), _find(rows, "peer", "no-op")
-    for path in ("ours, scheduler path, 12", "ours, dag.test(), 12", "ours, scheduler path, peer's", "ours, dag.test(), peer's"):
+    for path in ("ours, scheduler path, 12", "ours, Celery", "ours, dag.test(), 12", "ours, scheduler path, peer's",
+                 "ours, dag.test(), peer's"):
         first, noop, churn = (_find(rows, path, c) for c in ("first import", "no-op", "1% churn"))
         if not first:
             continue
@@ -402,6 +431,20 @@ def markdown(n: int, rows: list[dict], command: str) -> str:
         lines.append(f"| {r['path']} | {r['case']} | {r['seconds']:.2f} | {r.get('written', '')} | "
                      f"{r.get('xcom_bytes', '—')} | {r.get('run_bytes', '—')} | {r.get('peak_rss_mb', '—')} | {tasks} |")
     lines += ["", *[f"- {line}" for line in ratios(rows)], ""]
+    costed = [r for r in rows if r.get("breakdown")]
+    if costed:
+        lines += [
+            "Where the scheduler path's time goes (critical path; hand-over = previous task's end → this task "
+            "running, start-up = the task's own time minus our step's; per hop: hand-over+start-up+our code, s):",
+            "",
+            "| path | case | wall s | hops | hand-over s | start-up s | our code s | DAG parse ms | critical path |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        for r in costed:
+            b = r["breakdown"]
+            lines.append(f"| {r['path']} | {r['case']} | {r['seconds']:.2f} | {b['hops']} | {b['hand-over']:.2f} | "
+                         f"{b['start-up']:.2f} | {b['our code']:.2f} | {b.get('DAG parse ms', '—')} | {r['path_detail']} |")
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -411,9 +454,13 @@ def main() -> None:
     parser.add_argument("--no-peer", action="store_true")
     parser.add_argument("--no-scheduler", action="store_true")
     parser.add_argument("--no-dagtest", action="store_true", help="skip the dag.test() path (e.g. at 1M users)")
+    parser.add_argument("--celery", action="store_true", help="also the Celery topology (Redis, two workers)")
+    parser.add_argument("--extra-sources", type=int, default=0,
+                        help="this many more rules files in the folder (the DAG file builds a DAG for each)")
     parser.add_argument("--out", type=Path, help="append the results as a Markdown section to this file")
     args = parser.parse_args()
-    bench = run_benchmark(args.n, peer=not args.no_peer, scheduler=not args.no_scheduler, dagtest=not args.no_dagtest)
+    bench = run_benchmark(args.n, peer=not args.no_peer, scheduler=not args.no_scheduler, dagtest=not args.no_dagtest,
+                          extra_sources=args.extra_sources, celery=args.celery)
     text = markdown(args.n, bench.rows, " ".join(["python -m bench.bench_dag", *sys.argv[1:]]))
     print(text)
     if args.out:

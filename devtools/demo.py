@@ -85,6 +85,7 @@ def main() -> None:
 
 def serve() -> None:
     """Keep the demo directory up and run `airflow standalone` against it until Ctrl-C."""
+    from devtools.airflow_cluster import LOCAL_EXECUTOR
     from devtools.netutil import stop_groups
 
     DEMO.mkdir(exist_ok=True)
@@ -92,7 +93,7 @@ def serve() -> None:
     _environment(ldap)
     os.environ.update({
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-        "AIRFLOW__CORE__PARALLELISM": "4",
+        **LOCAL_EXECUTOR,  # a run starts in seconds: see docs/benchmarks.md
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",

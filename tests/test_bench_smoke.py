@@ -22,5 +22,10 @@ def test_the_benchmark_runs_every_contestant_on_a_small_directory(tmp_path):
         assert cases[(path, "1% churn")]["written"] == 40  # 10 new + 20 modified + 10 removed, exactly
         assert all(cases[(path, c)]["xcom_bytes"] <= 64 * 1024 for c in ("first import", "no-op", "1% churn"))
         assert cases[(path, "first import")]["run_bytes"] > 0 and cases[(path, "first import")]["peak_rss_mb"] > 0
+    # the scheduler path's breakdown walks the run's critical path: the six tasks of an ordinary run, in order
+    for case in ("first import", "no-op", "1% churn"):
+        hops = [hop.split(" ")[0] for hop in cases[("ours, scheduler path, 12 attributes", case)]["path_detail"].split(" → ")]
+        assert list(dict.fromkeys(hops)) == ["check_source", "extract", "map", "diff", "apply", "report"]
     text = markdown(2000, bench.rows, "python -m bench.bench_dag 2000")
     assert "| ours, scheduler path, 12 attributes | 1% churn |" in text and "faster than the peer cold" in text
+    assert "Where the scheduler path's time goes" in text

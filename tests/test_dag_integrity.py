@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from airflow.sdk import AssetAlias
 
 from tests.conftest import REPO, ad_rules
 
@@ -40,9 +41,9 @@ def test_every_dag_has_tags_retries_one_active_run_docs_and_the_pipeline(shipped
         assert dag.doc_md and "User sync" in dag.doc_md
         assert all(t.retries >= 0 for t in dag.tasks)
         assert [t.task_id for t in dag.topological_sort()] == [
-            "check_source", "extract", "map", "diff", "guard", "approve", "apply", "announce", "report"]
-        assert dag.get_task("apply").upstream_task_ids == {"diff", "guard", "approve"}
-        assert dag.get_task("guard").downstream_task_ids == {"approve", "apply"}
+            "check_source", "extract", "map", "diff", "approve", "apply", "report"]
+        assert dag.get_task("apply").upstream_task_ids == {"diff", "approve"}
+        assert dag.get_task("diff").downstream_task_ids == {"approve", "apply"}  # diff ends with the guard: a branch
 
 
 def test_the_approval_task_follows_the_rules_and_the_pages_say_what_dry_run_and_approval_do(shipped_bag):
@@ -56,12 +57,12 @@ def test_the_approval_task_follows_the_rules_and_the_pages_say_what_dry_run_and_
     assert "Required Actions" in demo.params.get_param("dry_run").description
 
 
-def test_each_dag_announces_its_target_users_table_as_an_asset(shipped_bag):
+def test_each_dag_announces_its_target_users_table_through_an_alias_of_apply(shipped_bag):
     for dag_id in shipped_bag.dag_ids:
         dag = shipped_bag.get_dag(dag_id)
-        (asset,) = dag.get_task("announce").outlets
-        assert asset.name.startswith("usersync_users__") and asset.uri.startswith("usersync://")
-    assert shipped_bag.get_dag("user_sync__demo").get_task("announce").outlets[0].uri == "usersync://usersync_target/users"
+        (alias,) = dag.get_task("apply").outlets  # apply decides at run time whether there is an event
+        assert isinstance(alias, AssetAlias) and alias.name.startswith("usersync_users_written__")
+    assert shipped_bag.get_dag("user_sync__demo").get_task("apply").outlets[0].name == "usersync_users_written__usersync_target"
 
 
 def test_schedule_and_retries_come_from_the_rules_file(shipped_bag):

@@ -3,7 +3,7 @@
 instead of failing.
 
 Built on the standard provider's ``ApprovalOperator``; what it adds is usersync's own request (counts, limits,
-the first removals, where the change set is — prepared by the ``guard`` task), the waiting-for-approval mail,
+the first removals, where the change set is — prepared by the ``diff`` task, which ends with the guard), the waiting-for-approval mail,
 and the answer's meaning: Approve → ``apply`` runs with the guard lifted for this run only; Reject or no answer
 within ``safety.approval_timeout_hours`` → the task fails as *blocked* (nothing written, alarm as before).
 This module is imported when the DAG file is parsed: it must stay light (no pandas, no domain steps).
@@ -29,13 +29,13 @@ log = logging.getLogger(__name__)
 
 
 class BlockedRunApproval(ApprovalOperator):
-    """Ask an admin to approve a run the mass-delete guard blocked (only reached when ``guard`` says so)."""
+    """Ask an admin to approve a run the mass-delete guard blocked (only reached when ``diff``'s guard says so)."""
 
     def __init__(self, *, rules_path: str, timeout_hours: float, **kwargs) -> None:
         super().__init__(
             task_id=TASK_ID,
             subject="usersync: approve a run the mass-delete guard blocked",
-            body="(the guard task fills in the planned removals)",
+            body="(the diff task fills in the planned removals)",
             response_timeout=timedelta(hours=timeout_hours),
             retries=0,
             **kwargs,

@@ -15,7 +15,7 @@ from airflow.sdk import DAG, CronTriggerTimetable, Param, TriggerRule, task
 
 from usersync.rules import Rules, RulesError, load_rules_dir
 from usersync_airflow.approval import BlockedRunApproval
-from usersync_airflow.assets import users_asset
+from usersync_airflow.assets import users_alias
 
 DAG_PREFIX = "user_sync__"
 IMPORT_PREFIX = "user_import__"
@@ -51,8 +51,9 @@ def _doc(rules: Rules, path: Path) -> str:
         f"Domain) never are.\n\n"
         f"* Rules: `{path}`\n* Schedule: {when}\n* Reads: {src.describe()}\n"
         f"* Domain stored: `{src.domain or '(from ' + str(src.domain_attribute) + ')'}`\n\n"
-        f"Steps: check_source → extract → map (×{src.partition_count} partitions, in parallel) → diff → guard → "
-        "(approve, only when blocked) → apply → announce (the users table's Asset event) → report; "
+        f"Steps: check_source → extract → map (×{src.partition_count} partitions, in parallel) → diff (which ends "
+        "with the mass-delete guard) → (approve, only when blocked) → apply (which emits the users table's Asset "
+        "event when it wrote) → report; "
         "the run's data (records, mapped users, the change set) is in Parquet files of the run folder, XCom "
         "holds only references. Trigger with **dry_run** to preview, "
         "with **allow_mass_delete** to let one run past the mass-delete guard"
@@ -93,8 +94,8 @@ FILE_PARAMS = {
 
 
 def build_dag(rules: Rules, path: Path) -> DAG:
-    """The DAG of one rules file: ``check_source → extract ×N → map ×N → diff → guard → (approve) → apply →
-    announce → report``."""
+    """The DAG of one rules file: ``check_source → extract ×N → map ×N → diff (+ guard) → (approve) → apply (+ Asset
+    event) → report``."""
     with DAG(**_dag_arguments(rules, path)) as dag:
         _add_tasks(rules, str(path))
     return dag
@@ -146,32 +147,23 @@ def _add_tasks(rules: Rules, rules_path: str) -> None:
 
         return tasks.map_users(rules_path, extracted)
 
-    @task(multiple_outputs=False)
-    def diff(mapped: Any) -> Any:
+    # the plan goes to XCom under its own key; diff's return value is the branch it takes (the guard's verdict)
+    @task.branch(multiple_outputs=False)
+    def diff(mapped: Any) -> str:
         from usersync_airflow import tasks
 
         return tasks.diff(rules_path, mapped)
 
-    @task.branch(multiple_outputs=False)
-    def guard(plan: Any) -> str:
-        from usersync_airflow import tasks
-
-        return tasks.guard(rules_path, plan)
-
     approve = BlockedRunApproval(rules_path=rules_path, timeout_hours=rules.safety.approval_timeout_hours)
 
-    # after the guard passed (approve skipped) or an admin approved; not after a rejection or a failure
-    @task(multiple_outputs=False, trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
-    def apply(plan: Any) -> Any:
+    # after the guard passed (approve skipped) or an admin approved; not after a rejection or a failure. It emits
+    # the users table's Asset event itself, through an alias, only when it wrote something
+    @task(multiple_outputs=False, trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
+          outlets=[users_alias(rules.target.conn_id)])
+    def apply(outlet_events: Any = None) -> Any:
         from usersync_airflow import tasks
 
-        return tasks.apply(rules_path, plan)
-
-    @task(multiple_outputs=False, retries=0, outlets=[users_asset(rules.target.conn_id)])
-    def announce(applied: Any, outlet_events: Any = None) -> Any:
-        from usersync_airflow import tasks
-
-        return tasks.announce(rules_path, applied, outlet_events)
+        return tasks.apply(rules_path, outlet_events)
 
     @task(retries=0, trigger_rule=TriggerRule.ALL_DONE)
     def report() -> str:
@@ -183,14 +175,18 @@ def _add_tasks(rules: Rules, rules_path: str) -> None:
     # check_source decides how many (all of source.partitions for a full read, one for a delta)
     records = extract.expand(job=check_source())
     plan = diff(map_users.expand(extracted=records))
-    applied = apply(plan)
-    guard(plan) >> [approve, applied]
+    applied = apply()
+    plan >> [approve, applied]
     approve >> applied
-    announce(applied) >> report()
+    applied >> report()
 
 
-def build_dags(directory: Path | None = None) -> tuple[dict[str, DAG], dict[str, RulesError]]:
-    """Every valid rules file becomes a DAG; invalid ones are returned as errors, by file."""
+def build_dags(directory: Path | None = None, only: str | None = None) -> tuple[dict[str, DAG], dict[str, RulesError]]:
+    """Every valid rules file becomes a DAG; invalid ones are returned as errors, by file.
+
+    ``only``: the one DAG a task process needs (Airflow's parsing context names it) — the others are not built,
+    so a task's start does not grow with the number of sources."""
     valid, errors = load_rules_dir(directory or rules_dir())
-    dags = {dag_id(rules): build_dag(rules, path) for rules, path in valid.values()}
+    dags = {dag_id(rules): build_dag(rules, path) for rules, path in valid.values()
+            if only is None or dag_id(rules) == only}
     return dags, errors

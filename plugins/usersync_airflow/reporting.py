@@ -5,6 +5,7 @@ a step failed or the plan was blocked (so the DAG run's state tells the truth)."
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -88,6 +89,7 @@ def build_report(rules: Rules) -> RunReport:
 
 
 def report(rules_path: str) -> str:
+    started = time.perf_counter()
     rules = rules_at(rules_path)
     run_report = build_report(rules)
     text = run_report.render(secrets=_secrets(rules))
@@ -105,6 +107,7 @@ def report(rules_path: str) -> str:
     _record_run(run_report, text)
     _prune_run_data(rules)
     send_report_mail(run_report, text, rules.alarms, get_current_context())
+    log.info("report: step done in %.3f s", time.perf_counter() - started)
     if run_report.status in (FAILED, BLOCKED):
         raise AirflowFailException(f"run {run_report.status.lower()}: {run_report.subject()}")
     return _capped(text, path)

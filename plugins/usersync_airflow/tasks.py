@@ -12,11 +12,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import time
 import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from airflow.sdk import get_current_context
 from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
@@ -27,7 +28,7 @@ from usersync.plan.change_tables import ChangeTables, preview
 from usersync.plan.safety import UnsafePlan, check_removals
 from usersync.rules import Rules, RulesError, load_rules
 from usersync.run import pipeline
-from usersync.run.handover import SourceInfo, StepFailure
+from usersync.run.handover import PlanRef, SourceInfo, StepFailure
 from usersync.run.history import COUNTS, write_run_record
 from usersync.rundata import RunDataError, RunFolder
 from usersync.sources.errors import SourceError, SourceUnreachable
@@ -35,6 +36,7 @@ from usersync.store.apply import ApplyError, apply_tables
 from usersync.store.schema_version import SchemaVersionError
 from usersync.store.sync_state import Watermark
 from usersync_airflow import xcom
+from usersync_airflow.assets import users_alias, users_asset
 from usersync_airflow.hooks import UsersDbHook
 from usersync_airflow.run_storage import run_folder
 from usersync_airflow.sources import open_source
@@ -51,8 +53,9 @@ def step(name: str) -> Callable:
     def decorate(fn: Callable) -> Callable:
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
+            started = time.perf_counter()
             try:
-                return fn(*args, **kwargs)
+                result = fn(*args, **kwargs)
             except Exception as exc:
                 blocked = isinstance(exc, UnsafePlan)
                 # redact: connection passwords are registered with Airflow's masker; keep them out of XCom
@@ -64,6 +67,9 @@ def step(name: str) -> Callable:
                 if final:
                     raise AirflowFailException(f"{type(exc).__name__}: {exc}") from None
                 raise
+            # what the step itself took, apart from Airflow's task start-up (bench/ reads it for its breakdown)
+            log.info("%s: step done in %.3f s", name, time.perf_counter() - started)
+            return result
 
         return wrapper
 
@@ -125,21 +131,23 @@ def map_users(rules_path: str, extracted: dict[str, Any]) -> dict[str, Any]:
 
 
 @step("diff")
-def diff(rules_path: str, mapped: Any) -> dict[str, Any]:
+def diff(rules_path: str, mapped: Any) -> str:
+    """The change set (to the run folder; its reference to XCom), then the mass-delete guard on it, before anything
+    is written: returns the task to follow — ``approve`` when a live run is blocked and approvals are on (the run
+    waits for an admin), else ``apply`` (which refuses a blocked plan)."""
     rules = rules_at(rules_path)
     parts = [mapped[i] for i in range(len(mapped))]  # by index: iterating probes one past the end
     hook = UsersDbHook(rules.target.conn_id)
     try:
-        return pipeline.diff_step(rules, parts, hook.get_conn(), folder())
+        plan_ref = cast(PlanRef, pipeline.diff_step(rules, parts, hook.get_conn(), folder()))
     finally:
         hook.close()
+    xcom.record_plan(get_current_context()["ti"], plan_ref)
+    return _guard(rules, plan_ref)
 
 
-@step("guard")
-def guard(rules_path: str, plan_ref: dict[str, Any]) -> str:
-    """The mass-delete guard, before anything is written: the task to follow next — ``approve`` when a live run
-    is blocked and approvals are on (the run waits for an admin), else ``apply`` (which refuses a blocked plan)."""
-    rules, run = rules_at(rules_path), params()
+def _guard(rules: Rules, plan_ref: PlanRef) -> str:
+    run = params()
     verdict = check_removals(plan_ref["removals"], plan_ref["owned"], rules.safety,
                              allow_mass_delete=bool(run.get("allow_mass_delete")))
     ctx = get_current_context()
@@ -169,16 +177,21 @@ def approved_by() -> str | None:
 
 
 @step("apply")
-def apply(rules_path: str, plan_ref: dict[str, Any]) -> dict[str, Any]:
-    """Safety check, then write — or, in a dry run, only say what would be written."""
+def apply(rules_path: str, outlet_events: Any) -> dict[str, Any]:
+    """Safety check, then write — or, in a dry run, only say what would be written. A live run that wrote
+    something emits the users table's Asset event (none otherwise)."""
     rules, run = rules_at(rules_path), params()
+    ti = get_current_context()["ti"]
+    plan_ref = xcom.plan_ref(ti)
+    if plan_ref is None:
+        raise RunDataError("no change set from the diff task of this run")
     verdict = check_removals(plan_ref["removals"], plan_ref["owned"], rules.safety,
                              allow_mass_delete=bool(run.get("allow_mass_delete")), approved_by=approved_by())
-    xcom.record_verdict(get_current_context()["ti"], verdict.to_json())
+    xcom.record_verdict(ti, verdict.to_json())
     log.info("%s", verdict.message)
     if run.get("dry_run"):
         log.info("dry run: nothing written; the report lists the %d change(s) this run would apply; the plan "
-                 "stays in %s/plan for inspection", plan_ref["writes"], folder())
+                 "stays in %s/plan for inspection; no asset event", plan_ref["writes"], folder())
         return {"dry_run": True, "written": {}}
     if verdict.blocked:
         raise UnsafePlan(verdict.message)
@@ -197,22 +210,17 @@ def apply(rules_path: str, plan_ref: dict[str, Any]) -> dict[str, Any]:
     if watermark is not None:
         log.info("delta watermark stored for %s%s", watermark.server,
                  " (the delta link for the next run)" if watermark.cursor else f": USN {watermark.usn}")
+    _announce(rules, {k: v for k, v in written.items() if v}, outlet_events)
     # the report lists them (XCom stays small: the first lines and the count; each is in this task's log too)
     return {"dry_run": False, "written": written, "conflicts": conflicts[:CONFLICT_LINES], "conflict_count": len(conflicts)}
 
 
-def announce(rules_path: str, applied: dict[str, Any], outlet_events) -> dict[str, int]:
-    """Emit the users table's Asset event when this live run wrote something (skipped otherwise: no event)."""
-    from airflow.sdk.exceptions import AirflowSkipException
-
-    from usersync_airflow.assets import users_asset
-
-    written = {k: v for k, v in applied.get("written", {}).items() if v}
-    if applied.get("dry_run") or not written:
-        raise AirflowSkipException("nothing written to the users table: no asset event"
-                                   + (" (dry run)" if applied.get("dry_run") else ""))
-    rules = rules_at(rules_path)
+def _announce(rules: Rules, written: dict[str, int], outlet_events: Any) -> None:
+    """The users table's Asset event, through apply's alias outlet, when this run wrote something."""
+    if not written:
+        log.info("nothing written to the users table: no asset event")
+        return
     asset = users_asset(rules.target.conn_id)
-    outlet_events[asset].extra = {"source": rules.source.name, "run_id": get_current_context()["run_id"], **written}
+    outlet_events[users_alias(rules.target.conn_id)].add(
+        asset, extra={"source": rules.source.name, "run_id": get_current_context()["run_id"], **written})
     log.info("asset event for %s: %s", asset.name, written)
-    return written

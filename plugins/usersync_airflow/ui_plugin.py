@@ -1,16 +1,19 @@
 """Registers the reports page with Airflow (entry point ``airflow.plugins`` in pyproject.toml, so it loads
 from the installed package, not from the plugins folder): the FastAPI app under ``/usersync`` and a
-*Browse → User sync reports* entry in the UI's navigation that shows the page inside the UI."""
+*Browse → User sync reports* entry in the UI's navigation that shows the page inside the UI; and the scheduler's
+warm-up (``warmup``)."""
 
 from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
+from usersync_airflow import warmup
 from usersync_airflow.reports_app import app
 
 
 class UsersyncPlugin(AirflowPlugin):
     name = "usersync"
+    listeners = [warmup]  # at scheduler start: the one-off costs a first run would pay
     fastapi_apps = [{"app": app, "url_prefix": "/usersync", "name": "usersync reports"}]
     external_views = [{
         "name": "User sync reports",

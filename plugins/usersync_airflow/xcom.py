@@ -13,11 +13,12 @@ from usersync.plan.approval import Decision
 from usersync.run.handover import Applied, ExtractJob, PlanRef, SourceInfo, StepFailure
 
 #: the steps whose failure the report names, in run order
-STEPS = ("check_source", "extract", "map", "diff", "guard", "approve", "apply")
+STEPS = ("check_source", "extract", "map", "diff", "approve", "apply")
 ERROR_KEY = "usersync_error"
 VERDICT_KEY = "usersync_verdict"
 REQUEST_KEY = "usersync_approval_request"
 DECISION_KEY = "usersync_approval"
+PLAN_KEY = "usersync_plan"
 
 
 def _first(value: Any) -> Any:
@@ -31,6 +32,10 @@ def _first(value: Any) -> Any:
 
 def record_failure(ti: Any, failure: StepFailure) -> None:
     ti.xcom_push(key=ERROR_KEY, value=dict(failure))
+
+
+def record_plan(ti: Any, plan: PlanRef) -> None:
+    ti.xcom_push(key=PLAN_KEY, value=dict(plan))
 
 
 def record_verdict(ti: Any, verdict: dict[str, Any]) -> None:
@@ -54,7 +59,7 @@ def source_info(ti: Any) -> SourceInfo:
 
 
 def plan_ref(ti: Any) -> PlanRef | None:
-    return cast("PlanRef | None", ti.xcom_pull(task_ids="diff"))
+    return cast("PlanRef | None", ti.xcom_pull(task_ids="diff", key=PLAN_KEY))
 
 
 def applied(ti: Any) -> Applied:
@@ -68,14 +73,14 @@ def failure(ti: Any) -> StepFailure | None:
 
 
 def verdict(ti: Any) -> dict[str, Any] | None:
-    """The mass-delete guard's last word: apply's re-check, else the guard's."""
+    """The mass-delete guard's last word: apply's re-check, else the one diff ended with."""
     return cast("dict[str, Any] | None", ti.xcom_pull(task_ids="apply", key=VERDICT_KEY)
-                or ti.xcom_pull(task_ids="guard", key=VERDICT_KEY))
+                or ti.xcom_pull(task_ids="diff", key=VERDICT_KEY))
 
 
 def request(ti: Any) -> dict[str, str]:
-    """The approval request the guard prepared for a blocked run."""
-    return cast("dict[str, str]", ti.xcom_pull(task_ids="guard", key=REQUEST_KEY))
+    """The approval request the guard (at the end of diff) prepared for a blocked run."""
+    return cast("dict[str, str]", ti.xcom_pull(task_ids="diff", key=REQUEST_KEY))
 
 
 def decision(ti: Any) -> Decision | None:

@@ -14,10 +14,33 @@ from bench.dag_runner import admin_env
 from devtools.airflow_cluster import AirflowCluster
 from devtools.redis import RedisServer
 from devtools.slapd import SlapdServer
-from tests.conftest import _Inbox, ad_rules, smtp_connection
+from tests.conftest import REPO, _Inbox, ad_rules, smtp_connection
 
 ADMINS = ["it-admins@example.test"]
 USERS = 30
+
+
+CONSUMER_DAG = "provision_phones"
+#: what docs/operating.md shows: a DAG that runs when a sync wrote to the users table
+CONSUMER_SOURCE = f"""
+from airflow.sdk import dag, task
+
+from usersync_airflow.assets import users_asset
+
+
+@dag(dag_id="{CONSUMER_DAG}", schedule=[users_asset("corp_target")], catchup=False)
+def provision_phones():
+    @task
+    def provision(triggering_asset_events=None):
+        (event,) = triggering_asset_events[users_asset("corp_target")]
+        return event.extra
+
+
+    provision()
+
+
+provision_phones()
+"""
 
 
 def sync_rules(name: str, timeout_hours: float = 24) -> dict:
@@ -72,13 +95,22 @@ class Stack:
         for name, url in self.users_urls.items():
             connections[f"{name}_target"] = {"conn_type": "postgres", "host": "127.0.0.1", "port": self.pg.port,
                                              "login": "postgres", "schema": url.rsplit("/", 1)[1]}
-        env = {**admin_env(home, rules_dir, connections), "USERSYNC_RUN_DATA": self.run_data.as_uri()}
+        env = {**admin_env(home, rules_dir, connections), "USERSYNC_RUN_DATA": self.run_data.as_uri(),
+               "AIRFLOW__CORE__DAGS_FOLDER": str(self._dags_folder())}
         metadata = self.pg.create_database(f"{tag}_airflow")
         self.cluster = AirflowCluster(home, env, metadata, self.redis.url, workers=self.workers)
         self.stops.append(self.cluster.stop)
         self.cluster.start()
-        for dag_id in ("user_sync__corp", "user_sync__quick"):
+        for dag_id in ("user_sync__corp", "user_sync__quick", CONSUMER_DAG):
             self.cluster.wait_for_dag(dag_id)
+
+    def _dags_folder(self) -> Path:
+        """The shipped DAG file, and a downstream DAG an admin would add: scheduled on corp's users table."""
+        dags = self.tmp / "dags"
+        dags.mkdir()
+        (dags / "user_sync.py").symlink_to(REPO / "dags" / "user_sync.py")
+        (dags / f"{CONSUMER_DAG}.py").write_text(CONSUMER_SOURCE)
+        return dags
 
     def __exit__(self, *exc) -> None:
         while self.stops:

@@ -67,12 +67,12 @@ def planned(dag_run) -> dict[str, Any]:
     from usersync.plan.change_tables import ChangeTables
     from usersync_airflow.run_storage import run_folder
 
-    ref = dag_run.get_task_instance("diff").xcom_pull(task_ids="diff")
+    ref = dag_run.get_task_instance("diff").xcom_pull(task_ids="diff", key="usersync_plan")
     return ChangeTables.load(run_folder(dag_run.dag_id, dag_run.run_id), ref).to_changeset().to_json()
 
 
 def sync_once(rules: Rules, source, engine, folder_path, full_sync: bool = False, dry_run: bool = False) -> dict:
-    """One run of the DAG's steps in this process (check → extract ×N → map ×N → diff → guard → apply), for
+    """One run of the DAG's steps in this process (check → extract ×N → map ×N → diff + guard → apply), for
     tests that need many runs (the equivalence of delta and full reads); the DAG itself is tested apart."""
     from usersync.plan.change_tables import ChangeTables
     from usersync.plan.safety import check_removals

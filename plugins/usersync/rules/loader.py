@@ -55,11 +55,15 @@ def parse_rules(data: Any, path: str | Path = "<rules>") -> Rules:
         raise RulesError(path, problems) from None
 
 
+#: libyaml's loader when PyYAML has it (every task parses the rules folder: ~5× faster than the pure-Python one)
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_rules(path: str | Path) -> Rules:
     """Read and validate one rules file. The source name defaults to the file name without ``.yaml``."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_SAFE_LOADER)
     except OSError as exc:
         raise RulesError(path, [("", f"cannot read: {exc.strerror}")]) from None
     except UnicodeDecodeError as exc:
