@@ -461,10 +461,14 @@ def main() -> None:
     args = parser.parse_args()
     bench = run_benchmark(args.n, peer=not args.no_peer, scheduler=not args.no_scheduler, dagtest=not args.no_dagtest,
                           extra_sources=args.extra_sources, celery=args.celery)
-    text = markdown(args.n, bench.rows, " ".join(["python -m bench.bench_dag", *sys.argv[1:]]))
+    publish(markdown(args.n, bench.rows, " ".join(["python -m bench.bench_dag", *sys.argv[1:]])), args.out)
+
+
+def publish(text: str, out: Path | None) -> None:
+    """Print the Markdown section, and append it to ``out`` when given."""
     print(text)
-    if args.out:
-        with args.out.open("a") as fh:
+    if out:
+        with out.open("a") as fh:
             fh.write(text + "\n")
 
 

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.bench_dag import AirflowServices, Bench
+from bench.bench_dag import AirflowServices, Bench, publish
 from devtools.airflow_cluster import LOCAL_EXECUTOR
 
 BASE = {k: v for k, v in LOCAL_EXECUTOR.items() if k in ("AIRFLOW__CORE__EXECUTOR", "AIRFLOW__CORE__PARALLELISM")}
@@ -115,11 +115,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     rows = measure(args.n)
-    text = markdown(args.n, rows, " ".join(["python -m bench.bench_settings", *sys.argv[1:]]))
-    print(text)
-    if args.out:
-        with args.out.open("a") as fh:
-            fh.write(text + "\n")
+    publish(markdown(args.n, rows, " ".join(["python -m bench.bench_settings", *sys.argv[1:]])), args.out)
 
 
 if __name__ == "__main__":

@@ -119,3 +119,30 @@ def test_stopping_a_process_group_leaves_no_process_even_when_children_ignore_si
     stop_groups([proc], grace=1)
     assert time.monotonic() - started < 10
     assert group_members(proc.pid) == []
+
+
+def test_a_task_process_builds_only_the_dag_it_runs(shipped_bag):
+    from usersync_airflow.dag_factory import build_dags
+
+    every, errors = build_dags(REPO / "include" / "rules")
+    only, same_errors = build_dags(REPO / "include" / "rules", only="user_sync__demo")
+    assert set(every) == set(shipped_bag.dag_ids) and len(every) > 1
+    assert set(only) == {"user_sync__demo"} and same_errors.keys() == errors.keys()
+    assert [t.task_id for t in only["user_sync__demo"].topological_sort()] == [
+        t.task_id for t in every["user_sync__demo"].topological_sort()]
+
+
+def test_the_preload_module_imports_everything_a_task_needs(tmp_path):
+    """What the forkserver and the Celery workers import at start: nothing in it may fail (a failure would only
+    cost speed, so nothing else would notice)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = ("import json, sys; from usersync_airflow import preload; "
+            "print(json.dumps({'failed': preload.preload(), 'pandas': 'pandas' in sys.modules, "
+            "'steps': 'usersync_airflow.tasks' in sys.modules, 'readers': 'usersync.sources.ldap.reader' in sys.modules}))")
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"failed": [], "pandas": True, "steps": True, "readers": True}

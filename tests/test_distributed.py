@@ -86,6 +86,8 @@ def test_a_sync_triggered_through_the_rest_api_with_a_param_runs_on_both_celery_
     assert _consumer_runs(stack, count=1)[0]["extra"]["inserted"] == USERS
     # the approval task was skipped: the guard passed
     assert c.task_state("user_sync__corp", live, "approve") == "skipped"
+    # the scheduler's warm-up made the API server build its execution API before any task needed it
+    assert "usersync warm-up: execution API at" in (c.home / "scheduler.log").read_text(errors="replace")
 
 
 def test_a_blocked_run_waits_for_approval_and_applies_once_approved_through_the_api(stack):

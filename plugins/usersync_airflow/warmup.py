@@ -40,9 +40,12 @@ def _warm_if_scheduler(job: Any, settle_seconds: float = 10) -> None:
     if multiprocessing.get_start_method(allow_none=True) == "forkserver":
         from multiprocessing import forkserver
 
-        started = time.monotonic()
-        forkserver.ensure_running()  # imports [scheduler] mp_forkserver_preload now, not when a task is queued
-        log.info("usersync warm-up: forkserver ready in %.1f s", time.monotonic() - started)
+        from airflow.configuration import conf
+
+        forkserver.ensure_running()  # it imports [scheduler] mp_forkserver_preload now, not when a task is queued
+        preload = conf.get("scheduler", "mp_forkserver_preload", fallback=None) or conf.get(
+            "core", "mp_forkserver_preload", fallback=None)
+        log.info("usersync warm-up: forkserver started (it imports %s while the scheduler starts)", preload or "nothing")
     warm_execution_api()
 
 
