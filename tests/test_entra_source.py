@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from devtools.tlscerts import make_certs
-from tests.support.graph_server import GraphServer, Tenant, graph_user
+from tests.support.graph_server import GraphServer, Tenant, graph_user, guest_user
 from tests.support.helpers import table_rows
 from usersync.sources.entra.graph_client import GraphClient, GraphError, GraphSettings
 from usersync.sources.errors import SourceAuthError, SourceQueryError
@@ -36,7 +36,7 @@ def _connection(graph, secret: str | None = None) -> dict:
     return {"conn_type": "usersync_entra", "host": t.tenant_id, "login": t.client_id,
             "password": secret if secret is not None else t.client_secret,
             "extra": {"authority_host": graph.base_url, "graph_url": graph.base_url, "ca_certs_file": graph.ca,
-                      "max_wait": 5}}
+                      "max_wait": 5, "reread_waits": "0.2,0.2"}}
 
 
 def _rules(**source) -> dict:
@@ -162,7 +162,8 @@ def test_an_expired_delta_link_falls_back_to_a_full_read_with_the_reason(entra):
     dr = entra.run()
     text = entra.report(dr)
     assert dr.state == "success", text
-    assert "read:     full (the stored delta link expired (syncStateNotFound): read in full instead)" in text
+    assert ("read:     full (Graph asked for a full read (410 syncStateNotFound): the stored delta link can no longer "
+            "be followed)") in text
     assert "user000004" not in table_rows(entra.url)  # a full read: who is absent has left
     entra.tenant.update(ids["user000005"], department="Board")
     dr = entra.run()
@@ -240,6 +241,171 @@ def test_the_connection_test_button_says_whether_graph_answers(airflow_env, grap
     airflow_env.connection("usersync_entra", **_connection(graph, secret="nope"))
     ok, message = EntraHook("usersync_entra").test_connection()
     assert not ok and "AADSTS7000215" in message and "nope" not in message
+
+
+# --- Graph's documented quirks ------------------------------------------------------------------------------
+
+
+def _ids(tenant) -> dict[str, str]:
+    return {u["userPrincipalName"].split("@")[0]: i for i, u in tenant.users.items()}
+
+
+def test_a_user_listed_once_per_change_in_a_delta_round_is_updated_with_its_last_state(entra):
+    entra.rules(delta={"full_every_days": 7})
+    assert entra.run().state == "success"
+    ids = _ids(entra.tenant)
+    entra.tenant.update(ids["user000010"], department="Board")
+    entra.tenant.update(ids["user000010"], mobilePhone="+39 333 7654321")
+    entra.tenant.update(ids["user000010"], givenName="Zoe")
+    entra.tenant.requests.clear()
+    dr = entra.run()
+    text = entra.report(dr)
+    assert dr.state == "success", text
+    rounds = [q for q in _queries(entra.tenant, "/v1.0/users/delta") if "$deltatoken" in q]
+    assert rounds  # the round listed user000010 three times (the server lists each change)
+    user = table_rows(entra.url)["user000010"]
+    assert user["first_name"] == "Zoe" and user["mobile"] == "+39 333 7654321"
+    assert "duplicate key" not in text and "fix them in the source" not in text
+    assert "updated 1" in text
+    refetch = [q["$filter"] for q in _queries(entra.tenant, "/v1.0/users") if "$filter" in q]
+    assert refetch == [f"id in ('{ids['user000010']}')"]  # read again once, not once per listing
+
+
+@pytest.mark.parametrize("delta", [False, True], ids=["users", "delta-first-round"])
+def test_a_user_changed_while_the_read_is_paged_is_imported_in_its_last_state(entra, delta):
+    entra.rules(**({"delta": {"full_every_days": 7}} if delta else {}))
+    entra.tenant.delta_page_size = 15
+    ids = _ids(entra.tenant)
+    changed = []
+
+    def change_after_second_page(page: int) -> None:
+        if page == 2 and not changed:  # user000001 was on page 1: Graph lists it again, changed, on page 3
+            changed.append(page)
+            entra.tenant.update(ids["user000001"], givenName="Zed")
+
+    entra.tenant.after_page = change_after_second_page
+    dr = entra.run()
+    text = entra.report(dr)
+    assert dr.state == "success", text
+    assert changed  # the change happened while the read was paged
+    rows = table_rows(entra.url)
+    assert len(rows) == USERS and rows["user000001"]["first_name"] == "Zed"
+    assert "duplicate key" not in text and "inserted 40" in text
+
+
+@pytest.mark.parametrize("status", [400, 410])
+def test_resync_required_with_any_status_falls_back_to_a_full_read(entra, status):
+    entra.rules(delta={"full_every_days": 7})
+    assert entra.run().state == "success"
+    ids = _ids(entra.tenant)
+    entra.tenant.delete(ids["user000004"])
+    entra.tenant.resync = [status]
+    dr = entra.run()
+    text = entra.report(dr)
+    assert dr.state == "success", text
+    assert f"read:     full (Graph asked for a full read ({status} resyncRequired)" in text
+    assert "user000004" not in table_rows(entra.url) and "deleted 1" in text
+    assert entra.tenant.resync == []
+
+
+def test_a_changed_user_a_replica_does_not_show_yet_is_asked_for_again(entra):
+    entra.rules(delta={"full_every_days": 7})
+    assert entra.run().state == "success"
+    ids = _ids(entra.tenant)
+    entra.tenant.update(ids["user000012"], givenName="Zara")
+    entra.tenant.lagging[ids["user000012"]] = 1  # the first read by id misses it
+    entra.tenant.requests.clear()
+    dr = entra.run()
+    text = entra.report(dr)
+    assert dr.state == "success", text
+    assert table_rows(entra.url)["user000012"]["first_name"] == "Zara"
+    assert len([q for q in _queries(entra.tenant, "/v1.0/users") if "$filter" in q]) == 2  # asked again
+    assert "not advanced" not in text
+
+
+def test_a_changed_user_still_missing_keeps_the_old_delta_link_and_the_report_says_so(entra):
+    entra.rules(delta={"full_every_days": 7})
+    assert entra.run().state == "success"
+    ids = _ids(entra.tenant)
+    entra.tenant.update(ids["user000012"], givenName="Zara")
+    entra.tenant.update(ids["user000013"], givenName="Zeno")
+    entra.tenant.lagging[ids["user000012"]] = 10  # longer than our waits
+    dr = entra.run()
+    text = entra.report(dr)
+    assert dr.state == "success", text
+    assert "named 1 changed user(s) it then did not return" in text and ids["user000012"] in text
+    assert "The delta link was not advanced" in text
+    rows = table_rows(entra.url)
+    assert rows["user000013"]["first_name"] == "Zeno" and rows["user000012"]["first_name"] != "Zara"
+    entra.tenant.lagging.clear()  # replicated now: the next run reads the same changes again
+    dr = entra.run()
+    text = entra.report(dr)
+    assert "read:     delta" in text and table_rows(entra.url)["user000012"]["first_name"] == "Zara"
+
+
+def test_the_token_goes_only_to_the_configured_graph_host(entra, graph, tmp_path):
+    certs = make_certs(tmp_path / "other-certs")
+    elsewhere = GraphServer(Tenant(), str(certs.cert), str(certs.key)).start()
+    try:
+        entra.rules()
+        entra.tenant.link_host = elsewhere.base_url  # a next link to another host (same address, other port)
+        dr = entra.run()
+        text = entra.report(dr)
+        assert dr.state == "failed"
+        port = elsewhere.server_address[1]
+        assert f"handed out a link to https://127.0.0.1:{port}, not to the configured Graph host" in text
+        assert elsewhere.tenant.requests == []  # the token never left for it
+        client = _client(graph)  # a stored delta link naming another host is refused the same way
+        with pytest.raises(SourceQueryError, match=f"127.0.0.1:{port}"):
+            client.get(f"{elsewhere.base_url}/v1.0/users/delta?$deltatoken=x")
+        assert elsewhere.tenant.requests == []
+    finally:
+        elsewhere.stop()
+
+
+def test_guests_are_imported_skipped_or_excluded_as_the_rules_say_also_by_delta(entra):
+    for i in (900, 901):
+        entra.tenant.add(guest_user(i))
+    entra.rules(delta={"full_every_days": 7})
+    dr = entra.run()
+    assert dr.state == "success", entra.report(dr)
+    guests = {k for k in table_rows(entra.url) if "#EXT#" in k}
+    assert guests == {"guest0900_gmail.com#EXT#", "guest0901_gmail.com#EXT#"}  # import: like members
+
+    entra.rules(delta={"full_every_days": 7}, guests="skip")
+    guest = next(i for i, u in entra.tenant.users.items() if u["userType"] == "Guest")
+    entra.tenant.update(guest, givenName="Changed")
+    dr = entra.run()
+    text = entra.report(dr)
+    assert dr.state == "success", text
+    rows = table_rows(entra.url)
+    assert {k for k in rows if "#EXT#" in k} == guests  # left exactly as they were
+    assert all(rows[k]["first_name"] != "Changed" for k in guests)
+
+    entra.rules(delta={"full_every_days": 7}, guests="exclude")
+    dr = entra.run()
+    assert dr.state == "success" and not {k for k in table_rows(entra.url) if "#EXT#" in k}, entra.report(dr)
+    member = _ids(entra.tenant)["user000020"]
+    entra.tenant.update(member, userType="Guest")  # a member turned guest: gone by delta too
+    dr = entra.run()
+    text = entra.report(dr)
+    assert "read:     delta" in text and "- delete user000020" in text and "user000020" not in table_rows(entra.url)
+
+
+def test_a_full_read_after_a_resync_that_finds_nobody_says_so_in_graph_terms(entra):
+    entra.rules(delta={"full_every_days": 7})
+    assert entra.run().state == "success"
+    assert all("$top" not in q for q in _queries(entra.tenant, "/v1.0/users/delta"))  # Graph ignores it there
+    for user_id in list(entra.tenant.users):
+        entra.tenant.delete(user_id)
+    entra.tenant.resync = [400]
+    dr = entra.run()
+    text = entra.report(dr)
+    assert dr.state == "failed"
+    assert "read:     full (Graph asked for a full read (400 resyncRequired)" in text
+    assert "returned no users reading in full" in text and "wrong group_id or $filter" in text
+    assert "object path" not in text and "empty file" not in text
+    assert len(table_rows(entra.url)) == USERS  # nobody deleted
 
 
 # --- the client alone ----------------------------------------------------------------------------------------

@@ -66,7 +66,7 @@ def build_report(rules: Rules) -> RunReport:
     info = source_info()
     plan_ref = xcom.plan_ref(ti)
     applied = xcom.applied(ti)
-    warnings = list(info.get("warnings", []))
+    warnings = list(info.get("warnings", [])) + list((plan_ref or {}).get("warnings", []))
     started = ctx["dag_run"].start_date or datetime.now(UTC)
     return RunReport(
         source=rules.source.name,
@@ -82,7 +82,7 @@ def build_report(rules: Rules) -> RunReport:
         warnings=warnings,
         max_change_lines=rules.report.max_change_lines,
         run_data=str(folder()) if plan_ref else None,
-        reading=(plan_ref or {}).get("reading") or info.get("reading"),
+        reading=(plan_ref or {}).get("reading") or (failure.get("reading") if failure else None) or info.get("reading"),
         conflicts=applied.get("conflicts") or [],
         conflict_count=applied.get("conflict_count", 0),
     )

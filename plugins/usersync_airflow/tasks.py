@@ -59,10 +59,12 @@ def step(name: str) -> Callable:
             except Exception as exc:
                 blocked = isinstance(exc, UnsafePlan)
                 # redact: connection passwords are registered with Airflow's masker; keep them out of XCom
-                xcom.record_failure(get_current_context()["ti"], StepFailure(
-                    step=name, type=type(exc).__name__, error=str(redact(str(exc))),
-                    traceback=str(redact(traceback.format_exc())), blocked=blocked,
-                ))
+                failure = StepFailure(step=name, type=type(exc).__name__, error=str(redact(str(exc))),
+                                      traceback=str(redact(traceback.format_exc())), blocked=blocked)
+                reading = getattr(exc, "reading", None)  # e.g. a delta read that went full, then found nobody
+                if reading:
+                    failure["reading"] = reading
+                xcom.record_failure(get_current_context()["ti"], failure)
                 final = isinstance(exc, _FINAL) or (isinstance(exc, SourceError) and not isinstance(exc, SourceUnreachable))
                 if final:
                     raise AirflowFailException(f"{type(exc).__name__}: {exc}") from None

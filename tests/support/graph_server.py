@@ -15,8 +15,15 @@ test CA. No Microsoft code or data is used; behaviour follows Microsoft's public
 - delta ("Use delta query to track changes", "delta query users"): ``GET /v1.0/users/delta`` pages of the current
   state, ``@odata.deltaLink`` with ``$deltatoken`` on the last page (never both links on one page); with the token:
   only users changed since, **updated users with ``id`` and the changed properties only**, deleted ones as
-  ``{"id", "@removed": {"reason": "changed"}}``; an expired token → HTTP 410 ``syncStateNotFound`` ("The sync
-  state generation is not found…", the Microsoft 365 dev blog on delta-link lifetime).
+  ``{"id", "@removed": {"reason": "changed"}}``, and **a user changed several times listed once per change**
+  ("A single entity can be contained multiple times in the response, if that entity was changed multiple
+  times"); an expired token → HTTP 410 ``syncStateNotFound`` ("The sync state generation is not found…", the
+  Microsoft 365 dev blog on delta-link lifetime); ``resyncRequired`` injectable with any status.
+- paging while the directory changes: a user changed after a page listed it is listed again, with its new state,
+  on a later page of the same read (an entity "can be contained multiple times").
+- replication ("eventual consistency"): an id can be held back from the next ``id in (…)`` reads, as a replica
+  that has not seen a just-changed object yet.
+- guests (B2B): ``userType`` ``Guest`` and ``#EXT#`` UPNs (``guest_user``).
 - errors as ``{"error": {"code", "message", "innerError"}}`` ("Microsoft Graph error responses"); 401
   ``InvalidAuthenticationToken`` for a missing or expired token; throttling ("Microsoft Graph throttling
   guidance") as 429 ``TooManyRequests`` or 503 with ``Retry-After`` (seconds), injectable.
@@ -34,6 +41,7 @@ import ssl
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, urlsplit
@@ -45,9 +53,9 @@ NOT_REPRODUCED = (
     "certificate revocation and the x5t thumbprint lookup among several uploaded certificates (one is registered)",
     "$count, $search, $orderby, ConsistencyLevel: eventual and the advanced-query rules",
     "delta for groups and $filter on delta (other than the documented id filter)",
-    "eventual consistency between replicas (a change shows at once)",
+    "eventual consistency between replicas other than for the id reads the tests hold back",
     "per-app and per-tenant throttling budgets (throttling is injected, not computed)",
-    "national clouds, multi-geo, guest (B2B) accounts' special UPN forms",
+    "national clouds, multi-geo; guests' invitation state (externalUserState)",
 )
 
 
@@ -65,11 +73,19 @@ def graph_user(i: int, **overrides) -> dict:
         "businessPhones": [f"+39 0461 {1000 + i}"] if i % 5 else [],
         "mobilePhone": f"+39 333 {i:07d}" if i % 2 == 0 else None,
         "accountEnabled": True,
+        "userType": "Member",
         "onPremisesExtensionAttributes": {f"extensionAttribute{n}": None for n in range(1, 16)},
     }
     user["onPremisesExtensionAttributes"]["extensionAttribute1"] = str(11000 + i)
     user.update(overrides)
     return user
+
+
+def guest_user(i: int, home: str = "gmail.com", **overrides) -> dict:
+    """An invited (B2B) guest: ``userType`` Guest, the UPN ``<mail with _>#EXT#@<tenant domain>``."""
+    mail = f"guest{i:04d}@{home}"
+    return graph_user(i, userPrincipalName=f"{mail.replace('@', '_')}#EXT#@example.onmicrosoft.com", mail=mail,
+                      userType="Guest", onPremisesSamAccountName=None, **overrides)
 
 
 @dataclass
@@ -87,6 +103,12 @@ class Tenant:
     requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path?query) as received
     tokens_issued: int = 0
     certificate_pem: str | None = None  # an uploaded certificate: client assertions must be signed by its key
+    list_each_change: bool = True  # a delta round lists a user once per change (False: merged into one entry)
+    resync: list[int] = field(default_factory=list)  # answer the next delta-token requests: resyncRequired, status
+    lagging: dict[str, int] = field(default_factory=dict)  # id → how many "id in (…)" reads do not see it yet
+    link_host: str | None = None  # next links name this base URL instead of the server's own (another host)
+    after_page: Callable[[int], None] | None = None  # called after each listing page is served (its number)
+    delta_page_size: int = DEFAULT_PAGE  # Graph's own page size on /users/delta
 
     def __post_init__(self):
         self._tokens: dict[str, float] = {}  # access token → expiry (epoch)
@@ -360,32 +382,91 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _list(self, resource: str, query: dict, ids) -> dict:
         """A paged list: the first request fixes the result (ids, $select); $skiptoken pages continue it."""
+        t = self.tenant
         if "$skiptoken" in query:
-            state = self.tenant._pages.get(query["$skiptoken"])
-            if state is None:
-                raise GraphError(400, "Directory_ExpiredPageToken", "The specified page token value has expired and "
-                                                                    "can no longer be included in your request.")
+            state = self._continue(query["$skiptoken"])
         else:
             match = _matcher(query.get("$filter"))
             select = [s.strip() for s in query["$select"].split(",")] if query.get("$select") else None
-            with self.tenant.lock:
-                result = [i for i in ids() if i in self.tenant.users and match(self.tenant.users[i])]
-            state = {"ids": result, "offset": 0, "select": select, "size": self._page_size(query)}
+            with t.lock:
+                result = [i for i in ids() if i in t.users and match(t.users[i])]
+                if "id in" in (query.get("$filter") or ""):
+                    result = [i for i in result if not self._lagging(i)]
+            state = {"ids": result, "offset": 0, "select": select, "size": self._page_size(query), "seq": t._seq}
+        return self._page(resource, state)
+
+    def _lagging(self, user_id: str) -> bool:
+        """Whether this read misses the id, as a replica the change has not reached yet."""
+        left = self.tenant.lagging.get(user_id, 0)
+        if left:
+            self.tenant.lagging[user_id] = left - 1
+        return left > 0
+
+    def _continue(self, skiptoken: str) -> dict:
+        """The state of a paged read, with every user changed since an earlier page listed it appended again: a
+        later page lists it with its new state."""
+        t = self.tenant
+        state = t._pages.get(skiptoken)
+        if state is None:
+            raise GraphError(400, "Directory_ExpiredPageToken", "The specified page token value has expired and "
+                                                                "can no longer be included in your request.")
+        with t.lock:
+            served = set(state["ids"][:state["offset"]])
+            again = [user_id for seq, user_id, changed in t._changes
+                     if seq > state["seq"] and changed is not None and user_id in served]
+            return {**state, "ids": state["ids"] + list(dict.fromkeys(again)), "seq": t._seq}
+
+    def _page(self, resource: str, state: dict, base: str | None = None, delta_token: bool = False) -> dict:
+        """One page of a paged read (users projected as they are now); the next link, or the delta link."""
+        t = self.tenant
         page = state["ids"][state["offset"]:state["offset"] + state["size"]]
-        users = [_project(self.tenant.users[i], state["select"]) for i in page if i in self.tenant.users]
+        users = [_project(t.users[i], state["select"]) for i in page if i in t.users]
         body = {"@odata.context": f"{self.server.base_url}/v1.0/$metadata#{resource}", "value": users}
         rest = {**state, "offset": state["offset"] + state["size"]}
+        base = base or f"{t.link_host or self.server.base_url}/v1.0/{resource}"
         if rest["offset"] < len(state["ids"]):
-            body["@odata.nextLink"] = f"{self.server.base_url}/v1.0/{resource}?$skiptoken={quote(self._remember(rest))}"
+            body["@odata.nextLink"] = f"{base}?$skiptoken={quote(self._remember(rest))}"
+        elif delta_token:
+            token = base64.urlsafe_b64encode(json.dumps([state["seq"], state["select"], t._delta_epoch]).encode()).decode()
+            body["@odata.deltaLink"] = f"{base}?$deltatoken={quote(token)}"
+        if t.after_page:
+            t.after_page(state["offset"] // state["size"] + 1)
         return body
 
-    def _delta(self, query: dict) -> dict:
+    def _changes_since(self, since: int) -> list[tuple[str, dict | None]]:
+        """(user id, changed properties or None for removed) since ``since``: one per change, or merged per user."""
         t = self.tenant
-        base = f"{self.server.base_url}/v1.0/users/delta"
+        changes = [(user_id, changed) for seq, user_id, changed in t._changes if seq > since]
+        if t.list_each_change:
+            return changes
+        latest: dict[str, dict | None] = {}
+        for user_id, changed in changes:
+            if changed is None:
+                latest[user_id] = None
+            elif latest.get(user_id, {}) is not None:
+                latest.setdefault(user_id, {}).update(changed)
+            else:
+                latest[user_id] = dict(changed)  # deleted, then re-added under the same id
+        return list(latest.items())
+
+    def _change_item(self, user_id: str, changed: dict | None, select: list[str] | None) -> dict:
+        t = self.tenant
+        if changed is None or user_id not in t.users:
+            return {"id": user_id, "@removed": {"reason": "changed"}}
+        props = [p for p in changed if p != "id" and (not select or p in select)]  # the id and what changed
+        return {"id": user_id, **{p: t.users[user_id].get(p) for p in props}}
+
+    def _delta(self, query: dict) -> dict:
+        """``/users/delta``: the first round pages the current users (``ids``); a delta token pages the changes
+        since it (``items``). Graph chooses the page size here: ``$top`` is ignored."""
+        t = self.tenant
+        base = f"{t.link_host or self.server.base_url}/v1.0/users/delta"
         if "$skiptoken" in query:
             state = t._pages.get(query["$skiptoken"])
             if state is None:
                 raise GraphError(400, "Directory_ExpiredPageToken", "The specified page token value has expired.")
+            if "ids" in state:  # the first round
+                return self._page("users/delta", self._continue(query["$skiptoken"]), base, delta_token=True)
         elif "$deltatoken" in query:
             try:
                 since, select, epoch = json.loads(base64.urlsafe_b64decode(query["$deltatoken"].encode()))
@@ -394,33 +475,20 @@ class _Handler(BaseHTTPRequestHandler):
             if epoch != t._delta_epoch:
                 raise GraphError(410, "syncStateNotFound", "The sync state generation is not found. The delta token "
                                                            "is expired and data must be synchronized again.")
+            if t.resync:
+                raise GraphError(t.resync.pop(0), "resyncRequired", "A resync is required: the delta token is no "
+                                                                    "longer valid; start a full synchronization.")
             with t.lock:
-                latest: dict[str, dict | None] = {}
-                for seq, user_id, changed in t._changes:
-                    if seq <= since:
-                        continue
-                    if changed is None:
-                        latest[user_id] = None
-                    elif latest.get(user_id, {}) is not None:
-                        latest.setdefault(user_id, {}).update(changed)
-                    else:
-                        latest[user_id] = dict(changed)  # deleted, then re-added under the same id
-                items = []
-                for user_id, changed in latest.items():
-                    if changed is None or user_id not in t.users:
-                        items.append({"id": user_id, "@removed": {"reason": "changed"}})
-                    else:  # updated: the id and (at least) the properties that changed
-                        props = [p for p in changed if p != "id" and (not select or p in select)]
-                        items.append({"id": user_id, **{p: t.users[user_id].get(p) for p in props}})
-                state = {"items": items, "offset": 0, "size": self._page_size(query), "select": select, "seq": t._seq}
+                items = [self._change_item(user_id, changed, select) for user_id, changed in self._changes_since(since)]
+                state = {"items": items, "offset": 0, "size": t.delta_page_size, "select": select, "seq": t._seq}
         else:
             select = [s.strip() for s in query["$select"].split(",")] if query.get("$select") else None
             if query.get("$filter"):
                 raise GraphError(400, "Request_UnsupportedQuery", "Unsupported query: $filter on users delta is "
                                                                   "limited to id.")
             with t.lock:
-                items = [_project(u, select) for u in t.users.values()]
-                state = {"items": items, "offset": 0, "size": self._page_size(query), "select": select, "seq": t._seq}
+                state = {"ids": list(t.users), "offset": 0, "size": t.delta_page_size, "select": select, "seq": t._seq}
+            return self._page("users/delta", state, base, delta_token=True)
         page = state["items"][state["offset"]:state["offset"] + state["size"]]
         body = {"@odata.context": f"{self.server.base_url}/v1.0/$metadata#users", "value": page}
         rest = {**state, "offset": state["offset"] + state["size"]}

@@ -157,7 +157,7 @@ def map_record(rules: Rules, record: SourceRecord, steps: list[_FieldStep] | Non
     for column, value, limit in (("ad_username", ad_username, _KEY_LIMITS[0]), ("domain", domain, _KEY_LIMITS[1])):
         if limit is not None and len(value) > limit:
             raise RecordError(f"{column} is longer than {limit} characters")
-    if src.disabled_accounts == "skip" and is_disabled(rules, record):
+    if (src.disabled_accounts == "skip" and is_disabled(rules, record)) or src.held(record.get):
         return MappedUser(record.account, ad_username, domain, {}, _anchor(rules, record), hold=True)
     values: dict[str, Any] = {}
     for step in steps if steps is not None else compile_fields(rules):

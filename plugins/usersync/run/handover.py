@@ -36,6 +36,7 @@ class Extracted(TypedDict):
     delta: bool
     cursor: NotRequired[str]  # where the next delta read starts (Graph's delta link)
     reading: NotRequired[str]  # a delta read that read in full instead, and why
+    warnings: NotRequired[list[str]]  # what the read met that the report should say
     removed: NotRequired[FileRef]  # delta reads: the anchors gone since the watermark (partition 0)
     scanned: NotRequired[int]
 
@@ -49,6 +50,7 @@ class Mapped(TypedDict):
     delta: NotRequired[bool]
     cursor: NotRequired[str]
     reading: NotRequired[str]
+    warnings: NotRequired[list[str]]
     removed: NotRequired[FileRef]
     scanned: NotRequired[int]
 
@@ -69,6 +71,7 @@ class PlanRef(TypedDict, total=False):
     writes: int
     cursor: str  # carried from extract: the delta link apply stores
     reading: str
+    warnings: list[str]  # carried from extract: what the read met
 
 
 class Applied(TypedDict, total=False):
@@ -88,3 +91,4 @@ class StepFailure(TypedDict):
     error: str
     traceback: str
     blocked: bool
+    reading: NotRequired[str]  # how the source was read when the step failed, if not as planned

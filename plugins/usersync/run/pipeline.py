@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import Engine
 
 from usersync.plan.mapping import map_records
@@ -75,10 +76,12 @@ def extract_step(source: Source, info: dict[str, Any], attributes: list[str], fo
     """
     batches = record_batches(source.partition(info, index, count), attributes)
     ref = folder.write(f"records/part-{index:03d}.parquet", batches, records_schema(attributes))
+    if source.unique_by:
+        ref = last_state_per_entity(folder, ref, source.unique_by)
     fallback = source.fallback  # a delta read that had to read in full (expired delta link)
     delta = is_delta(info) and not fallback
     if not delta and not ref.rows and (count == 1 or next(iter(source.records(info)), None) is None):
-        raise _empty(info)  # an empty partition is fine; an empty source is an error, never "everyone left"
+        raise _empty(info, source)  # an empty partition is fine; an empty source is an error, never "everyone left"
     log.info("extracted %d %srecords from %s (partition %d of %d) into %s", ref.rows,
              "changed " if delta else "", info.get("url"), index + 1, count, ref.file)
     out: dict[str, Any] = {"partition": index, "records": ref.to_json(), "delta": delta}
@@ -86,6 +89,8 @@ def extract_step(source: Source, info: dict[str, Any], attributes: list[str], fo
         out["cursor"] = source.cursor
     if fallback:
         out["reading"] = f"full ({fallback})"
+    if source.warnings:
+        out["warnings"] = list(source.warnings)
     if delta and index == 0:
         anchors, scanned = source.removed(info, _anchors_read(folder, ref, attributes, source.spec.delta_anchor))
         removed = folder.write("removed/anchors.parquet", [pa.record_batch([pa.array(anchors, pa.string())],
@@ -104,12 +109,29 @@ def _anchors_read(folder: RunFolder, ref: TableRef, attributes: list[str], ancho
     return {v for v in folder.read(ref).column(column).to_pylist() if v}
 
 
-def _empty(info: dict[str, Any]) -> EmptySource:
+def last_state_per_entity(folder: RunFolder, ref: TableRef, column: str) -> TableRef:
+    """The records file with one record per value of ``column``, the last one read (its latest state); the
+    file is rewritten only when some entity came more than once."""
+    table = folder.read(ref)
+    keys = table.column(column)
+    if keys.null_count or pc.count_distinct(keys).as_py() == table.num_rows:
+        return ref  # every record its own entity (records without the column are never merged)
+    last = pa.table({"key": keys, "row": pa.array(range(table.num_rows), pa.int64())}) \
+        .group_by("key").aggregate([("row", "max")])
+    kept = table.take(pc.take(last.column("row_max"), pc.sort_indices(last.column("row_max"))))
+    log.info("%d record(s) read more than once (changed while being read): kept the last state of each of %d",
+             table.num_rows - kept.num_rows, kept.num_rows)
+    return folder.write(ref.file, kept, table.schema)
+
+
+def _empty(info: dict[str, Any], source: Source) -> EmptySource:
     where = ", ".join(f"{k} {v}" for k, v in info.items() if k in ("base", "filter", "table", "file"))
-    return EmptySource(
-        f"{info.get('url')} returned no users ({where}); refusing to treat that as 'everyone left' "
-        "(wrong object path, filter or query? lost read permission? empty file?)"
-    )
+    how = f" reading in full ({source.fallback})" if source.fallback else ""
+    error = EmptySource(f"{info.get('url')} returned no users{how}{f' ({where})' if where else ''}; refusing to treat "
+                        f"that as 'everyone left' ({source.empty_hint})")
+    if source.fallback:
+        error.reading = f"full ({source.fallback})"
+    return error
 
 
 def map_step(rules: Rules, extracted: dict[str, Any], folder: RunFolder) -> dict[str, Any]:
@@ -130,7 +152,7 @@ def map_step(rules: Rules, extracted: dict[str, Any], folder: RunFolder) -> dict
     skipped_ref = folder.write(f"skipped/part-{index:03d}.parquet", [skipped_batch(skipped)], SKIPPED_SCHEMA)
     progress.done()
     log.info("mapped %d of %d records (%d skipped)", mapped_ref.rows, ref.rows, len(skipped))
-    delta: dict[str, Any] = {k: extracted[k] for k in ("delta", "removed", "scanned", "cursor", "reading")
+    delta: dict[str, Any] = {k: extracted[k] for k in ("delta", "removed", "scanned", "cursor", "reading", "warnings")
                              if k in extracted}
     return {"read": ref.rows, "mapped": mapped_ref.to_json(), "skipped": skipped_ref.to_json(), **delta}
 
@@ -163,5 +185,8 @@ def diff_step(rules: Rules, parts: list[dict[str, Any]], engine: Engine, folder:
         found = next((p[key] for p in parts if p.get(key)), None)
         if found:
             ref[key] = found
+    warnings = [w for p in parts for w in p.get("warnings", [])]
+    if warnings:
+        ref["warnings"] = warnings
     return ref
 

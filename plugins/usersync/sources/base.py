@@ -26,6 +26,13 @@ class Source(ABC):
     fallback: str | None = None
     #: where the next delta read starts, for sources whose server hands out a cursor (Graph's delta link)
     cursor: str | None = None
+    #: what the read met that the admin should know (for the report), besides ``check()``'s warnings
+    warnings: list[str] | tuple[str, ...] = ()
+    #: a column of the records that names one entity, for sources that may list an entity more than once in a
+    #: read (each time with its state then): the last record per value is kept
+    unique_by: str | None = None
+    #: what to look at when a read found nobody (the error names the source's own settings)
+    empty_hint = "wrong object path, filter or query? lost read permission? empty file?"
 
     @classmethod
     @abstractmethod

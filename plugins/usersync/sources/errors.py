@@ -23,3 +23,6 @@ class SourceQueryError(SourceError):
 
 class EmptySource(SourceError):
     """The read succeeded but found nobody: never taken to mean "everyone left"."""
+
+    #: how the source was read when it was found empty, if not as the run planned (a delta read gone full)
+    reading: str | None = None

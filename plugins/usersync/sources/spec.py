@@ -9,6 +9,7 @@ imported on demand, how many partitions it reads in parallel.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -117,6 +118,11 @@ class SourceSpecBase(StrictModel):
         """Whether ``disabled_attribute``'s value marks the account disabled; ValueError for a value that
         cannot be read."""
         return False
+
+    def held(self, get: Callable[[str], str | None]) -> str | None:
+        """Why a record's user must be left exactly as it is (like a disabled account under ``skip``), read
+        through ``get(attribute)``; None: map it. The default holds nobody."""
+        return None
 
     def check_attributes(self, attributes: list[str]) -> None:
         """Refuse (ValueError) attributes this source can never return; the default: any name may exist."""

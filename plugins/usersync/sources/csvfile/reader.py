@@ -49,6 +49,7 @@ def _delimiter(header_line: str) -> str:
 class CsvSource(Source):
 
     spec: CsvSourceSpec
+    empty_hint = "an empty file, or only its header line? the wrong file chosen?"
     def __init__(self, spec: CsvSourceSpec, path: Path, attributes: list[str]):
         self.spec, self.path, self.attributes = spec, Path(path), attributes
 

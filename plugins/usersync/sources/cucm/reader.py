@@ -181,6 +181,7 @@ def _parse_users(content: bytes) -> list[dict[str, str]]:
 class CucmSource(Source):
 
     spec: CucmSourceSpec
+    empty_hint = "no end users match the AXL search criteria? an AXL user without read access to end users?"
     def __init__(self, spec: CucmSourceSpec, settings: AxlSettings, attributes: list[str],
                  sleep: Callable[[float], None] = time.sleep):
         self.spec, self.settings, self.attributes = spec, settings, attributes

@@ -30,6 +30,7 @@ _UNREACHABLE_HINTS = ("connection refused", "could not connect", "can't connect"
 class DatabaseSource(Source):
 
     spec: DatabaseSourceSpec
+    empty_hint = "wrong table, WHERE clause or query? an empty table? a database user without SELECT on it?"
     def __init__(self, spec: DatabaseSourceSpec, url: URL, attributes: list[str]):
         self.spec, self.url, self.attributes = spec, url, attributes
         self.engine = create_engine(url, pool_pre_ping=False)

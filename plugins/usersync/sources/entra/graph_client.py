@@ -13,11 +13,13 @@ Secrets never appear in messages: MSAL holds the credential, and URLs carry no s
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -38,7 +40,12 @@ class GraphError(SourceQueryError):
 
 
 class DeltaExpired(GraphError):
-    """The stored delta link is no longer valid (HTTP 410, or ``syncStateNotFound``): read in full."""
+    """The delta link can no longer be followed: Graph answered ``resyncRequired``, ``syncStateNotFound`` or
+    ``syncStateInvalid`` (with 410 Gone or 400 Bad Request alike), or any 410. The answer: read in full."""
+
+
+#: Graph's error codes that mean "start the delta enumeration again", whatever the HTTP status
+RESYNC_CODES = frozenset({"resyncrequired", "syncstatenotfound", "syncstateinvalid"})
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,8 @@ class GraphSettings:
     timeout: float = 60.0
     max_retries: int = 5
     max_wait: float = 120.0
+    #: seconds to wait before asking again for changed users a replica does not show yet (one try per wait)
+    reread_waits: tuple[float, ...] = (2.0, 5.0, 10.0)
 
 
 def graph_settings(conn: ConnectionFields) -> GraphSettings:
@@ -64,7 +73,8 @@ def graph_settings(conn: ConnectionFields) -> GraphSettings:
     id, password = its client secret. A certificate instead of a secret: extras ``certificate_key_file`` (PEM
     private key) and ``certificate_thumbprint``. Other extras: ``authority_host`` (national clouds),
     ``graph_url``, ``ca_certs_file``, ``timeout`` (s), ``max_retries`` (on 429 / 503), ``max_wait`` (s, the
-    longest Retry-After honoured)."""
+    longest Retry-After honoured), ``reread_waits`` (s, comma-separated: the waits before asking again for
+    changed users Graph does not return yet; default 2,5,10)."""
     extra = conn.extra
     if not conn.host or not conn.login:
         raise SourceError(f"connection {conn.conn_id!r} needs the tenant id (host) and the client id (login)")
@@ -82,15 +92,28 @@ def graph_settings(conn: ConnectionFields) -> GraphSettings:
         authority_host=extra.get("authority_host") or AUTHORITY_HOST, graph_url=extra.get("graph_url") or GRAPH,
         ca_certs_file=extra.get("ca_certs_file") or None, timeout=float(extra.get("timeout", 60)),
         max_retries=int(extra.get("max_retries", 5)), max_wait=float(extra.get("max_wait", 120)),
+        reread_waits=_waits(conn.conn_id, extra.get("reread_waits", "2,5,10")),
     )
+
+
+def _waits(conn_id: str, text: Any) -> tuple[float, ...]:
+    try:
+        waits = tuple(float(w) for w in str(text).split(",") if w.strip())
+    except ValueError:
+        raise SourceError(f"connection {conn_id!r}: reread_waits {text!r} is not a comma-separated list of "
+                          "seconds") from None
+    if any(w < 0 for w in waits):
+        raise SourceError(f"connection {conn_id!r}: reread_waits {text!r} has a negative wait")
+    return waits
 
 
 class GraphClient:
     def __init__(self, settings: GraphSettings, sleep: Callable[[float], None] = time.sleep):
         self.settings = settings
-        self._sleep = sleep
+        self.sleep = sleep
         self._app = None
-        self._http = httpx.Client(timeout=settings.timeout, verify=settings.ca_certs_file or True)
+        verify = ssl.create_default_context(cafile=settings.ca_certs_file) if settings.ca_certs_file else True
+        self._http = httpx.Client(timeout=settings.timeout, verify=verify)
         self.requests = 0
         self.waited = 0.0
 
@@ -140,8 +163,17 @@ class GraphClient:
     # --- requests ------------------------------------------------------------------------------------------
 
     def url(self, path: str) -> str:
-        return path if path.startswith("https://") or path.startswith("http://") else \
-            f"{self.settings.graph_url.rstrip('/')}/{path.lstrip('/')}"
+        """The URL for ``path``; an absolute link (a next or delta link) only if it names the configured Graph
+        host: the bearer token goes nowhere else, whatever a page or a stored link says."""
+        if not (path.startswith("https://") or path.startswith("http://")):
+            return f"{self.settings.graph_url.rstrip('/')}/{path.lstrip('/')}"
+        if origin(path) != origin(self.settings.graph_url):
+            scheme, host, port = origin(path)
+            raise SourceQueryError(
+                f"Microsoft Graph handed out a link to {scheme}://{host}:{port}, not to the configured Graph host "
+                f"{self.settings.graph_url}; the access token is sent to that host only, so the read stops here "
+                "(a proxy rewriting links, or a tampered stored delta link?)")
+        return path
 
     def get(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
         url, renewed, tries = self.url(path), False, 0
@@ -160,7 +192,7 @@ class GraphClient:
                 log.warning("Microsoft Graph answered %d (throttled); waiting %.0f s as Retry-After says (try %d of %d)",
                             answer.status_code, wait, tries, self.settings.max_retries + 1)
                 self.waited += wait
-                self._sleep(wait)
+                self.sleep(wait)
                 continue
             if answer.status_code == 401 and not renewed:
                 log.info("Microsoft Graph refused the token (401): renewing it once")
@@ -197,6 +229,13 @@ class _Verifying:
         self.session.close()
 
 
+def origin(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of a URL, the port filled in from the scheme: what may receive the token."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or (443 if scheme == "https" else 80)
+
+
 def _retry_after(answer: httpx.Response) -> float:
     try:
         return max(float(answer.headers.get("Retry-After", "10")), 0.0)
@@ -215,7 +254,7 @@ def _json(answer: httpx.Response, url: str) -> dict[str, Any]:
         error = body.get("error") if isinstance(body, dict) else None
         code = error.get("code", "unknown") if isinstance(error, dict) else "unknown"
         message = error.get("message", "") if isinstance(error, dict) else str(body)[:200]
-        kind = DeltaExpired if answer.status_code == 410 or code.lower() == "syncstatenotfound" else GraphError
+        kind = DeltaExpired if answer.status_code == 410 or code.lower() in RESYNC_CODES else GraphError
         if answer.status_code == 401:
             raise SourceAuthError(f"Microsoft Graph refused the token after renewing it: {code}: {message}")
         raise kind(answer.status_code, code, message, url)

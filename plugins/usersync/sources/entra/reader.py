@@ -5,8 +5,9 @@ rules use, ``$filter`` when the rules give one, and ``$top`` pages. With ``sourc
 through ``/users/delta``: a full read is the delta query's first round (so it ends with a fresh delta link),
 a delta read starts from the link the last successful run stored. Graph returns *only the changed properties*
 of an updated user there, so the changed users are read again, whole, by id (15 per request, Graph's limit for
-``id in (…)``); ``@removed`` entries are the leavers. An expired link (410 / ``syncStateNotFound``) turns the
-read into a full one, and the report says why.
+``id in (…)``); ``@removed`` entries are the leavers. A link Graph will no longer follow (``resyncRequired``,
+``syncStateNotFound``, ``syncStateInvalid``, 410) turns the read into a full one, and the report says why.
+Graph documents that one user may be listed several times in a read: the last state per id is kept.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from usersync.connection import ConnectionFields
 from usersync.progress import Progress
 from usersync.sources.base import Source
 from usersync.sources.entra.graph_client import DeltaExpired, GraphClient, GraphError, GraphSettings, graph_settings
-from usersync.sources.entra.spec import EntraSourceSpec
+from usersync.sources.entra.spec import EntraSourceSpec, is_guest
 from usersync.sources.record import SourceRecord
 from usersync.sources.spec import SourceSpecBase
 
@@ -65,13 +66,20 @@ def flatten(user: dict[str, Any]) -> dict[str, str]:
 class EntraSource(Source):
 
     spec: EntraSourceSpec
-    def __init__(self, spec: EntraSourceSpec, settings: GraphSettings, attributes: list[str], client: GraphClient | None = None):
+    #: Graph may list one user more than once in a read (changed while being read): the last state per id wins
+    unique_by = "id"
+    empty_hint = ("wrong group_id or $filter? every account excluded (disabled_accounts, guests)? "
+                  "a new, empty tenant?")
+
+    def __init__(self, spec: EntraSourceSpec, settings: GraphSettings, attributes: list[str],
+                 client: GraphClient | None = None):
         self.spec, self.settings = spec, settings
         # accountEnabled is needed to leave disabled accounts out (disabled_accounts: exclude)
         wanted = attributes + (["accountEnabled"] if spec.disabled_accounts == "exclude" else [])
         self.select = ",".join(graph_properties(wanted))
         self.client = client or GraphClient(settings)
         self._removed: list[str] = []
+        self.warnings: list[str] = []
 
     @classmethod
     def from_rules(cls, spec: SourceSpecBase, attributes: list[str], connection: ConnectionFields | None,
@@ -97,26 +105,27 @@ class EntraSource(Source):
                 yield from self._changes(cursor)
                 return
             except DeltaExpired as exc:
-                self.fallback = f"the stored delta link expired ({exc.code}): read in full instead"
-                log.warning("%s", self.fallback)
+                self.fallback = f"Graph asked for a full read ({exc.status} {exc.code}): the stored delta link " \
+                                "can no longer be followed"
+                log.warning("%s; reading in full instead", self.fallback)
                 self._removed = []
         if self.spec.delta is not None:
-            yield from self._delta_round(self.client.pages("v1.0/users/delta", self._params()), full=True)
+            yield from self._delta_round(self.client.pages("v1.0/users/delta", {"$select": self.select}), full=True)
         else:
             path = (f"v1.0/groups/{self.spec.group_id}/transitiveMembers/microsoft.graph.user"
                     if self.spec.group_id else "v1.0/users")
-            params = self._params(**({"$filter": self.spec.filter} if self.spec.filter else {}))
+            params = {"$select": self.select, "$top": str(self.spec.page_size)}
+            if self.spec.filter:
+                params["$filter"] = self.spec.filter
             yield from self._users(self.client.pages(path, params))
 
     def removed(self, info: dict[str, Any], in_scope: set[str]) -> tuple[list[str], int]:
         return [a for a in self._removed if a not in in_scope], len(self._removed)
 
-    def _params(self, **extra: str) -> dict[str, str]:
-        return {"$select": self.select, "$top": str(self.spec.page_size), **extra}
-
     def _users(self, pages, changed: bool = False) -> Iterator[SourceRecord]:
-        """Users of a listing; with ``changed`` (a delta's changed users), one now disabled under ``exclude`` has
-        left the scope: it counts as removed, as AD's delta counts an entry changed out of scope."""
+        """Users of a listing; with ``changed`` (a delta's changed users), one now excluded (disabled or a guest
+        under ``exclude``) has left the scope: it counts as removed, as AD's delta counts an entry changed out
+        of scope."""
         progress = Progress(f"read Entra ID users ({self.spec.name})", log)
         for page in pages:
             for user in page["value"]:
@@ -132,25 +141,55 @@ class EntraSource(Source):
         progress.done()
 
     def _delta_round(self, pages, full: bool) -> Iterator[SourceRecord]:
-        """A delta-query round: every user (first round) or the changed ones (later rounds), ``@removed`` noted."""
-        changed: list[str] = []
+        """A delta-query round: every user (first round) or the changed ones (later rounds), ``@removed`` noted.
+
+        Graph lists a user once per change, so one user may come several times: the last entry per id is its
+        state (a user changed and then deleted is removed; deleted and restored is changed).
+        """
+        last: dict[str, bool] = {}  # id → removed? (the last entry wins)
         progress = Progress(f"read Entra ID {'users' if full else 'changes'} ({self.spec.name})", log)
         for page in pages:
             for user in page["value"]:
-                if "@removed" in user:
-                    self._removed.append(user["id"])
-                elif full:
-                    if not self._excluded(user):
-                        yield self._record(user)
-                else:
-                    changed.append(user["id"])
+                gone = "@removed" in user
+                last.pop(user["id"], None)
+                last[user["id"]] = gone
+                if full and not gone and not self._excluded(user):
+                    yield self._record(user)  # a user listed twice here is settled by ``unique_by``
             progress.advance(len(page["value"]))
             self._note_link(page)
         progress.done()
-        for start in range(0, len(changed), ID_BATCH):  # updated users came with the changed properties only
-            ids = ",".join(f"'{i}'" for i in changed[start:start + ID_BATCH])
-            yield from self._users(self.client.pages("v1.0/users", {"$select": self.select, "$filter": f"id in ({ids})"}),
-                                   changed=True)
+        self._removed = [i for i, gone in last.items() if gone]
+        if not full:  # updated users came with the changed properties only: read them whole, by id
+            yield from self._reread([i for i, gone in last.items() if not gone])
+
+    def _reread(self, ids: list[str]) -> Iterator[SourceRecord]:
+        """The changed users, whole, by id (15 per request). Graph replicates a change to its replicas over
+        time, so an id the delta round named may not be readable yet: ask again after ``reread_waits``; an id
+        still missing keeps the delta link where it was, so the next run reads that change again."""
+        waits = list(self.settings.reread_waits)
+        while ids:
+            found: set[str] = set()
+            for start in range(0, len(ids), ID_BATCH):
+                batch = ",".join(f"'{i}'" for i in ids[start:start + ID_BATCH])
+                for record in self._users(self.client.pages(
+                        "v1.0/users", {"$select": self.select, "$filter": f"id in ({batch})"}), changed=True):
+                    found.add(record.get("id") or "")
+                    yield record
+            ids = [i for i in ids if i not in found and i not in self._removed]
+            if ids and waits:
+                wait = waits.pop(0)
+                log.warning("Microsoft Graph did not return %d changed user(s) when read by id (not replicated "
+                            "yet?); asking again in %g s", len(ids), wait)
+                self.client.sleep(wait)
+            elif ids:
+                shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+                self.warnings.append(
+                    f"Microsoft Graph named {len(ids)} changed user(s) it then did not return when read by id "
+                    f"(after {len(self.settings.reread_waits)} more tries): {shown}. The delta link was not advanced: the "
+                    "next run reads these changes again")
+                log.warning("%s", self.warnings[-1])
+                self.cursor = None
+                return
 
     def _changes(self, cursor: str) -> Iterator[SourceRecord]:
         yield from self._delta_round(self.client.pages(cursor), full=False)
@@ -161,7 +200,9 @@ class EntraSource(Source):
             self.cursor = page["@odata.deltaLink"]
 
     def _excluded(self, user: dict[str, Any]) -> bool:
-        return self.spec.disabled_accounts == "exclude" and user.get("accountEnabled") is False
+        """Read as absent: disabled under ``disabled_accounts: exclude``, a guest under ``guests: exclude``."""
+        return (self.spec.disabled_accounts == "exclude" and user.get("accountEnabled") is False) or \
+            (self.spec.guests == "exclude" and is_guest(user.get("userType"), user.get("userPrincipalName")))
 
     def _record(self, user: dict[str, Any]) -> SourceRecord:
         return SourceRecord(account=user.get("userPrincipalName") or user["id"], attributes=flatten(user))

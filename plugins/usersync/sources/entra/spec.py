@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
 from usersync.sources.spec import ConnectedSpec, with_default
+
+
+def is_guest(user_type: str | None, upn: str | None) -> bool:
+    """A B2B guest: Graph's ``userType`` says so, or the UPN has the ``#EXT#`` mark of an invited account."""
+    return (user_type or "").lower() == "guest" or "#ext#" in (upn or "").lower()
 
 
 class EntraSourceSpec(ConnectedSpec):
@@ -27,8 +33,13 @@ class EntraSourceSpec(ConnectedSpec):
     group_id: str | None = None
     #: an OData ``$filter`` on users, e.g. ``accountEnabled eq true`` or ``startswith(department,'UC')``
     filter: str | None = None
-    #: users per Graph page (``$top``; Graph allows 1–999)
+    #: users per Graph page (``$top``; Graph allows 1–999). Not sent with ``delta``: Graph ignores ``$top`` on
+    #: ``/users/delta`` and chooses its own page size there.
     page_size: Annotated[int, Field(ge=1, le=999)] = 999
+    #: Guest (B2B) accounts — ``userType`` Guest, or ``#EXT#`` in the userPrincipalName: ``import`` them like
+    #: members, ``exclude`` them (read as absent: the deletion policy applies to their users) or ``skip`` them
+    #: (their users are left exactly as they are). Decided on our side, so it works with ``delta`` too.
+    guests: Literal["import", "exclude", "skip"] = "import"
 
     @model_validator(mode="before")
     @classmethod
@@ -44,6 +55,16 @@ class EntraSourceSpec(ConnectedSpec):
             raise ValueError("source.delta: Graph's users delta query cannot be scoped by group_id or filter; "
                              "remove 'delta' or the scope")
         return self
+
+    def own_attributes(self) -> list[str]:
+        # the id always: Graph may list one user twice in a read, and the last state per id is kept
+        guests = ["userType", "userPrincipalName"] if self.guests != "import" else []
+        return [*super().own_attributes(), *(a for a in ["id", *guests] if a != self.external_id_attribute)]
+
+    def held(self, get: Callable[[str], str | None]) -> str | None:
+        if self.guests == "skip" and is_guest(get("userType"), get("userPrincipalName")):
+            return "a guest account (guests: skip)"
+        return None
 
     def is_disabled(self, value: str) -> bool:
         return value.strip().lower() == "false"  # accountEnabled

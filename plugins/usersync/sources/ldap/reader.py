@@ -23,6 +23,8 @@ class LdapSource(Source):
     """Active Directory / LDAP as a ``Source``: bind, resolve the object path, paged search."""
 
     spec: LdapSourceSpec
+    empty_hint = ("wrong object path or filter? member_of groups without members? a bind account that may not "
+                  "read the users?")
 
     def __init__(self, spec: LdapSourceSpec, settings: LdapSettings, attributes: list[str]):
         self.spec, self.settings, self.attributes = spec, settings, attributes
