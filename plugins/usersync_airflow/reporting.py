@@ -83,6 +83,7 @@ def build_report(rules: Rules) -> RunReport:
         max_change_lines=rules.report.max_change_lines,
         run_data=str(folder()) if plan_ref else None,
         reading=(plan_ref or {}).get("reading") or (failure.get("reading") if failure else None) or info.get("reading"),
+        server=info.get("url"),
         conflicts=applied.get("conflicts") or [],
         conflict_count=applied.get("conflict_count", 0),
     )

@@ -64,6 +64,7 @@ class RunReport:
     max_change_lines: int = 200
     run_data: str | None = None  # the run folder: records, mapped users and the full change set as Parquet
     reading: str | None = None  # how the source was read: "full (why)" or "delta since USN n (why)"
+    server: str | None = None  # where the source was read (the domain controller that answered), no secrets
     #: planned changes apply left out because the users table changed during the run (first lines, and how many)
     conflicts: list[str] = field(default_factory=list)
     conflict_count: int = 0
@@ -134,6 +135,8 @@ class RunReport:
             f"end:      {self.ended.isoformat(timespec='seconds')}",
             f"duration: {duration:.1f} s",
         ]
+        if self.server:
+            out.append(f"from:     {self.server}")
         if self.reading:
             out.append(f"read:     {self.reading}")
         if self.run_data:
@@ -145,8 +148,8 @@ class RunReport:
             if self.plan.kept:
                 out.append(f"kept: {self.plan.kept} user(s) no longer in the source stay (deletion policy)")
             if self.plan.held:
-                out.append(f"held: {self.plan.held} user(s) of accounts disabled in the source left as they are "
-                           "(disabled_accounts: skip)")
+                out.append(f"held: {self.plan.held} user(s) of accounts the rules skip left as they are "
+                           "(disabled_accounts or guests: skip)")
             out += [f"note: {n}" for n in self.plan.notes]
         if self.verdict:
             out.append(self.verdict["message"])

@@ -40,11 +40,18 @@ class LdapHook(BaseHook):
             self._directory = None
 
     def test_connection(self) -> tuple[bool, str]:
+        """Bind to every domain controller the connection names, one by one: green only when all answer, and
+        the message says how each did (a DC under maintenance shows here before a run has to skip it)."""
         try:
-            directory = self.get_conn()
-            base = directory.default_users_base()
-            return True, f"bound to {directory.url}; default users container {base}"
+            settings = self.get_settings()
         except SourceError as exc:
             return False, str(exc)
-        finally:
-            self.close()
+        results, ok = [], True
+        for one in settings.per_host():
+            try:
+                with LdapDirectory.open(one) as directory:
+                    results.append(f"bound to {directory.url}; default users container {directory.default_users_base()}")
+            except SourceError as exc:
+                ok = False
+                results.append(f"{one.hosts[0]}: {exc}")
+        return ok, " | ".join(results)

@@ -12,7 +12,7 @@ import logging
 import re
 import ssl
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
@@ -45,7 +45,7 @@ class SecurityMode(str, Enum):
 class LdapSettings:
     """Everything needed to reach and bind to the directory. ``password`` never shows in a repr."""
 
-    host: str
+    host: str  # one domain controller; ``hosts`` lists them all
     login: str | None = None
     password: str | None = field(default=None, repr=False)
     mode: SecurityMode = SecurityMode.SECURE_ONLY
@@ -55,13 +55,19 @@ class LdapSettings:
     ca_certs_file: str | None = None  # CA bundle; None: the system's trusted CAs
     connect_timeout: int = 10
     receive_timeout: int = 120  # whole seconds: ldap3 packs it into a socket option
+    #: every domain controller, in order of preference: ``host`` or ``host:port`` (``[v6]:port``); empty: ``host``
+    hosts: tuple[str, ...] = ()
 
     @classmethod
     def from_connection(cls, conn: ConnectionFields) -> LdapSettings:
         """Connection fields: host, port (optional), login (bind DN or user@domain), password. Extras:
         ``security_mode`` (SecureOnly | SecureThenUnsecure | UnSecureOnly; default SecureOnly), ``start_tls``
         (bool), ``ldaps_port`` (636), ``ldap_port`` (389), ``ca_certs_file`` (PEM bundle), ``connect_timeout``,
-        ``receive_timeout`` (seconds). When ``port`` is set it is the port of the first channel tried."""
+        ``receive_timeout`` (seconds). When ``port`` is set it is the port of the first channel tried.
+
+        ``host`` may name several domain controllers, comma-separated, in order of preference
+        (``dc1.corp.example, dc2.corp.example``); one may carry its own port (``dc3.corp.example:1636``), which
+        then stands for ``port``."""
         extra = conn.extra
         if not conn.host:
             raise SourceError(f"connection {conn.conn_id!r} has no host")
@@ -79,13 +85,39 @@ class LdapSettings:
                 ldap_port = int(conn.port)
             else:
                 ldaps_port = int(conn.port)
+        hosts = tuple(h.strip() for h in conn.host.split(",") if h.strip())
+        if not hosts:
+            raise SourceError(f"connection {conn.conn_id!r} has no host")
+        for entry in hosts:
+            split_host(entry, conn.conn_id)  # refuse a malformed entry now, naming it
         return cls(
-            host=conn.host, login=conn.login or None, password=conn.password or None, mode=mode,
+            host=split_host(hosts[0])[0], hosts=hosts, login=conn.login or None, password=conn.password or None, mode=mode,
             start_tls=start_tls, ldaps_port=ldaps_port, ldap_port=ldap_port,
             ca_certs_file=extra.get("ca_certs_file") or None,
             connect_timeout=int(extra.get("connect_timeout", 10)),
             receive_timeout=int(extra.get("receive_timeout", 120)),
         )
+
+    def per_host(self) -> list[LdapSettings]:
+        """One settings per domain controller, in order of preference (each with its own port, if it names one)."""
+        out = []
+        for entry in self.hosts or (self.host,):
+            host, port = split_host(entry)
+            one = replace(self, host=host, hosts=(entry,))
+            if port is not None:
+                if self.mode is SecurityMode.UNSECURE_ONLY or self.start_tls:
+                    one = replace(one, ldap_port=port)
+                else:
+                    one = replace(one, ldaps_port=port)
+            out.append(one)
+        return out
+
+    def preferring(self, entry: str | None, only: bool = False) -> LdapSettings:
+        """These settings with ``entry`` (one of ``hosts``) tried first — or alone (``only``)."""
+        if not entry or entry not in self.hosts:
+            return self
+        rest = () if only else tuple(h for h in self.hosts if h != entry)
+        return replace(self, host=split_host(entry)[0], hosts=(entry, *rest))
 
     def describe(self, secure: bool) -> str:
         if secure and not self.start_tls:
@@ -93,26 +125,63 @@ class LdapSettings:
         return f"ldap://{self.host}:{self.ldap_port}" + (" (StartTLS)" if secure else "")
 
 
-class LdapDirectory:
-    """An open, bound connection. Use ``LdapDirectory.open(settings)``; close with ``close()`` or ``with``."""
+def split_host(entry: str, conn_id: str | None = None) -> tuple[str, int | None]:
+    """``host``, ``host:port`` or ``[v6]:port`` → (host, port or None); SourceError for a malformed entry."""
+    match = re.fullmatch(r"\[([^\]]+)\](?::(\d+))?|([^:\[\]\s]+)(?::(\d+))?|([0-9A-Fa-f:]+)", entry.strip())
+    if not match:
+        where = f"connection {conn_id!r}: " if conn_id else ""
+        raise SourceError(f"{where}host entry {entry!r} is not 'host', 'host:port' or '[IPv6]:port'")
+    host = match[1] or match[3] or match[5]
+    port = match[2] or match[4]
+    return host, int(port) if port else None
 
-    def __init__(self, conn: ldap3.Connection, settings: LdapSettings, url: str, fell_back: bool):
+
+class LdapDirectory:
+    """An open, bound connection. Use ``LdapDirectory.open(settings)``; close with ``close()`` or ``with``.
+
+    ``skipped``: the domain controllers tried before this one and why they were passed over.
+    """
+
+    def __init__(self, conn: ldap3.Connection, settings: LdapSettings, url: str, fell_back: bool,
+                 skipped: list[str] | None = None):
         self.conn, self.settings, self.url, self.fell_back = conn, settings, url, fell_back
+        self.skipped = skipped or []
+
+    @property
+    def host_entry(self) -> str:
+        """The connection's host entry of the domain controller this directory is bound to."""
+        return self.settings.hosts[0] if self.settings.hosts else self.settings.host
 
     @classmethod
     def open(cls, settings: LdapSettings) -> LdapDirectory:
-        if settings.mode is SecurityMode.UNSECURE_ONLY:
-            return cls(_bind(settings, secure=False), settings, settings.describe(False), False)
-        try:
-            return cls(_bind(settings, secure=True), settings, settings.describe(True), False)
-        except (SourceUnreachable, SourceTlsError) as exc:
-            if settings.mode is not SecurityMode.SECURE_THEN_UNSECURE:
-                raise
-            log.warning(
-                "secure LDAP failed (%s); falling back to UNENCRYPTED LDAP on %s as mode SecureThenUnsecure allows",
-                exc, settings.describe(False),
-            )
-            return cls(_bind(settings, secure=False), settings, settings.describe(False), True)
+        """Bind to the first domain controller that answers, in the order the connection names them: a DC that
+        refuses, times out or fails TLS is skipped with a warning; wrong credentials stop at once (every DC of a
+        domain would refuse them, and each try counts towards the account's lockout). A secure channel is tried
+        on every DC before ``SecureThenUnsecure`` falls back to plain LDAP."""
+        candidates = settings.per_host()
+        skipped: list[str] = []
+        failures: list[SourceError] = []
+        passes = [False] if settings.mode is SecurityMode.UNSECURE_ONLY else \
+            [True, False] if settings.mode is SecurityMode.SECURE_THEN_UNSECURE else [True]
+        for secure in passes:
+            if not secure and failures:
+                log.warning("secure LDAP failed on every domain controller (%s); falling back to UNENCRYPTED LDAP "
+                            "as mode SecureThenUnsecure allows", "; ".join(map(str, failures)))
+            for one in candidates:
+                try:
+                    conn = _bind(one, secure)
+                except (SourceUnreachable, SourceTlsError) as exc:
+                    failures.append(exc)
+                    if len(candidates) > 1:
+                        skipped.append(f"domain controller {one.describe(secure)} skipped: {exc}")
+                        log.warning("%s", skipped[-1])
+                    continue
+                return cls(conn, one, one.describe(secure), fell_back=secure is False and passes[0] is True,
+                           skipped=skipped)
+        if len(failures) == 1:
+            raise failures[0]
+        kind = type(failures[-1]) if all(type(f) is type(failures[-1]) for f in failures) else SourceUnreachable
+        raise kind(f"none of the {len(candidates)} domain controllers answered: " + "; ".join(map(str, failures)))
 
     def __enter__(self) -> LdapDirectory:
         return self
@@ -272,9 +341,9 @@ def _tls_cause(text: str, settings: LdapSettings) -> str:
                  "name the certificate holds, or have it reissued")
     elif "expired" in lowered:
         cause = "the certificate has expired; renew it on the directory server"
-    elif "self-signed" in lowered or "self signed" in lowered:
+    elif ("self-signed" in lowered or "self signed" in lowered) and "in certificate chain" not in lowered:
         cause = f"the certificate is self-signed and not in {bundle}; add it (or its CA) there"
-    elif "unable to get local issuer" in lowered or "unknown ca" in lowered:
+    elif "unable to get local issuer" in lowered or "unknown ca" in lowered or "in certificate chain" in lowered:
         cause = f"the certificate's issuer is not in {bundle} (untrusted CA)"
     else:
         cause = "untrusted or wrong certificate?"

@@ -36,9 +36,14 @@ class LdapSource(Source):
         assert isinstance(spec, LdapSourceSpec) and connection is not None
         return cls(spec, LdapSettings.from_connection(connection), attributes)
 
-    def _open(self) -> LdapDirectory:
+    def _open(self, info: dict | None = None) -> LdapDirectory:
+        """The bound directory. After ``check``, the domain controller it chose is tried first, so every
+        partition reads the same DC; a delta read uses that DC only (its USN watermark is that DC's)."""
         if self._directory is None:
-            self._directory = LdapDirectory.open(self.settings)
+            settings = self.settings
+            if info is not None:
+                settings = settings.preferring(info.get("host"), only=_delta_since(info) is not None)
+            self._directory = LdapDirectory.open(settings)
         return self._directory
 
     def search_filter(self) -> str:
@@ -55,12 +60,13 @@ class LdapSource(Source):
         """Bind, resolve the base, prove the scope groups exist; for delta sources, the DC's state too."""
         directory = self._open()
         base = self.spec.object_path.strip() or directory.default_users_base()
-        warnings = []
+        warnings = list(directory.skipped)
         if directory.fell_back:
             warnings.append(f"secure LDAP failed; this run used UNENCRYPTED LDAP ({directory.url}) "
                             "because the connection's security_mode is SecureThenUnsecure")
         ad_delta.check_groups(directory, self.spec.member_of)
-        info: dict[str, Any] = {"url": directory.url, "base": base, "filter": self.search_filter(), "warnings": warnings}
+        info: dict[str, Any] = {"url": directory.url, "host": directory.host_entry, "base": base,
+                                "filter": self.search_filter(), "warnings": warnings}
         if self.spec.delta is not None:
             info["dc"] = ad_delta.dc_state(directory, self.spec.member_of)  # read before any search: the watermark
         return info
@@ -82,15 +88,15 @@ class LdapSource(Source):
         else:
             part = partition_filter(self.spec.key_attribute, index, count)
             ldap_filter = f"(&{info['filter']}{part})" if part else info["filter"]
-        yield from self._open().search(info["base"], ldap_filter, self.attributes, self.spec.page_size,
-                                       self.spec.scope)
+        yield from self._open(info).search(info["base"], ldap_filter, self.attributes, self.spec.page_size,
+                                           self.spec.scope)
 
     def removed(self, info: dict, in_scope: set[str]) -> tuple[list[str], int]:
         """On a delta read: anchors of the accounts deleted or moved out of scope since the watermark."""
         since = _delta_since(info)
         if since is None:
             return [], 0
-        return ad_delta.removed_anchors(self._open(), in_scope, since, info["dc"]["naming_context"])
+        return ad_delta.removed_anchors(self._open(info), in_scope, since, info["dc"]["naming_context"])
 
     def close(self) -> None:
         if self._directory is not None:
