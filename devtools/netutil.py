@@ -72,6 +72,19 @@ def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 20.0, pro
     raise TimeoutError(f"nothing listens on {host}:{port} after {timeout:.0f} s")
 
 
+def wait_until_closed(port: int, host: str = "127.0.0.1", timeout: float = 20.0) -> None:
+    """Block until nothing accepts connections on ``host:port`` any more (a stopped server's last child gone)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                pass
+        except OSError:
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"{host}:{port} still accepts connections {timeout:.0f} s after its server stopped")
+
+
 def die_with_parent() -> None:
     """preexec_fn: the child gets SIGTERM when the test process dies, so no server outlives a killed run."""
     import ctypes

@@ -13,7 +13,7 @@ import socket
 import subprocess
 from pathlib import Path
 
-from devtools.netutil import die_with_parent, stop_process, wait_for_port
+from devtools.netutil import die_with_parent, stop_process, wait_for_port, wait_until_closed
 from devtools.tlscerts import make_certs
 
 REALM, DOMAIN = "EXAMPLE.TEST", "EXAMPLE"
@@ -42,6 +42,7 @@ class SambaDc:
         self.admin = f"Administrator@{REALM.lower()}"
         self.proc: subprocess.Popen | None = None
         self.certs = None
+        self.conf: Path | None = None
 
     def start(self) -> SambaDc:
         for port in (self.ldap_port, self.ldaps_port):
@@ -49,19 +50,30 @@ class SambaDc:
                 raise RuntimeError(f"127.0.0.1:{port} is taken (a distro slapd or samba service?); "
                                    "Samba AD's ports are fixed — stop that service first")
         dc = self.dir / "dc"
+        # the DNS partitions (SAMBA_INTERNAL) are provisioned so that a backup can be restored as another DC;
+        # no DNS server runs ("server services = ldap" below)
         subprocess.run(
             [_bin("samba-tool"), "domain", "provision", f"--realm={REALM}", f"--domain={DOMAIN}",
-             "--server-role=dc", "--dns-backend=NONE", "--use-rfc2307", "--host-name=dc1",
+             "--server-role=dc", "--dns-backend=SAMBA_INTERNAL", "--use-rfc2307", "--host-name=dc1",
              f"--adminpass={self.admin_password}", f"--targetdir={dc}",
              "--option=interfaces = lo", "--option=bind interfaces only = yes"],
             check=True, capture_output=True,
         )
         self.certs = make_certs(self.dir / "tls")
         self.certs.key.chmod(0o600)  # Samba refuses a key others can read (CVE-2013-4476)
+        self._launch(dc)
+        with self.connect() as conn:
+            conn.add(STAFF_OU, ["top", "organizationalUnit"], {"ou": "Staff"})
+        return self
+
+    def _launch(self, dc: Path) -> None:
+        """Make ``dc``'s smb.conf private to this machine's test run (services, paths, our certificate) and
+        start Samba on it."""
         (dc / "run").mkdir(exist_ok=True)
         conf = dc / "etc" / "smb.conf"
-        text = conf.read_text()
-        lines = [line for line in text.splitlines() if not line.strip().startswith(("server services", "log file"))]
+        private = ("server services", "log file", "pid directory", "winbindd socket directory", "ncalrpc dir",
+                   "dsdb:schema update allowed", "tls ")
+        lines = [line for line in conf.read_text().splitlines() if not line.strip().startswith(private)]
         extra = [
             "\tserver services = ldap",
             "\tdsdb:schema update allowed = yes",
@@ -76,12 +88,33 @@ class SambaDc:
         ]
         at = lines.index("[global]") + 1
         conf.write_text("\n".join(lines[:at] + extra + lines[at:]) + "\n")
-        self.proc = subprocess.Popen([_bin("samba"), "--foreground", "--no-process-group", "-s", str(conf)], stdout=(self.dir / "samba.out").open("wb"),
-                                     stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
+        self.conf = conf
+        self.proc = subprocess.Popen([_bin("samba"), "--foreground", "--no-process-group", "-s", str(conf)],
+                                     stdout=(self.dir / "samba.out").open("ab"), stderr=subprocess.STDOUT,
+                                     preexec_fn=die_with_parent)
         wait_for_port(self.ldaps_port, proc=self.proc, timeout=60)
+
+    def replace_with_restored_dc(self, name: str) -> str:
+        """Stop this DC and start, on the same address, another DC of the same domain restored from its backup
+        under the server name ``name`` (``samba-tool domain backup restore --newservername``): same users and
+        objectGUIDs, another ``dsServiceName`` and ``invocationId`` — as when the connection's next DC answers.
+        Returns the new DC's ``dsServiceName``."""
+        import ldap3
+
+        self.stop()
+        wait_until_closed(self.ldaps_port, timeout=60)  # Samba's children let go of the fixed ports last
+        backups = self.dir / f"backup-{name}"
+        subprocess.run([_bin("samba-tool"), "domain", "backup", "offline", f"--targetdir={backups}",
+                        "-s", str(self.conf)], check=True, capture_output=True)
+        target = self.dir / name.lower()
+        subprocess.run([_bin("samba-tool"), "domain", "backup", "restore",
+                        f"--backup-file={next(backups.glob('*.tar.bz2'))}", f"--newservername={name}",
+                        f"--targetdir={target}"], check=True, capture_output=True)
+        self._launch(target)
         with self.connect() as conn:
-            conn.add(STAFF_OU, ["top", "organizationalUnit"], {"ou": "Staff"})
-        return self
+            conn.search("", "(objectClass=*)", ldap3.BASE, attributes=["dsServiceName"])
+            value = conn.response[0]["attributes"]["dsServiceName"]
+            return str(value[0] if isinstance(value, list) else value)
 
     def stop(self) -> None:
         stop_process(self.proc, timeout=30)

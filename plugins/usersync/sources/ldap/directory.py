@@ -29,6 +29,7 @@ from usersync.sources.errors import (
     SourceUnreachable,
 )
 from usersync.sources.ldap.decoding import decode_text, lean_entries, values_of
+from usersync.sources.ldap.forest import GC_PORTS, outside_hint
 from usersync.sources.record import SourceRecord
 
 log = logging.getLogger(__name__)
@@ -148,6 +149,11 @@ class LdapDirectory:
         self.skipped = skipped or []
 
     @property
+    def global_catalog(self) -> bool:
+        """Bound to a Global Catalog port (3268, 3269): the whole forest, partial attribute set only."""
+        return self.conn.server.port in GC_PORTS
+
+    @property
     def host_entry(self) -> str:
         """The connection's host entry of the domain controller this directory is bound to."""
         return self.settings.hosts[0] if self.settings.hosts else self.settings.host
@@ -226,8 +232,9 @@ class LdapDirectory:
             try:
                 self.conn.search(base, ldap_filter, ldap_scope, attributes=attributes,
                                  paged_size=page_size, paged_cookie=cookie, controls=controls)
-            except lx.LDAPNoSuchObjectResult:
-                raise SourceQueryError(f"object path {base!r} does not exist on {self.url}") from None
+            except (lx.LDAPNoSuchObjectResult, lx.LDAPReferralResult) as exc:
+                found = "does not exist" if isinstance(exc, lx.LDAPNoSuchObjectResult) else "is elsewhere (a referral)"
+                raise SourceQueryError(f"object path {base!r} {found} on {self.url}{self._outside(base)}") from None
             except lx.LDAPInvalidFilterError as exc:
                 raise SourceQueryError(f"invalid LDAP filter {ldap_filter!r}: {exc}") from None
             except lx.LDAPOperationResult as exc:
@@ -254,6 +261,16 @@ class LdapDirectory:
             if not cookie:
                 break
         progress.done()
+
+
+    def _outside(self, base: str) -> str:
+        """The hint for a base outside this DC's domain (a search that failed anyway: one more read is cheap)."""
+        try:
+            dse = {k.lower(): v for k, v in self.root_dse("defaultNamingContext").items()}
+        except SourceQueryError:
+            return ""
+        contexts = dse.get("defaultnamingcontext") or []
+        return outside_hint(base, contexts[0] if contexts else None)
 
 
 def whole_attributes(entry: dict[str, Any], url: str) -> dict[str, list[bytes]]:

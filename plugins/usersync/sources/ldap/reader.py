@@ -9,7 +9,8 @@ from typing import Any
 
 from usersync.connection import ConnectionFields
 from usersync.sources.base import Source
-from usersync.sources.ldap import ad_delta
+from usersync.sources.errors import SourceQueryError
+from usersync.sources.ldap import ad_delta, forest
 from usersync.sources.ldap.directory import LdapDirectory, LdapSettings
 from usersync.sources.ldap.partitions import partition_filter
 from usersync.sources.ldap.spec import LdapSourceSpec
@@ -28,6 +29,8 @@ class LdapSource(Source):
 
     def __init__(self, spec: LdapSourceSpec, settings: LdapSettings, attributes: list[str]):
         self.spec, self.settings, self.attributes = spec, settings, attributes
+        # what the server is asked for: ``dnDomain`` is worked out here, from each entry's DN
+        self.server_attributes = [a for a in attributes if a not in forest.computed(attributes)]
         self._directory: LdapDirectory | None = None
 
     @classmethod
@@ -59,7 +62,9 @@ class LdapSource(Source):
     def check(self) -> dict:
         """Bind, resolve the base, prove the scope groups exist; for delta sources, the DC's state too."""
         directory = self._open()
-        base = self.spec.object_path.strip() or directory.default_users_base()
+        base = self.spec.object_path.strip() or ("" if directory.global_catalog else directory.default_users_base())
+        if directory.global_catalog:
+            self._check_global_catalog(directory)
         warnings = list(directory.skipped)
         if directory.fell_back:
             warnings.append(f"secure LDAP failed; this run used UNENCRYPTED LDAP ({directory.url}) "
@@ -67,9 +72,28 @@ class LdapSource(Source):
         ad_delta.check_groups(directory, self.spec.member_of)
         info: dict[str, Any] = {"url": directory.url, "host": directory.host_entry, "base": base,
                                 "filter": self.search_filter(), "warnings": warnings}
+        if directory.global_catalog:
+            info["scope"] = "the whole forest (Global Catalog)" + ("" if base else ", from its root")
+        if forest.computed(self.attributes):
+            info["domains"] = forest.domain_names(directory)
         if self.spec.delta is not None:
             info["dc"] = ad_delta.dc_state(directory, self.spec.member_of)  # read before any search: the watermark
         return info
+
+    def _check_global_catalog(self, directory: LdapDirectory) -> None:
+        """A Global Catalog read refuses what it cannot do whole: delta (a watermark is one domain's), and
+        attributes the GC does not carry (they would read as empty for every user)."""
+        if self.spec.delta is not None:
+            raise SourceQueryError(f"{directory.url} is a Global Catalog port: delta reads follow one domain's DCs "
+                                   "(uSNChanged, deleted objects); remove 'delta', or read each domain through its "
+                                   "own DCs (port 636)")
+        missing = forest.outside_partial_set(directory, self.server_attributes)
+        if missing:
+            raise SourceQueryError(
+                f"the Global Catalog at {directory.url} does not carry {', '.join(missing)} (not in the forest's "
+                "partial attribute set, or not in the schema): every user would read it as empty. Mark it "
+                "'Replicate this attribute to the Global Catalog' in the AD schema, or read each domain through "
+                "its own DCs (port 636)")
 
     def records(self, info: dict) -> Iterator[SourceRecord]:
         return self.partition(info, 0, 1)
@@ -88,8 +112,16 @@ class LdapSource(Source):
         else:
             part = partition_filter(self.spec.key_attribute, index, count)
             ldap_filter = f"(&{info['filter']}{part})" if part else info["filter"]
-        yield from self._open(info).search(info["base"], ldap_filter, self.attributes, self.spec.page_size,
-                                           self.spec.scope)
+        records = self._open(info).search(info["base"], ldap_filter, self.server_attributes, self.spec.page_size,
+                                          self.spec.scope)
+        domains = info.get("domains")
+        if not domains:
+            yield from records
+            return
+        for record in records:  # dnDomain: the NetBIOS name of the domain the entry's DN lies in
+            name = forest.domain_of(record.account, domains)
+            yield SourceRecord(record.account, {**record.attributes, forest.DN_DOMAIN: [name] if name else []},
+                               record.problem)
 
     def removed(self, info: dict, in_scope: set[str]) -> tuple[list[str], int]:
         """On a delta read: anchors of the accounts deleted or moved out of scope since the watermark."""
