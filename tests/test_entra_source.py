@@ -250,10 +250,15 @@ def _ids(tenant) -> dict[str, str]:
     return {u["userPrincipalName"].split("@")[0]: i for i, u in tenant.users.items()}
 
 
-def test_a_user_listed_once_per_change_in_a_delta_round_is_updated_with_its_last_state(entra):
+def _first_delta_run(entra) -> dict[str, str]:
+    """A delta source's first (full) run, done; the users' ids by name."""
     entra.rules(delta={"full_every_days": 7})
     assert entra.run().state == "success"
-    ids = _ids(entra.tenant)
+    return _ids(entra.tenant)
+
+
+def test_a_user_listed_once_per_change_in_a_delta_round_is_updated_with_its_last_state(entra):
+    ids = _first_delta_run(entra)
     entra.tenant.update(ids["user000010"], department="Board")
     entra.tenant.update(ids["user000010"], mobilePhone="+39 333 7654321")
     entra.tenant.update(ids["user000010"], givenName="Zoe")
@@ -295,9 +300,7 @@ def test_a_user_changed_while_the_read_is_paged_is_imported_in_its_last_state(en
 
 @pytest.mark.parametrize("status", [400, 410])
 def test_resync_required_with_any_status_falls_back_to_a_full_read(entra, status):
-    entra.rules(delta={"full_every_days": 7})
-    assert entra.run().state == "success"
-    ids = _ids(entra.tenant)
+    ids = _first_delta_run(entra)
     entra.tenant.delete(ids["user000004"])
     entra.tenant.resync = [status]
     dr = entra.run()
@@ -309,9 +312,7 @@ def test_resync_required_with_any_status_falls_back_to_a_full_read(entra, status
 
 
 def test_a_changed_user_a_replica_does_not_show_yet_is_asked_for_again(entra):
-    entra.rules(delta={"full_every_days": 7})
-    assert entra.run().state == "success"
-    ids = _ids(entra.tenant)
+    ids = _first_delta_run(entra)
     entra.tenant.update(ids["user000012"], givenName="Zara")
     entra.tenant.lagging[ids["user000012"]] = 1  # the first read by id misses it
     entra.tenant.requests.clear()
@@ -324,9 +325,7 @@ def test_a_changed_user_a_replica_does_not_show_yet_is_asked_for_again(entra):
 
 
 def test_a_changed_user_still_missing_keeps_the_old_delta_link_and_the_report_says_so(entra):
-    entra.rules(delta={"full_every_days": 7})
-    assert entra.run().state == "success"
-    ids = _ids(entra.tenant)
+    ids = _first_delta_run(entra)
     entra.tenant.update(ids["user000012"], givenName="Zara")
     entra.tenant.update(ids["user000013"], givenName="Zeno")
     entra.tenant.lagging[ids["user000012"]] = 10  # longer than our waits
