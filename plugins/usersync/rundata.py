@@ -142,6 +142,21 @@ class RunFolder:
         with self._file(MANIFEST).open("w") as fh:
             json.dump({"created": time.time(), "format": FORMAT_VERSION, **facts}, fh)
 
+    def write_json(self, name: str, data: Any) -> None:
+        """A small JSON document of the run (e.g. one step's part of an account's explanation)."""
+        target = self._file(name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with target.open("w") as fh:
+            json.dump(data, fh)
+
+    def read_json(self, name: str) -> Any:
+        """A JSON document ``write_json`` wrote; None when the run has none (its step did not run)."""
+        target = self._file(name)
+        if not target.exists():
+            return None
+        with target.open("r") as fh:
+            return json.load(fh)
+
     def size(self) -> int:
         """Bytes under the folder (the benchmark reports it)."""
         total = 0

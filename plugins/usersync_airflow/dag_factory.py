@@ -58,6 +58,8 @@ def _doc(rules: Rules, path: Path) -> str:
         "holds only references. Trigger with **dry_run** to preview, "
         "with **allow_mass_delete** to let one run past the mass-delete guard"
         + (", with **full_sync** to read the whole directory instead of what changed" if src.delta else "")
+        + ", with **account** to sync and explain one account only, with **preview_draft** to see what the draft "
+          f"rules (`{path.stem}.draft.yaml`) would change"
         + ". The `report` task log holds the "
         "run's report; alarms go to the recipients in the rules file."
     )
@@ -83,6 +85,22 @@ DELTA_PARAMS = {
         description="Read the whole directory this run instead of only what changed since the last run.",
     ),
 }
+
+
+def one_user_params(rules: Rules, path: Path) -> dict[str, Param]:
+    """``account`` (one account on demand, explained) and ``preview_draft`` (the draft rules, as a dry run)."""
+    return {
+        "account": Param(
+            "", type="string", title="One account",
+            description=f"Sync only this account — {rules.source.account_forms} — read alone from the source; "
+                        "deletes nobody, and the report explains each step for it. Empty: the whole source.",
+        ),
+        "preview_draft": Param(
+            False, type="boolean", title="Preview draft rules",
+            description=f"A dry run with {path.stem}.draft.yaml instead of the live rules: the report lists what "
+                        "the draft changes and what it would insert, update, delete or disable. Writes nothing.",
+        ),
+    }
 
 
 FILE_PARAMS = {
@@ -116,7 +134,7 @@ def _dag_arguments(rules: Rules, path: Path) -> dict[str, Any]:
         description=f"Sync users from {rules.source.name}: dry run = report only, nothing written; a run over "
                     "the mass-delete guard waits for approval (Required Actions).",
         params={**PARAMS, **(FILE_PARAMS if rules.source.on_demand else {}),
-                **(DELTA_PARAMS if rules.source.delta else {})},
+                **(DELTA_PARAMS if rules.source.delta else {}), **one_user_params(rules, path)},
         default_args={"retries": rules.run.retries, "retry_delay": timedelta(minutes=rules.run.retry_delay_minutes)},
     )
 

@@ -14,16 +14,20 @@ from typing import Any
 from airflow.sdk import BaseHook, get_current_context
 from airflow.sdk.exceptions import AirflowFailException
 
+from usersync.explain import explanation
+from usersync.explain.outcome import result_line
 from usersync.paths import configured
 from usersync.plan.change_tables import preview
-from usersync.rules import Rules
+from usersync.rules import Rules, RulesError
+from usersync.rules.compare import rules_changes
+from usersync.rules.loader import draft_path, load_draft, load_rules
 from usersync.run.history import write_run_record
-from usersync.run.report import BLOCKED, FAILED, RunReport, prune_reports, write_report
+from usersync.run.report import BLOCKED, FAILED, RunReport, mask, prune_reports, write_report
 from usersync.rundata import MANIFEST, RunDataError, prune_runs
 from usersync_airflow import xcom
 from usersync_airflow.alarms import send_report_mail
 from usersync_airflow.run_storage import dag_folder
-from usersync_airflow.tasks import folder, params, rules_at, source_info
+from usersync_airflow.tasks import account, dry_run, folder, previewing, source_info
 
 log = logging.getLogger(__name__)
 XCOM_REPORT_CHARS = 16_000
@@ -71,7 +75,9 @@ def build_report(rules: Rules) -> RunReport:
     return RunReport(
         source=rules.source.name,
         run_id=ctx["run_id"],
-        dry_run=bool(params().get("dry_run")),
+        dry_run=dry_run(),
+        account=account(),
+        explanation=_explanation(failure, xcom.applied(ti)) if account() else [],
         started=started,
         ended=datetime.now(UTC),
         plan=_preview(rules, plan_ref),
@@ -89,11 +95,31 @@ def build_report(rules: Rules) -> RunReport:
     )
 
 
+def _explanation(failure, applied) -> list[str]:
+    """The account's explanation as the steps left it, with the result of this run as its last line."""
+    sections, facts = explanation.load(folder())
+    sections.setdefault("outcome", []).append(result_line(facts, dry_run(), applied, failure))
+    return explanation.render(account() or "", sections)
+
+
+def _draft(rules_path: str, run_report: RunReport, live: Rules) -> None:
+    """A preview names its draft and what the draft changes; a draft that will not load is said, not hidden."""
+    path = draft_path(rules_path)
+    run_report.draft = path.name
+    try:
+        run_report.draft_changes = rules_changes(live, load_draft(rules_path, live))
+    except RulesError as exc:
+        run_report.draft_changes = [f"the draft cannot be used: {exc}"]
+
+
 def report(rules_path: str) -> str:
     started = time.perf_counter()
-    rules = rules_at(rules_path)
+    rules = load_rules(rules_path)  # the live file's report and alarm settings, also for a draft's preview
     run_report = build_report(rules)
-    text = run_report.render(secrets=_secrets(rules))
+    if previewing():
+        _draft(rules_path, run_report, rules)
+    secrets = _secrets(rules)
+    text = run_report.render(secrets=secrets)
     for line in text.splitlines():
         log.info("%s", line)
     reports = reports_dir(rules)
@@ -105,7 +131,7 @@ def report(rules_path: str) -> str:
             log.info("removed report older than %d days: %s", rules.report.retention_days, old)
     except OSError as exc:
         log.error("could not write the report under %s: %s", reports, exc)
-    _record_run(run_report, text)
+    _record_run(run_report, text, mask("\n".join(run_report.explanation) + "\n", secrets) if run_report.explanation else None)
     _prune_run_data(rules)
     send_report_mail(run_report, text, rules.alarms, get_current_context())
     log.info("report: step done in %.3f s", time.perf_counter() - started)
@@ -121,7 +147,7 @@ def _capped(text: str, path) -> str:
     return text[:XCOM_REPORT_CHARS] + f"\n… (cut; the full report is in {path or 'the report task log'})\n"
 
 
-def _record_run(run_report: RunReport, text: str) -> None:
+def _record_run(run_report: RunReport, text: str, explained: str | None) -> None:
     """The report and a summary in the run folder, on shared storage: what the reports page lists."""
     ctx = get_current_context()
     run = folder()
@@ -129,7 +155,7 @@ def _record_run(run_report: RunReport, text: str) -> None:
     try:
         if not (run.path / MANIFEST).exists():  # check_source failed before opening the folder: prune it later too
             run.write_manifest(source=run_report.source, run_id=run_report.run_id, dry_run=run_report.dry_run)
-        write_run_record(run, summary, text)
+        write_run_record(run, summary, text, explained)
     except OSError as exc:
         log.error("could not store the report in the run folder %s: %s", run, exc)
 

@@ -15,7 +15,7 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 
-from usersync.run.history import read_summary, recent_runs, report_text
+from usersync.run.history import EXPLANATION, REPORT, read_summary, recent_runs, report_text
 from usersync_airflow.reports_page import page
 from usersync_airflow.run_storage import runs_base
 
@@ -77,15 +77,25 @@ def runs(user: User, days: Days = DEFAULT_DAYS) -> JSONResponse:
 
 @app.get("/runs/{dag_id}/{folder}/report.txt")
 def report(user: User, dag_id: str, folder: str, download: bool = False) -> StreamingResponse:
-    run_dir = _run_dir(user, dag_id, folder)
+    return _text(_run_dir(user, dag_id, folder), REPORT, f"{dag_id}_{folder}.txt", download, "a report")
+
+
+@app.get("/runs/{dag_id}/{folder}/explanation.txt")
+def explanation(user: User, dag_id: str, folder: str) -> StreamingResponse:
+    """A single-account run's explanation of that account, step by step."""
+    return _text(_run_dir(user, dag_id, folder), EXPLANATION, f"{dag_id}_{folder}_explanation.txt", False,
+                 "an account's explanation")
+
+
+def _text(run_dir, name: str, filename: str, download: bool, what: str) -> StreamingResponse:
     try:
-        chunks = report_text(run_dir)
+        chunks = report_text(run_dir, name)
         first = next(chunks, "")
     except FileNotFoundError:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "this run has no report (yet)") from None
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"this run has no {what.split(' ', 1)[1]} (yet)") from None
     disposition = "attachment" if download else "inline"
     return StreamingResponse(chain([first], chunks), media_type="text/plain; charset=utf-8",
-                             headers={"Content-Disposition": f'{disposition}; filename="{dag_id}_{folder}.txt"'})
+                             headers={"Content-Disposition": f'{disposition}; filename="{filename}"'})
 
 
 @app.get("/runs/{dag_id}/{folder}/changes.csv")

@@ -70,9 +70,13 @@ def _row(dag_id: str, run: dict[str, Any]) -> str:
     who = f" — {'approved' if approval.get('approved') else 'rejected'} by {approval['by']}" if approval.get("by") else ""
     links = [f'<a href="{run_link(dag_id, run["folder"], "report.txt")}">report</a>',
              f'<a href="{run_link(dag_id, run["folder"], "report.txt")}?download=1" download>download</a>']
+    if run.get("account"):
+        links.insert(0, f'<a class="explanation" href="{run_link(dag_id, run["folder"], "explanation.txt")}">'
+                        f'explanation</a>')
     if run.get("plan"):
         links.append(f'<a href="{run_link(dag_id, run["folder"], "changes.csv")}">change set (CSV)</a>')
-    cells = [f'<td>{escape(run.get("started") or "")}</td>', f'<td class="l">{escape(run.get("mode", ""))}</td>',
+    mode = run.get("mode", "") + (f" · account {run['account']}" if run.get("account") else "")
+    cells = [f'<td>{escape(run.get("started") or "")}</td>', f'<td class="l">{escape(mode)}</td>',
              f'<td class="l {STATUS_CLASS.get(status, "")}">{escape(status)}{escape(who)}</td>',
              *(f"<td>{counts.get(k, 0)}</td>" for k in CHART_COUNTS), f'<td class="l">{" · ".join(links)}</td>']
     return f'<tr class="run" data-run-id="{escape(run.get("run_id", ""))}">{"".join(cells)}</tr>'
@@ -84,10 +88,17 @@ def page(history: dict[str, list[dict[str, Any]]], days: int) -> str:
            f"</head><body><h1>usersync — runs of the last {days} days</h1>"]
     if not history:
         out.append("<p>No runs yet. Trigger a sync DAG (user_sync__…) and its report appears here.</p>")
-    for dag_id, runs in history.items():
-        header = "".join(f"<th>{h}</th>" for h in ("started", "mode", "status", *CHART_COUNTS)) + '<th class="l">links</th>'
+    header = "".join(f"<th>{h}</th>" for h in ("started", "mode", "status", *CHART_COUNTS)) + '<th class="l">links</th>'
+    for dag_id, everything in history.items():
+        runs = [r for r in everything if r.get("kind") != "draft preview"]
+        previews = [r for r in everything if r.get("kind") == "draft preview"]
         out.append(f'<section class="source" id="{escape(dag_id)}"><h2>{escape(dag_id)}</h2>{chart(runs)}'
-                   f"<table><thead><tr>{header}</tr></thead><tbody>"
-                   + "".join(_row(dag_id, r) for r in reversed(runs)) + "</tbody></table></section>")
+                   f"<table class=\"runs\"><thead><tr>{header}</tr></thead><tbody>"
+                   + "".join(_row(dag_id, r) for r in reversed(runs)) + "</tbody></table>")
+        if previews:  # what draft rules would do: apart from the runs that follow the live rules
+            out.append(f"<h3>draft previews (dry runs with the draft rules)</h3><table class=\"previews\"><thead>"
+                       f"<tr>{header}</tr></thead><tbody>" + "".join(_row(dag_id, r) for r in reversed(previews))
+                       + "</tbody></table>")
+        out.append("</section>")
     out.append("</body></html>")
     return "".join(out)

@@ -27,6 +27,7 @@ from usersync.plan.approval import REQUEST_LINES, approval_request
 from usersync.plan.change_tables import ChangeTables, preview
 from usersync.plan.safety import UnsafePlan, check_removals
 from usersync.rules import Rules, RulesError, load_rules
+from usersync.rules.loader import load_draft
 from usersync.run import pipeline
 from usersync.run.handover import PlanRef, SourceInfo, StepFailure
 from usersync.run.history import COUNTS, write_run_record
@@ -79,11 +80,28 @@ def step(name: str) -> Callable:
 
 
 def rules_at(path: str) -> Rules:
+    """The rules this run follows: the live file, or its draft when the run previews it."""
+    if previewing():
+        return load_draft(path)
     return load_rules(Path(path))
 
 
 def params() -> dict[str, Any]:
     return dict(get_current_context()["params"])
+
+
+def previewing() -> bool:
+    """A preview of the draft rules: always a dry run."""
+    return bool(params().get("preview_draft"))
+
+
+def dry_run() -> bool:
+    return bool(params().get("dry_run")) or previewing()
+
+
+def account() -> str | None:
+    """The one account this run syncs (the ``account`` parameter), or None for the whole source."""
+    return str(params().get("account") or "").strip() or None
 
 
 def folder() -> RunFolder:
@@ -101,14 +119,15 @@ def check_source(rules_path: str) -> list[dict[str, Any]]:
     try:
         engine = hook.get_conn()  # refuses a database behind or ahead of this code's schema, naming the fix
         with open_source(rules, params()) as source:
-            info = pipeline.check_step(source, rules, engine, full_sync=bool(params().get("full_sync")))
+            # a draft's scope may differ from the live rules': a preview of a delta source reads in full
+            info = pipeline.check_step(source, rules, engine, full_sync=bool(params().get("full_sync")) or previewing(),
+                                       account=account())
     finally:
         hook.close()
 
     log.info("source %s (%s) readable at %s", rules.source.name, rules.source.type, info["url"])
     run = folder()
-    run.write_manifest(source=rules.source.name, run_id=get_current_context()["run_id"],
-                       dry_run=bool(params().get("dry_run")))
+    run.write_manifest(source=rules.source.name, run_id=get_current_context()["run_id"], dry_run=dry_run())
     log.info("run data of this run: %s", run)
     # one extract job per partition: all of source.partitions for a full read, one for a delta
     return [{"partition": p, "source_info": info} for p in pipeline.partitions(rules, info)]
@@ -124,7 +143,7 @@ def extract(rules_path: str, source_info: dict[str, Any], partition: int) -> dic
     rules = rules_at(rules_path)
     with open_source(rules, params()) as source:
         return pipeline.extract_step(source, source_info, rules.source_attributes(), folder(), partition,
-                                     rules.source.partition_count)
+                                     rules.source.partition_count, rules)
 
 
 @step("map")
@@ -156,7 +175,8 @@ def _guard(rules: Rules, plan_ref: PlanRef) -> str:
     ti = ctx["ti"]
     xcom.record_verdict(ti, verdict.to_json())
     log.info("%s", verdict.message)
-    if not verdict.blocked or run.get("dry_run") or not rules.safety.approve_blocked_runs:
+    # a single-account run deletes nobody, so the guard has nothing to stop and no approval is asked for
+    if not verdict.blocked or dry_run() or account() or not rules.safety.approve_blocked_runs:
         return "apply"
     request = approval_request(rules.source.name, verdict, preview(folder(), plan_ref, REQUEST_LINES),
                                where=change_set_link(ti.dag_id, ctx["run_id"]),
@@ -191,14 +211,14 @@ def apply(rules_path: str, outlet_events: Any) -> dict[str, Any]:
                              allow_mass_delete=bool(run.get("allow_mass_delete")), approved_by=approved_by())
     xcom.record_verdict(ti, verdict.to_json())
     log.info("%s", verdict.message)
-    if run.get("dry_run"):
+    if dry_run():
         log.info("dry run: nothing written; the report lists the %d change(s) this run would apply; the plan "
                  "stays in %s/plan for inspection; no asset event", plan_ref["writes"], folder())
         return {"dry_run": True, "written": {}}
     if verdict.blocked:
         raise UnsafePlan(verdict.message)
     plan = ChangeTables.load(folder(), plan_ref)
-    read = source_info().get("read")
+    read = source_info().get("read")  # absent on single-account runs: they never move the watermark
     watermark = Watermark.from_json(read["watermark"]) if read else None
     if watermark is not None and plan_ref.get("cursor"):  # Graph: the delta link this run's read ended with
         watermark = dataclasses.replace(watermark, cursor=plan_ref["cursor"])

@@ -10,6 +10,9 @@ test CA. No Microsoft code or data is used; behaviour follows Microsoft's public
   ``$select`` projection (``id`` always returned), ``$top`` 1–999 (else 400 ``Request_UnsupportedQuery``),
   ``@odata.nextLink`` with an opaque ``$skiptoken`` that carries the query, ``$filter`` (a documented subset:
   ``eq`` on strings and booleans, ``startswith``, ``id in (…)``, joined by ``and``).
+- ``GET /v1.0/users/{id | userPrincipalName}`` ("Get user"): one user, 404 ``Request_ResourceNotFound`` when
+  none; ``POST /v1.0/users/{id}/checkMemberGroups`` ("user: checkMemberGroups"): which of up to 20 groups the
+  user is a member of, directly or transitively.
 - ``GET /v1.0/groups/{id}/transitiveMembers/microsoft.graph.user`` ("List group transitive members", OData cast):
   users of nested groups included, 404 ``Request_ResourceNotFound`` for an unknown group.
 - delta ("Use delta query to track changes", "delta query users"): ``GET /v1.0/users/delta`` pages of the current
@@ -44,7 +47,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 SCOPE = "https://graph.microsoft.com/.default"
 DEFAULT_PAGE = 100
@@ -282,10 +285,25 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         self.tenant.requests.append(("POST", self.path))
         length = int(self.headers.get("Content-Length") or 0)
-        form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+        raw = self.rfile.read(length)
+        form = {k: v[0] for k, v in parse_qs(raw.decode()).items()} if b"{" not in raw[:1] else {}
         path = urlsplit(self.path).path
         if re.fullmatch(r"/[^/]+/oauth2/v2\.0/token", path):
             return self._token(path.split("/")[1], form)
+        m = re.fullmatch(r"/v1\.0/users/([^/]+)/checkMemberGroups", path)
+        if m:  # the groups of the list the user is a member of, transitively (JSON body {"groupIds": [...]})
+            try:
+                self._authorise()
+                body = json.loads(raw or b"{}")
+                groups = body.get("groupIds")
+                if not isinstance(groups, list) or len(groups) > 20:
+                    raise GraphError(400, "Request_BadRequest", "groupIds: a list of at most 20 group ids.")
+                user = self._one_user(unquote(m[1]))
+                member = [g for g in groups if user["id"] in self.tenant.transitive_users(g)]
+                return self._send(200, {"@odata.context": f"{self.server.base_url}/v1.0/$metadata#Collection(Edm.String)",
+                                        "value": member})
+            except GraphError as err:
+                return self._graph_error(err)
         self._graph_error(GraphError(405, "Request_BadRequest", "Method not allowed."))
 
     # --- identity platform ----------------------------------------------------------------------------------
@@ -358,6 +376,11 @@ class _Handler(BaseHTTPRequestHandler):
             return self._list(path.removeprefix("/v1.0/"), query, lambda: self.tenant.transitive_users(group))
         if path == "/v1.0/users/delta":
             return self._delta(query)
+        m = re.fullmatch(r"/v1\.0/users/([^/]+)", path)
+        if m:  # one user by id or userPrincipalName
+            user = self._one_user(unquote(m[1]))
+            select = [s.strip() for s in query["$select"].split(",")] if query.get("$select") else None
+            return {"@odata.context": f"{self.server.base_url}/v1.0/$metadata#users/$entity", **_project(user, select)}
         m = re.fullmatch(r"/v1\.0/groups/([^/]+)", path)
         if m:
             if m[1] not in self.tenant.groups:
@@ -365,6 +388,16 @@ class _Handler(BaseHTTPRequestHandler):
                                                                    "queried reference-property objects are not present.")
             return {"id": m[1], "displayName": f"Group {m[1][:8]}"}
         raise GraphError(400, "BadRequest", f"Resource not found for the segment '{path.rsplit('/', 1)[-1]}'.")
+
+    def _one_user(self, key: str) -> dict:
+        """A user by object id or userPrincipalName (case-insensitive), as ``/users/{id | userPrincipalName}``."""
+        with self.tenant.lock:
+            user = self.tenant.users.get(key) or next(
+                (u for u in self.tenant.users.values() if (u.get("userPrincipalName") or "").lower() == key.lower()), None)
+        if user is None:
+            raise GraphError(404, "Request_ResourceNotFound", f"Resource '{key}' does not exist or one of its queried "
+                                                              "reference-property objects are not present.")
+        return dict(user)
 
     def _page_size(self, query: dict) -> int:
         top = query.get("$top")

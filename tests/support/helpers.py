@@ -107,3 +107,34 @@ def users_snapshot(engine) -> dict:
     with engine.connect() as conn:
         return {r.id: {k: v for k, v in r._mapping.items() if k not in ("created_at", "updated_at")}
                 for r in conn.execute(select(users))}
+
+
+def all_rows(url: str) -> dict[int, dict[str, Any]]:
+    """The whole users table at ``url`` by row id (local users included): for comparing it whole."""
+    from sqlalchemy import create_engine, select
+
+    from usersync.store.schema import users
+
+    eng = create_engine(url)
+    with eng.connect() as c:
+        rows = {r.id: dict(r._mapping) for r in c.execute(select(users))}
+    eng.dispose()
+    return rows
+
+
+def changed_rows(before: dict[int, dict[str, Any]], after: dict[int, dict[str, Any]]) -> dict[int, dict[str, tuple]]:
+    """Per row id that differs between two whole-table snapshots: column → (before, after); a row added or
+    removed shows as every column against None."""
+    out: dict[int, dict[str, tuple]] = {}
+    for row_id in before.keys() | after.keys():
+        old, new = before.get(row_id, {}), after.get(row_id, {})
+        diff = {c: (old.get(c), new.get(c)) for c in old.keys() | new.keys()
+                if old.get(c) != new.get(c)}
+        if diff:
+            out[row_id] = diff
+    return out
+
+
+def report_of(dag_run) -> str:
+    """The report a DAG run's report task wrote (its XCom return value)."""
+    return dag_run.get_task_instance("report").xcom_pull(task_ids="report")

@@ -125,6 +125,12 @@ def _sync_key(rules: Rules, record: SourceRecord) -> tuple[str | None, str | Non
     return record.get(src.key_attribute), domain
 
 
+def account_identity(rules: Rules, record: SourceRecord) -> tuple[str | None, str | None, str | None]:
+    """(AD username, Domain, anchor) of a record as the users table would hold them, mapped or not."""
+    key, domain = (_nfc(v) for v in _sync_key(rules, record))
+    return key, domain, _anchor(rules, record)
+
+
 def is_disabled(rules: Rules, record: SourceRecord) -> bool:
     """Whether the source marks this account disabled: AD's userAccountControl bit 2, CUCM status 2, Entra ID's
     accountEnabled false."""

@@ -59,8 +59,42 @@ def parse_rules(data: Any, path: str | Path = "<rules>") -> Rules:
 _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def load_rules(path: str | Path) -> Rules:
-    """Read and validate one rules file. The source name defaults to the file name without ``.yaml``."""
+#: ``<source>.draft.yaml`` beside ``<source>.yaml``: rules being prepared, previewed but never run on their own
+DRAFT_MARK = ".draft"
+
+
+def is_draft(path: str | Path) -> bool:
+    return Path(path).stem.endswith(DRAFT_MARK)
+
+
+def draft_path(live: str | Path) -> Path:
+    """Where the draft of the rules file ``live`` is: beside it, ``<name>.draft.yaml``."""
+    live = Path(live)
+    return live.with_name(f"{live.stem}{DRAFT_MARK}{live.suffix}")
+
+
+def load_draft(live_path: str | Path, live: Rules | None = None) -> Rules:
+    """The draft rules of ``live_path``, validated like any rules file and against the live ones: a draft is
+    previewed on the live source's users table, so it keeps the source's name and the target."""
+    path = draft_path(live_path)
+    if not path.exists():
+        raise RulesError(path, [("", f"no draft rules file beside {Path(live_path).name}: write {path.name} to preview")])
+    live = live or load_rules(live_path)
+    draft = load_rules(path, name=live.source.name)
+    problems = []
+    if draft.source.name != live.source.name:
+        problems.append(("source.name", f"a draft of source {live.source.name!r} must keep that name, not "
+                                        f"{draft.source.name!r}"))
+    if draft.target != live.target:
+        problems.append(("target", "a draft is previewed against the live users table: keep the live 'target'"))
+    if problems:
+        raise RulesError(path, problems)
+    return draft
+
+
+def load_rules(path: str | Path, name: str | None = None) -> Rules:
+    """Read and validate one rules file. The source name defaults to ``name``, else the file name without
+    ``.yaml``."""
     path = Path(path)
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_SAFE_LOADER)
@@ -73,6 +107,8 @@ def load_rules(path: str | Path) -> Rules:
         where = getattr(exc, "problem_mark", None)
         at = f"line {where.line + 1}, column {where.column + 1}: " if where else ""
         raise RulesError(path, [("", f"not valid YAML: {at}{getattr(exc, 'problem', exc)}")]) from None
+    if name and isinstance(data, dict) and isinstance(data.get("source"), dict) and "name" not in data["source"]:
+        data = {**data, "source": {**data["source"], "name": name}}
     return parse_rules(data, path)
 
 
@@ -80,11 +116,14 @@ def load_rules_dir(directory: str | Path) -> tuple[dict[str, tuple[Rules, Path]]
     """All ``*.yaml`` files of a folder: ((rules, path) by source name, errors by file path).
 
     A bad file never hides the good ones; two files claiming the same source name are both an error for the
-    second one, so a copy-paste never makes two DAGs fight over the same users.
+    second one, so a copy-paste never makes two DAGs fight over the same users. Draft files
+    (``<source>.draft.yaml``) are no sources of their own: they are validated against their live file, and a
+    broken one is an error like any other, while the live DAG keeps running.
     """
     valid: dict[str, tuple[Rules, Path]] = {}
     errors: dict[str, RulesError] = {}
-    for path in sorted(Path(directory).glob("*.y*ml")):
+    paths = sorted(Path(directory).glob("*.y*ml"))
+    for path in (p for p in paths if not is_draft(p)):
         try:
             rules = load_rules(path)
         except RulesError as exc:
@@ -95,4 +134,14 @@ def load_rules_dir(directory: str | Path) -> tuple[dict[str, tuple[Rules, Path]]
             errors[str(path)] = RulesError(path, [("source.name", f"'{name}' is already used by {valid[name][1]}")])
             continue
         valid[name] = (rules, path)
+    live_of = {path: rules for rules, path in valid.values()}
+    for path in (p for p in paths if is_draft(p)):
+        live_path = path.with_name(path.name.replace(DRAFT_MARK, "", 1))
+        try:
+            if live_path not in live_of:
+                raise RulesError(path, [("", f"a draft of {live_path.name}, which is missing or invalid: drafts are "
+                                             "previewed by their live source's DAG")])
+            load_draft(live_path, live_of[live_path])
+        except RulesError as exc:
+            errors[str(path)] = exc
     return valid, errors

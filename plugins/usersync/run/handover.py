@@ -19,6 +19,7 @@ class SourceInfo(TypedDict, total=False):
     warnings: list[str]
     read: dict[str, Any]  # the delta/full decision with the watermark to store (``ReadPlan.to_json()``)
     reading: str  # that decision in words, for the report
+    account: str  # a single-account run: the account it reads
 
 
 class ExtractJob(TypedDict):
@@ -39,6 +40,7 @@ class Extracted(TypedDict):
     warnings: NotRequired[list[str]]  # what the read met that the report should say
     removed: NotRequired[FileRef]  # delta reads: the anchors gone since the watermark (partition 0)
     scanned: NotRequired[int]
+    account: NotRequired[str]  # a single-account run: the account read
 
 
 class Mapped(TypedDict):
@@ -53,6 +55,7 @@ class Mapped(TypedDict):
     warnings: NotRequired[list[str]]
     removed: NotRequired[FileRef]
     scanned: NotRequired[int]
+    account: NotRequired[str]
 
 
 class PlanRef(TypedDict, total=False):
@@ -72,6 +75,7 @@ class PlanRef(TypedDict, total=False):
     cursor: str  # carried from extract: the delta link apply stores
     reading: str
     warnings: list[str]  # carried from extract: what the read met
+    account: str  # a single-account run: the account it planned for
 
 
 class Applied(TypedDict, total=False):

@@ -17,15 +17,20 @@ log = logging.getLogger(__name__)
 
 SUMMARY = "summary.json"
 REPORT = "report.txt"
+EXPLANATION = "explanation.txt"  # a single-account run's explanation, on its own for the reports page
 #: the counts a summary carries (and the page's chart draws), in this order
 COUNTS = ("read", "inserted", "updated", "deleted", "disabled", "skipped")
 
 
-def write_run_record(folder, summary: dict[str, Any], report_text: str) -> None:
-    """Store the report and the summary next to the run's data (``folder`` is a ``RunFolder``)."""
+def write_run_record(folder, summary: dict[str, Any], report_text: str, explanation: str | None = None) -> None:
+    """Store the report and the summary next to the run's data (``folder`` is a ``RunFolder``), and a
+    single-account run's explanation."""
     folder.path.mkdir(parents=True, exist_ok=True)
     with (folder.path / REPORT).open("w") as fh:
         fh.write(report_text)
+    if explanation is not None:
+        with (folder.path / EXPLANATION).open("w") as fh:
+            fh.write(explanation)
     with (folder.path / SUMMARY).open("w") as fh:
         json.dump({**summary, "written": time.time()}, fh)
 
@@ -60,8 +65,8 @@ def recent_runs(base, days: float = 15, now: float | None = None) -> dict[str, l
     return dict(sorted(found.items()))
 
 
-def report_text(run_dir) -> Iterator[str]:
-    """The run's report, in pieces (FileNotFoundError when the run has none)."""
-    with (run_dir / REPORT).open("r") as fh:
+def report_text(run_dir, name: str = REPORT) -> Iterator[str]:
+    """The run's report (or another of its texts), in pieces (FileNotFoundError when the run has none)."""
+    with (run_dir / name).open("r") as fh:
         while chunk := fh.read(1 << 16):
             yield chunk

@@ -16,6 +16,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import Engine
 
+from usersync.explain import explanation
+from usersync.explain.fields import field_sections
+from usersync.explain.match import absent_sections, match_sections
+from usersync.explain.reading import identity, read_sections
 from usersync.plan.mapping import map_records
 from usersync.plan.tables import (
     SKIPPED_SCHEMA,
@@ -44,12 +48,18 @@ REMOVED_SCHEMA = pa.schema([("anchor", pa.string())])
 
 
 def check_step(source: Source, rules: Rules | None = None, engine: Engine | None = None,
-               full_sync: bool = False) -> dict[str, Any]:
+               full_sync: bool = False, account: str | None = None) -> dict[str, Any]:
     """Prove the source readable; for a delta source (``rules`` and the users ``engine`` given), choose how
-    this run reads it — ``info["read"]`` (mode, reason, the watermark to store) and ``info["reading"]``."""
+    this run reads it — ``info["read"]`` (mode, reason, the watermark to store) and ``info["reading"]``.
+
+    ``account``: a single-account run, which reads that account only and never moves a delta watermark."""
     info = source.check()
     for warning in info.get("warnings", []):
         log.warning("%s", warning)
+    if account:
+        info.update(account=account, reading=f"one account: {account!r} (the delta watermark is not moved)"
+                    if rules is not None and rules.source.delta is not None else f"one account: {account!r}")
+        return info
     if rules is not None and engine is not None and rules.source.delta is not None:
         read = choose(rules, load_watermark(engine, rules.source.name), info["dc"], datetime.now(UTC),
                       full_sync=full_sync)
@@ -63,17 +73,19 @@ def is_delta(info: dict[str, Any]) -> bool:
 
 
 def partitions(rules: Rules, info: dict[str, Any]) -> list[int]:
-    """The partitions this run extracts: all of them for a full read, one for a delta (it is small)."""
-    return [0] if is_delta(info) else list(range(rules.source.partition_count))
+    """The partitions this run extracts: all of them for a full read, one for a delta or one account."""
+    return [0] if is_delta(info) or info.get("account") else list(range(rules.source.partition_count))
 
 
 def extract_step(source: Source, info: dict[str, Any], attributes: list[str], folder: RunFolder,
-                 index: int = 0, count: int = 1) -> dict[str, Any]:
+                 index: int = 0, count: int = 1, rules: Rules | None = None) -> dict[str, Any]:
     """Read partition ``index`` of ``count`` into ``records/part-<index>.parquet``; returns its reference.
 
     A partition may be empty; the whole source may not: then this step fails, never "everyone left". A delta
     read may be empty (nothing changed); its partition 0 also lists the anchors gone since the watermark.
     """
+    if info.get("account"):
+        return one_account_step(source, info, attributes, folder, rules)
     batches = record_batches(source.partition(info, index, count), attributes)
     ref = folder.write(f"records/part-{index:03d}.parquet", batches, records_schema(attributes))
     if source.unique_by:
@@ -98,6 +110,26 @@ def extract_step(source: Source, info: dict[str, Any], attributes: list[str], fo
         log.info("delta: %d account(s) deleted or out of scope since the watermark (%d entries scanned)",
                  len(anchors), scanned)
         out.update(removed=removed.to_json(), scanned=scanned)
+    return out
+
+
+def one_account_step(source: Source, info: dict[str, Any], attributes: list[str], folder: RunFolder,
+                     rules: Rules | None) -> dict[str, Any]:
+    """Read the one account ``info["account"]`` names, server-side; its records file holds it only when the
+    rules' scope takes it in. What was read and each scope test go to the account's explanation."""
+    if rules is None:
+        raise ValueError("a single-account read needs the rules (to explain it)")
+    found = source.read_one(info, info["account"])
+    records = [found.record] if found.record is not None and found.in_scope else []
+    ref = folder.write("records/part-000.parquet", record_batches(records, attributes), records_schema(attributes))
+    log.info("one account: %r — %s; %d request(s) to the source, %d entr%s returned, %s", found.asked, found.found_by,
+             found.requests, found.entries, "y" if found.entries == 1 else "ies",
+             "in scope" if found.in_scope else "not found" if found.record is None else "out of scope")
+    explanation.save(folder, "extract", read_sections(rules, found, attributes, info.get("url", "the source")),
+                     identity(rules, found))
+    out: dict[str, Any] = {"partition": 0, "records": ref.to_json(), "delta": False, "account": found.asked}
+    if source.warnings:
+        out["warnings"] = list(source.warnings)
     return out
 
 
@@ -149,10 +181,15 @@ def map_step(rules: Rules, extracted: dict[str, Any], folder: RunFolder) -> dict
             yield mapped_batch(mapped, fields)
 
     mapped_ref = folder.write(f"mapped/part-{index:03d}.parquet", mapped_batches(), mapped_schema(fields))
+    if extracted.get("account"):  # one account: how each field's value came about
+        record = next(records_of(folder.read(ref).to_batches()[0]), None) if ref.rows else None
+        explanation.save(folder, "map", field_sections(rules, record) if record is not None else
+                         {"fields": ["not mapped: the run does not sync this account (see scope)"]})
     skipped_ref = folder.write(f"skipped/part-{index:03d}.parquet", [skipped_batch(skipped)], SKIPPED_SCHEMA)
     progress.done()
     log.info("mapped %d of %d records (%d skipped)", mapped_ref.rows, ref.rows, len(skipped))
-    delta: dict[str, Any] = {k: extracted[k] for k in ("delta", "removed", "scanned", "cursor", "reading", "warnings")
+    delta: dict[str, Any] = {k: extracted[k] for k in ("delta", "removed", "scanned", "cursor", "reading", "warnings",
+                                                       "account")
                              if k in extracted}
     return {"read": ref.rows, "mapped": mapped_ref.to_json(), "skipped": skipped_ref.to_json(), **delta}
 
@@ -162,9 +199,10 @@ def diff_step(rules: Rules, parts: list[dict[str, Any]], engine: Engine, folder:
     from usersync.plan.diff import diff_frames  # pandas: imported by the one step that uses it
     read = sum(p["read"] for p in parts)
     delta = any(p.get("delta") for p in parts)
-    if not read and not delta:  # extract refuses an empty source; this guards against record files swapped underneath
+    account = next((p["account"] for p in parts if p.get("account")), None)
+    if not read and not delta and not account:  # extract refuses an empty source; this guards against record files swapped underneath
         raise EmptySource("the run's record files hold no users; refusing to treat that as 'everyone left'")
-    removed = None
+    removed: set[str] | None = set() if account else None  # one account: nobody else is gone
     if delta:
         refs = [TableRef.from_json(p["removed"]) for p in parts if p.get("removed")]
         if len(refs) != 1:
@@ -179,8 +217,14 @@ def diff_step(rules: Rules, parts: list[dict[str, Any]], engine: Engine, folder:
     log.info("diff: %d source users against %d users in the table", len(source), len(existing))
     plan = diff_frames(rules, source, existing, skipped, read=read, removed=removed)
     plan.seen = seen
+    if account:
+        facts = explanation.load(folder)[1]
+        explanation.save(folder, "diff", match_sections(rules, existing, facts, plan) if read
+                         else absent_sections(rules, existing, facts), {"planned": plan.counts()})
     log.info("plan for %s: %s", rules.source.name, plan.counts())
     ref = plan.save(folder)
+    if account:
+        ref["account"] = account
     for key in ("cursor", "reading"):  # the delta link to store on apply; a read that changed its mind
         found = next((p[key] for p in parts if p.get(key)), None)
         if found:

@@ -69,6 +69,15 @@ class RunReport:
     conflicts: list[str] = field(default_factory=list)
     conflict_count: int = 0
     approval: dict[str, Any] | None = None  # approval.Decision.to_json(): who approved or rejected, and when
+    account: str | None = None  # a single-account run: the account it read (and explains)
+    explanation: list[str] = field(default_factory=list)  # that account's explanation, step by step
+    draft: str | None = None  # a preview of draft rules: the draft file (always a dry run)
+    draft_changes: list[str] = field(default_factory=list)  # what the draft changes against the live rules
+
+    @property
+    def kind(self) -> str:
+        """What the run was: a draft preview, a single-account run, or a run over the whole source."""
+        return "draft preview" if self.draft else "single account" if self.account else "full"
 
     @property
     def status(self) -> str:
@@ -86,7 +95,8 @@ class RunReport:
             out.append(f"{self.conflict_count} planned change(s) not applied: the users table changed during the "
                        "run (see below); the next run reconciles")
         if self.dry_run and self.verdict and self.verdict.get("blocked"):
-            out.append("a live run with this change set would be BLOCKED by the mass-delete guard")
+            out.append(f"a live run with {'these rules' if self.draft else 'this change set'} would be BLOCKED by "
+                       "the mass-delete guard")
         return out
 
     def mail_kind(self, notify_on_success: bool) -> str | None:
@@ -98,7 +108,9 @@ class RunReport:
         return "success" if notify_on_success else None
 
     def subject(self) -> str:
-        mode = " (dry run)" if self.dry_run else ""
+        mode = " (draft preview)" if self.draft else " (dry run)" if self.dry_run else ""
+        if self.account:
+            mode = f" (account {self.account}){mode}"
         if self.status == FAILED:
             return f"[usersync] ALARM: {self.source} failed at step {self.failure['step'] if self.failure else '?'}{mode}"
         if self.status == BLOCKED:
@@ -122,19 +134,25 @@ class RunReport:
             "counts": {k: counts.get(k, 0) for k in COUNTS},
             "failed_step": self.failure["step"] if self.failure else None,
             "approval": self.approval,
+            "kind": self.kind, "account": self.account, "draft": self.draft,
         }
 
     def render(self, secrets: list[str] | None = None) -> str:
         duration = (self.ended - self.started).total_seconds()
+        mode = 'DRY RUN (nothing written)' if self.dry_run else 'live'
+        if self.draft:
+            mode = f"DRAFT PREVIEW of {self.draft} — a dry run with the draft rules, nothing written"
         out = [
             f"usersync report — source {self.source}",
             f"run:      {self.run_id}",
-            f"mode:     {'DRY RUN (nothing written)' if self.dry_run else 'live'}",
+            f"mode:     {mode}",
             f"status:   {self.status}",
             f"start:    {self.started.isoformat(timespec='seconds')}",
             f"end:      {self.ended.isoformat(timespec='seconds')}",
             f"duration: {duration:.1f} s",
         ]
+        if self.account:
+            out.append(f"account:  {self.account!r} — this account only: read alone from the source, nobody deleted")
         if self.server:
             out.append(f"from:     {self.server}")
         if self.reading:
@@ -142,6 +160,8 @@ class RunReport:
         if self.run_data:
             out.append(f"run data: {self.run_data}")
         out.append("")
+        if self.draft:
+            out += ["the draft against the live rules:", *(f"  {line}" for line in self.draft_changes), ""]
         if self.plan:
             label = "statistics (planned, dry run)" if self.dry_run else "statistics"
             out.append(f"{label}: " + ", ".join(f"{k} {v}" for k, v in self.statistics().items()))
@@ -166,6 +186,8 @@ class RunReport:
                 out += ["", f"failed at step: {f['step']}", f"error: {f['type']}: {f['error']}"]
                 if f.get("traceback"):
                     out += ["debug information (send it to support if the error is unclear):", f["traceback"].rstrip()]
+        if self.explanation:
+            out += ["", *self.explanation]
         if self.plan:
             changes = change_lines(self.plan, self.max_change_lines)
             if changes:

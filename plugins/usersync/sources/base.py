@@ -5,11 +5,46 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from usersync.connection import ConnectionFields
 from usersync.sources.record import SourceRecord
 from usersync.sources.spec import SourceSpecBase
+
+
+@dataclass
+class ScopeCheck:
+    """One test of a source's scope on one account (object path, filter, group, disabled state…)."""
+
+    what: str
+    passed: bool
+    why: str
+
+    def line(self) -> str:
+        return f"{'passed' if self.passed else 'FAILED'}: {self.what} — {self.why}"
+
+
+@dataclass
+class OneAccount:
+    """One account read on demand (``Source.read_one``): the entry as the source holds it, found by the server
+    whatever the rules' scope, and each scope test the rules make, each answered by the server where it can.
+
+    ``record`` None: the source holds no such account. ``requests`` and ``entries`` count what finding it took:
+    the requests sent and the entries the server returned, so a single-account run shows it read one entry (the
+    scope tests that follow ask about that entry only).
+    """
+
+    asked: str
+    record: SourceRecord | None = None
+    found_by: str = ""  # how the server was asked: the filter, the path, the WHERE clause
+    checks: list[ScopeCheck] = field(default_factory=list)
+    requests: int = 0
+    entries: int = 0
+
+    @property
+    def in_scope(self) -> bool:
+        return self.record is not None and all(c.passed for c in self.checks)
 
 
 class Source(ABC):
@@ -63,6 +98,11 @@ class Source(ABC):
         Sources read whole have none: what they do not return is gone.
         """
         return [], 0
+
+    @abstractmethod
+    def read_one(self, info: dict[str, Any], account: str) -> OneAccount:
+        """Only the account ``account`` names (its key, an anchor or a DN, as the source type allows), with the
+        server doing the search; and whether the rules' scope takes it in, test by test."""
 
     def close(self) -> None:  # noqa: B027 - optional: sources without connections have nothing to release
         """Release connections; safe to call more than once."""

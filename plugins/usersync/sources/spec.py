@@ -40,6 +40,8 @@ class SourceSpecBase(StrictModel):
     delta_anchor: ClassVar[str | None] = None
     #: Imported on demand from a file chosen at trigger time: never scheduled, never removes users.
     on_demand: ClassVar[bool] = False
+    #: What an admin may type to name one account (the ``account`` trigger parameter)
+    account_forms: ClassVar[str] = "its key"
 
     #: ``source.type``: each spec narrows it to its own names (the union's discriminator)
     type: str

@@ -16,7 +16,7 @@ from typing import Any
 from usersync.connection import ConnectionFields
 from usersync.paths import configured
 from usersync.progress import Progress
-from usersync.sources.base import Source, missing
+from usersync.sources.base import OneAccount, ScopeCheck, Source, missing
 from usersync.sources.csvfile.spec import CsvSourceSpec
 from usersync.sources.errors import SourceQueryError
 from usersync.sources.record import SourceRecord
@@ -109,3 +109,18 @@ class CsvSource(Source):
             except UnicodeDecodeError as e:
                 raise SourceQueryError(f"{self.path.name} is not UTF-8 text ({e.reason})") from None
         progress.done()
+
+    def read_one(self, info: dict[str, Any], account: str) -> OneAccount:
+        """The account's line of the file: the line whose key column holds ``account`` (case-insensitively), or
+        the line ``account`` names (``line 12``). A key on two lines is a duplicate the import skips."""
+        wanted = account.strip().casefold()
+        line = wanted.removeprefix("line").strip() if wanted.startswith("line") else None
+        hits = [r for r in self.records(info)
+                if (r.get(self.spec.key_attribute) or "").casefold() == wanted
+                or (line is not None and r.account.endswith(f" line {line}"))]
+        found = OneAccount(account, hits[0] if hits else None, f"{self.spec.key_attribute} = {account!r} in "
+                           f"{self.path.name}", requests=1, entries=len(hits))
+        if len(hits) > 1:
+            found.checks.append(ScopeCheck("one line per account", False, "the key is on "
+                                           f"{', '.join(h.account for h in hits)}: the import skips every copy"))
+        return found

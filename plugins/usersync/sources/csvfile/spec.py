@@ -12,6 +12,7 @@ class CsvSourceSpec(SourceSpecBase):
 
     on_demand: ClassVar[bool] = True
 
+    account_forms: ClassVar[str] = "the key column's value, or 'line N'"
     type: Literal["csv"]
     #: Folder the imported files must be in. Default: $USERSYNC_IMPORTS_DIR, else $USERSYNC_HOME/imports.
     imports_dir: str | None = None

@@ -22,7 +22,7 @@ import httpx
 
 from usersync.connection import ConnectionFields
 from usersync.progress import Progress
-from usersync.sources.base import Source
+from usersync.sources.base import OneAccount, ScopeCheck, Source
 from usersync.sources.cucm.spec import CucmSourceSpec
 from usersync.sources.errors import (
     SourceAuthError,
@@ -217,5 +217,32 @@ class CucmSource(Source):
             skip += len(page)
         progress.done()
 
+    def read_one(self, info: dict[str, Any], account: str) -> OneAccount:
+        """The end user whose userid is ``account``: listUser with that userid as its search criterion (CUCM
+        finds it), then the rules' userid pattern and the inactive status tested on it."""
+        tags = list(dict.fromkeys(["userid", "status", *self.attributes]))
+        page, _ = self.client.list_users(account.replace("%", ""), tags, 0, 10)
+        hits = [u for u in page if u.get("userid", "").casefold() == account.strip().casefold()]
+        found = OneAccount(account, found_by=f"listUser userid = {account!r}", requests=1, entries=len(page))
+        if not hits:
+            return found
+        user = hits[0]
+        found.record = SourceRecord(f"CUCM user {user.get('userid')} {user['uuid']}", user)
+        inside = bool(like(self.spec.userid_pattern).fullmatch(user.get("userid", "")))
+        found.checks.append(ScopeCheck("userid pattern", inside, f"{user.get('userid')!r} "
+                                       f"{'matches' if inside else 'does not match'} {self.spec.userid_pattern!r}"))
+        if self.spec.disabled_accounts != "import":
+            inactive = user.get("status") == "2"
+            found.checks.append(ScopeCheck(
+                "disabled accounts", not inactive or self.spec.disabled_accounts == "skip",
+                f"inactive in CUCM (status 2): {'left out' if self.spec.disabled_accounts == 'exclude' else 'its user is left as it is'} "
+                f"(disabled_accounts: {self.spec.disabled_accounts})" if inactive else f"active (status {user.get('status')})"))
+        return found
+
     def close(self) -> None:
         self.client.close()
+
+
+def like(pattern: str) -> re.Pattern:
+    """An AXL search criterion (SQL LIKE: ``%`` any text, ``_`` one character) as a case-insensitive regex."""
+    return re.compile("".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern), re.I)

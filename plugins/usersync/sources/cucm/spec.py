@@ -21,6 +21,7 @@ class CucmSourceSpec(ConnectedSpec):
 
     disabled_attribute: ClassVar[str | None] = "status"
 
+    account_forms: ClassVar[str] = "the CUCM userid"
     type: Literal["cucm"]
     key_attribute: str = "userid"
     external_id_attribute: str | None = "uuid"

@@ -15,7 +15,7 @@ from sqlalchemy import URL, Connection, create_engine, exc, text
 
 from usersync.connection import ConnectionFields, sqlalchemy_url
 from usersync.progress import Progress
-from usersync.sources.base import Source, missing
+from usersync.sources.base import OneAccount, Source, missing
 from usersync.sources.database.spec import DatabaseSourceSpec
 from usersync.sources.errors import SourceAuthError, SourceError, SourceQueryError, SourceUnreachable
 from usersync.sources.record import SourceRecord
@@ -95,6 +95,32 @@ class DatabaseSource(Source):
             finally:
                 conn.rollback()
         progress.done()
+
+    def read_one(self, info: dict[str, Any], account: str) -> OneAccount:
+        """The row whose key (or anchor) column equals ``account``: the table or query filtered by the
+        database (``WHERE key = :value``), never read whole. The query is the scope: a row it does not return
+        is not in the source."""
+        quote = self.engine.dialect.identifier_preparer.quote
+        columns = [c for c in (self.spec.key_attribute, self.spec.external_id_attribute) if c]
+        where = " OR ".join(f"usersync_q.{quote(c)} = :account" for c in dict.fromkeys(columns))
+        sql = f"SELECT * FROM ({self._sql()}) usersync_q WHERE {where}"
+        with self._connect() as conn:
+            try:
+                rows = [dict(r) for r in conn.execute(text(sql), {"account": account}).mappings()]
+            except exc.DBAPIError as e:
+                raise _translate(e, self.where) from None
+            finally:
+                conn.rollback()
+        if len(rows) > 1:
+            raise SourceQueryError(f"{account!r} matches {len(rows)} rows of {self.spec.describe()} "
+                                   f"({' or '.join(columns)}); the key must name one")
+        found = OneAccount(account, found_by=f"{self.spec.describe()} WHERE {' OR '.join(f'{c} = {account!r}' for c in dict.fromkeys(columns))}",
+                           requests=1, entries=len(rows))
+        if rows:
+            attrs = {k: _text(v) for k, v in rows[0].items()}
+            found.record = SourceRecord(f"{self.spec.table or 'query'} row ({self.spec.key_attribute}="
+                                        f"{attrs.get(self.spec.key_attribute)})", attrs)
+        return found
 
     def close(self) -> None:
         self.engine.dispose()

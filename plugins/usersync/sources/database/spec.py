@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -13,6 +13,7 @@ from usersync.sources.spec import ConnectedSpec
 class DatabaseSourceSpec(ConnectedSpec):
     """A SQL database: a table or one read-only SELECT, streamed in chunks."""
 
+    account_forms: ClassVar[str] = "the key column's value (or the anchor column's)"
     type: Literal["database"]
     table: str | None = None
     query: str | None = None

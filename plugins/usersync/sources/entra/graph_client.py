@@ -176,13 +176,22 @@ class GraphClient:
         return path
 
     def get(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
+        return self.request("GET", path, params)
+
+    def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A POST that only reads (e.g. ``checkMemberGroups``), with the same retries and token renewal."""
+        return self.request("POST", path, body=body)
+
+    def request(self, method: str, path: str, params: dict[str, str] | None = None,
+                body: dict[str, Any] | None = None) -> dict[str, Any]:
         url, renewed, tries = self.url(path), False, 0
         token = self.token()
         while True:
             tries += 1
             self.requests += 1
             try:
-                answer = self._http.get(url, params=params, headers={"Authorization": f"Bearer {token}"})
+                answer = self._http.request(method, url, params=params, json=body,
+                                            headers={"Authorization": f"Bearer {token}"})
             except httpx.TimeoutException:
                 raise SourceUnreachable(f"Microsoft Graph did not answer within {self.settings.timeout:g} s ({url})") from None
             except httpx.HTTPError as exc:

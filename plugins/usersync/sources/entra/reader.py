@@ -13,14 +13,17 @@ Graph documents that one user may be listed several times in a read: the last st
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
+from urllib.parse import quote
 
 from usersync.connection import ConnectionFields
 from usersync.progress import Progress
-from usersync.sources.base import Source
+from usersync.sources.base import OneAccount, ScopeCheck, Source
 from usersync.sources.entra.graph_client import DeltaExpired, GraphClient, GraphError, GraphSettings, graph_settings
 from usersync.sources.entra.spec import EntraSourceSpec, is_guest
+from usersync.sources.errors import SourceQueryError
 from usersync.sources.record import SourceRecord
 from usersync.sources.spec import SourceSpecBase
 
@@ -28,6 +31,7 @@ log = logging.getLogger(__name__)
 UPN_PARTS = ("upnLocalPart", "upnDomain")
 EXTENSIONS = tuple(f"extensionAttribute{n}" for n in range(1, 16))
 ID_BATCH = 15  # Graph's limit of clauses in "id in (…)"
+_OBJECT_ID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
 def graph_properties(attributes: list[str]) -> list[str]:
@@ -206,6 +210,58 @@ class EntraSource(Source):
 
     def _record(self, user: dict[str, Any]) -> SourceRecord:
         return SourceRecord(account=user.get("userPrincipalName") or user["id"], attributes=flatten(user))
+
+    def read_one(self, info: dict[str, Any], account: str) -> OneAccount:
+        """One user: ``/users/{id | userPrincipalName}``, or for a bare name the user whose UPN starts with
+        ``name@``; then the rules' scope asked of Graph for that user (``checkMemberGroups`` for the group,
+        ``$filter`` with ``id eq``) and the disabled and guest tests."""
+        asked = account.strip()
+        select = ",".join(dict.fromkeys([*self.select.split(","), "accountEnabled", "userType"]))
+        found, before = OneAccount(asked), self.client.requests
+        if "@" in asked or _OBJECT_ID.match(asked):
+            found.found_by = f"GET /users/{asked}"
+            try:
+                users = [self.client.get(f"v1.0/users/{quote(asked, safe='@')}", {"$select": select})]
+            except GraphError as exc:
+                if exc.status != 404:
+                    raise
+                users = []
+        else:
+            prefix = asked.replace("'", "''")
+            found.found_by = f"GET /users?$filter=startswith(userPrincipalName,'{prefix}@')"
+            users = self.client.get("v1.0/users", {"$select": select,
+                                                   "$filter": f"startswith(userPrincipalName,'{prefix}@')"})["value"]
+            if len(users) > 1:
+                raise SourceQueryError(f"{asked!r} names {len(users)} users "
+                                       f"({', '.join(u.get('userPrincipalName') or u['id'] for u in users)}): "
+                                       "give the userPrincipalName or the object id")
+        found.entries, found.requests = len(users), self.client.requests - before
+        if users:
+            found.record = self._record(users[0])
+            found.checks = self._scope(users[0])
+        return found
+
+    def _scope(self, user: dict[str, Any]) -> list[ScopeCheck]:
+        checks = []
+        if self.spec.group_id:
+            member = self.client.post(f"v1.0/users/{user['id']}/checkMemberGroups",
+                                      {"groupIds": [self.spec.group_id]})["value"]
+            checks.append(ScopeCheck("group", bool(member), f"{'a' if member else 'not a'} member of group "
+                                                            f"{self.spec.group_id} (nested groups included)"))
+        if self.spec.filter:
+            hit = self.client.get("v1.0/users", {"$select": "id",
+                                                 "$filter": f"id eq '{user['id']}' and ({self.spec.filter})"})["value"]
+            checks.append(ScopeCheck("filter", bool(hit), f"Graph {'returns' if hit else 'does not return'} "
+                                                          f"the user for $filter {self.spec.filter}"))
+        if self.spec.disabled_accounts != "import":
+            off = user.get("accountEnabled") is False
+            checks.append(ScopeCheck("disabled accounts", not off or self.spec.disabled_accounts == "skip",
+                                     f"accountEnabled {str(not off).lower()}"
+                                     + (f" (disabled_accounts: {self.spec.disabled_accounts})" if off else "")))
+        if self.spec.guests != "import" and is_guest(user.get("userType"), user.get("userPrincipalName")):
+            checks.append(ScopeCheck("guests", self.spec.guests == "skip",
+                                     f"a guest account (guests: {self.spec.guests})"))
+        return checks
 
     def close(self) -> None:
         self.client.close()

@@ -26,6 +26,7 @@ class EntraSourceSpec(ConnectedSpec):
     disabled_attribute: ClassVar[str | None] = "accountEnabled"
     delta_anchor: ClassVar[str | None] = "id"
 
+    account_forms: ClassVar[str] = "the userPrincipalName, the object id, or the UPN's name part"
     type: Literal["entra_id"]
     key_attribute: str = "upnLocalPart"
     external_id_attribute: str | None = "id"

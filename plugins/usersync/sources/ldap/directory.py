@@ -147,6 +147,8 @@ class LdapDirectory:
                  skipped: list[str] | None = None):
         self.conn, self.settings, self.url, self.fell_back = conn, settings, url, fell_back
         self.skipped = skipped or []
+        self.searches = 0  # search requests sent (each page counts)...
+        self.entries = 0  # ...and entries the server returned: what a single-account run reports it read
 
     @property
     def global_catalog(self) -> bool:
@@ -211,11 +213,15 @@ class LdapDirectory:
         raw = entry.get("raw_attributes", {}) if entry else {}
         return {k: [decode_text(v) for v in vals] for k, vals in raw.items()}
 
-    def default_users_base(self) -> str:
-        """The default for a blank object path: ``CN=Users`` of the default naming context."""
+    def naming_context(self) -> str | None:
+        """The directory's default naming context (AD), else its first naming context (OpenLDAP)."""
         dse = {k.lower(): v for k, v in self.root_dse("defaultNamingContext", "namingContexts").items()}
         contexts = dse.get("defaultnamingcontext") or dse.get("namingcontexts") or []
-        context = contexts[0] if contexts else None
+        return contexts[0] if contexts else None
+
+    def default_users_base(self) -> str:
+        """The default for a blank object path: ``CN=Users`` of the default naming context."""
+        context = self.naming_context()
         if not context:
             raise SourceQueryError(
                 f"{self.url} announces no defaultNamingContext; set 'object_path' in the rules file"
@@ -229,6 +235,7 @@ class LdapDirectory:
         cookie: bytes | None = None
         ldap_scope = {"subtree": ldap3.SUBTREE, "level": ldap3.LEVEL, "base": ldap3.BASE}[scope]
         while True:
+            self.searches += 1
             try:
                 self.conn.search(base, ldap_filter, ldap_scope, attributes=attributes,
                                  paged_size=page_size, paged_cookie=cookie, controls=controls)
@@ -254,6 +261,7 @@ class LdapDirectory:
                     continue  # AD answers with referrals too
                 attrs = {k: values_of(v, k) for k, v in whole_attributes(entry, self.url).items()}
                 page += 1
+                self.entries += 1
                 yield SourceRecord(entry["dn"], attrs)
             progress.advance(page)
             control = self.conn.result.get("controls", {}).get(PAGED_RESULTS)

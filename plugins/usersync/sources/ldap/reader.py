@@ -8,9 +8,9 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from usersync.connection import ConnectionFields
-from usersync.sources.base import Source
+from usersync.sources.base import OneAccount, Source
 from usersync.sources.errors import SourceQueryError
-from usersync.sources.ldap import ad_delta, forest
+from usersync.sources.ldap import ad_delta, forest, one_account
 from usersync.sources.ldap.directory import LdapDirectory, LdapSettings
 from usersync.sources.ldap.partitions import partition_filter
 from usersync.sources.ldap.spec import LdapSourceSpec
@@ -114,14 +114,15 @@ class LdapSource(Source):
             ldap_filter = f"(&{info['filter']}{part})" if part else info["filter"]
         records = self._open(info).search(info["base"], ldap_filter, self.server_attributes, self.spec.page_size,
                                           self.spec.scope)
-        domains = info.get("domains")
-        if not domains:
-            yield from records
-            return
-        for record in records:  # dnDomain: the NetBIOS name of the domain the entry's DN lies in
-            name = forest.domain_of(record.account, domains)
-            yield SourceRecord(record.account, {**record.attributes, forest.DN_DOMAIN: [name] if name else []},
-                               record.problem)
+        yield from (_with_domain(record, info) for record in records)
+
+    def read_one(self, info: dict, account: str) -> OneAccount:
+        """The entry ``account`` names (key, UPN, objectGUID or DN), found by the server from the naming
+        context, and the rules' scope tested on it entry by entry (see ``one_account``)."""
+        found = one_account.read_one(self._open(info), self.spec, account, info["base"], self.server_attributes)
+        if found.record is not None:
+            found.record = _with_domain(found.record, info)
+        return found
 
     def removed(self, info: dict, in_scope: set[str]) -> tuple[list[str], int]:
         """On a delta read: anchors of the accounts deleted or moved out of scope since the watermark."""
@@ -134,6 +135,15 @@ class LdapSource(Source):
         if self._directory is not None:
             self._directory.close()
             self._directory = None
+
+
+def _with_domain(record: SourceRecord, info: dict) -> SourceRecord:
+    """``dnDomain`` (the NetBIOS name of the domain the entry's DN lies in) added when the rules read it."""
+    domains = info.get("domains")
+    if not domains:
+        return record
+    name = forest.domain_of(record.account, domains)
+    return SourceRecord(record.account, {**record.attributes, forest.DN_DOMAIN: [name] if name else []}, record.problem)
 
 
 def _delta_since(info: dict) -> int | None:

@@ -13,6 +13,8 @@ from usersync.sources.spec import ConnectedSpec
 class LdapSourceSpec(ConnectedSpec):
     """An LDAP directory (OpenLDAP, 389 DS, …): no disabled flag, no anchor, read whole."""
 
+    account_forms: ClassVar[str] = "the key attribute's value or the entry's DN"
+
     type: Literal["ldap"]
     #: LDAP object path (search base). Blank: the ``CN=Users`` container of the default naming context.
     object_path: str = ""
@@ -63,6 +65,8 @@ class ActiveDirectorySourceSpec(LdapSourceSpec):
 
     disabled_attribute: ClassVar[str | None] = "userAccountControl"
     delta_anchor: ClassVar[str | None] = "objectGUID"
+
+    account_forms: ClassVar[str] = "the sAMAccountName, the userPrincipalName, the objectGUID or the DN"
 
     type: Literal["active_directory"]  # type: ignore[assignment]  # AD is the same reader with more to offer
     #: objectGUID never changes, renames included: the anchor unless the rules say otherwise
