@@ -116,3 +116,215 @@ def test_a_number_another_user_holds_is_refused_naming_the_holder(airflow_env, c
     report = report_of(dr)
     assert "REFUSED: number 10002 is already used by user 'user000002'" in _section(report, "5. claims")
     assert "result: skipped — nothing written for this account" in _section(report, "6. outcome")
+
+
+@pytest.mark.samba
+def test_on_the_samba_dc_by_guid_nested_groups_disabled_renamed_held_number_and_missing(airflow_env, samba_dc, tmp_path):
+    from sqlalchemy import create_engine
+
+    from tests.test_ad_depth import Area, add_staff, rules_for
+    from usersync.store.sync_state import load_watermark
+
+    ou = Area(samba_dc.add_ou("one-account"))
+    ou.tag = "oa"
+    dns = add_staff(samba_dc, ou, 4)
+    samba_dc.modify(dns["u2"], userAccountControl="514")  # disabled
+    inner = samba_dc.add_group(ou.n("inner"), ou, [dns["u1"], dns["u2"]])
+    outer = samba_dc.add_group(ou.n("outer"), ou, [dns["u0"], inner])
+    url = f"sqlite:///{tmp_path / 'users.db'}"
+    airflow_env.connection("corp_ldap", **samba_dc.connection_extra())
+    airflow_env.users_db(url)
+    airflow_env.rules(rules_for(ou, delta={}, member_of=[outer], disabled_accounts="exclude")
+                      .model_dump(mode="json", exclude_none=True))
+    assert airflow_env.run("user_sync__corp").state == "success"
+    assert {r["ad_username"] for r in all_rows(url).values()} == {ou.n("u0"), ou.n("u1")}
+    engine = create_engine(url)
+    mark = load_watermark(engine, "corp")
+
+    guid = samba_dc.guid(dns["u1"])
+    samba_dc.rename(dns["u1"], ou.n("u1r"))
+    before = all_rows(url)
+    dr = airflow_env.run("user_sync__corp", {"account": guid})
+    assert dr.state == "success"
+    report = report_of(dr)
+    assert "(objectGUID=" in _section(report, "1. what was read") and "1 entry returned" in report
+    assert f"passed: groups — member of {outer} (nested groups included)" in _section(report, "2. scope")
+    match = _section(report, "4. match")
+    assert f"by anchor objectGUID {guid}" in match
+    assert f"renamed in the source: AD username {ou.n('u1')} → {ou.n('u1r')}" in match
+    changed = changed_rows(before, all_rows(url))
+    (row_id,) = changed
+    assert changed[row_id]["ad_username"] == (ou.n("u1"), ou.n("u1r"))
+    assert "read:     one account: " in report and "(the delta watermark is not moved)" in report
+
+    before = all_rows(url)
+    for asked, expected in ((ou.n("u2"), "FAILED: disabled accounts — disabled in the source (userAccountControl "
+                                         "514): left out (disabled_accounts: exclude)"),
+                            (ou.n("u3"), f"FAILED: groups — not a member of {outer}, directly or through nested groups"),
+                            (ou.n("nobody"), "the source holds no such account")):
+        dr = airflow_env.run("user_sync__corp", {"account": asked})
+        assert dr.state == "success" and expected in report_of(dr), report_of(dr)
+        assert "nothing to do" in _section(report_of(dr), "6. outcome")
+    assert all_rows(url) == before
+
+    samba_dc.modify(dns["u0"], ipPhone="5001")  # u1's number
+    dr = airflow_env.run("user_sync__corp", {"account": f"{ou.n('u0')}@example.test"})  # by userPrincipalName
+    assert all_rows(url) == before
+    assert f"REFUSED: number 5001 is already used by user '{ou.n('u1r')}'" in _section(report_of(dr), "5. claims")
+    assert load_watermark(engine, "corp") == mark  # single-account runs never move the delta watermark
+    engine.dispose()
+
+
+def test_entra_one_user_by_upn_or_name_with_group_scope_and_the_delta_link_kept(airflow_env, tmp_path):
+    from sqlalchemy import create_engine
+
+    from devtools.tlscerts import make_certs
+    from tests.support.graph_server import GraphServer, Tenant, graph_user
+    from tests.test_entra_source import _connection, _rules
+    from usersync.store.sync_state import load_watermark
+
+    certs = make_certs(tmp_path / "certs")
+    tenant = Tenant()
+    ids = [tenant.add(graph_user(i)) for i in range(12)]
+    tenant.groups.update({"g-uc": [ids[0], "g-inner"], "g-inner": [ids[3], ids[4]]})
+    graph = GraphServer(tenant, str(certs.cert), str(certs.key)).start()
+    graph.ca = str(certs.ca)
+    try:
+        url = f"sqlite:///{tmp_path / 'users.db'}"
+        airflow_env.users_db(url)
+        airflow_env.connection("usersync_entra", **_connection(graph))
+        airflow_env.rules(_rules(delta={}))
+        assert airflow_env.run("user_sync__entra").state == "success"
+        engine = create_engine(url)
+        link = load_watermark(engine, "entra").cursor
+        tenant.update(ids[3], mobilePhone="+39 333 7777777")
+        tenant.update(ids[4], mobilePhone="+39 333 8888888")  # not asked for: stays
+        before, asked = all_rows(url), len(tenant.requests)
+        dr = airflow_env.run("user_sync__entra", {"account": "user000003@example.onmicrosoft.com"})
+        assert dr.state == "success"
+        report = report_of(dr)
+        assert "GET /users/user000003@example.onmicrosoft.com — 1 request(s), 1 entry returned" in report
+        # only that user was read: no listing (check_source's one-user probe aside), no delta round
+        gets = [p for m, p in tenant.requests[asked:] if m == "GET" and "/v1.0/" in p and "%24top=1" not in p]
+        assert gets and all(p.startswith("/v1.0/users/user000003@") for p in gets), gets
+        changed = changed_rows(before, all_rows(url))
+        (row_id,) = changed
+        assert changed[row_id]["mobile"] == (None, "+39 333 7777777")
+        assert load_watermark(engine, "entra").cursor == link  # the delta link is not moved
+
+        airflow_env.rules(_rules(group_id="g-uc"))
+        before = all_rows(url)
+        dr = airflow_env.run("user_sync__entra", {"account": "user000004", "dry_run": True})
+        report = report_of(dr)
+        assert "startswith(userPrincipalName,'user000004@')" in report
+        assert "passed: group — a member of group g-uc (nested groups included)" in report
+        assert "result: dry run: would update" in report and all_rows(url) == before
+        dr = airflow_env.run("user_sync__entra", {"account": ids[5]})
+        assert "FAILED: group — not a member of group g-uc" in report_of(dr)
+        dr = airflow_env.run("user_sync__entra", {"account": "nobody@example.onmicrosoft.com"})
+        assert "the source holds no such account" in report_of(dr) and all_rows(url) == before
+        engine.dispose()
+    finally:
+        graph.stop()
+
+
+def test_cucm_one_end_user_by_userid(airflow_env, tmp_path):
+    import yaml
+
+    from devtools.tlscerts import make_certs
+    from tests.conftest import REPO
+    from tests.support.axl_server import AxlState, AxlTestServer, cucm_user
+
+    certs = make_certs(tmp_path / "certs")
+    state = AxlState(users=[cucm_user(i) for i in range(30)])
+    axl = AxlTestServer(state, str(certs.cert), str(certs.key)).start()
+    try:
+        airflow_env.connection("usersync_cucm", conn_type="usersync_axl", host="127.0.0.1", port=axl.port,
+                               login=state.login, password=state.password,
+                               extra={"ca_certs_file": str(certs.ca), "backoff_seconds": 0.01})
+        url = f"sqlite:///{tmp_path / 'users.db'}"
+        airflow_env.users_db(url)
+        rules = yaml.safe_load((REPO / "include" / "rules" / "cucm.yaml").read_text())
+        airflow_env.rules(dict(rules, schedule={"auto": False}, run={"retries": 0},
+                               source={**rules["source"], "disabled_accounts": "exclude"}))
+        assert airflow_env.run("user_sync__cucm").state == "success"
+        state.users[7]["department"] = "Board"
+        state.users[8]["department"] = "Board"
+        state.users[9]["status"] = "2"
+        before, asked = all_rows(url), len(state.requests)
+        dr = airflow_env.run("user_sync__cucm", {"account": "cucm0007"})
+        report = report_of(dr)
+        assert "listUser userid = 'cucm0007' — 1 request(s), 1 entry returned" in report
+        assert all("cucm0007" in str(r) for r in state.requests[asked + 1:]), state.requests[asked:]
+        changed = changed_rows(before, all_rows(url))
+        (row_id,) = changed
+        assert changed[row_id]["department"] == ("Support", "Board")
+        before = all_rows(url)
+        dr = airflow_env.run("user_sync__cucm", {"account": "cucm0009"})
+        assert "FAILED: disabled accounts — inactive in CUCM (status 2): left out" in report_of(dr)
+        assert "the next full run DELETES this user" in report_of(dr) and all_rows(url) == before
+    finally:
+        axl.stop()
+
+
+def test_database_one_row_by_key_on_postgresql(airflow_env, pg_url, tmp_path):
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(pg_url)
+    with engine.begin() as c:
+        c.execute(text("DROP TABLE IF EXISTS staff_one"))
+        c.execute(text("CREATE TABLE staff_one (login text, fname text, lname text, email text, extension text)"))
+        c.execute(text("INSERT INTO staff_one VALUES " + ", ".join(
+            f"('emp{i}', 'F{i}', 'L{i}', 'emp{i}@x.test', '{700 + i}')" for i in range(10))))
+    airflow_env.connection("hr_db", conn_type="postgres", host=engine.url.host, port=engine.url.port,
+                           login=engine.url.username, password=engine.url.password or "", schema=engine.url.database)
+    url = f"sqlite:///{tmp_path / 'users.db'}"
+    airflow_env.users_db(url)
+    airflow_env.rules({"source": {"name": "staffdb", "type": "database", "conn_id": "hr_db", "table": "staff_one",
+                                  "key_attribute": "login", "domain": "HR"},
+                       "schedule": {"auto": False}, "run": {"retries": 0},
+                       "fields": {"username": {"policy": "import", "attribute": "login"},
+                                  "first_name": {"policy": "import", "attribute": "fname"},
+                                  "last_name": {"policy": "import", "attribute": "lname"},
+                                  "email": {"policy": "import", "attribute": "email"},
+                                  "extension": {"policy": "import", "attribute": "extension"}}})
+    assert airflow_env.run("user_sync__staffdb").state == "success"
+    with engine.begin() as c:
+        c.execute(text("UPDATE staff_one SET lname = 'Changed' WHERE login IN ('emp2', 'emp3')"))
+        c.execute(text("DELETE FROM staff_one WHERE login = 'emp4'"))
+    before = all_rows(url)
+    dr = airflow_env.run("user_sync__staffdb", {"account": "emp2"})
+    report = report_of(dr)
+    assert "table `staff_one` WHERE login = 'emp2' — 1 request(s), 1 entry returned" in report
+    changed = changed_rows(before, all_rows(url))
+    (row_id,) = changed
+    assert changed[row_id]["last_name"] == ("L2", "Changed")
+    before = all_rows(url)
+    dr = airflow_env.run("user_sync__staffdb", {"account": "emp4"})
+    assert "the next full run DELETES this user" in report_of(dr) and all_rows(url) == before
+    engine.dispose()
+
+
+def test_csv_import_one_line_of_the_file(airflow_env, tmp_path, monkeypatch):
+    import yaml
+
+    from tests.conftest import REPO
+
+    imports = tmp_path / "imports"
+    imports.mkdir()
+    monkeypatch.setenv("USERSYNC_IMPORTS_DIR", str(imports))
+    header = "ad_username,domain,username,first_name,last_name,email,department,extension,mobile,language"
+    (imports / "staff.csv").write_text(header + "\n" + "".join(
+        f"s{i},CORP,s{i},F{i},L{i},s{i}@x.test,IT,{800 + i},,en\n" for i in range(6)))
+    url = f"sqlite:///{tmp_path / 'users.db'}"
+    airflow_env.users_db(url)
+    airflow_env.rules(yaml.safe_load((REPO / "include" / "rules" / "staff_csv.yaml").read_text()))
+    before = all_rows(url)
+    dr = airflow_env.run("user_import__staff_csv", {"file": "staff.csv", "account": "s3"})
+    assert dr.state == "success"
+    report = report_of(dr)
+    assert "ad_username = 's3' in staff.csv" in report and "entry: staff.csv line 5" in report
+    assert "language: default_if_empty — written now: the user is new" in report
+    changed = changed_rows(before, all_rows(url))
+    (row_id,) = changed
+    assert changed[row_id]["username"] == (None, "s3")

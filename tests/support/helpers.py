@@ -110,12 +110,15 @@ def users_snapshot(engine) -> dict:
 
 
 def all_rows(url: str) -> dict[int, dict[str, Any]]:
-    """The whole users table at ``url`` by row id (local users included): for comparing it whole."""
+    """The whole users table at ``url`` by row id (local users included): for comparing it whole (created
+    empty when no run made it yet)."""
     from sqlalchemy import create_engine, select
 
     from usersync.store.schema import users
+    from usersync.store.schema_version import ensure_schema
 
     eng = create_engine(url)
+    ensure_schema(eng)
     with eng.connect() as c:
         rows = {r.id: dict(r._mapping) for r in c.execute(select(users))}
     eng.dispose()
