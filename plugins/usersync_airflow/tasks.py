@@ -120,8 +120,9 @@ def check_source(rules_path: str) -> list[dict[str, Any]]:
         engine = hook.get_conn()  # refuses a database behind or ahead of this code's schema, naming the fix
         with open_source(rules, params()) as source:
             # a draft's scope may differ from the live rules': a preview of a delta source reads in full
-            info = pipeline.check_step(source, rules, engine, full_sync=bool(params().get("full_sync")) or previewing(),
-                                       account=account())
+            full = "a draft preview reads in full (the draft's scope may differ)" if previewing() else \
+                bool(params().get("full_sync"))
+            info = pipeline.check_step(source, rules, engine, full_sync=full, account=account())
     finally:
         hook.close()
 

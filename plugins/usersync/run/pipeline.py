@@ -48,7 +48,7 @@ REMOVED_SCHEMA = pa.schema([("anchor", pa.string())])
 
 
 def check_step(source: Source, rules: Rules | None = None, engine: Engine | None = None,
-               full_sync: bool = False, account: str | None = None) -> dict[str, Any]:
+               full_sync: bool | str = False, account: str | None = None) -> dict[str, Any]:
     """Prove the source readable; for a delta source (``rules`` and the users ``engine`` given), choose how
     this run reads it — ``info["read"]`` (mode, reason, the watermark to store) and ``info["reading"]``.
 

@@ -93,8 +93,9 @@ class ReadPlan:
 
 
 def choose(rules: Rules, stored: Watermark | None, dc: dict[str, Any], now: datetime,
-           full_sync: bool = False) -> ReadPlan:
-    """Delta when a usable watermark exists; else full, with the reason an admin can act on."""
+           full_sync: bool | str = False) -> ReadPlan:
+    """Delta when a usable watermark exists; else full, with the reason an admin can act on (``full_sync``: read
+    in full — a text says why)."""
     digest = rules_hash(rules)
     assert rules.source.delta is not None, "only delta sources choose how to read"
     every = rules.source.delta.full_every_days
@@ -108,7 +109,7 @@ def choose(rules: Rules, stored: Watermark | None, dc: dict[str, Any], now: date
         return ReadPlan(mode, reason, stored.usn if stored is not None and mode == "delta" else None, mark)
 
     if full_sync:
-        return plan("full", "asked for by the trigger parameter full_sync")
+        return plan("full", full_sync if isinstance(full_sync, str) else "asked for by the trigger parameter full_sync")
     if stored is None:
         return plan("full", "no watermark yet: first run, or the last one did not apply")
     if dc.get("cursors") and not stored.cursor:
