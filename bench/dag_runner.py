@@ -2,7 +2,8 @@
 
 Driven by ``bench.bench_dag`` (and the benchmark smoke test) over stdin/stdout, one JSON object per line:
 ``{"run": "<dag id>", "conf": {...}}`` → ``{"dag_id", "state", "seconds", "tasks": {task: seconds},
-"written", "xcom_bytes", "entries", "run_bytes", "peak_rss_mb"}``. The environment (AIRFLOW_HOME, connections, rules
+"written", "xcom_bytes", "entries", "run_bytes", "peak_rss_mb", "explanation"}`` (the last: a single-account run's
+explanation). The environment (AIRFLOW_HOME, connections, rules
 folder) is set by the caller before this process starts, as an admin's shell would.
 """
 
@@ -69,11 +70,13 @@ def run(dag_id: str, conf: dict) -> dict:
         tasks[ti.task_id] = round(tasks.get(ti.task_id, 0.0) + (ti.duration or 0.0), 2)
     applied = dr.get_task_instance("apply").xcom_pull(task_ids="apply") or {}
     folder = run_folder(dag_id, dr.run_id)
+    explained = folder.path / "explanation.txt"
     return {
         "dag_id": dag_id, "run_id": dr.run_id, "state": str(dr.state), "seconds": round(seconds, 2), "tasks": tasks,
         "written": applied.get("written"), "xcom_bytes": xcom_bytes(dr.run_id), "entries": entries_read(dr.run_id),
         "run_bytes": folder.size() if folder.path.exists() else 0,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "explanation": explained.read_text() if explained.exists() else None,
     }
 
 

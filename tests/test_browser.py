@@ -1,6 +1,7 @@
 """The admin's path in a real browser (headless Chromium) against the native distributed Airflow: log in, open
 the reports page, see a real run's report, download it, see the chart; trigger a dry run from the trigger form;
-approve a blocked run from Required Actions. A screenshot of each step is kept (tests/browser.py)."""
+sync one account as a dry run from the form and read its explanation; approve a blocked run from Required
+Actions. A screenshot of each step is kept (tests/browser.py)."""
 
 from __future__ import annotations
 
@@ -93,6 +94,43 @@ def test_a_dry_run_triggered_from_the_trigger_form(stack, browser):
     assert "mode:     DRY RUN (nothing written)" in stack.report(DAG, runs[0]["dag_run_id"])
     assert stack.users() == before
     browser.shot("dry-run-done")
+
+
+def test_a_single_account_dry_run_from_the_form_and_its_explanation_on_the_reports_page(stack, browser):
+    d = browser.driver
+    stack.ldap.modify_user(5, department="Board")
+    before = stack.users()
+    d.get(f"{stack.cluster.url}/dags/{DAG}")
+    d.find_element(By.XPATH, "//button[@aria-label='Trigger Dag']").click()
+    dialog = browser.wait_for(lambda: [e for e in d.find_elements(By.CSS_SELECTOR, "[role=dialog]")
+                                       if "Run Parameters" in e.text], what="trigger form")[0]
+    assert "Sync only this account" in dialog.text and "deletes nobody" in dialog.text
+    assert "A dry run with corp.draft.yaml instead of the live rules" in dialog.text
+    dialog.find_element(By.NAME, "element_account").send_keys("user000005")
+    dialog.find_element(By.CSS_SELECTOR, "[id='switch:element_dry_run']").click()
+    browser.wait_for(lambda: d.find_element(By.NAME, "element_dry_run").is_selected(), what="dry run switched on")
+    browser.shot("trigger-form-one-account")
+    dialog.find_element(By.XPATH, ".//button[normalize-space(.)='Trigger']").click()
+    runs = browser.wait_for(lambda: [r for r in stack.cluster.api("GET", f"/api/v2/dags/{DAG}/dagRuns")["dag_runs"]
+                                     if r["conf"].get("account") == "user000005"], what="the triggered run")
+    run_id = runs[0]["dag_run_id"]
+    assert stack.cluster.wait_run(DAG, run_id)["state"] == "success"
+    assert stack.users() == before
+    d.get(f"{stack.cluster.url}/plugin/usersync-reports")
+    d.switch_to.frame(d.find_element(By.TAG_NAME, "iframe"))
+    try:
+        row = browser.wait_for(lambda: d.find_elements(By.CSS_SELECTOR, f"tr.run[data-run-id='{run_id}']"),
+                               what="the run's row")[0]
+        assert "account user000005" in row.text
+        browser.shot("reports-one-account")
+        row.find_element(By.LINK_TEXT, "explanation").click()
+        text = browser.wait_for(lambda: "6. outcome" in (t := d.find_element(By.TAG_NAME, "body").text) and t,
+                                what="the explanation")
+        assert "explanation of account 'user000005'" in text and "department: 'Board'" in text
+        assert "result: dry run: would update the user as planned above; nothing written" in text
+        browser.shot("explanation-one-account")
+    finally:
+        d.switch_to.default_content()
 
 
 def test_a_blocked_run_approved_from_required_actions(stack, browser):

@@ -27,10 +27,14 @@ def test_shipped_rules_load_without_import_errors(shipped_bag):
 def test_csv_imports_are_manual_with_a_file_parameter_and_only_delta_sources_offer_full_sync(shipped_bag):
     dag = shipped_bag.get_dag("user_import__staff_csv")
     assert dag.schedule is None
-    assert set(dag.params) == {"dry_run", "allow_mass_delete", "file"}
-    assert set(shipped_bag.get_dag("user_sync__corp_ad").params) == {"dry_run", "allow_mass_delete", "full_sync"}
-    assert set(shipped_bag.get_dag("user_sync__demo").params) == {"dry_run", "allow_mass_delete"}
-    assert set(shipped_bag.get_dag("user_sync__entra").params) == {"dry_run", "allow_mass_delete", "full_sync"}
+    every = {"dry_run", "allow_mass_delete", "account", "preview_draft"}  # one account and draft previews: all
+    assert set(dag.params) == every | {"file"}
+    assert set(shipped_bag.get_dag("user_sync__corp_ad").params) == every | {"full_sync"}
+    assert set(shipped_bag.get_dag("user_sync__demo").params) == every
+    assert set(shipped_bag.get_dag("user_sync__entra").params) == every | {"full_sync"}
+    account = shipped_bag.get_dag("user_sync__corp_ad").params.get_param("account")
+    assert account.value is None  # optional: an empty form field is the whole source
+    assert "the sAMAccountName, the userPrincipalName, the objectGUID or the DN" in account.description
 
 
 def test_every_dag_has_tags_retries_one_active_run_docs_and_the_pipeline(shipped_bag):

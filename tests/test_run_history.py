@@ -127,3 +127,27 @@ def test_a_run_record_is_pruned_with_its_run_folder(tmp_path):
     write_run_record(folder, _summary("r1"), "text")
     assert (folder.path / MANIFEST).exists()
     assert prune_runs(tmp_path / "user_sync__corp", 15, now=time.time() + 16 * DAY) == [str(folder.path)]
+
+
+def test_draft_previews_are_listed_apart_and_single_account_runs_link_their_explanation():
+    runs = [{**_summary("2026-11-01T00:00:00", inserted=30), "folder": "full", "kind": "full"},
+            {**_summary("2026-11-02T00:00:00", updated=1), "folder": "one", "kind": "single account",
+             "account": "jdoe", "mode": "dry run"},
+            {**_summary("2026-11-03T00:00:00", deleted=6), "folder": "draft", "kind": "draft preview", "mode": "dry run",
+             "draft": "corp.draft.yaml"}]
+    html = page({"user_sync__corp": runs}, 15)
+    live, previews = html.split("<h3>draft previews", 1)
+    assert 'data-run-id="2026-11-03T00:00:00"' in previews and 'data-run-id="2026-11-03T00:00:00"' not in live
+    assert 'data-run-id="2026-11-01T00:00:00"' in live and 'data-run-id="2026-11-02T00:00:00"' in live
+    assert "dry run · account jdoe" in live
+    assert 'href="runs/user_sync__corp/one/explanation.txt"' in live
+    assert live.count('class="explanation"') == 1
+    assert live.count("<rect class=\"deleted\"") == 0  # the preview's deletions are not drawn as the source's runs
+
+
+def test_a_single_account_runs_record_keeps_its_explanation_beside_the_report(tmp_path):
+    folder = RunFolder(tmp_path / "run")
+    write_run_record(folder, _summary("r1"), "the report\n", "explanation of account 'jdoe':\n")
+    assert "".join(report_text(folder.path, "explanation.txt")) == "explanation of account 'jdoe':\n"
+    write_run_record(RunFolder(tmp_path / "run2"), _summary("r2"), "the report\n")
+    assert not (tmp_path / "run2" / "explanation.txt").exists()

@@ -90,8 +90,9 @@ DELTA_PARAMS = {
 def one_user_params(rules: Rules, path: Path) -> dict[str, Param]:
     """``account`` (one account on demand, explained) and ``preview_draft`` (the draft rules, as a dry run)."""
     return {
+        # null allowed: the form sends an empty field as null, and an empty field means the whole source
         "account": Param(
-            "", type="string", title="One account",
+            None, type=["null", "string"], title="One account",
             description=f"Sync only this account — {rules.source.account_forms} — read alone from the source; "
                         "deletes nobody, and the report explains each step for it. Empty: the whole source.",
         ),
