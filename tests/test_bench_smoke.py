@@ -32,3 +32,15 @@ def test_the_benchmark_runs_every_contestant_on_a_small_directory(tmp_path):
     text = markdown(2000, bench.rows, "python -m bench.bench_dag 2000")
     assert "| ours, scheduler path, 12 attributes | 1% churn |" in text and "faster than the peer cold" in text
     assert "Where the scheduler path's time goes" in text
+
+
+def test_the_one_account_benchmark_runs_on_a_small_directory(tmp_path):
+    from bench.bench_one_account import markdown as one_markdown
+    from bench.bench_one_account import run_benchmark as run_one
+
+    rows = {r["case"]: r for r in run_one(500, work=tmp_path)}
+    assert rows["full run, first import"]["entries"] == 500
+    one = rows["one account, changed"]
+    assert one["entries"] == 1 and one["reader"] == "1 request(s), 1 entry" and one["written"]["updated"] == 1
+    assert rows["reference: ldap3 bind + one search"]["entries"] == 1
+    assert "| one account, changed |" in one_markdown(500, list(rows.values()), "python -m bench.bench_one_account 500")

@@ -99,25 +99,16 @@ def report_of_failed(dr) -> str:
 def test_a_delta_source_previews_with_a_full_read_and_keeps_its_delta_link(airflow_env, tmp_path):
     from sqlalchemy import create_engine
 
-    from devtools.tlscerts import make_certs
-    from tests.support.graph_server import GraphServer, Tenant, graph_user
-    from tests.test_entra_source import _connection, _rules
+    from tests.support.graph_server import Tenant, graph_user
+    from tests.test_entra_source import _rules, graph_source
+    from usersync.store.sync_state import load_watermark
 
-    certs = make_certs(tmp_path / "certs")
     tenant = Tenant()
     for i in range(10):
         tenant.add(graph_user(i))
-    graph = GraphServer(tenant, str(certs.cert), str(certs.key)).start()
-    graph.ca = str(certs.ca)
-    try:
-        url = f"sqlite:///{tmp_path / 'users.db'}"
-        airflow_env.users_db(url)
-        airflow_env.connection("usersync_entra", **_connection(graph))
-        airflow_env.rules(_rules(delta={}))
+    with graph_source(airflow_env, tmp_path, tenant, delta={}) as (_graph, url):
         assert airflow_env.run("user_sync__entra").state == "success"
         engine = create_engine(url)
-        from usersync.store.sync_state import load_watermark
-
         mark = load_watermark(engine, "entra")
         draft = _rules(delta={}, disabled_accounts="exclude")
         (airflow_env.rules_dir / "entra.draft.yaml").write_text(yaml.safe_dump(draft))
@@ -131,5 +122,3 @@ def test_a_delta_source_previews_with_a_full_read_and_keeps_its_delta_link(airfl
         assert "- delete user000000" in report
         assert all_rows(url) == before and load_watermark(engine, "entra") == mark
         engine.dispose()
-    finally:
-        graph.stop()

@@ -4,6 +4,7 @@ client's own rules (page size, token renewal, bounded retries, Graph's error tex
 
 from __future__ import annotations
 
+import contextlib
 import re
 from datetime import UTC
 from urllib.parse import parse_qs, urlsplit
@@ -56,6 +57,23 @@ def _rules(**source) -> dict:
             "enabled": {"policy": "import", "attribute": "accountEnabled", "transforms": ["flag"]},
         },
     }
+
+
+@contextlib.contextmanager
+def graph_source(airflow_env, tmp_path, tenant, **source):
+    """A Graph test server for ``tenant``, its connection, a SQLite users table and the Entra rules (``source``
+    settings added), for tests that build their own tenant: yields (server, users-table URL)."""
+    certs = make_certs(tmp_path / "certs")
+    server = GraphServer(tenant, str(certs.cert), str(certs.key)).start()
+    server.ca = str(certs.ca)
+    try:
+        url = f"sqlite:///{tmp_path / 'users.db'}"
+        airflow_env.users_db(url)
+        airflow_env.connection("usersync_entra", **_connection(server))
+        airflow_env.rules(_rules(**source))
+        yield server, url
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -178,22 +178,14 @@ def test_on_the_samba_dc_by_guid_nested_groups_disabled_renamed_held_number_and_
 def test_entra_one_user_by_upn_or_name_with_group_scope_and_the_delta_link_kept(airflow_env, tmp_path):
     from sqlalchemy import create_engine
 
-    from devtools.tlscerts import make_certs
-    from tests.support.graph_server import GraphServer, Tenant, graph_user
-    from tests.test_entra_source import _connection, _rules
+    from tests.support.graph_server import Tenant, graph_user
+    from tests.test_entra_source import _rules, graph_source
     from usersync.store.sync_state import load_watermark
 
-    certs = make_certs(tmp_path / "certs")
     tenant = Tenant()
     ids = [tenant.add(graph_user(i)) for i in range(12)]
     tenant.groups.update({"g-uc": [ids[0], "g-inner"], "g-inner": [ids[3], ids[4]]})
-    graph = GraphServer(tenant, str(certs.cert), str(certs.key)).start()
-    graph.ca = str(certs.ca)
-    try:
-        url = f"sqlite:///{tmp_path / 'users.db'}"
-        airflow_env.users_db(url)
-        airflow_env.connection("usersync_entra", **_connection(graph))
-        airflow_env.rules(_rules(delta={}))
+    with graph_source(airflow_env, tmp_path, tenant, delta={}) as (_graph, url):
         assert airflow_env.run("user_sync__entra").state == "success"
         engine = create_engine(url)
         link = load_watermark(engine, "entra").cursor
@@ -224,8 +216,6 @@ def test_entra_one_user_by_upn_or_name_with_group_scope_and_the_delta_link_kept(
         dr = airflow_env.run("user_sync__entra", {"account": "nobody@example.onmicrosoft.com"})
         assert "the source holds no such account" in report_of(dr) and all_rows(url) == before
         engine.dispose()
-    finally:
-        graph.stop()
 
 
 def test_cucm_one_end_user_by_userid(airflow_env, tmp_path):

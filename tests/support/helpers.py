@@ -49,17 +49,7 @@ def local_user(id_: int, username: str, **values) -> dict[str, Any]:
 
 def table_rows(url: str) -> dict[str, dict[str, Any]]:
     """The users table at ``url`` by AD username (created empty if a run failed before creating it)."""
-    from sqlalchemy import create_engine, select
-
-    from usersync.store.schema import users
-    from usersync.store.schema_version import ensure_schema
-
-    eng = create_engine(url)
-    ensure_schema(eng)
-    with eng.connect() as c:
-        rows = {r.ad_username: dict(r._mapping) for r in c.execute(select(users))}
-    eng.dispose()
-    return rows
+    return {row["ad_username"]: row for row in all_rows(url).values()}
 
 
 def planned(dag_run) -> dict[str, Any]:
