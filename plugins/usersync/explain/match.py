@@ -100,9 +100,16 @@ def match_sections(rules: Rules, existing: pd.DataFrame, facts: dict[str, Any], 
                                                              else f"not written now: the users table holds {current!r}"))
         elif row is None and rule.policy in (Policy.ON_INSERT, Policy.DEFAULT_IF_EMPTY):
             fields.append(f"{field}: {rule.policy.value} — written now: the user is new")
-    skipped = plan.skipped.to_pylist()
-    claims = [f"REFUSED: {s['reason']}" for s in skipped] or \
-        ["the username, sync key and numbers are free: no other user holds them"]
+    reasons = [s["reason"] for s in plan.skipped.to_pylist()]
+    refused = [r for r in reasons if "already used by" in r or "owned by source" in r or "re-created" in r]
+    if refused:
+        claims = [f"REFUSED: {r}" for r in refused]
+    elif reasons:
+        claims = ["not reached: the account is skipped before it claims anything (see fields)"]
+    elif plan.held:
+        claims = ["not reached: the user is held (see fields)"]
+    else:
+        claims = ["the username, sync key and numbers are free: no other user holds them"]
     return {"fields": fields, "match": match, "claims": claims, "outcome": planned(plan)}
 
 
