@@ -34,7 +34,7 @@ def _context(conn) -> MigrationContext:
 def test_fresh_database_is_created_at_the_newest_revision_and_matches_the_tables(users_url):
     engine = create_engine(users_url)
     ensure_schema(engine)
-    assert schema_version.current(engine) == head() == "0004"
+    assert schema_version.current(engine) == head() == "0005"
     with engine.connect() as conn:  # the migrations build exactly what schema.py describes
         diffs = compare_metadata(_context(conn), metadata)
     assert diffs == []
@@ -78,7 +78,7 @@ def test_first_landed_database_is_refused_then_upgraded_keeping_every_row(users_
 def test_a_database_behind_or_ahead_is_refused_naming_the_fix(users_url):
     engine = create_engine(users_url)
     upgrade(engine, "0002")
-    with pytest.raises(SchemaVersionError, match=r"revision 0002, behind this usersync \(0004\).*usersync-db upgrade x"):
+    with pytest.raises(SchemaVersionError, match=r"revision 0002, behind this usersync \(0005\).*usersync-db upgrade x"):
         ensure_schema(engine, upgrade_command="usersync-db upgrade x")
     assert "sync_state" not in inspect(engine).get_table_names()
     upgrade(engine)
@@ -108,6 +108,44 @@ def test_an_ad_watermark_survives_the_upgrade_that_adds_the_graph_delta_link(use
     engine.dispose()
 
 
+def test_the_leavers_upgrade_keeps_every_row_and_starts_the_grace_of_users_disabled_before_it(users_url):
+    """0004 → 0005 adds users.left_at and users.sync_protected: every row and value stays; a user the policy
+    'disable' disabled before gets left_at = the upgrade's time (a grace period starts then, never earlier)."""
+    from datetime import datetime, timedelta
+
+    engine = create_engine(users_url)
+    upgrade(engine, "0004")
+    rows = [{"username": f"u{i}", "ad_username": f"U{i}", "domain": "CORP", "source": "corp",
+             "extension": f"{2000 + i}", "external_id": f"{{guid-{i}}}", "disabled_by_sync": i % 10 == 0,
+             "enabled": i % 10 != 0, "voicemail_enabled": i % 3 == 0} for i in range(40)] + [{"username": "local.admin"}]
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO users (username, ad_username, domain, source, extension, external_id, "
+                          "disabled_by_sync, enabled, voicemail_enabled) VALUES (:username, :ad_username, :domain, "
+                          ":source, :extension, :external_id, :disabled_by_sync, :enabled, :voicemail_enabled)"),
+                     rows[:-1])
+        conn.execute(text("INSERT INTO users (username) VALUES ('local.admin')"))
+        before = {r.username: dict(r._mapping) for r in conn.execute(text("SELECT * FROM users"))}
+    started = datetime.now(UTC) - timedelta(seconds=5)
+    upgrade(engine)
+    with engine.connect() as conn:
+        raw = {r.username: dict(r._mapping) for r in conn.execute(text("SELECT * FROM users"))}
+        after = {r.username: dict(r._mapping) for r in conn.execute(select(users))}
+        assert compare_metadata(_context(conn), metadata) == []
+    assert set(after) == set(before)
+    for name, old in before.items():  # every column that existed keeps its value, as stored
+        assert {k: raw[name][k] for k in old} == old, name
+    disabled = {n for n, r in after.items() if r["disabled_by_sync"]}
+    assert disabled == {"u0", "u10", "u20", "u30"}
+    for name, row in after.items():
+        assert row["sync_protected"] is False
+        if name in disabled:
+            left = row["left_at"] if row["left_at"].tzinfo else row["left_at"].replace(tzinfo=UTC)
+            assert started <= left <= datetime.now(UTC) + timedelta(seconds=5)
+        else:
+            assert row["left_at"] is None
+    engine.dispose()
+
+
 @pytest.mark.airflow
 def test_a_sync_refuses_a_database_behind_at_check_source_naming_the_command(airflow_env, slapd, tmp_path, capsys):
     from tests.conftest import ad_rules
@@ -128,7 +166,7 @@ def test_a_sync_refuses_a_database_behind_at_check_source_naming_the_command(air
     assert "older usersync" in error["error"] and "run: usersync-db upgrade usersync_target" in error["error"]
 
     assert usersync_db(["upgrade", "usersync_target"]) == 0
-    assert "(unversioned) -> 0004" in capsys.readouterr().out
+    assert "(unversioned) -> 0005" in capsys.readouterr().out
     assert airflow_env.run("user_sync__corp").state == "success"
     engine.dispose()
 

@@ -9,6 +9,8 @@ from typing import Any
 from urllib.parse import quote
 
 CHART_COUNTS = ("inserted", "updated", "deleted", "disabled", "skipped")
+#: the table's columns: the chart's, then the leavers' (pending deletion, returned, protected holds, detached)
+TABLE_COUNTS = (*CHART_COUNTS, "pending", "returned", "protected", "detached")
 COLOURS = {"inserted": "#2e7d32", "updated": "#1565c0", "deleted": "#c62828", "disabled": "#ef6c00",
            "skipped": "#757575"}
 STATUS_CLASS = {"SUCCESS": "ok", "COMPLETED WITH WARNINGS": "warn", "FAILED": "bad", "BLOCKED": "bad",
@@ -78,7 +80,7 @@ def _row(dag_id: str, run: dict[str, Any]) -> str:
     mode = run.get("mode", "") + (f" · account {run['account']}" if run.get("account") else "")
     cells = [f'<td>{escape(run.get("started") or "")}</td>', f'<td class="l">{escape(mode)}</td>',
              f'<td class="l {STATUS_CLASS.get(status, "")}">{escape(status)}{escape(who)}</td>',
-             *(f"<td>{counts.get(k, 0)}</td>" for k in CHART_COUNTS), f'<td class="l">{" · ".join(links)}</td>']
+             *(f'<td class="{k}">{counts.get(k, 0)}</td>' for k in TABLE_COUNTS), f'<td class="l">{" · ".join(links)}</td>']
     return f'<tr class="run" data-run-id="{escape(run.get("run_id", ""))}">{"".join(cells)}</tr>'
 
 
@@ -88,7 +90,7 @@ def page(history: dict[str, list[dict[str, Any]]], days: int) -> str:
            f"</head><body><h1>usersync — runs of the last {days} days</h1>"]
     if not history:
         out.append("<p>No runs yet. Trigger a sync DAG (user_sync__…) and its report appears here.</p>")
-    header = "".join(f"<th>{h}</th>" for h in ("started", "mode", "status", *CHART_COUNTS)) + '<th class="l">links</th>'
+    header = "".join(f"<th>{h}</th>" for h in ("started", "mode", "status", *TABLE_COUNTS)) + '<th class="l">links</th>'
     for dag_id, everything in history.items():
         runs = [r for r in everything if r.get("kind") != "draft preview"]
         previews = [r for r in everything if r.get("kind") == "draft preview"]

@@ -104,6 +104,13 @@ def account() -> str | None:
     return str(params().get("account") or "").strip() or None
 
 
+def run_time() -> datetime:
+    """The run's time: when it was due (a scheduled run's data interval end, a manual run's trigger time). Days
+    of absence are counted between these, so the daily run 30 days later is exactly 30 days on."""
+    run = get_current_context()["dag_run"]
+    return (run.run_after or run.logical_date or datetime.now(UTC)).astimezone(UTC)
+
+
 def folder() -> RunFolder:
     """This run's folder of run data (shared by every task of the run, wherever it runs)."""
     ctx = get_current_context()
@@ -161,7 +168,7 @@ def diff(rules_path: str, mapped: Any) -> str:
     parts = [mapped[i] for i in range(len(mapped))]  # by index: iterating probes one past the end
     hook = UsersDbHook(rules.target.conn_id)
     try:
-        plan_ref = cast(PlanRef, pipeline.diff_step(rules, parts, hook.get_conn(), folder()))
+        plan_ref = cast(PlanRef, pipeline.diff_step(rules, parts, hook.get_conn(), folder(), as_of=run_time()))
     finally:
         hook.close()
     xcom.record_plan(get_current_context()["ti"], plan_ref)

@@ -13,16 +13,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from usersync.plan.changes import ChangeSet, Delete, Disable, Insert, Update
-from usersync.plan.tables import SKIPPED_SCHEMA, USERS_SCHEMA, skipped_of
+from usersync.plan.changes import LIFECYCLE, ChangeSet, Delete, Disable, Insert, Leaving, Update
+from usersync.plan.tables import SKIPPED_SCHEMA, TIMESTAMP, USERS_SCHEMA, skipped_of
 from usersync.rules.fields import FIELDS
 from usersync.rundata import RunFolder, TableRef
 
 #: Columns of an inserted row, in insert order.
 INSERT_COLUMNS = [*FIELDS, "ad_username", "domain", "source", "external_id"]
 #: Columns an update may change.
-UPDATE_COLUMNS = [*FIELDS, "ad_username", "domain", "source", "external_id", "disabled_by_sync"]
+UPDATE_COLUMNS = [*FIELDS, "ad_username", "domain", "source", "external_id", "disabled_by_sync", "left_at"]
 
 INSERTS_SCHEMA = pa.schema([USERS_SCHEMA.field(c) for c in INSERT_COLUMNS])
 UPDATES_SCHEMA = pa.schema(
@@ -31,10 +32,13 @@ UPDATES_SCHEMA = pa.schema(
 )
 LEAVERS_SCHEMA = pa.schema([("id", pa.int64()), ("username", pa.string()), ("ad_username", pa.string()),
                             ("domain", pa.string())])
+LIFECYCLE_SCHEMA = pa.schema([*LEAVERS_SCHEMA, ("left_at", TIMESTAMP), ("until", TIMESTAMP), ("days", pa.int32()),
+                              ("reason", pa.string())])
 NOTES_SCHEMA = pa.schema([("note", pa.string())])
 SCHEMAS = {"inserts": INSERTS_SCHEMA, "updates": UPDATES_SCHEMA, "deletes": LEAVERS_SCHEMA,
-           "disables": LEAVERS_SCHEMA, "skipped": SKIPPED_SCHEMA, "notes": NOTES_SCHEMA}
-META = ("source", "read", "unchanged", "owned", "kept", "held", "seen")
+           "disables": LEAVERS_SCHEMA, "skipped": SKIPPED_SCHEMA, "notes": NOTES_SCHEMA,
+           **{kind: LIFECYCLE_SCHEMA for kind, _count in LIFECYCLE}}
+META = ("source", "read", "unchanged", "owned", "kept", "held", "seen", "as_of")
 
 
 @dataclass
@@ -45,6 +49,10 @@ class ChangeTables:
     deletes: pa.Table = field(default_factory=LEAVERS_SCHEMA.empty_table)
     disables: pa.Table = field(default_factory=LEAVERS_SCHEMA.empty_table)
     skipped: pa.Table = field(default_factory=SKIPPED_SCHEMA.empty_table)
+    pending: pa.Table = field(default_factory=LIFECYCLE_SCHEMA.empty_table)
+    returns: pa.Table = field(default_factory=LIFECYCLE_SCHEMA.empty_table)
+    holds: pa.Table = field(default_factory=LIFECYCLE_SCHEMA.empty_table)
+    detaches: pa.Table = field(default_factory=LIFECYCLE_SCHEMA.empty_table)
     read: int = 0
     unchanged: int = 0
     owned: int = 0
@@ -54,12 +62,15 @@ class ChangeTables:
     notes: list[str] = field(default_factory=list)
     #: the users table's ``recheck.fingerprint`` when the diff read it
     seen: list | None = None
+    #: the run's time (ISO 8601, UTC) leavers' days are counted against; the day a leaver left is this
+    as_of: str | None = None
     #: set by apply: planned changes left out because the table changed during the run (``recheck.Conflict``)
     conflicts: list = field(default_factory=list)
 
     @property
     def writes(self) -> int:
-        return self.inserts.num_rows + self.updates.num_rows + self.deletes.num_rows + self.disables.num_rows
+        return (self.inserts.num_rows + self.updates.num_rows + self.deletes.num_rows + self.disables.num_rows
+                + self.detaches.num_rows)
 
     @property
     def removals(self) -> int:
@@ -68,7 +79,21 @@ class ChangeTables:
     def counts(self) -> dict[str, int]:
         return {"read": self.read, "inserted": self.inserts.num_rows, "updated": self.updates.num_rows,
                 "deleted": self.deletes.num_rows, "disabled": self.disables.num_rows,
-                "unchanged": self.unchanged, "skipped": self.skipped.num_rows}
+                "unchanged": self.unchanged, "skipped": self.skipped.num_rows,
+                **{count: getattr(self, kind).num_rows for kind, count in LIFECYCLE if getattr(self, kind).num_rows}}
+
+    def keep_as_local(self, reason: str) -> None:
+        """Turn every planned removal (delete, disable) into a detach: those users become local users, kept
+        as they are; the rest of the change set is unchanged."""
+        leavers = pa.concat_tables([self.deletes, self.disables])
+        detached = leavers.append_column("left_at", pa.nulls(leavers.num_rows, TIMESTAMP)) \
+            .append_column("until", pa.nulls(leavers.num_rows, TIMESTAMP)) \
+            .append_column("days", pa.nulls(leavers.num_rows, pa.int32())) \
+            .append_column("reason", pa.array([reason] * leavers.num_rows, pa.string()))
+        self.detaches = pa.concat_tables([self.detaches, detached.cast(LIFECYCLE_SCHEMA)])
+        self.deletes, self.disables = LEAVERS_SCHEMA.empty_table(), LEAVERS_SCHEMA.empty_table()
+        pending_ids = pa.array(sorted(set(leavers.column("id").to_pylist())), pa.int64())
+        self.pending = self.pending.filter(pc.invert(pc.is_in(self.pending["id"], value_set=pending_ids)))
 
     def update_groups(self) -> dict[tuple[str, ...], list[dict[str, Any]]]:
         """Updates grouped by the set of columns they change: ``{columns: [{"_id", column: new, "_old_<column>":
@@ -99,7 +124,8 @@ class ChangeTables:
             table_ref = TableRef.from_json(ref["tables"][name])
             tables[name] = folder.read(table_ref) if limit is None or name == "skipped" else folder.head(table_ref, limit)
         notes = tables.pop("notes").column("note").to_pylist()
-        return cls(**{k: ref[k] for k in META}, **tables, notes=notes)
+        meta: dict[str, Any] = {k: ref.get(k) for k in META}
+        return cls(**meta, **tables, notes=notes)
 
     # --- typed objects -------------------------------------------------------------------------------------
 
@@ -114,11 +140,16 @@ class ChangeTables:
             deletes=[Delete(**row) for row in self.deletes.to_pylist()],
             disables=[Disable(**row) for row in self.disables.to_pylist()],
             skipped=skipped_of(self.skipped),
+            **self._leavings(),
         )
         if totals is not None:
             plan.totals = {"inserts": totals["inserted"], "updates": totals["updated"],
-                           "deletes": totals["deleted"], "disables": totals["disabled"]}
+                           "deletes": totals["deleted"], "disables": totals["disabled"],
+                           **{kind: totals.get(count, 0) for kind, count in LIFECYCLE}}
         return plan
+
+    def _leavings(self) -> dict[str, Any]:
+        return {kind: [Leaving(**row) for row in getattr(self, kind).to_pylist()] for kind, _count in LIFECYCLE}
 
     @classmethod
     def from_changeset(cls, plan: ChangeSet) -> ChangeTables:
@@ -136,6 +167,8 @@ class ChangeTables:
             deletes=pa.Table.from_pylist([d.__dict__ for d in plan.deletes], schema=LEAVERS_SCHEMA),
             disables=pa.Table.from_pylist([d.__dict__ for d in plan.disables], schema=LEAVERS_SCHEMA),
             skipped=pa.Table.from_pylist([s.__dict__ for s in plan.skipped], schema=SKIPPED_SCHEMA),
+            **{kind: pa.Table.from_pylist([x.__dict__ for x in getattr(plan, kind)], schema=LIFECYCLE_SCHEMA)
+               for kind, _count in LIFECYCLE},
         )
 
 

@@ -7,6 +7,7 @@ only the changed columns with old → new, so the report can say exactly what ch
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
 
@@ -73,6 +74,31 @@ class Disable(_Leaver):
 
 
 @dataclass(frozen=True)
+class Leaving:
+    """A step in a leaver's life the report lists: pending deletion, returned, held (protected) or detached.
+
+    ``left_at``: when the account was first found gone (UTC); ``until``: the run after which a pending user is
+    deleted; ``days``: how long it was gone (returns); ``reason``: why a user is held or was detached."""
+
+    id: int
+    username: str
+    ad_username: str | None
+    domain: str | None
+    left_at: datetime | None = None
+    until: datetime | None = None
+    days: int | None = None
+    reason: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.username} ({self.domain}\\{self.ad_username})" if self.ad_username else self.username
+
+
+#: the lists of leavers' steps a change set carries, as (ChangeSet attribute, count name)
+LIFECYCLE = (("pending", "pending"), ("returns", "returned"), ("holds", "protected"), ("detaches", "detached"))
+
+
+@dataclass(frozen=True)
 class Skipped:
     account: str  # how the admin finds it in the source (DN, row id, uuid)
     reason: str
@@ -90,6 +116,14 @@ class ChangeSet:
     deletes: list[Delete] = field(default_factory=list)
     disables: list[Disable] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+    #: leavers disabled and waiting for the end of the grace period (their deletion is not this run's)
+    pending: list[Leaving] = field(default_factory=list)
+    #: accounts back in the source while their user was disabled by sync: re-enabled (they are in updates too)
+    returns: list[Leaving] = field(default_factory=list)
+    #: protected users (``protect:``, ``sync_protected``) a removal or update was held back for
+    holds: list[Leaving] = field(default_factory=list)
+    #: users turned into local users (AD username, Domain and owner cleared)
+    detaches: list[Leaving] = field(default_factory=list)
     read: int = 0  # source records read
     unchanged: int = 0  # matched users that need no write
     owned: int = 0  # users this source owned before the run (the base of the mass-delete percentage)
@@ -101,12 +135,13 @@ class ChangeSet:
     totals: dict[str, int] = field(default_factory=dict, compare=False)
 
     def total(self, kind: str) -> int:
-        """How many changes of ``kind`` ('inserts', 'updates', 'deletes', 'disables') the whole plan holds."""
+        """How many entries of ``kind`` ('inserts', 'updates', 'deletes', 'disables', 'detaches', …) the whole
+        plan holds."""
         return self.totals.get(kind, len(getattr(self, kind)))
 
     @property
     def writes(self) -> int:
-        return sum(self.total(k) for k in ("inserts", "updates", "deletes", "disables"))
+        return sum(self.total(k) for k in ("inserts", "updates", "deletes", "disables", "detaches"))
 
     @property
     def removals(self) -> int:
@@ -122,6 +157,7 @@ class ChangeSet:
             "disabled": self.total("disables"),
             "unchanged": self.unchanged,
             "skipped": len(self.skipped),
+            **{count: self.total(kind) for kind, count in LIFECYCLE if self.total(kind)},  # when any
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -142,6 +178,8 @@ class ChangeSet:
             "deletes": [asdict(c) for c in self.deletes],
             "disables": [asdict(c) for c in self.disables],
             "skipped": [asdict(c) for c in self.skipped],
+            **{kind: [{**asdict(c), "left_at": _iso(c.left_at), "until": _iso(c.until)} for c in getattr(self, kind)]
+               for kind, _count in LIFECYCLE},
         }
 
     @classmethod
@@ -162,4 +200,18 @@ class ChangeSet:
             deletes=[Delete(**d) for d in data.get("deletes", [])],
             disables=[Disable(**d) for d in data.get("disables", [])],
             skipped=[Skipped(**s) for s in data.get("skipped", [])],
+            **_leavings_of(data),
         )
+
+
+def _leavings_of(data: dict[str, Any]) -> dict[str, Any]:
+    return {kind: [Leaving(**{**d, "left_at": _time(d.get("left_at")), "until": _time(d.get("until"))})
+                   for d in data.get(kind, [])] for kind, _count in LIFECYCLE}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None

@@ -14,6 +14,7 @@ above the interpreter.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -22,12 +23,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from usersync.plan import claims
-from usersync.plan.change_tables import INSERTS_SCHEMA, LEAVERS_SCHEMA, UPDATES_SCHEMA, ChangeTables
+from usersync.plan.change_tables import INSERTS_SCHEMA, LEAVERS_SCHEMA, LIFECYCLE_SCHEMA, UPDATES_SCHEMA, ChangeTables
 from usersync.plan.changes import KEY_SEP, Skipped, match_key
 from usersync.plan.frames import casefold
-from usersync.plan.tables import SKIPPED_SCHEMA, value_fields_of
+from usersync.plan.tables import SKIPPED_SCHEMA, TIMESTAMP, value_fields_of
 from usersync.rules import Rules
 from usersync.rules.fields import BOOL_FIELDS, FIELDS, NUMBER_FIELDS, Policy
+from usersync.rules.protect import protection
 
 Row = Mapping[str, Any]
 
@@ -53,42 +55,100 @@ def _keys(ad_username: pd.Series, domain: pd.Series) -> pd.Series:
 
 
 def _frame_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
-    return pa.Table.from_pandas(frame.reindex(columns=schema.names), schema=schema, preserve_index=False)
+    """The frame's columns of ``schema``; a column the frame lacks is all nulls of its type."""
+    present = pa.schema([f for f in schema if f.name in frame])
+    table = pa.Table.from_pandas(frame[present.names], schema=present, preserve_index=False)
+    for name in (n for n in schema.names if n not in frame):
+        table = table.append_column(schema.field(name), pa.nulls(table.num_rows, schema.field(name).type))
+    return table.select(schema.names)
 
 
-def _leavers(rules: Rules, existing: pd.DataFrame, gone: pd.Series, plan: ChangeTables) -> set:
-    """Owned users whose account is gone: deleted, disabled or kept as the deletion policy says."""
-    policy = rules.safety.deletion
-    columns = ["id", "username", "ad_username", "domain"]
+def _leavers(rules: Rules, existing: pd.DataFrame, gone: pd.Series, as_of: datetime, plan: ChangeTables) -> set:
+    """Owned users whose account is gone: deleted, disabled or kept as the deletion policy says — except
+    protected users, which are held. With a grace period, a user disabled earlier is deleted once its days are
+    up and listed as pending deletion until then."""
+    policy, columns = rules.safety.deletion, ["id", "username", "ad_username", "domain"]
+    held = _protected(rules, existing, gone if policy != "keep" else pd.Series(False, index=gone.index))
+    plan.holds = _lifecycle(existing, held, reasons=held)
+    going = gone & ~existing["id"].isin(list(held)).fillna(False).astype(bool) if held else gone
+    plan.held += len(held)
     if policy == "delete":
-        plan.deletes = _frame_table(existing.loc[gone, columns], LEAVERS_SCHEMA)
+        plan.deletes = _frame_table(existing.loc[going, columns], LEAVERS_SCHEMA)
     elif policy == "disable":
         already = existing["disabled_by_sync"].fillna(False).astype(bool)
-        plan.disables = _frame_table(existing.loc[gone & ~already, columns], LEAVERS_SCHEMA)
-        plan.kept = int((gone & already).sum())
+        plan.disables = _frame_table(existing.loc[going & ~already, columns], LEAVERS_SCHEMA)
+        earlier = going & already
+        if rules.safety.grace:
+            days = rules.safety.delete_after_days
+            left = existing["left_at"].astype(pd.ArrowDtype(TIMESTAMP)).fillna(pd.Timestamp(as_of))
+            expired = earlier & (left + pd.Timedelta(days=days) <= pd.Timestamp(as_of)).fillna(False).astype(bool)
+            plan.deletes = _frame_table(existing.loc[expired, columns], LEAVERS_SCHEMA)
+            if expired.any():
+                plan.notes.append(f"{int(expired.sum())} user(s) deleted: gone {days} day(s) or more "
+                                  "(safety.delete_after_days), disabled since")
+            waiting = (going & ~already) | (earlier & ~expired)
+            since = left.where(already, pd.Timestamp(as_of))
+            plan.pending = _lifecycle(existing, waiting, left_at=since, until=since + pd.Timedelta(days=days))
+            plan.kept = int((earlier & ~expired).sum())
+        else:
+            plan.kept = int(earlier.sum())
     else:
         plan.kept = int(gone.sum())
     return set(plan.deletes.column("id").to_pylist())
 
 
+def _protected(rules: Rules, existing: pd.DataFrame, rows: pd.Series) -> dict[int, str]:
+    """Of the users at ``rows``, the protected ones (``protect:`` rules or the ``sync_protected`` column): id → why.
+    Read for the few users a run would remove (or update), never for the whole table."""
+    at = np.flatnonzero(rows.to_numpy(dtype=bool))
+    if not len(at):
+        return {}
+    if not rules.protect and "sync_protected" in existing:  # the column alone: a vector test
+        at = at[existing["sync_protected"].iloc[at].fillna(False).astype(bool).to_numpy()]
+    wanted = ["id", *{r.field for r in rules.protect}, "sync_protected"]
+    out = {}
+    for row in _records(existing.iloc[at][[c for c in wanted if c in existing]]):
+        why = protection(rules.protect, row)
+        if why is not None:
+            out[int(row["id"])] = f"protected: {why[0]}"
+    return out
+
+
+def _lifecycle(existing: pd.DataFrame, rows: pd.Series | dict[int, str], reasons: dict[int, str] | None = None,
+               left_at: pd.Series | None = None, until: pd.Series | None = None) -> pa.Table:
+    """Rows of ``existing`` (a mask, or the ids of a dict) as a lifecycle table: who, since when, until when, why."""
+    mask = rows if isinstance(rows, pd.Series) else existing["id"].isin(list(rows)).fillna(False).astype(bool)
+    picked = existing.loc[mask, ["id", "username", "ad_username", "domain"]].copy()
+    if left_at is not None:
+        picked["left_at"] = left_at[mask]
+    if until is not None:
+        picked["until"] = until[mask]
+    if reasons:
+        picked["reason"] = picked["id"].map(lambda i: reasons.get(int(i)))
+    return _frame_table(picked, LIFECYCLE_SCHEMA)
+
+
 def _gone(existing_keys: pd.Series, existing_anchors: pd.Series, owned: pd.Series, matched: np.ndarray,
           present_keys: pd.Series, present_anchors: pd.Series, protected_keys: pd.Series,
-          removed: set[str] | None) -> pd.Series:
+          removed: set[str] | None, disabled_before: pd.Series) -> pd.Series:
     """Which owned users' accounts are no longer in the source.
 
     With an anchor, identity is the anchor: a user whose anchor the source no longer holds is gone, even if
     another account now has its name (re-created) — unless an account the run could not match (skipped,
     duplicate, held) still has its key. Without one, the key decides. A delta read (``removed``: the anchors
-    deleted or moved out of scope since the watermark) sees only what changed: nothing else is gone.
+    deleted or moved out of scope since the watermark) sees only what changed: nothing else is newly gone, but
+    a user disabled by sync earlier (``disabled_before``) stays gone unless the read brought its account back.
     """
     anchored = existing_anchors.notna()
     kept_by_key = existing_keys.isin(protected_keys).fillna(False).astype(bool)
     by_anchor = ~existing_anchors.isin(present_anchors).fillna(False).astype(bool) & ~kept_by_key
+    by_key = ~existing_keys.isin(present_keys).fillna(False).astype(bool)
+    absent = by_key.where(~anchored, by_anchor)
     if removed is not None:
         gone = anchored & existing_anchors.isin(list(removed)).fillna(False).astype(bool) & by_anchor
+        gone |= absent & disabled_before
     else:
-        by_key = ~existing_keys.isin(present_keys).fillna(False).astype(bool)
-        gone = by_key.where(~anchored, by_anchor)
+        gone = absent
     not_matched = np.ones(len(existing_keys), bool)
     not_matched[matched[matched >= 0]] = False
     return (gone & owned).astype(bool) & not_matched
@@ -159,6 +219,8 @@ def _update_columns(rules: Rules, old: _Rows, new: _Rows, value_fields: list[str
     back = old("disabled_by_sync").fillna(False).astype(bool)
     flag = pd.Series(True, index=back.index, dtype=pd.ArrowDtype(pa.bool_()))
     out["disabled_by_sync"] = (back, flag, ~flag)
+    left_at = old("left_at")
+    out["left_at"] = (back & left_at.notna(), left_at, pd.Series(None, index=back.index, dtype=pd.ArrowDtype(TIMESTAMP)))
     if rules.fields["enabled"].policy is not Policy.IMPORT:
         no = pd.Series(False, index=back.index)
         enabled_before = old("enabled")
@@ -179,11 +241,14 @@ def _match(keys: pd.Series, existing_keys: pd.Series, keyed: pd.Series) -> np.nd
 
 
 def diff_frames(rules: Rules, mapped: pd.DataFrame, existing: pd.DataFrame, skipped: list[Skipped],
-                read: int, removed: set[str] | None = None) -> ChangeTables:
+                read: int, removed: set[str] | None = None, as_of: datetime | None = None,
+                one_account: bool = False) -> ChangeTables:
     """The change set of ``mapped`` (frame of ``tables.mapped_schema``) against the users table ``existing``.
 
     ``removed``: for a delta read, the anchors of accounts deleted or moved out of scope since the watermark
-    (``mapped`` then holds only the accounts that changed); None for a full read.
+    (``mapped`` then holds only the accounts that changed); None for a full read. ``as_of``: the run's time,
+    against which grace periods are counted (default: now). ``one_account``: a single-account run, which
+    removes nobody (``removed`` is then empty).
 
     One function on purpose: its phases (match by anchor and key, admit claims, compare columns, find leavers)
     share a dozen aligned frames and masks over the same rows; split apart, each phase would take and return
@@ -192,7 +257,8 @@ def diff_frames(rules: Rules, mapped: pd.DataFrame, existing: pd.DataFrame, skip
     src = rules.source
     source, anchored = src.name, src.external_id_attribute is not None
     value_fields = value_fields_of(rules)
-    plan = ChangeTables(source=source, read=read)
+    as_of = (as_of or datetime.now(UTC)).astimezone(UTC)
+    plan = ChangeTables(source=source, read=read, as_of=as_of.isoformat())
     out_skipped = list(skipped)
 
     mapped = mapped.reset_index(drop=True)
@@ -205,6 +271,8 @@ def diff_frames(rules: Rules, mapped: pd.DataFrame, existing: pd.DataFrame, skip
     out_skipped += dup_skipped
 
     existing = existing.reset_index(drop=True)
+    if "left_at" not in existing:
+        existing["left_at"] = pd.Series(None, index=existing.index, dtype=pd.ArrowDtype(TIMESTAMP))
     keyed = ~_blank(existing["ad_username"]) & ~_blank(existing["domain"])
     existing_keys = _keys(existing["ad_username"], existing["domain"])
     owned = keyed & (existing["source"] == source).fillna(False).astype(bool)
@@ -228,8 +296,9 @@ def diff_frames(rules: Rules, mapped: pd.DataFrame, existing: pd.DataFrame, skip
                  present_keys=pd.concat([keys, skipped_keys], ignore_index=True),
                  present_anchors=pd.concat([anchors, skipped_anchors], ignore_index=True).dropna(),
                  protected_keys=pd.concat([keys[dup | hold], skipped_keys], ignore_index=True),
-                 removed=None if removed is None else {a.casefold() for a in removed})
-    deleted = _leavers(rules, existing, gone, plan)
+                 removed=None if removed is None else {a.casefold() for a in removed},
+                 disabled_before=existing["disabled_by_sync"].fillna(False).astype(bool) & (not one_account))
+    deleted = _leavers(rules, existing, gone, as_of, plan)
     del keys, skipped_keys
 
     pairs_new, pairs_old = _Rows(mapped, candidate_rows[matched]), _Rows(existing, erows[matched])
@@ -248,7 +317,12 @@ def diff_frames(rules: Rules, mapped: pd.DataFrame, existing: pd.DataFrame, skip
     changed = np.column_stack([columns[c][0].to_numpy(dtype=bool) for c in names]) if len(ours_new) \
         else np.zeros((0, len(names)), bool)
     any_change = changed.any(axis=1)
-    plan.unchanged = int((~any_change).sum())
+    frozen = _frozen(rules, ours_old, np.asarray(any_change, dtype=bool))
+    if frozen:
+        plan.holds = pa.concat_tables([plan.holds, _lifecycle(existing, frozen, reasons=frozen)])
+        plan.held += len(frozen)
+        any_change &= ~ours_old("id").isin(list(frozen)).to_numpy(dtype=bool)
+    plan.unchanged = int((~any_change).sum()) - len(frozen)
     changed = changed[any_change]
     columns = {c: (ch[any_change].reset_index(drop=True), before[any_change].reset_index(drop=True),
                    after[any_change].reset_index(drop=True)) for c, (ch, before, after) in columns.items()}
@@ -280,7 +354,40 @@ def diff_frames(rules: Rules, mapped: pd.DataFrame, existing: pd.DataFrame, skip
                                                                            who("domain"), who("external_id")))):
             out_skipped.append(Skipped(account, clashes[position], ad, dom, anchor))
     plan.skipped = pa.Table.from_pylist([s.__dict__ for s in out_skipped], schema=SKIPPED_SCHEMA)
+    plan.returns = _returns(existing, plan.updates, as_of)
     return plan
+
+
+def _frozen(rules: Rules, old: _Rows, changing: np.ndarray) -> dict[int, str]:
+    """Protected users whose ``protect:`` entry says ``updates: false`` and that this run would update: id → why."""
+    if all(r.updates for r in rules.protect) or not changing.any():
+        return {}
+    out = {}
+    for row in _records(old.frame.iloc[old.rows[changing]]):
+        why = protection(rules.protect, row)
+        if why is not None and not why[1]:
+            out[int(row["id"])] = f"protected: {why[0]} (updates: false — its update is held)"
+    return out
+
+
+def _records(rows: pd.DataFrame) -> list[dict[str, Any]]:
+    """A few rows as plain dicts, nulls as None (for the protection conditions)."""
+    return rows.astype(object).where(rows.notna(), None).to_dict("records")
+
+
+def _returns(existing: pd.DataFrame, updates: pa.Table, as_of: datetime) -> pa.Table:
+    """Users disabled by sync whose account is back (this run re-enables them), with how long they were gone."""
+    back = pc.fill_null(pc.equal(updates["old_disabled_by_sync"], True), False)
+    if not pc.any(back).as_py():
+        return LIFECYCLE_SCHEMA.empty_table()
+    rows = updates.filter(back)
+    left = {i: t for i, t in zip(rows["id"].to_pylist(), rows["old_left_at"].to_pylist())}
+    mask = existing["id"].isin(list(left)).fillna(False).astype(bool)
+    days = {i: max(0, (as_of - t).days) if t is not None else None for i, t in left.items()}
+    picked = existing.loc[mask, ["id", "username", "ad_username", "domain"]].copy()
+    picked["left_at"] = picked["id"].map(lambda i: left.get(int(i)))
+    picked["days"] = picked["id"].map(lambda i: days.get(int(i)))
+    return _frame_table(picked.astype({"days": "Int32"}), LIFECYCLE_SCHEMA)
 
 
 def _explain_recreated(rules: Rules, existing: pd.DataFrame, candidates: _Rows, recreated: dict[int, tuple[int, str]],

@@ -91,8 +91,10 @@ def skipped_of(table: pa.Table) -> list[Skipped]:
 # --- the users table ----------------------------------------------------------------------------------------
 
 USER_COLUMNS = [c.name for c in users.columns]
-_ARROW_TYPES = {"id": pa.int64(), "created_at": pa.timestamp("us", tz="UTC"), "updated_at": pa.timestamp("us", tz="UTC")}
-USERS_SCHEMA = pa.schema([(c, _ARROW_TYPES.get(c, pa.bool_() if c in BOOL_FIELDS or c == "disabled_by_sync" else pa.string()))
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+_ARROW_TYPES = {"id": pa.int64(), "created_at": TIMESTAMP, "updated_at": TIMESTAMP, "left_at": TIMESTAMP}
+_FLAGS = {*BOOL_FIELDS, "disabled_by_sync", "sync_protected"}
+USERS_SCHEMA = pa.schema([(c, _ARROW_TYPES.get(c, pa.bool_() if c in _FLAGS else pa.string()))
                           for c in USER_COLUMNS])
 #: the columns the diff reads (timestamps are not needed)
 DIFF_COLUMNS = [c for c in USER_COLUMNS if c not in ("created_at", "updated_at")]

@@ -15,6 +15,7 @@ from pydantic import Field, field_validator, model_validator
 
 from usersync.rules import transforms
 from usersync.rules.fields import FIELDS, Kind, Policy
+from usersync.rules.protect import ProtectRule
 from usersync.sources.registry import SourceSpec, spec_class
 from usersync.sources.spec import StrictModel
 
@@ -65,6 +66,9 @@ class SafetySpec(StrictModel):
     """
 
     deletion: Literal["delete", "disable", "keep"] = "delete"
+    #: with deletion 'disable': a user gone this many days (24 h each, counted between runs' due times) is
+    #: deleted by the next run; an account back before then is re-enabled as it was. 0: disabled for good
+    delete_after_days: Annotated[int, Field(ge=0, le=3650)] = 0
     max_deletes: Annotated[int, Field(ge=0)] = 500
     max_delete_percent: Annotated[float, Field(ge=0, le=100)] = 20.0
     #: a blocked live run waits for an admin's Approve / Reject in Airflow's "Required Actions" instead of failing;
@@ -72,6 +76,18 @@ class SafetySpec(StrictModel):
     approve_blocked_runs: bool = True
     #: no answer within this time is a Reject: nothing is written, the run ends as blocked (fractions allowed)
     approval_timeout_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 24.0
+
+    @model_validator(mode="after")
+    def _grace_needs_disable(self) -> SafetySpec:
+        if self.delete_after_days and self.deletion != "disable":
+            raise ValueError(f"delete_after_days: a grace period needs deletion: disable (users are disabled "
+                             f"while it runs), not {self.deletion!r}")
+        return self
+
+    @property
+    def grace(self) -> bool:
+        """Leavers are disabled first and deleted after ``delete_after_days``."""
+        return self.deletion == "disable" and self.delete_after_days > 0
 
 
 class ReportSpec(StrictModel):
@@ -148,6 +164,8 @@ class Rules(StrictModel):
     report: ReportSpec = ReportSpec()
     alarms: AlarmsSpec = AlarmsSpec()
     fields: dict[str, FieldRule]
+    #: conditions on users-table values: a user meeting one is never deleted or disabled (``rules.protect``)
+    protect: list[ProtectRule] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod

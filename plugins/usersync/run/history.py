@@ -19,7 +19,7 @@ SUMMARY = "summary.json"
 REPORT = "report.txt"
 EXPLANATION = "explanation.txt"  # a single-account run's explanation, on its own for the reports page
 #: the counts a summary carries (and the page's chart draws), in this order
-COUNTS = ("read", "inserted", "updated", "deleted", "disabled", "skipped")
+COUNTS = ("read", "inserted", "updated", "deleted", "disabled", "skipped", "pending", "returned", "protected", "detached")
 
 
 def write_run_record(folder, summary: dict[str, Any], report_text: str, explanation: str | None = None) -> None:

@@ -194,8 +194,12 @@ def map_step(rules: Rules, extracted: dict[str, Any], folder: RunFolder) -> dict
     return {"read": ref.rows, "mapped": mapped_ref.to_json(), "skipped": skipped_ref.to_json(), **delta}
 
 
-def diff_step(rules: Rules, parts: list[dict[str, Any]], engine: Engine, folder: RunFolder) -> dict[str, Any]:
-    """Columnar diff of all mapped partitions against the users table; the plan goes to ``plan/*.parquet``."""
+def diff_step(rules: Rules, parts: list[dict[str, Any]], engine: Engine, folder: RunFolder,
+              as_of: datetime | None = None) -> dict[str, Any]:
+    """Columnar diff of all mapped partitions against the users table; the plan goes to ``plan/*.parquet``.
+
+    ``as_of``: the run's time (its due time, when scheduled) — the day leavers leave, and what grace periods
+    are counted against, so daily runs count whole days whatever each one's start-up took."""
     from usersync.plan.diff import diff_frames  # pandas: imported by the one step that uses it
     read = sum(p["read"] for p in parts)
     delta = any(p.get("delta") for p in parts)
@@ -215,7 +219,8 @@ def diff_step(rules: Rules, parts: list[dict[str, Any]], engine: Engine, folder:
         seen = fingerprint(conn)
     existing = to_frame(users_table(engine))
     log.info("diff: %d source users against %d users in the table", len(source), len(existing))
-    plan = diff_frames(rules, source, existing, skipped, read=read, removed=removed)
+    plan = diff_frames(rules, source, existing, skipped, read=read, removed=removed, as_of=as_of,
+                       one_account=account is not None)
     plan.seen = seen
     if account:
         facts = explanation.load(folder)[1]

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from usersync.plan.approval import Decision
-from usersync.plan.changes import ChangeSet
+from usersync.plan.changes import ChangeSet, Leaving
 from usersync.run.handover import StepFailure
 from usersync.run.history import COUNTS
 
@@ -48,6 +49,36 @@ def change_lines(plan: ChangeSet, limit: int) -> list[str]:
     if left > 0:
         lines = lines[:limit] + [f"… {left} more change(s) left out (report.max_change_lines = {limit})"]
     return lines
+
+
+def _day(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value is not None else "?"
+
+
+#: the leavers' sections: (ChangeSet attribute, heading, one line per entry)
+LIFECYCLE_SECTIONS: tuple[tuple[str, str, Callable[[Leaving], str]], ...] = (
+    ("pending", "pending deletion (disabled; deleted by the first run after the grace period, unless the account "
+                "comes back):",
+     lambda e: f"… {e.label}: gone since {_day(e.left_at)}, deleted on {_day(e.until)}"),
+    ("returns", "returned (re-enabled with every value they had):",
+     lambda e: f"↺ {e.label}: returned after {e.days} day(s)" if e.days is not None else f"↺ {e.label}: returned"),
+    ("holds", "protected (held: not deleted or disabled, or not updated):", lambda e: f"= {e.label}: {e.reason}"),
+    ("detaches", "detached (now local users: AD username, Domain and owner cleared, every other value kept):",
+     lambda e: f"→ {e.label}: {e.reason}"),
+)
+
+
+def lifecycle_lines(plan: ChangeSet, limit: int) -> list[str]:
+    """The leavers' sections of a report: pending deletion, returns, protected holds, detaches (each capped)."""
+    out: list[str] = []
+    for kind, heading, line in LIFECYCLE_SECTIONS:
+        entries, total = getattr(plan, kind), plan.total(kind)
+        if not total:
+            continue
+        out += ["", heading, *(line(e) for e in entries[:limit])]
+        if total > min(len(entries), limit):
+            out.append(f"… {total - min(len(entries), limit)} more (the change set has them all)")
+    return out
 
 
 @dataclass
@@ -168,8 +199,8 @@ class RunReport:
             if self.plan.kept:
                 out.append(f"kept: {self.plan.kept} user(s) no longer in the source stay (deletion policy)")
             if self.plan.held:
-                out.append(f"held: {self.plan.held} user(s) of accounts the rules skip left as they are "
-                           "(disabled_accounts or guests: skip)")
+                out.append(f"held: {self.plan.held} user(s) left as they are: accounts the rules skip "
+                           "(disabled_accounts or guests: skip) and protected users (listed below)")
             out += [f"note: {n}" for n in self.plan.notes]
         if self.verdict:
             out.append(self.verdict["message"])
@@ -193,6 +224,7 @@ class RunReport:
             if changes:
                 out += ["", "changes" + (" (would be applied)" if self.dry_run or self.status == BLOCKED else "") + ":"]
                 out += changes
+            out += lifecycle_lines(self.plan, self.max_change_lines)
             if self.plan.skipped:
                 out += ["", "skipped accounts (fix them in the source, then run again):"]
                 out += [f"! {s.account}: {s.reason}" for s in self.plan.skipped]

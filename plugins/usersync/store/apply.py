@@ -72,6 +72,7 @@ def apply_tables(engine: Engine, plan: ChangeTables, now: datetime | None = None
     """
     ensure_schema(engine)
     now = now or datetime.now(UTC)
+    left_at = datetime.fromisoformat(plan.as_of) if plan.as_of else now  # the day a leaver left: the run's time
     progress = Progress(f"apply {plan.source}", log, total=plan.writes)
     multi_ok = engine.dialect.supports_sane_multi_rowcount
     copy = engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg"
@@ -79,16 +80,18 @@ def apply_tables(engine: Engine, plan: ChangeTables, now: datetime | None = None
     with engine.begin() as conn:
         lock_users_table(conn)
         conflicts += recheck(conn, plan, plan.seen)
-        for what, table in (("delete", plan.deletes), ("disable", plan.disables)):
+        for what, table in (("delete", plan.deletes), ("disable", plan.disables), ("detach", plan.detaches)):
             for batch in _chunks(table.to_pylist()):
                 ids, lost = _still_the_same(conn, plan.source, batch, what)
                 conflicts += lost
                 stmt: Delete | Update
                 if what == "delete":
                     stmt = delete(users).where(users.c.id.in_(ids))
-                else:
+                elif what == "disable":
                     stmt = update(users).where(users.c.id.in_(ids)).values(enabled=False, disabled_by_sync=True,
-                                                                           updated_at=now)
+                                                                           left_at=left_at, updated_at=now)
+                else:
+                    stmt = update(users).where(users.c.id.in_(ids)).values(LOCAL, updated_at=now)
                 _expect(conn.execute(stmt).rowcount, len(ids), what)
                 progress.advance(len(batch))
 
@@ -96,7 +99,7 @@ def apply_tables(engine: Engine, plan: ChangeTables, now: datetime | None = None
             stmt = (
                 update(users)
                 .where(users.c.id == bindparam("_id"),
-                       *[users.c[c].is_not_distinct_from(bindparam(f"_old_{c}")) for c in columns])
+                       *[users.c[c].is_not_distinct_from(bindparam(f"_old_{c}")) for c in columns if c not in UNCHECKED])
                 .values({**{c: bindparam(c) for c in columns}, "updated_at": now})
             )
             for batch in _chunks(params):
@@ -121,28 +124,38 @@ def apply_tables(engine: Engine, plan: ChangeTables, now: datetime | None = None
     plan.conflicts = conflicts
     for conflict in conflicts:
         log.warning("not applied: %s: %s", conflict.username, conflict.reason)
-    return {"inserted": plan.inserts.num_rows, "updated": plan.updates.num_rows - _count(conflicts, "update"),
-            "deleted": plan.deletes.num_rows - _count(conflicts, "delete"),
-            "disabled": plan.disables.num_rows - _count(conflicts, "disable")}
+    written = {"inserted": plan.inserts.num_rows, "updated": plan.updates.num_rows - _count(conflicts, "update"),
+               "deleted": plan.deletes.num_rows - _count(conflicts, "delete"),
+               "disabled": plan.disables.num_rows - _count(conflicts, "disable")}
+    if plan.detaches.num_rows:
+        written["detached"] = plan.detaches.num_rows - _count(conflicts, "detach")
+    return written
 
 
-#: what identifies the user a delete or disable was planned for
+#: what identifies the user a delete, disable or detach was planned for
 _IDENTITY = ("username", "ad_username", "domain")
+#: a detached user is a local user: no sync key, no owner, no sync bookkeeping; every other value stays
+LOCAL = {"ad_username": None, "domain": None, "source": None, "disabled_by_sync": False, "left_at": None}
+#: bookkeeping an update rewrites without the optimistic check (its old value is the sync's own, not an admin's)
+UNCHECKED = frozenset({"left_at"})
 
 
 def _still_the_same(conn: Connection, source: str, batch: list[dict], what: str) -> tuple[list[int], list[Conflict]]:
-    """Of the users a batch of deletes / disables was planned for, those still as the diff saw them (locked for
-    the rest of the transaction on PostgreSQL), and a conflict for each of the others."""
-    query = select(users.c.id, *[users.c[c] for c in _IDENTITY]).where(
+    """Of the users a batch of deletes / disables / detaches was planned for, those still as the diff saw them
+    (locked for the rest of the transaction on PostgreSQL), and a conflict for each of the others. A user the
+    application protected (``sync_protected``) since the diff is not deleted or disabled."""
+    query = select(users.c.id, users.c.sync_protected, *[users.c[c] for c in _IDENTITY]).where(
         users.c.id.in_([r["id"] for r in batch]), users.c.source == source).with_for_update()
     now_rows = {r["id"]: r for r in conn.execute(query).mappings()}
     ids, lost = [], []
     for planned in batch:
         row = now_rows.get(planned["id"])
-        if row is not None and all(row[c] == planned[c] for c in _IDENTITY):
+        protected = row is not None and row["sync_protected"] and what != "detach"
+        if row is not None and all(row[c] == planned[c] for c in _IDENTITY) and not protected:
             ids.append(planned["id"])
             continue
-        state = "deleted (or given to another source)" if row is None else "changed"
+        state = "deleted (or given to another source)" if row is None else \
+            "protected (sync_protected)" if protected else "changed"
         lost.append(Conflict(planned["username"], f"{what} not applied: the user was {state} in the users table "
                                                   "during this run; the next run will reconcile", kind=what))
     return ids, lost

@@ -53,6 +53,10 @@ users = Table(
     Column("source", String(64), comment="name of the source that owns this user; NULL = not owned"),
     Column("disabled_by_sync", Boolean, nullable=False, server_default=false(),
            comment="disabled because the account left its source (deletion policy 'disable'); re-enabled if it returns"),
+    Column("left_at", DateTime(timezone=True), nullable=True,
+           comment="when the account was first found gone from its source (the run's due time, UTC); NULL while present"),
+    Column("sync_protected", Boolean, nullable=False, server_default=false(),
+           comment="set by the application or an admin: no sync ever deletes or disables this user"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
