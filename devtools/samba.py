@@ -186,6 +186,27 @@ class SambaDc:
         with self.connect() as conn:
             conn.delete(dn)
 
+    def restore(self, guid: str, dn: str, **attrs) -> str:
+        """Bring a deleted account back from its tombstone with the same objectGUID, as AD's Recycle Bin does: an
+        LDAP modify under the Show-Deleted control that removes ``isDeleted`` and gives the object its DN again;
+        then ``attrs`` (a tombstone keeps few attributes). Returns the DN."""
+        import uuid
+
+        import ldap3
+        from ldap3.utils.conv import escape_bytes
+
+        show_deleted = [("1.2.840.113556.1.4.417", True, None)]
+        with self.connect() as conn:
+            conn.search(BASE_DN, f"(objectGUID={escape_bytes(uuid.UUID(guid.strip('{}')).bytes_le)})", ldap3.SUBTREE,
+                        attributes=["isDeleted"], controls=show_deleted)
+            (tombstone,) = [e["dn"] for e in conn.response if e.get("type") == "searchResEntry"]
+            if not conn.modify(tombstone, {"isDeleted": [(ldap3.MODIFY_DELETE, [])],
+                                           "distinguishedName": [(ldap3.MODIFY_REPLACE, [dn])]}, controls=show_deleted):
+                raise RuntimeError(f"reanimation of {tombstone} refused: {conn.result}")
+        if attrs:
+            self.modify(dn, **attrs)
+        return dn
+
     def guid(self, dn: str) -> str:
         import uuid
 

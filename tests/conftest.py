@@ -139,10 +139,13 @@ class AirflowEnv:
 
         return DagBag(dag_folder=str(REPO / "dags"))
 
-    def run(self, dag_id: str, conf: dict | None = None):
+    def run(self, dag_id: str, conf: dict | None = None, run_after=None):
+        """One ``dag.test()`` run; ``run_after``: the run's time (a daily run's due time), default now."""
         dag = self.dagbag().get_dag(dag_id)
         assert dag is not None, f"DAG {dag_id} not found"
-        return dag.test(run_conf=conf or {})
+        if run_after is None:
+            return dag.test(run_conf=conf or {})
+        return dag.test(run_conf=conf or {}, run_after=run_after, logical_date=run_after)
 
 
 def ad_rules(name: str = "corp", conn_id: str = "corp_ldap", **source) -> dict:

@@ -53,7 +53,7 @@ def test_every_dag_has_tags_retries_one_active_run_docs_and_the_pipeline(shipped
 def test_the_approval_task_follows_the_rules_and_the_pages_say_what_dry_run_and_approval_do(shipped_bag):
     demo = shipped_bag.get_dag("user_sync__demo")
     approve = demo.get_task("approve")
-    assert approve.options == ["Approve", "Reject"] and approve.retries == 0
+    assert approve.options == ["Approve", "Reject", "Keep them as local users"] and approve.retries == 0
     assert approve.response_timeout.total_seconds() == 24 * 3600  # safety.approval_timeout_hours default
     assert "**Dry run** reads and compares but writes nothing" in demo.doc_md
     assert "waits up to 24 h in **Required Actions**" in demo.doc_md

@@ -1,11 +1,14 @@
-"""The ``approve`` task: a blocked live run waits here for an admin's Approve / Reject in Airflow's UI
+"""The ``approve`` task: a blocked live run waits here for an admin's Approve / Reject / Keep them as local users
+in Airflow's UI
 (*Required Actions*, or ``PATCH /api/v2/dags/<dag>/dagRuns/<run>/taskInstances/approve/-1/hitlDetails``)
 instead of failing.
 
-Built on the standard provider's ``ApprovalOperator``; what it adds is usersync's own request (counts, limits,
-the first removals, where the change set is — prepared by the ``diff`` task, which ends with the guard), the waiting-for-approval mail,
-and the answer's meaning: Approve → ``apply`` runs with the guard lifted for this run only; Reject or no answer
-within ``safety.approval_timeout_hours`` → the task fails as *blocked* (nothing written, alarm as before).
+Built on the standard provider's ``HITLOperator`` with three fixed options; what it adds is usersync's own request
+(counts, limits, the first removals, where the change set is — prepared by the ``diff`` task, which ends with the
+guard), the waiting-for-approval mail, and the answer's meaning: Approve → ``apply`` runs with the guard lifted for
+this run only; Keep them as local users → ``apply`` detaches the users it would have removed and applies the rest;
+Reject or no answer within ``safety.approval_timeout_hours`` → the task fails as *blocked* (nothing written, alarm
+as before).
 This module is imported when the DAG file is parsed: it must stay light (no pandas, no domain steps).
 """
 
@@ -15,10 +18,10 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from airflow.providers.standard.operators.hitl import ApprovalOperator, HITLOperator
+from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from usersync.plan.approval import Decision
+from usersync.plan.approval import APPROVE, KEEP_LOCAL, OPTIONS, Decision
 from usersync.rules import load_rules
 from usersync.run.handover import StepFailure
 from usersync_airflow import xcom
@@ -28,12 +31,16 @@ TASK_ID = "approve"
 log = logging.getLogger(__name__)
 
 
-class BlockedRunApproval(ApprovalOperator):
+class BlockedRunApproval(HITLOperator):
     """Ask an admin to approve a run the mass-delete guard blocked (only reached when ``diff``'s guard says so)."""
+
+    APPROVE = APPROVE
 
     def __init__(self, *, rules_path: str, timeout_hours: float, **kwargs) -> None:
         super().__init__(
             task_id=TASK_ID,
+            options=list(OPTIONS),
+            multiple=False,
             subject="usersync: approve a run the mass-delete guard blocked",
             body="(the diff task fills in the planned removals)",
             response_timeout=timedelta(hours=timeout_hours),
@@ -64,7 +71,8 @@ class BlockedRunApproval(ApprovalOperator):
             answer = HITLOperator.execute_complete(self, context=context, event=event)  # validates the options
             user = answer["responded_by_user"] or {}
             decision = Decision(
-                approved=answer["chosen_options"] == [self.APPROVE],
+                approved=answer["chosen_options"] in ([APPROVE], [KEEP_LOCAL]),
+                keep_local=answer["chosen_options"] == [KEEP_LOCAL],
                 by=user.get("name") or user.get("id"),
                 at=answer["responded_at"].isoformat(timespec="seconds") if answer["responded_at"] else None,
                 timeout_hours=self.timeout_hours,

@@ -96,6 +96,11 @@ def one_user_params(rules: Rules, path: Path) -> dict[str, Param]:
             description=f"Sync only this account — {rules.source.account_forms} — read alone from the source; "
                         "deletes nobody, and the report explains each step for it. Empty: the whole source.",
         ),
+        "keep_as_local": Param(
+            False, type="boolean", title="Keep as a local user",
+            description="With One account: turn that account's user into a local user instead of syncing it — AD "
+                        "username, Domain and owner cleared, every other value kept; no source touches it again.",
+        ),
         "preview_draft": Param(
             False, type="boolean", title="Preview draft rules",
             description=f"A dry run with {path.stem}.draft.yaml instead of the live rules: the report lists what "

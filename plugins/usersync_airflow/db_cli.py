@@ -1,21 +1,32 @@
-"""``usersync-db``: the users database schema of an Airflow connection (the command ``check_source`` names).
+"""``usersync-db``: the users database of an Airflow connection — its schema (the command ``check_source`` names)
+and keeping synced users as local users.
 
     usersync-db status  [CONN_ID]   schema revision of the connection's database (default usersync_target)
     usersync-db upgrade [CONN_ID]   migrate it to the newest schema, keeping every row
+    usersync-db detach  USER … [--conn CONN_ID] [--source NAME] [--file LIST] [--by WHO]
+                                    turn synced users into local users (AD username, Domain, owner cleared)
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from datetime import UTC, datetime
+from pathlib import Path
 
 from usersync.store import schema_version
+from usersync.store.apply import apply_tables
+from usersync.store.detach import detach_plan, find_synced
 from usersync_airflow.hooks.users_db import UsersDbHook
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["detach"]:
+        return detach(argv[1:])
     parser = argparse.ArgumentParser(prog="usersync-db", description=__doc__.split("\n")[0])
-    parser.add_argument("action", choices=("status", "upgrade"))
+    parser.add_argument("action", choices=("status", "upgrade", "detach"))
     parser.add_argument("conn_id", nargs="?", default=UsersDbHook.default_conn_name)
     args = parser.parse_args(argv)
     hook = UsersDbHook(args.conn_id)
@@ -32,6 +43,72 @@ def main(argv: list[str] | None = None) -> int:
         engine.dispose()
     print(f"{args.conn_id}: schema revision {at or '(none)'}; this usersync writes {schema_version.head()}")
     return 0 if at == schema_version.head() else 1
+
+
+def detach(argv: list[str]) -> int:
+    """Detach the named users (each owning source's change set applied in one transaction), then write one
+    report per source into the reports page's history, as a run of that source's DAG."""
+    parser = argparse.ArgumentParser(prog="usersync-db detach",
+                                     description="turn synced users into local users, keeping every other value")
+    parser.add_argument("users", nargs="*", help="username, AD username, DOMAIN\\AD username or anchor")
+    parser.add_argument("--file", help="a file with one user per line (# comments allowed)")
+    parser.add_argument("--conn", default=UsersDbHook.default_conn_name, help="the users database's connection id")
+    parser.add_argument("--source", help="only users owned by this source")
+    parser.add_argument("--by", default=os.environ.get("USER") or "an admin", help="who asks (for the report)")
+    args = parser.parse_args(argv)
+    names = list(args.users)
+    if args.file:
+        names += [line.split("#")[0].strip() for line in Path(args.file).read_text(encoding="utf-8").splitlines()]
+    names = [n for n in names if n]
+    if not names:
+        parser.error("name at least one user (or --file)")
+    hook = UsersDbHook(args.conn)
+    try:
+        engine = hook.get_conn()
+        found = find_synced(engine, names, args.source)
+        if found.unknown:
+            print(f"no user found for: {', '.join(found.unknown)}; nothing was detached", file=sys.stderr)
+            return 2
+        for name in found.local:
+            print(f"{name}: already a local user, nothing to do")
+        for source, rows in found.by_source.items():
+            plan = detach_plan(source, rows, f"kept as a local user: usersync-db detach, asked by {args.by}")
+            started = datetime.now(UTC)
+            written = apply_tables(engine, plan)
+            _record(source, plan, started, written)
+            for row in rows:
+                print(f"{row['username']} ({row['domain']}\\{row['ad_username']}): detached from source {source}; "
+                      "now a local user")
+    finally:
+        hook.close()
+    return 0
+
+
+def _record(source: str, plan, started: datetime, written: dict[str, int]) -> None:
+    """The report of a detach from the command line, listed on the reports page with the source's runs."""
+    from usersync.run.history import write_run_record
+    from usersync.run.report import RunReport
+    from usersync_airflow.run_storage import run_folder
+
+    run_id = f"detach__{started:%Y%m%dT%H%M%S%fZ}"
+    report = RunReport(source=source, run_id=run_id, dry_run=False, started=started, ended=datetime.now(UTC),
+                       plan=plan.to_changeset(),
+                       conflicts=[f"{c.username}: {c.reason}" for c in plan.conflicts],
+                       conflict_count=len(plan.conflicts),
+                       warnings=[] if written.get("detached") else ["nothing was detached"])
+    dag = _dag_of(source)
+    folder = run_folder(dag, run_id)
+    folder.write_manifest(source=source, run_id=run_id, dry_run=False)
+    write_run_record(folder, {**report.summary(), "dag_id": dag, "kind": "detach", "plan": None}, report.render())
+
+
+def _dag_of(source: str) -> str:
+    """The DAG of ``source`` (its rules file names it); its history holds the detach's report."""
+    from usersync.rules import load_rules_dir
+    from usersync_airflow.dag_factory import DAG_PREFIX, dag_id, rules_dir
+
+    valid, _errors = load_rules_dir(rules_dir())
+    return dag_id(valid[source][0]) if source in valid else f"{DAG_PREFIX}{source}"
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from usersync.run.history import COUNTS, write_run_record
 from usersync.rundata import RunDataError, RunFolder
 from usersync.sources.errors import SourceError, SourceUnreachable
 from usersync.store.apply import ApplyError, apply_tables
+from usersync.store.detach import DetachError
 from usersync.store.schema_version import SchemaVersionError
 from usersync.store.sync_state import Watermark
 from usersync_airflow import xcom
@@ -45,7 +46,7 @@ from usersync_airflow.ui_links import change_set_link
 
 log = logging.getLogger(__name__)
 CONFLICT_LINES = 200
-_FINAL = (RulesError, ApplyError, UnsafePlan, RunDataError, SchemaVersionError, AirflowNotFoundException)  # missing connection: configuration
+_FINAL = (RulesError, ApplyError, UnsafePlan, RunDataError, SchemaVersionError, AirflowNotFoundException, DetachError)  # missing connection: configuration
 
 
 def step(name: str) -> Callable:
@@ -111,6 +112,14 @@ def run_time() -> datetime:
     return (run.run_after or run.logical_date or datetime.now(UTC)).astimezone(UTC)
 
 
+def keep_as_local() -> bool:
+    """A single-account run asked to detach that account's user (the ``keep_as_local`` parameter)."""
+    if params().get("keep_as_local") and not account():
+        raise DetachError("keep_as_local needs the account parameter: name the one account whose user becomes "
+                          "a local user (or use usersync-db detach for a list); nothing was written")
+    return bool(params().get("keep_as_local"))
+
+
 def folder() -> RunFolder:
     """This run's folder of run data (shared by every task of the run, wherever it runs)."""
     ctx = get_current_context()
@@ -130,6 +139,7 @@ def check_source(rules_path: str) -> list[dict[str, Any]]:
             full = "a draft preview reads in full (the draft's scope may differ)" if previewing() else \
                 bool(params().get("full_sync"))
             info = pipeline.check_step(source, rules, engine, full_sync=full, account=account())
+            keep_as_local()  # refused before anything is read when the account is missing
     finally:
         hook.close()
 
@@ -168,7 +178,8 @@ def diff(rules_path: str, mapped: Any) -> str:
     parts = [mapped[i] for i in range(len(mapped))]  # by index: iterating probes one past the end
     hook = UsersDbHook(rules.target.conn_id)
     try:
-        plan_ref = cast(PlanRef, pipeline.diff_step(rules, parts, hook.get_conn(), folder(), as_of=run_time()))
+        plan_ref = cast(PlanRef, pipeline.diff_step(rules, parts, hook.get_conn(), folder(), as_of=run_time(),
+                                                    keep_as_local=keep_as_local()))
     finally:
         hook.close()
     xcom.record_plan(get_current_context()["ti"], plan_ref)
@@ -206,6 +217,19 @@ def approved_by() -> str | None:
     return decision.by if decision and decision.approved else None
 
 
+def _keep_local(plan: ChangeTables) -> None:
+    """An admin answered "Keep them as local users": the planned removals become detaches, saved as the plan this
+    run applied (the report and the change set read that one)."""
+    ti = get_current_context()["ti"]
+    decision = xcom.decision(ti)
+    if decision is None or not decision.keep_local:
+        return
+    plan.keep_as_local(decision.reason)
+    ref = cast(PlanRef, {**(xcom.plan_ref(ti) or {}), **plan.save(folder(), prefix="applied")})
+    xcom.record_plan(ti, ref)
+    log.info("%s: %d user(s) to detach instead of removing them", decision.line(), plan.detaches.num_rows)
+
+
 @step("apply")
 def apply(rules_path: str, outlet_events: Any) -> dict[str, Any]:
     """Safety check, then write — or, in a dry run, only say what would be written. A live run that wrote
@@ -226,6 +250,7 @@ def apply(rules_path: str, outlet_events: Any) -> dict[str, Any]:
     if verdict.blocked:
         raise UnsafePlan(verdict.message)
     plan = ChangeTables.load(folder(), plan_ref)
+    _keep_local(plan)
     read = source_info().get("read")  # absent on single-account runs: they never move the watermark
     watermark = Watermark.from_json(read["watermark"]) if read else None
     if watermark is not None and plan_ref.get("cursor"):  # Graph: the delta link this run's read ended with

@@ -59,7 +59,10 @@ def source_info(ti: Any) -> SourceInfo:
 
 
 def plan_ref(ti: Any) -> PlanRef | None:
-    return cast("PlanRef | None", ti.xcom_pull(task_ids="diff", key=PLAN_KEY))
+    """The change set's reference: the one ``apply`` applied when it changed the plan (an admin's "Keep them as
+    local users"), else the ``diff``'s."""
+    applied_plan = ti.xcom_pull(task_ids="apply", key=PLAN_KEY) if ti.task_id in ("report",) else None
+    return cast("PlanRef | None", applied_plan or ti.xcom_pull(task_ids="diff", key=PLAN_KEY))
 
 
 def applied(ti: Any) -> Applied:

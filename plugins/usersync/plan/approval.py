@@ -14,6 +14,9 @@ from typing import Any
 from usersync.plan.changes import ChangeSet
 from usersync.plan.safety import Verdict
 
+#: the answers an admin has, in the order the UI shows them
+APPROVE, REJECT, KEEP_LOCAL = "Approve", "Reject", "Keep them as local users"
+OPTIONS = (APPROVE, REJECT, KEEP_LOCAL)
 #: how many of the planned removals the request lists by name (the report and the change set have them all)
 REQUEST_LINES = 20
 
@@ -48,6 +51,9 @@ def approval_request(source: str, verdict: Verdict, plan: ChangeSet, where: str,
         "",
         "* **Approve**: apply the whole change set once, with the guard lifted for this run only; the report records "
         "who approved and when.",
+        "* **Keep them as local users**: the users listed below are not removed but become local users (AD "
+        "username, Domain and owner cleared, every other value kept; no source touches them again); the rest of "
+        "the change set applies.",
         f"* **Reject**, or no answer within {timeout_hours:g} h: nothing is written and the run ends as blocked.",
         "",
         f"First {len(listed)} planned removal(s):",
@@ -69,12 +75,17 @@ class Decision:
     by: str | None
     at: str | None  # ISO 8601, UTC
     timeout_hours: float | None = None
+    #: the answer was "Keep them as local users": the planned removals become detaches, the rest applies
+    keep_local: bool = False
 
     @property
     def timed_out(self) -> bool:
         return self.by is None and not self.approved
 
     def line(self) -> str:
+        if self.keep_local:
+            return (f"answered '{KEEP_LOCAL}' by {self.by} at {self.at}: the users this run would have removed are "
+                    "local users now (listed under 'detached'); the rest of the change set was applied")
         if self.approved:
             return f"approved by {self.by} at {self.at}: the mass-delete guard was lifted for this run only"
         if self.timed_out:
@@ -84,6 +95,11 @@ class Decision:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def reason(self) -> str:
+        """What a detach this answer caused says in the report."""
+        return f"kept as a local user: '{KEEP_LOCAL}', answered by {self.by} at {self.at}"
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> Decision | None:

@@ -121,6 +121,9 @@ class ChangeTables:
         """Read a saved plan; with ``limit``, only the first ``limit`` rows of each change table (skipped: all)."""
         tables = {}
         for name in SCHEMAS:
+            if name not in ref["tables"]:  # saved before this table existed
+                tables[name] = SCHEMAS[name].empty_table()
+                continue
             table_ref = TableRef.from_json(ref["tables"][name])
             tables[name] = folder.read(table_ref) if limit is None or name == "skipped" else folder.head(table_ref, limit)
         notes = tables.pop("notes").column("note").to_pylist()

@@ -14,6 +14,19 @@ from usersync.rundata import RunFolder, TableRef
 HEADER = ("change", "username", "ad_username", "domain", "field", "old", "new", "reason")
 
 
+def _when(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value is not None else "?"
+
+
+#: the leavers' tables, one line per user: (change, field, reason)
+LIFECYCLE_LINES = {
+    "pending": lambda r: ("pending deletion", "", f"gone since {_when(r['left_at'])}, deleted on {_when(r['until'])}"),
+    "returns": lambda r: ("returned", "", f"returned after {r['days']} day(s)"),
+    "holds": lambda r: ("held", "", r["reason"] or "protected"),
+    "detaches": lambda r: ("detach", "", r["reason"] or "kept as a local user"),
+}
+
+
 def _lines(kind: str, row: dict[str, Any]) -> Iterator[tuple]:
     if kind == "inserts":
         for column, value in row.items():
@@ -25,6 +38,9 @@ def _lines(kind: str, row: dict[str, Any]) -> Iterator[tuple]:
                    row[f"old_{column}"], row[f"new_{column}"], "")
     elif kind in ("deletes", "disables"):
         yield (kind[:-1], row["username"], row["ad_username"], row["domain"], "", "", "", "no longer in the source")
+    elif kind in LIFECYCLE_LINES:
+        change, field, reason = LIFECYCLE_LINES[kind](row)
+        yield (change, row["username"], row["ad_username"] or "", row["domain"] or "", field, "", "", reason)
     else:  # skipped
         yield ("skip", "", row.get("ad_username") or "", row.get("domain") or "", "", "", "", f"{row['account']}: {row['reason']}")
 
@@ -34,7 +50,9 @@ def change_set_csv(folder: RunFolder, plan_ref: dict[str, Any]) -> Iterator[str]
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(HEADER)
-    for kind in ("inserts", "updates", "deletes", "disables", "skipped"):
+    for kind in ("inserts", "updates", "deletes", "disables", *LIFECYCLE_LINES, "skipped"):
+        if kind not in plan_ref["tables"]:  # a change set saved before the leavers' tables existed
+            continue
         for batch in folder.batches(TableRef.from_json(plan_ref["tables"][kind]), batch_size=10_000):
             for row in batch.to_pylist():
                 writer.writerows(_lines(kind, row))

@@ -18,8 +18,9 @@ from sqlalchemy import Engine
 
 from usersync.explain import explanation
 from usersync.explain.fields import field_sections
-from usersync.explain.match import absent_sections, match_sections
+from usersync.explain.match import absent_sections, find_user, match_sections
 from usersync.explain.reading import identity, read_sections
+from usersync.plan.change_tables import ChangeTables
 from usersync.plan.mapping import map_records
 from usersync.plan.tables import (
     SKIPPED_SCHEMA,
@@ -39,6 +40,7 @@ from usersync.rules import Rules
 from usersync.rundata import RunFolder, TableRef
 from usersync.sources.base import Source
 from usersync.sources.errors import EmptySource
+from usersync.store.detach import DetachError, detach_plan
 from usersync.store.recheck import fingerprint
 from usersync.store.schema_version import ensure_schema
 from usersync.store.sync_state import choose, load_watermark
@@ -133,6 +135,21 @@ def one_account_step(source: Source, info: dict[str, Any], attributes: list[str]
     return out
 
 
+def _detach_one(rules: Rules, existing, facts: dict[str, Any], account: str, planned: ChangeTables) -> ChangeTables:
+    """The plan of a single-account run asked to keep the account's user as a local user: that detach only."""
+    row, _how = find_user(rules, existing, facts)
+    if row is None:
+        raise DetachError(f"no user of the users table holds account {account!r} (by anchor or by AD username + "
+                          "Domain); nothing was detached")
+    if row.get("source") != rules.source.name:
+        raise DetachError(f"user {row['username']!r} is not owned by source {rules.source.name!r} (owner: "
+                          f"{row.get('source') or 'none, a local user'}); nothing was detached")
+    plan = detach_plan(rules.source.name, [row], f"kept as a local user: trigger parameter keep_as_local, account "
+                       f"{account!r}", datetime.fromisoformat(planned.as_of) if planned.as_of else None)
+    plan.read, plan.owned, plan.seen = planned.read, planned.owned, planned.seen
+    return plan
+
+
 def _anchors_read(folder: RunFolder, ref: TableRef, attributes: list[str], anchor: str | None) -> set[str]:
     """The anchors (objectGUIDs, Graph ids) of the changed entries just read: those are in scope, not removed."""
     column = next((a for a in attributes if anchor and a.lower() == anchor.lower()), None)
@@ -195,11 +212,12 @@ def map_step(rules: Rules, extracted: dict[str, Any], folder: RunFolder) -> dict
 
 
 def diff_step(rules: Rules, parts: list[dict[str, Any]], engine: Engine, folder: RunFolder,
-              as_of: datetime | None = None) -> dict[str, Any]:
+              as_of: datetime | None = None, keep_as_local: bool = False) -> dict[str, Any]:
     """Columnar diff of all mapped partitions against the users table; the plan goes to ``plan/*.parquet``.
 
     ``as_of``: the run's time (its due time, when scheduled) — the day leavers leave, and what grace periods
-    are counted against, so daily runs count whole days whatever each one's start-up took."""
+    are counted against, so daily runs count whole days whatever each one's start-up took. ``keep_as_local``
+    (single-account runs): the plan only detaches that account's user."""
     from usersync.plan.diff import diff_frames  # pandas: imported by the one step that uses it
     read = sum(p["read"] for p in parts)
     delta = any(p.get("delta") for p in parts)
@@ -224,7 +242,9 @@ def diff_step(rules: Rules, parts: list[dict[str, Any]], engine: Engine, folder:
     plan.seen = seen
     if account:
         facts = explanation.load(folder)[1]
-        explanation.save(folder, "diff", match_sections(rules, existing, facts, plan) if read
+        if keep_as_local:
+            plan = _detach_one(rules, existing, facts, account, plan)
+        explanation.save(folder, "diff", match_sections(rules, existing, facts, plan) if read and not keep_as_local
                          else absent_sections(rules, existing, facts), {"planned": plan.counts()})
     log.info("plan for %s: %s", rules.source.name, plan.counts())
     ref = plan.save(folder)

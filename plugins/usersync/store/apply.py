@@ -91,7 +91,7 @@ def apply_tables(engine: Engine, plan: ChangeTables, now: datetime | None = None
                     stmt = update(users).where(users.c.id.in_(ids)).values(enabled=False, disabled_by_sync=True,
                                                                            left_at=left_at, updated_at=now)
                 else:
-                    stmt = update(users).where(users.c.id.in_(ids)).values(LOCAL, updated_at=now)
+                    stmt = update(users).where(users.c.id.in_(ids)).values({**LOCAL, "updated_at": now})
                 _expect(conn.execute(stmt).rowcount, len(ids), what)
                 progress.advance(len(batch))
 
