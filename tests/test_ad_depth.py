@@ -284,3 +284,68 @@ def test_delta_through_the_dag_with_full_sync_param_and_report_line(airflow_env,
     assert airflow_env.run("user_sync__corp").state == "failed"  # 3 of 5 leaving: blocked by the guard
     assert "BLOCKED" in report() and load_watermark(engine, "corp") == mark  # a blocked run keeps the watermark
     engine.dispose()
+
+
+@pytest.mark.airflow
+def test_an_account_restored_from_its_tombstone_within_the_grace_gets_its_user_back(airflow_env, samba_dc, ou, tmp_path):
+    """AD's Recycle Bin case on the real DC, through the DAG with delta reads: two accounts deleted by mistake are
+    disabled; one is reanimated (same objectGUID) and comes back to the very same user with its application data;
+    the other is deleted by the delta run after its 30 days, though nothing changed in the directory that day."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from tests.support.helpers import all_rows, changed_rows, report_of
+    from usersync.store.schema import users
+
+    url = f"sqlite:///{tmp_path / 'users.db'}"
+    airflow_env.connection("corp_ldap", **samba_dc.connection_extra())
+    airflow_env.users_db(url)
+    data = rules_for(ou, delta={}).model_dump(mode="json", exclude_none=True)
+    airflow_env.rules({**data, "safety": {"deletion": "disable", "delete_after_days": 30, "max_delete_percent": 100}})
+    dns = add_staff(samba_dc, ou, 4)
+    guid = samba_dc.guid(dns["u1"])
+    day0 = datetime(2026, 5, 4, 2, 0, tzinfo=UTC)
+
+    def run(days: int):
+        dr = airflow_env.run("user_sync__corp", run_after=day0 + timedelta(days=days))
+        assert dr.state == "success"
+        return dr
+
+    run(0)
+    ids = {r["ad_username"]: r["id"] for r in all_rows(url).values()}
+    engine = create_engine(url)
+    with engine.begin() as conn:  # the application's data on the user
+        conn.execute(update(users).where(users.c.id == ids[ou.n("u1")]).values(personal_address="Room 1",
+                                                                                voicemail_enabled=True))
+    engine.dispose()
+
+    before = all_rows(url)
+    samba_dc.delete(dns["u1"])
+    samba_dc.delete(dns["u2"])
+    report = report_of(run(1))
+    assert "read:     delta" in report and "pending 2" in report
+    after = all_rows(url)
+    assert set(changed_rows(before, after)) == {ids[ou.n("u1")], ids[ou.n("u2")]}
+    assert after[ids[ou.n("u1")]]["disabled_by_sync"] is True
+
+    before = after
+    samba_dc.restore(guid, dns["u1"], givenName="Given1", sn="Sur1", ipPhone="5001", userAccountControl=512,
+                     mail=f"{ou.n('u1')}@example.test")
+    assert samba_dc.guid(dns["u1"]) == guid
+    report = report_of(run(10))
+    assert "read:     delta" in report
+    assert f"↺ {ou.n('u1')} (EXAMPLE\\{ou.n('u1')}): returned after 9 day(s)" in report
+    after = all_rows(url)
+    changes = changed_rows(before, after)
+    assert set(changes) == {ids[ou.n("u1")]}
+    assert set(changes[ids[ou.n("u1")]]) == {"enabled", "disabled_by_sync", "left_at", "updated_at"}
+    back = after[ids[ou.n("u1")]]
+    assert (back["enabled"], back["personal_address"], back["voicemail_enabled"]) == (True, "Room 1", True)
+    assert back["external_id"].lower() == guid.lower()
+
+    before = after
+    report = report_of(run(31))  # nothing changed in the directory: the delta still sees u2's grace end
+    assert "read:     delta" in report and "deleted 1" in report
+    assert set(changed_rows(before, all_rows(url))) == {ids[ou.n("u2")]}
+    assert ids[ou.n("u2")] not in all_rows(url)
