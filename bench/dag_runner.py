@@ -1,7 +1,7 @@
 """Runs sync DAGs with ``dag.test()`` on request, in its own process with its own Airflow home.
 
 Driven by ``bench.bench_dag`` (and the benchmark smoke test) over stdin/stdout, one JSON object per line:
-``{"run": "<dag id>", "conf": {...}}`` → ``{"dag_id", "state", "seconds", "tasks": {task: seconds},
+``{"run": "<dag id>", "conf": {...}, "run_after": "<ISO time, optional>"}`` → ``{"dag_id", "state", "seconds", "tasks": {task: seconds},
 "written", "xcom_bytes", "entries", "run_bytes", "peak_rss_mb", "explanation"}`` (the last: a single-account run's
 explanation). The environment (AIRFLOW_HOME, connections, rules
 folder) is set by the caller before this process starts, as an admin's shell would.
@@ -56,14 +56,20 @@ def entries_read(run_id: str) -> int:
     return sum(v["records"]["rows"] + v.get("scanned", 0) for v in values)
 
 
-def run(dag_id: str, conf: dict) -> dict:
+def run(dag_id: str, conf: dict, run_after: str | None = None) -> dict:
     from airflow.dag_processing.dagbag import DagBag
 
     from usersync_airflow.run_storage import run_folder
 
     dag = DagBag(dag_folder=sys.argv[1]).get_dag(dag_id)
     t = time.perf_counter()
-    dr = dag.test(run_conf=conf)
+    if run_after:  # the run's time, ISO 8601 (a daily run's due time: grace periods count from it)
+        from datetime import datetime
+
+        when = datetime.fromisoformat(run_after)
+        dr = dag.test(run_conf=conf, run_after=when, logical_date=when)
+    else:
+        dr = dag.test(run_conf=conf)
     seconds = time.perf_counter() - t
     tasks: dict[str, float] = {}
     for ti in dr.get_task_instances():
@@ -90,7 +96,8 @@ def main() -> None:
     print(json.dumps({"ready": True}), file=answers, flush=True)
     for line in sys.stdin:
         request = json.loads(line)
-        print(json.dumps(run(request["run"], request.get("conf") or {})), file=answers, flush=True)
+        print(json.dumps(run(request["run"], request.get("conf") or {}, request.get("run_after"))), file=answers,
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -44,3 +44,15 @@ def test_the_one_account_benchmark_runs_on_a_small_directory(tmp_path):
     assert one["entries"] == 1 and one["reader"] == "1 request(s), 1 entry" and one["written"]["updated"] == 1
     assert rows["reference: ldap3 bind + one search"]["entries"] == 1
     assert "| one account, changed |" in one_markdown(500, list(rows.values()), "python -m bench.bench_one_account 500")
+
+
+def test_the_leavers_benchmark_runs_on_a_small_directory(tmp_path):
+    from bench.bench_leavers import markdown as leavers_markdown
+    from bench.bench_leavers import run_benchmark as run_leavers
+
+    rows = {r["case"]: r for r in run_leavers(400, 20, work=tmp_path)}
+    assert rows["first import"]["written"]["inserted"] == 400
+    assert rows["20 leave: disabled"]["written"]["disabled"] == 20
+    assert not any(rows["no-op, 20 pending deletion"]["written"].values())
+    assert rows["30 days on: 20 deleted"]["written"]["deleted"] == 20
+    assert "| 30 days on: 20 deleted |" in leavers_markdown(400, 20, list(rows.values()), "python -m bench.bench_leavers")

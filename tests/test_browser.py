@@ -1,7 +1,7 @@
 """The admin's path in a real browser (headless Chromium) against the native distributed Airflow: log in, open
 the reports page, see a real run's report, download it, see the chart; trigger a dry run from the trigger form;
 sync one account as a dry run from the form and read its explanation; approve a blocked run from Required
-Actions. A screenshot of each step is kept (tests/browser.py)."""
+Actions, or answer it "Keep them as local users". A screenshot of each step is kept (tests/browser.py)."""
 
 from __future__ import annotations
 
@@ -157,5 +157,40 @@ def test_a_blocked_run_approved_from_required_actions(stack, browser):
         assert "SUCCESS" in row.text
         assert len(d.find_elements(By.CSS_SELECTOR, f"section#{DAG} svg.chart rect.deleted")) == 1
         browser.shot("reports-after-approval")
+    finally:
+        d.switch_to.default_content()
+
+
+def test_a_blocked_run_answered_keep_them_as_local_users_from_required_actions(stack, browser):
+    d = browser.driver
+    for i in range(10, 20):  # 10 of the 20 left
+        stack.ldap.delete_user(i)
+    before = stack.users()
+    run_id = stack.cluster.trigger(DAG)
+    stack.cluster.wait_task(DAG, run_id, "approve", {"awaiting_input"})
+    d.get(f"{stack.cluster.url}/required_actions")
+    d.find_element(By.XPATH, "//*[text()='usersync: approve removing 10 users from corp?']").click()
+    browser.wait_for(lambda: "/tasks/approve/required_actions" in d.current_url, what="the request")
+    button = browser.wait_for(lambda: d.find_elements(By.XPATH, "//button[normalize-space(.)='Keep them as local users']"),
+                              what="the third answer")[0]
+    browser.shot("required-action-keep-local")
+    button.click()
+    assert stack.cluster.wait_run(DAG, run_id)["state"] == "success"
+    after = stack.users()
+    assert set(after) == set(before)
+    for name, old in before.items():
+        changed = {k for k in old if old[k] != after[name][k]}
+        if 10 <= int(name[4:]) < 20:  # local users now; nothing else of theirs changed
+            assert changed == {"ad_username", "domain", "source", "updated_at"} and after[name]["source"] is None
+        else:
+            assert changed == set(), name
+    assert "approval: answered 'Keep them as local users' by admin" in stack.report(DAG, run_id)
+    d.get(f"{stack.cluster.url}/plugin/usersync-reports")
+    d.switch_to.frame(d.find_element(By.TAG_NAME, "iframe"))
+    try:
+        row = browser.wait_for(lambda: d.find_elements(By.CSS_SELECTOR, f"tr.run[data-run-id='{run_id}']"),
+                               what="the run's row")[0]
+        assert row.find_element(By.CSS_SELECTOR, "td.detached").text == "10"
+        browser.shot("reports-after-keep-local")
     finally:
         d.switch_to.default_content()

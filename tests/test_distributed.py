@@ -189,6 +189,38 @@ def test_the_reports_page_shows_nothing_without_an_airflow_login(stack):
     assert "user_sync__corp" in page and "user_sync__quick" in page and "<svg" in page
 
 
+def test_a_blocked_run_answered_keep_them_as_local_users_detaches_them_and_applies_the_rest(stack):
+    """The third answer, on the scheduler path: the users the run would remove become local users (AD username,
+    Domain and owner cleared, nothing else of theirs changed); the rest of the change set applies."""
+    c = stack.cluster
+    stack.ldap.add_user(91)  # the rest of the change set: one insert
+    before = stack.users()
+    # deleted in the directory by the tests above (the rejected run's 10, the quick source's 6)
+    leaving = {n for n in before if n != "user000090" and 10 <= int(n[4:]) < 26}
+    assert len(leaving) == 16
+    run_id = c.trigger("user_sync__corp")
+    c.wait_task("user_sync__corp", run_id, "approve", {"awaiting_input"})
+    detail = c.api("GET", f"/api/v2/dags/user_sync__corp/dagRuns/{run_id}/taskInstances/approve/-1/hitlDetails")
+    assert detail["options"] == ["Approve", "Reject", "Keep them as local users"]
+    assert "**Keep them as local users**" in detail["body"]
+    assert stack.users() == before
+    answer = _answer(stack, "user_sync__corp", run_id, "Keep them as local users")
+    assert answer["chosen_options"] == ["Keep them as local users"]
+    assert c.wait_run("user_sync__corp", run_id)["state"] == "success"
+    after = stack.users()
+    assert set(after) == set(before) | {"user000091"}
+    for name in leaving:
+        old, new = before[name], after[name]
+        assert (new["ad_username"], new["domain"], new["source"]) == (None, None, None)
+        assert {k for k in old if old[k] != new[k]} == {"ad_username", "domain", "source", "updated_at"}, name
+    assert all(after[n] == before[n] for n in before if n not in leaving)
+    report = _report(stack, "user_sync__corp", run_id)
+    assert "approval: answered 'Keep them as local users' by admin at 20" in report
+    assert "detached (now local users" in report and "inserted 1" in report and "deleted 0" in report
+    counts = stack.summary("user_sync__corp", run_id)["counts"]
+    assert (counts["detached"], counts["deleted"], counts["inserted"]) == (16, 0, 1)
+
+
 def test_stopping_the_cluster_leaves_no_process(stack):
     c = stack.cluster
     assert len(c.procs) == 6 and c.group_members()  # api-server, scheduler, dag-processor, triggerer, 2 workers
