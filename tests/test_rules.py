@@ -165,3 +165,54 @@ def test_cli_validate_and_fields(tmp_path, capsys):
     assert cli(["rules", "fields"]) == 0
     out = capsys.readouterr().out
     assert "personal_address" in out and "no fixed values" in out
+
+
+@pytest.mark.parametrize(
+    "entry, where, reason",
+    [
+        ({"field": "dept", "in": ["Board"]}, "protect.0.field", "unknown field 'dept'"),
+        ({"field": "department"}, "protect.0", "exactly one of equals, in, matches, range (got none)"),
+        ({"field": "department", "in": ["Board"], "equals": "Board"}, "protect.0", "(got equals, in)"),
+        ({"field": "department", "in": []}, "protect.0.in", "at least 1 item"),
+        ({"field": "username", "matches": "svc-("}, "protect.0.matches", "not a regular expression"),
+        ({"field": "department", "range": [1, 9]}, "protect.0", "not a number field"),
+        ({"field": "extension", "range": [9099, 9000]}, "protect.0", "9099 is above 9000"),
+        ({"field": "enabled", "in": ["yes"]}, "protect.0", "is a flag: use equals: true or equals: false"),
+        ({"field": "department", "in": ["Board"], "colour": "red"}, "protect.0.colour", "Extra inputs"),
+    ],
+)
+@pytest.mark.bad_input
+def test_each_malformed_protect_entry_names_where_and_why(entry, where, reason):
+    data = ad_rules()
+    data["protect"] = [entry]
+    problems = _problems(data)
+    assert any(loc == where and reason in msg for loc, msg in problems), problems
+
+
+@pytest.mark.bad_input
+def test_a_grace_period_needs_the_disable_policy():
+    data = ad_rules()
+    data["safety"] = {"deletion": "delete", "delete_after_days": 30}
+    assert any(loc == "safety" and "a grace period needs deletion: disable" in msg for loc, msg in _problems(data))
+    data["safety"] = {"deletion": "disable", "delete_after_days": 30}
+    assert parse_rules(data).safety.grace
+
+
+def test_protect_conditions_match_as_documented():
+    from usersync.rules.protect import ProtectRule, protection
+
+    board = ProtectRule.model_validate({"field": "department", "in": ["Board"]})
+    assert board.holds_for(" board ") and not board.holds_for("Boardroom") and not board.holds_for(None)
+    emergency = ProtectRule.model_validate({"field": "extension", "range": [9000, 9099], "updates": False})
+    assert emergency.holds_for("9000") and emergency.holds_for("9099") and not emergency.holds_for("9100")
+    assert not emergency.holds_for("+49 9050")  # not a plain number: outside any range
+    service = ProtectRule.model_validate({"field": "username", "matches": "svc-.*"})
+    assert service.holds_for("SVC-backup") and not service.holds_for("x-svc-backup")  # the whole value
+    licensed = ProtectRule.model_validate({"field": "call_recording_license", "equals": True})
+    assert licensed.holds_for(True) and not licensed.holds_for(False)
+    rules = [board, emergency]
+    assert protection(rules, {"department": "Sales", "extension": "1000"}) is None
+    assert protection(rules, {"department": "Board", "extension": "1000"}) == ("department in [Board]", True)
+    assert protection(rules, {"department": "Board", "extension": "9001"}) == \
+        ("department in [Board]; extension in range 9000–9099", False)
+    assert protection(rules, {"sync_protected": True}) == ("sync_protected is set", True)
