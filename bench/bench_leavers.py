@@ -12,75 +12,40 @@ carrying them); the run 30 days later that deletes them (K deletions, guarded li
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import yaml
-
 from bench.bench_dag import FULL_FIELDS, publish, rules
-from bench.dag_runner import admin_env
+from bench.dag_session import dag_session, written
 from devtools.ad_data import ad_user, user_dn
-from devtools.postgres import PostgresServer
-from devtools.slapd import SlapdServer
 
-REPO = Path(__file__).resolve().parents[1]
 DAY0 = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)
 
 
 def run_benchmark(n: int, leavers: int, work: Path | None = None) -> list[dict]:
     work = work or Path(tempfile.mkdtemp(prefix="usersync-bench-leavers-"))
-    ldap = SlapdServer(work / "ldap", users=n).start()
-    pg = PostgresServer(work / "pg").start()
+    data = rules("bench", n, FULL_FIELDS)
+    data["safety"].update(deletion="disable", delete_after_days=30)
+    data["protect"] = [{"field": "department", "in": ["Board"]}, {"field": "extension", "range": [9000, 9099]}]
     rows: list[dict] = []
-    try:
-        home = work / "home"
-        rules_dir = home / "rules"
-        rules_dir.mkdir(parents=True)
-        data = rules("bench", n, FULL_FIELDS)
-        data["safety"].update(deletion="disable", delete_after_days=30)
-        data["protect"] = [{"field": "department", "in": ["Board"]}, {"field": "extension", "range": [9000, 9099]}]
-        (rules_dir / "bench.yaml").write_text(yaml.safe_dump(data))
-        env = admin_env(home, rules_dir, {"bench_ldap": ldap.connection_extra()})
-        pg.create_database("leavers")
-        env["AIRFLOW_CONN_BENCH_TARGET"] = json.dumps(
-            {"conn_type": "postgres", "host": "127.0.0.1", "port": pg.port, "login": "postgres", "schema": "leavers"})
-        proc = subprocess.Popen([sys.executable, "-m", "bench.dag_runner", str(REPO / "dags")], cwd=REPO, env=env,
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert json.loads(proc.stdout.readline())["ready"]
+    with dag_session(work, n, data, "leavers", rows) as session:
+        def run(case: str, day: int) -> None:
+            session.run(case, run_after=(DAY0 + timedelta(days=day)).isoformat())
 
-        def run(case: str, day: int) -> dict:
-            request = {"run": "user_sync__bench", "conf": {}, "run_after": (DAY0 + timedelta(days=day)).isoformat()}
-            proc.stdin.write(json.dumps(request) + "\n")
-            proc.stdin.flush()
-            result = json.loads(proc.stdout.readline())
-            if result["state"] != "success":
-                raise SystemExit(f"{case} failed: {result}")
-            rows.append({"case": case, **result})
-            return result
-
-        try:
-            run("first import", 0)
-            run("reference: no-op, nobody pending", 1)
-            step = max(n // leavers, 1)
-            with ldap.admin() as conn:
-                for i in range(0, step * leavers, step):
-                    conn.delete(user_dn(ad_user(i)))
-            run(f"{leavers:,} leave: disabled", 2)
-            run(f"no-op, {leavers:,} pending deletion", 3)
-            run(f"30 days on: {leavers:,} deleted", 32)
-        finally:
-            proc.stdin.close()
-            proc.wait(60)
-    finally:
-        ldap.stop()
-        pg.stop()
+        run("first import", 0)
+        run("reference: no-op, nobody pending", 1)
+        step = max(n // leavers, 1)
+        with session.ldap.admin() as conn:
+            for i in range(0, step * leavers, step):
+                conn.delete(user_dn(ad_user(i)))
+        run(f"{leavers:,} leave: disabled", 2)
+        run(f"no-op, {leavers:,} pending deletion", 3)
+        run(f"30 days on: {leavers:,} deleted", 32)
     return rows
 
 
@@ -99,13 +64,9 @@ def markdown(n: int, leavers: int, rows: list[dict], command: str) -> str:
     for r in rows:
         tasks = r.get("tasks", {})
         lines.append(f"| {r['case']} | {r['seconds']:.2f} | {tasks.get('diff', '—')} | {tasks.get('apply', '—')} | "
-                     f"{_written(r.get('written'))} |")
+                     f"{written(r.get('written'))} |")
     lines.append("")
     return "\n".join(lines)
-
-
-def _written(written: dict | None) -> str:
-    return ", ".join(f"{k} {v}" for k, v in (written or {}).items() if v) or "—"
 
 
 def main() -> None:

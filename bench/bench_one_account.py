@@ -14,22 +14,17 @@ answered (its explanation's first line).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import re
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 from bench.bench_dag import FULL_FIELDS, publish, rules
-from bench.dag_runner import admin_env
+from bench.dag_session import dag_session, written
 from devtools.ad_data import ad_user, user_dn
-from devtools.postgres import PostgresServer
 from devtools.slapd import SlapdServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,52 +50,22 @@ def bare_search(ldap: SlapdServer, sam: str) -> tuple[float, int]:
 
 def run_benchmark(n: int, work: Path | None = None) -> list[dict]:
     work = work or Path(tempfile.mkdtemp(prefix="usersync-bench-one-"))
-    ldap = SlapdServer(work / "ldap", users=n).start()
-    pg = PostgresServer(work / "pg").start()
     rows: list[dict] = []
-    try:
-        home = work / "home"
-        rules_dir = home / "rules"
-        rules_dir.mkdir(parents=True)
-        (rules_dir / "bench.yaml").write_text(yaml.safe_dump(rules("bench", n, FULL_FIELDS)))
-        env = admin_env(home, rules_dir, {"bench_ldap": ldap.connection_extra()})
-        pg.create_database("one_account")
-        env["AIRFLOW_CONN_BENCH_TARGET"] = json.dumps(
-            {"conn_type": "postgres", "host": "127.0.0.1", "port": pg.port, "login": "postgres", "schema": "one_account"})
-        proc = subprocess.Popen([sys.executable, "-m", "bench.dag_runner", str(REPO / "dags")], cwd=REPO, env=env,
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert json.loads(proc.stdout.readline())["ready"]
+    with dag_session(work, n, rules("bench", n, FULL_FIELDS), "one_account", rows) as session:
+        session.run("full run, first import")
+        session.run("full run, no-op")
+        import ldap3
 
-        def run(case: str, conf: dict | None = None) -> dict:
-            proc.stdin.write(json.dumps({"run": "user_sync__bench", "conf": conf or {}}) + "\n")
-            proc.stdin.flush()
-            result = json.loads(proc.stdout.readline())
-            if result["state"] != "success":
-                raise SystemExit(f"{case} failed: {result}")
-            rows.append({"case": case, **result})
-            return result
-
-        try:
-            run("full run, first import")
-            run("full run, no-op")
-            import ldap3
-
-            one = min(ACCOUNT, n - 1)
-            with ldap.admin() as conn:
-                conn.modify(user_dn(ad_user(one)), {"department": [(ldap3.MODIFY_REPLACE, ["Bench one"])]})
-            sam = f"user{one:06d}"
-            result = run("one account, changed", {"account": sam})
-            asked = re.search(r"(\d+) request\(s\), (\d+) entr", result["explanation"] or "")
-            rows[-1]["reader"] = f"{asked[1]} request(s), {asked[2]} entry" if asked else "?"
-            seconds, entries = bare_search(ldap, sam)
-            rows.append({"case": "reference: ldap3 bind + one search", "seconds": round(seconds, 3),
-                         "entries": entries, "tasks": {}, "written": None})
-        finally:
-            proc.stdin.close()
-            proc.wait(60)
-    finally:
-        ldap.stop()
-        pg.stop()
+        one = min(ACCOUNT, n - 1)
+        with session.ldap.admin() as conn:
+            conn.modify(user_dn(ad_user(one)), {"department": [(ldap3.MODIFY_REPLACE, ["Bench one"])]})
+        sam = f"user{one:06d}"
+        result = session.run("one account, changed", {"account": sam})
+        asked = re.search(r"(\d+) request\(s\), (\d+) entr", result["explanation"] or "")
+        rows[-1]["reader"] = f"{asked[1]} request(s), {asked[2]} entry" if asked else "?"
+        seconds, entries = bare_search(session.ldap, sam)
+        rows.append({"case": "reference: ldap3 bind + one search", "seconds": round(seconds, 3),
+                     "entries": entries, "tasks": {}, "written": None})
     return rows
 
 
@@ -117,13 +82,9 @@ def markdown(n: int, rows: list[dict], command: str) -> str:
     for r in rows:
         extract = r.get("tasks", {}).get("extract")
         lines.append(f"| {r['case']} | {r['seconds']:.2f} | {extract if extract is not None else '—'} | "
-                     f"{r.get('entries', '—'):,} | {r.get('reader', '—')} | {_written(r.get('written'))} |")
+                     f"{r.get('entries', '—'):,} | {r.get('reader', '—')} | {written(r.get('written'))} |")
     lines.append("")
     return "\n".join(lines)
-
-
-def _written(written: dict | None) -> str:
-    return ", ".join(f"{k} {v}" for k, v in (written or {}).items() if v) or "—"
 
 
 def main() -> None:

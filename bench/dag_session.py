@@ -1,0 +1,68 @@
+"""A benchmark's private world: a slapd with N AD-like users, a PostgreSQL users database, and a ``dag_runner``
+process with its own Airflow home whose rules folder holds one source, ``bench``. Shared by the benchmarks that
+run a sequence of DAG runs against one directory and read each run's figures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.dag_runner import admin_env
+from devtools.postgres import PostgresServer
+from devtools.slapd import SlapdServer
+
+REPO = Path(__file__).resolve().parents[1]
+DAG = "user_sync__bench"
+
+
+class Session:
+    def __init__(self, ldap: SlapdServer, proc: subprocess.Popen, rows: list[dict[str, Any]]):
+        self.ldap, self.proc, self.rows = ldap, proc, rows
+
+    def run(self, case: str, conf: dict | None = None, run_after: str | None = None) -> dict[str, Any]:
+        """One DAG run; its figures are appended to ``rows`` under ``case``. A failed run ends the benchmark."""
+        self.proc.stdin.write(json.dumps({"run": DAG, "conf": conf or {}, "run_after": run_after}) + "\n")
+        self.proc.stdin.flush()
+        result = json.loads(self.proc.stdout.readline())
+        if result["state"] != "success":
+            raise SystemExit(f"{case} failed: {result}")
+        self.rows.append({"case": case, **result})
+        return result
+
+
+@contextmanager
+def dag_session(work: Path, n: int, rules: dict[str, Any], database: str, rows: list[dict[str, Any]]) -> Iterator[Session]:
+    ldap = SlapdServer(work / "ldap", users=n).start()
+    pg = PostgresServer(work / "pg").start()
+    try:
+        home = work / "home"
+        rules_dir = home / "rules"
+        rules_dir.mkdir(parents=True)
+        (rules_dir / "bench.yaml").write_text(yaml.safe_dump(rules))
+        env = admin_env(home, rules_dir, {"bench_ldap": ldap.connection_extra()})
+        pg.create_database(database)
+        env["AIRFLOW_CONN_BENCH_TARGET"] = json.dumps(
+            {"conn_type": "postgres", "host": "127.0.0.1", "port": pg.port, "login": "postgres", "schema": database})
+        proc = subprocess.Popen([sys.executable, "-m", "bench.dag_runner", str(REPO / "dags")], cwd=REPO, env=env,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert json.loads(proc.stdout.readline())["ready"]
+            yield Session(ldap, proc, rows)
+        finally:
+            proc.stdin.close()
+            proc.wait(60)
+    finally:
+        ldap.stop()
+        pg.stop()
+
+
+def written(counts: dict | None) -> str:
+    """A run's written counts as a table cell: ``inserted 5, updated 2``, or a dash."""
+    return ", ".join(f"{k} {v}" for k, v in (counts or {}).items() if v) or "—"
