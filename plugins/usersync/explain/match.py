@@ -59,6 +59,8 @@ def absent_sections(rules: Rules, existing: pd.DataFrame, facts: dict[str, Any])
                 "disable": ("the user stays disabled (safety.deletion: disable; it already is)" if row.get("disabled_by_sync")
                             else "the next full run DISABLES this user (safety.deletion: disable)"),
                 "keep": "the next full run keeps this user as it is (safety.deletion: keep)"}[policy]
+        if rules.safety.grace:
+            fate += f"; deleted {rules.safety.delete_after_days} day(s) after it left unless the account returns"
     return {"match": match, "claims": ["none: nothing is written"],
             "outcome": [f"not synced: the account {why}; this run deletes nobody", fate]}
 
