@@ -139,7 +139,7 @@ def check_source(rules_path: str) -> list[dict[str, Any]]:
             full = "a draft preview reads in full (the draft's scope may differ)" if previewing() else \
                 bool(params().get("full_sync"))
             info = pipeline.check_step(source, rules, engine, full_sync=full, account=account())
-            keep_as_local()  # refused before anything is read when the account is missing
+            keep_as_local()  # refused before the extract reads anything when the account is missing
     finally:
         hook.close()
 
