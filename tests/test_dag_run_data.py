@@ -69,12 +69,12 @@ def test_damaged_run_data_fails_the_run_naming_the_file_and_writes_nothing(airfl
     real_diff = pipeline.diff_step
     damaged = []
 
-    def diff_after_damage(rules, parts, engine, folder):
+    def diff_after_damage(rules, parts, engine, folder, **options):
         path = folder.path / parts[0]["mapped"]["file"]
         with path.open("ab") as fh:
             fh.write(b"garbage")
         damaged.append(str(path))
-        return real_diff(rules, parts, engine, folder)
+        return real_diff(rules, parts, engine, folder, **options)
 
     monkeypatch.setattr(pipeline, "diff_step", diff_after_damage)
     airflow_env.rules(ad_rules(filter="(&(objectClass=user)(!(sAMAccountName=user000001)))"))
