@@ -2,8 +2,8 @@
 
 Driven by ``bench.bench_dag`` (and the benchmark smoke test) over stdin/stdout, one JSON object per line:
 ``{"run": "<dag id>", "conf": {...}, "run_after": "<ISO time, optional>"}`` → ``{"dag_id", "state", "seconds", "tasks": {task: seconds},
-"written", "xcom_bytes", "entries", "run_bytes", "peak_rss_mb", "explanation"}`` (the last: a single-account run's
-explanation). The environment (AIRFLOW_HOME, connections, rules
+"written", "xcom_bytes", "entries", "run_bytes", "peak_rss_mb", "explanation", "write_back"}`` (a single-account run's
+explanation; what write-back did, for rules with a ``write_back`` section). The environment (AIRFLOW_HOME, connections, rules
 folder) is set by the caller before this process starts, as an admin's shell would.
 """
 
@@ -75,6 +75,7 @@ def run(dag_id: str, conf: dict, run_after: str | None = None) -> dict:
     for ti in dr.get_task_instances():
         tasks[ti.task_id] = round(tasks.get(ti.task_id, 0.0) + (ti.duration or 0.0), 2)
     applied = dr.get_task_instance("apply").xcom_pull(task_ids="apply") or {}
+    wrote_back = dr.get_task_instance("write_back")  # None: the rules have no write_back section
     folder = run_folder(dag_id, dr.run_id)
     explained = folder.path / "explanation.txt"
     return {
@@ -83,6 +84,7 @@ def run(dag_id: str, conf: dict, run_after: str | None = None) -> dict:
         "run_bytes": folder.size() if folder.path.exists() else 0,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "explanation": explained.read_text() if explained.exists() else None,
+        "write_back": wrote_back.xcom_pull(task_ids="write_back") if wrote_back is not None else None,
     }
 
 

@@ -23,8 +23,8 @@ DAG = "user_sync__bench"
 
 
 class Session:
-    def __init__(self, ldap: SlapdServer, proc: subprocess.Popen, rows: list[dict[str, Any]]):
-        self.ldap, self.proc, self.rows = ldap, proc, rows
+    def __init__(self, ldap: Any, proc: subprocess.Popen, rows: list[dict[str, Any]], target_url: str = ""):
+        self.ldap, self.proc, self.rows, self.target_url = ldap, proc, rows, target_url
 
     def run(self, case: str, conf: dict | None = None, run_after: str | None = None) -> dict[str, Any]:
         """One DAG run; its figures are appended to ``rows`` under ``case``. A failed run ends the benchmark."""
@@ -39,14 +39,27 @@ class Session:
 
 @contextmanager
 def dag_session(work: Path, n: int, rules: dict[str, Any], database: str, rows: list[dict[str, Any]]) -> Iterator[Session]:
+    """A slapd with ``n`` AD-like users behind the ``bench_ldap`` connection."""
     ldap = SlapdServer(work / "ldap", users=n).start()
+    try:
+        with runner_session(work, rules, database, rows, ldap) as session:
+            yield session
+    finally:
+        ldap.stop()
+
+
+@contextmanager
+def runner_session(work: Path, rules: dict[str, Any], database: str, rows: list[dict[str, Any]],
+                   directory: Any) -> Iterator[Session]:
+    """A private PostgreSQL users database and a ``dag_runner`` process for ``rules``, reading ``directory`` (a
+    running slapd or Samba DC: its ``connection_extra()`` is the ``bench_ldap`` connection)."""
     pg = PostgresServer(work / "pg").start()
     try:
         home = work / "home"
         rules_dir = home / "rules"
         rules_dir.mkdir(parents=True)
         (rules_dir / "bench.yaml").write_text(yaml.safe_dump(rules))
-        env = admin_env(home, rules_dir, {"bench_ldap": ldap.connection_extra()})
+        env = admin_env(home, rules_dir, {"bench_ldap": directory.connection_extra()})
         pg.create_database(database)
         env["AIRFLOW_CONN_BENCH_TARGET"] = json.dumps(
             {"conn_type": "postgres", "host": "127.0.0.1", "port": pg.port, "login": "postgres", "schema": database})
@@ -54,12 +67,11 @@ def dag_session(work: Path, n: int, rules: dict[str, Any], database: str, rows: 
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
             assert json.loads(proc.stdout.readline())["ready"]
-            yield Session(ldap, proc, rows)
+            yield Session(directory, proc, rows, pg.url(database))
         finally:
             proc.stdin.close()
             proc.wait(60)
     finally:
-        ldap.stop()
         pg.stop()
 
 

@@ -19,6 +19,10 @@ from devtools.tlscerts import make_certs
 REALM, DOMAIN = "EXAMPLE.TEST", "EXAMPLE"
 BASE_DN = "DC=example,DC=test"
 STAFF_OU = f"OU=Staff,{BASE_DN}"
+#: schemaIDGUIDs an admin's delegation names: the user class, and the attributes write-back writes in the tests
+USER_CLASS_GUID = "bf967aba-0de6-11d0-a285-00aa003049e2"
+IP_PHONE_GUID = "4d146e4a-48d4-11d1-a9c3-0000f80367c1"
+TELEPHONE_NUMBER_GUID = "bf967a49-0de6-11d0-a285-00aa003049e2"
 
 
 def _bin(name: str) -> str:
@@ -140,6 +144,40 @@ class SambaDc:
                 "userAccountControl": str(514 if disabled else 512), **attrs,
             })
         return dn
+
+    def add_account(self, sam: str, password: str, ou: str = STAFF_OU) -> str:
+        """An ordinary, enabled domain account that can bind (no admin rights): returns its userPrincipalName."""
+        import ldap3
+
+        dn = self.add_user(sam, "Service", sam, ou=ou, disabled=True)
+        with self.connect() as conn:
+            conn.modify(dn, {"unicodePwd": [(ldap3.MODIFY_REPLACE, [f'"{password}"'.encode("utf-16-le")])],
+                             "userAccountControl": [(ldap3.MODIFY_REPLACE, ["512"])]})
+        return f"{sam}@{REALM.lower()}"
+
+    def delegate(self, ou: str, account_dn: str, sddl_rights: str, object_type: str) -> None:
+        """Grant ``account_dn`` a right on the user objects below ``ou`` as an admin delegates it — with
+        ``samba-tool dsacl set`` on the DC and an inherited object ACE (``sddl_rights`` e.g. ``WP``, ``object_type`` the
+        attribute's schemaIDGUID)."""
+        import ldap3
+        from ldap3.protocol.formatters.formatters import format_sid
+
+        with self.connect() as conn:
+            conn.search(account_dn, "(objectClass=*)", ldap3.BASE, attributes=["objectSid"])
+            sid = format_sid(conn.response[0]["raw_attributes"]["objectSid"][0])
+        ace = f"(OA;CIIO;{sddl_rights};{object_type};{USER_CLASS_GUID};{sid})"
+        # on the DC itself, against its database (as docs/write-back.md shows): the running DC sees the change
+        subprocess.run([_bin("samba-tool"), "dsacl", "set", "-H", str(self.dir / "dc" / "private" / "sam.ldb"),
+                        f"--objectdn={ou}", f"--sddl={ace}"], check=True, capture_output=True)
+
+    def values(self, dn: str, *attributes: str) -> dict[str, list[str]]:
+        """The entry's values of ``attributes`` as the directory holds them now."""
+        import ldap3
+
+        with self.connect() as conn:
+            conn.search(dn, "(objectClass=*)", ldap3.BASE, attributes=list(attributes))
+            raw = conn.response[0]["raw_attributes"]
+        return {a: sorted(v.decode() for v in raw.get(a, [])) for a in attributes}
 
     # --- directory changes, as an admin makes them (tests of renames, disables, groups, delta) -------------
 

@@ -72,6 +72,7 @@ directory {self.dir}/data
 index objectClass eq
 index sAMAccountName eq
 access to attrs=userPassword by anonymous auth by * none
+access to attrs=facsimileTelephoneNumber by dn.exact="{SERVICE_DN}" write by users read by * none
 access to * by users read by * none
 """)
         return conf

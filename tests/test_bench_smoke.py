@@ -56,3 +56,17 @@ def test_the_leavers_benchmark_runs_on_a_small_directory(tmp_path):
     assert not any(rows["no-op, 20 pending deletion"]["written"].values())
     assert rows["30 days on: 20 deleted"]["written"]["deleted"] == 20
     assert "| 30 days on: 20 deleted |" in leavers_markdown(400, 20, list(rows.values()), "python -m bench.bench_leavers")
+
+
+@pytest.mark.samba
+def test_the_write_back_benchmark_runs_on_a_small_directory(tmp_path, samba_dc):
+    from bench.bench_write_back import markdown as wb_markdown
+    from bench.bench_write_back import run_benchmark as run_write_back
+
+    result = run_write_back(30, work=tmp_path, dc=samba_dc)
+    cases = {r["case"]: r for r in result["rows"]}
+    assert cases["30 values written back"]["write_back"]["written"] == 30
+    assert cases["next run: nothing to write"]["write_back"]["planned"] == 0
+    assert result["floor"] > 0
+    text = wb_markdown(30, result, "python -m bench.bench_write_back 30")
+    assert "| 30 values written back |" in text and "| floor: `ldapmodify` (C), 30 one-value modifies" in text

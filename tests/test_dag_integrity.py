@@ -79,6 +79,25 @@ def test_schedule_and_retries_come_from_the_rules_file(shipped_bag):
     assert demo.schedule is None  # manual runs only
 
 
+def test_only_rules_with_write_back_get_its_tasks_after_apply_and_its_parameter(airflow_env):
+    from tests.test_write_back import wb_rules
+
+    airflow_env.rules(ad_rules("plain"))
+    airflow_env.rules({**wb_rules(), "source": {**wb_rules()["source"], "name": "numbers"}})
+    bag = airflow_env.dagbag()
+    assert bag.import_errors == {}
+    plain, numbers = bag.get_dag("user_sync__plain"), bag.get_dag("user_sync__numbers")
+    assert "write_back" not in plain.task_ids and "allow_mass_write_back" not in plain.params
+    assert [t.task_id for t in numbers.topological_sort()] == [
+        "check_source", "extract", "map", "diff", "approve", "apply", "plan_write_back", "approve_write_back",
+        "write_back", "report"]
+    assert numbers.get_task("plan_write_back").upstream_task_ids == {"apply", "extract"}
+    assert numbers.get_task("plan_write_back").downstream_task_ids == {"approve_write_back", "write_back"}
+    assert numbers.get_task("approve_write_back").options == ["Approve", "Reject"]
+    assert numbers.get_task("report").upstream_task_ids == {"apply", "write_back"}
+    assert "allow_mass_write_back" in numbers.params and "`extension` → `ipPhone`" in numbers.doc_md
+
+
 def test_a_malformed_rules_file_is_an_import_error_and_valid_sources_still_load(airflow_env):
     airflow_env.rules(ad_rules("good_source"))
     bad = ad_rules("bad_source")

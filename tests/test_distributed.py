@@ -221,6 +221,48 @@ def test_a_blocked_run_answered_keep_them_as_local_users_detaches_them_and_appli
     assert (counts["detached"], counts["deleted"], counts["inserted"]) == (16, 0, 1)
 
 
+def _faxes(stack) -> dict[str, list[str]]:
+    with stack.ldap.admin() as conn:
+        conn.search("DC=example,DC=test", "(objectClass=user)", attributes=["sAMAccountName", "facsimileTelephoneNumber"])
+        return {str(e.sAMAccountName).lower(): list(e.facsimileTelephoneNumber.values) for e in conn.entries}
+
+
+def test_a_write_back_wave_over_its_limit_waits_for_approval_and_is_written_once_approved(stack):
+    from sqlalchemy import create_engine, update
+
+    from usersync.store.schema import users
+
+    c = stack.cluster
+    first = c.trigger("user_sync__wbk")
+    assert c.wait_run("user_sync__wbk", first)["state"] == "success"
+    chosen = sorted(stack.users("wbk"))[:3]
+    engine = create_engine(stack.users_urls["wbk"])
+    with engine.begin() as conn:  # an admin assigns fax numbers in the application
+        for n, username in enumerate(chosen):
+            conn.execute(update(users).where(users.c.username == username).values(fax_number=f"+39 0461 99{n}"))
+    engine.dispose()
+    before = _faxes(stack)
+    assert all(before[u] == [] for u in chosen)
+
+    run_id = c.trigger("user_sync__wbk")
+    assert c.wait_task("user_sync__wbk", run_id, "approve_write_back", {"awaiting_input"}) == "awaiting_input"
+    assert _faxes(stack) == before  # nothing written while waiting
+    detail = c.api("GET", f"/api/v2/dags/user_sync__wbk/dagRuns/{run_id}/taskInstances/approve_write_back/-1/hitlDetails")
+    assert detail["options"] == ["Approve", "Reject"]
+    assert detail["subject"] == "usersync: approve writing 3 values back to wbk?"
+    assert "**3 values**" in detail["body"] and "guard allows 2" in detail["body"]
+    assert f"{chosen[0]}: facsimileTelephoneNumber (empty) → '+39 0461 990'" in detail["body"]
+
+    c.api("PATCH", f"/api/v2/dags/user_sync__wbk/dagRuns/{run_id}/taskInstances/approve_write_back/-1/hitlDetails",
+          {"chosen_options": ["Approve"], "params_input": {}})
+    assert c.wait_run("user_sync__wbk", run_id)["state"] == "success"
+    assert {u: _faxes(stack)[u] for u in chosen} == {u: [f"+39 0461 99{n}"] for n, u in enumerate(chosen)}
+    report = _report(stack, "user_sync__wbk", run_id)
+    assert "write-back guard lifted for this run, approved by admin: 3 value(s) to write back (limit: 2)" in report
+    assert "approval of the write-back: approved by admin at 20" in report
+    assert "write-back: 3 written, 0 changed meanwhile (left), 0 failed — of 3 planned" in report
+
+
 def test_stopping_the_cluster_leaves_no_process(stack):
     c = stack.cluster
     assert len(c.procs) == 6 and c.group_members()  # api-server, scheduler, dag-processor, triggerer, 2 workers

@@ -32,26 +32,30 @@ log = logging.getLogger(__name__)
 
 
 class BlockedRunApproval(HITLOperator):
-    """Ask an admin to approve a run the mass-delete guard blocked (only reached when ``diff``'s guard says so)."""
+    """Ask an admin to approve a run the mass-delete guard blocked (only reached when ``diff``'s guard says so) —
+    or, as ``approve_write_back``, a write-back wave its guard blocked (``plan_write_back``)."""
 
     APPROVE = APPROVE
 
-    def __init__(self, *, rules_path: str, timeout_hours: float, **kwargs) -> None:
+    def __init__(self, *, rules_path: str, timeout_hours: float, task_id: str = TASK_ID,
+                 options: tuple[str, ...] = OPTIONS, asked_by: str = "diff", guard: str = "mass-delete",
+                 **kwargs) -> None:
         super().__init__(
-            task_id=TASK_ID,
-            options=list(OPTIONS),
+            task_id=task_id,
+            options=list(options),
             multiple=False,
-            subject="usersync: approve a run the mass-delete guard blocked",
-            body="(the diff task fills in the planned removals)",
+            subject=f"usersync: approve what the {guard} guard blocked",
+            body=f"(the {asked_by} task fills in what waits)",
             response_timeout=timedelta(hours=timeout_hours),
             retries=0,
             **kwargs,
         )
         self.rules_path = rules_path
         self.timeout_hours = timeout_hours
+        self.asked_by, self.guard = asked_by, guard
 
     def execute(self, context):
-        request = xcom.request(context["ti"])
+        request = xcom.request(context["ti"], self.asked_by)
         self.subject, self.body = request["subject"], request["body"]
         link = self.generate_link_to_ui(task_instance=context["task_instance"], base_url=ui_base_url())
         self._announce(request, link, context)
@@ -66,7 +70,7 @@ class BlockedRunApproval(HITLOperator):
 
     def execute_complete(self, context, event: dict[str, Any]) -> Any:
         if event.get("error_type") == "timeout":  # no answer and no default: the scheduler's timeout sweep
-            decision = Decision(approved=False, by=None, at=None, timeout_hours=self.timeout_hours)
+            decision = Decision(approved=False, by=None, at=None, timeout_hours=self.timeout_hours, guard=self.guard)
         else:
             answer = HITLOperator.execute_complete(self, context=context, event=event)  # validates the options
             user = answer["responded_by_user"] or {}
@@ -76,17 +80,18 @@ class BlockedRunApproval(HITLOperator):
                 by=user.get("name") or user.get("id"),
                 at=answer["responded_at"].isoformat(timespec="seconds") if answer["responded_at"] else None,
                 timeout_hours=self.timeout_hours,
+                guard=self.guard,
             )
-        return _record(decision, context)
+        return _record(decision, context, self.task_id)
 
 
-def _record(decision: Decision, context) -> dict[str, Any]:
+def _record(decision: Decision, context, task_id: str) -> dict[str, Any]:
     """Hand the answer on (XCom): ``apply`` lifts the guard on Approve; otherwise the run ends as blocked."""
     ti = context["ti"]
     xcom.record_decision(ti, decision)
     if decision.approved:
         log.info("%s", decision.line())
         return decision.to_json()
-    xcom.record_failure(ti, StepFailure(step=TASK_ID, type="NotApproved", error=decision.line(), traceback="",
+    xcom.record_failure(ti, StepFailure(step=task_id, type="NotApproved", error=decision.line(), traceback="",
                                         blocked=True))
     raise AirflowFailException(f"blocked: {decision.line()}")

@@ -14,6 +14,7 @@ from typing import Any
 from airflow.sdk import DAG, CronTriggerTimetable, Param, TriggerRule, task
 
 from usersync.rules import Rules, RulesError, load_rules_dir
+from usersync.writeback.approval import OPTIONS as WRITE_BACK_OPTIONS
 from usersync_airflow.approval import BlockedRunApproval
 from usersync_airflow.assets import users_alias
 
@@ -60,6 +61,9 @@ def _doc(rules: Rules, path: Path) -> str:
         + (", with **full_sync** to read the whole directory instead of what changed" if src.delta else "")
         + ", with **account** to sync and explain one account only, with **preview_draft** to see what the draft "
           f"rules (`{path.stem}.draft.yaml`) would change"
+        + (f". After apply, **write-back** writes {', '.join(f'`{r.field}` → `{a}`' for a, r in rules.write_back.attributes.items())} "
+           f"back to the source (plan_write_back → write_back; more than {rules.write_back.max_writes} values wait "
+           "for approval, or trigger with **allow_mass_write_back**)" if rules.write_back else "")
         + ". The `report` task log holds the "
         "run's report; alarms go to the recipients in the rules file."
     )
@@ -109,6 +113,15 @@ def one_user_params(rules: Rules, path: Path) -> dict[str, Param]:
     }
 
 
+WRITE_BACK_PARAMS = {
+    "allow_mass_write_back": Param(
+        False, type="boolean", title="Allow mass write-back",
+        description="For scripted runs: let this one run write back more values than write_back.max_writes "
+                    "without an approval (the next run is guarded again).",
+    ),
+}
+
+
 FILE_PARAMS = {
     "file": Param(
         "", type="string", minLength=1, title="CSV file",
@@ -140,7 +153,8 @@ def _dag_arguments(rules: Rules, path: Path) -> dict[str, Any]:
         description=f"Sync users from {rules.source.name}: dry run = report only, nothing written; a run over "
                     "the mass-delete guard waits for approval (Required Actions).",
         params={**PARAMS, **(FILE_PARAMS if rules.source.on_demand else {}),
-                **(DELTA_PARAMS if rules.source.delta else {}), **one_user_params(rules, path)},
+                **(DELTA_PARAMS if rules.source.delta else {}), **one_user_params(rules, path),
+                **(WRITE_BACK_PARAMS if rules.write_back else {})},
         default_args={"retries": rules.run.retries, "retry_delay": timedelta(minutes=rules.run.retry_delay_minutes)},
     )
 
@@ -202,7 +216,37 @@ def _add_tasks(rules: Rules, rules_path: str) -> None:
     applied = apply()
     plan >> [approve, applied]
     approve >> applied
-    applied >> report()
+    reported = report()
+    applied >> reported
+    if rules.write_back is not None:
+        _add_write_back(rules, rules_path, records, applied, reported)
+
+
+def _add_write_back(rules: Rules, rules_path: str, records: Any, applied: Any, reported: Any) -> None:
+    """``apply → plan_write_back (+ guard) → (approve_write_back) → write_back → report``, for rules with a
+    ``write_back`` section: after a successful apply only (or a dry run's), never after a failed or rejected one."""
+    @task.branch(multiple_outputs=False)
+    def plan_write_back(extracted: Any) -> str:
+        from usersync_airflow import write_back_tasks
+
+        return write_back_tasks.plan_write_back(rules_path, extracted)
+
+    approve = BlockedRunApproval(rules_path=rules_path, timeout_hours=rules.safety.approval_timeout_hours,
+                                 task_id="approve_write_back", options=WRITE_BACK_OPTIONS,
+                                 asked_by="plan_write_back", guard="write-back")
+
+    @task(multiple_outputs=False, trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
+    def write_back() -> Any:
+        from usersync_airflow import write_back_tasks
+
+        return write_back_tasks.write_back(rules_path)
+
+    planned = plan_write_back(records)
+    written = write_back()
+    applied >> planned
+    planned >> [approve, written]
+    approve >> written
+    written >> reported
 
 
 def build_dags(directory: Path | None = None, only: str | None = None) -> tuple[dict[str, DAG], dict[str, RulesError]]:

@@ -72,6 +72,8 @@ def build_report(rules: Rules) -> RunReport:
     applied = xcom.applied(ti)
     warnings = list(info.get("warnings", [])) + list((plan_ref or {}).get("warnings", []))
     started = ctx["dag_run"].start_date or datetime.now(UTC)
+    written_back, wave = xcom.write_back(ti)
+    wave_decision = xcom.decision(ti, "approve_write_back")
     return RunReport(
         source=rules.source.name,
         run_id=ctx["run_id"],
@@ -92,6 +94,9 @@ def build_report(rules: Rules) -> RunReport:
         server=info.get("url"),
         conflicts=applied.get("conflicts") or [],
         conflict_count=applied.get("conflict_count", 0),
+        write_back=written_back,
+        write_back_verdict=wave,
+        write_back_approval=wave_decision.to_json() if wave_decision else None,
     )
 
 

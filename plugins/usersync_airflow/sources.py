@@ -14,7 +14,8 @@ from airflow.sdk import BaseHook
 from usersync.connection import ConnectionFields
 from usersync.rules import Rules
 from usersync.sources.base import Source
-from usersync.sources.registry import reader_class
+from usersync.sources.registry import reader_class, writer_class
+from usersync.writeback.writer import DirectoryWriter
 
 
 def connection_fields(conn_id: str) -> ConnectionFields:
@@ -29,8 +30,17 @@ def fields_of(conn: Any) -> ConnectionFields:
     )
 
 
-def open_source(rules: Rules, params: Mapping[str, Any]) -> Source:
+def open_source(rules: Rules, params: Mapping[str, Any], attributes: list[str] | None = None) -> Source:
+    """The rules' source reader, asking for ``attributes`` (default: every attribute the rules read)."""
     spec = rules.source
     conn_id = spec.connection_id()
     connection = connection_fields(conn_id) if conn_id else None
-    return reader_class(spec).from_rules(spec, rules.source_attributes(), connection, params)
+    return reader_class(spec).from_rules(spec, attributes or rules.source_attributes(), connection, params)
+
+
+def open_writer(rules: Rules) -> DirectoryWriter:
+    """The writer that takes values back to the rules' source (not yet connected: ``with`` opens it)."""
+    spec = rules.source
+    conn_id = spec.connection_id()
+    assert conn_id is not None, "only sources reached through a connection are written back"
+    return writer_class(spec).from_rules(spec, connection_fields(conn_id))

@@ -37,6 +37,7 @@ from usersync.store.apply import ApplyError, apply_tables
 from usersync.store.detach import DetachError
 from usersync.store.schema_version import SchemaVersionError
 from usersync.store.sync_state import Watermark
+from usersync.writeback.guard import UnsafeWriteBack
 from usersync_airflow import xcom
 from usersync_airflow.assets import users_alias, users_asset
 from usersync_airflow.hooks import UsersDbHook
@@ -46,7 +47,8 @@ from usersync_airflow.ui_links import change_set_link
 
 log = logging.getLogger(__name__)
 CONFLICT_LINES = 200
-_FINAL = (RulesError, ApplyError, UnsafePlan, RunDataError, SchemaVersionError, AirflowNotFoundException, DetachError)  # missing connection: configuration
+_FINAL = (RulesError, ApplyError, UnsafePlan, UnsafeWriteBack, RunDataError, SchemaVersionError, AirflowNotFoundException,
+          DetachError)  # missing connection: configuration
 
 
 def step(name: str) -> Callable:
@@ -59,7 +61,7 @@ def step(name: str) -> Callable:
             try:
                 result = fn(*args, **kwargs)
             except Exception as exc:
-                blocked = isinstance(exc, UnsafePlan)
+                blocked = isinstance(exc, (UnsafePlan, UnsafeWriteBack))
                 # redact: connection passwords are registered with Airflow's masker; keep them out of XCom
                 failure = StepFailure(step=name, type=type(exc).__name__, error=str(redact(str(exc))),
                                       traceback=str(redact(traceback.format_exc())), blocked=blocked)

@@ -13,12 +13,14 @@ from usersync.plan.approval import Decision
 from usersync.run.handover import Applied, ExtractJob, PlanRef, SourceInfo, StepFailure
 
 #: the steps whose failure the report names, in run order
-STEPS = ("check_source", "extract", "map", "diff", "approve", "apply")
+STEPS = ("check_source", "extract", "map", "diff", "approve", "apply", "plan_write_back", "approve_write_back",
+         "write_back")
 ERROR_KEY = "usersync_error"
 VERDICT_KEY = "usersync_verdict"
 REQUEST_KEY = "usersync_approval_request"
 DECISION_KEY = "usersync_approval"
 PLAN_KEY = "usersync_plan"
+WRITE_BACK_PLAN_KEY = "usersync_write_back_plan"
 
 
 def _first(value: Any) -> Any:
@@ -44,6 +46,10 @@ def record_verdict(ti: Any, verdict: dict[str, Any]) -> None:
 
 def record_request(ti: Any, request: dict[str, str]) -> None:
     ti.xcom_push(key=REQUEST_KEY, value=request)
+
+
+def record_write_back_plan(ti: Any, plan: dict[str, Any]) -> None:
+    ti.xcom_push(key=WRITE_BACK_PLAN_KEY, value=plan)
 
 
 def record_decision(ti: Any, decision: Decision) -> None:
@@ -81,11 +87,26 @@ def verdict(ti: Any) -> dict[str, Any] | None:
                 or ti.xcom_pull(task_ids="diff", key=VERDICT_KEY))
 
 
-def request(ti: Any) -> dict[str, str]:
-    """The approval request the guard (at the end of diff) prepared for a blocked run."""
-    return cast("dict[str, str]", ti.xcom_pull(task_ids="diff", key=REQUEST_KEY))
+def request(ti: Any, asked_by: str = "diff") -> dict[str, str]:
+    """The approval request a guard prepared for a blocked run: the mass-delete guard's (at the end of ``diff``)
+    or the write-back guard's (``plan_write_back``)."""
+    return cast("dict[str, str]", ti.xcom_pull(task_ids=asked_by, key=REQUEST_KEY))
 
 
-def decision(ti: Any) -> Decision | None:
-    """The admin's answer to the approval request (None: no approval was asked, or no answer yet)."""
-    return Decision.from_json(ti.xcom_pull(task_ids="approve", key=DECISION_KEY))
+def decision(ti: Any, approval: str = "approve") -> Decision | None:
+    """The admin's answer to an approval request (None: no approval was asked, or no answer yet): the blocked
+    run's (``approve``) or the blocked write-back wave's (``approve_write_back``)."""
+    return Decision.from_json(ti.xcom_pull(task_ids=approval, key=DECISION_KEY))
+
+
+def write_back_plan(ti: Any) -> dict[str, Any] | None:
+    """The write-back plan's reference and size (``plan_write_back``)."""
+    return cast("dict[str, Any] | None", ti.xcom_pull(task_ids="plan_write_back", key=WRITE_BACK_PLAN_KEY))
+
+
+def write_back(ti: Any) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """What write-back did (counts and first lines; None: it did not run) and the write-back guard's last word."""
+    done = ti.xcom_pull(task_ids="write_back")
+    verdict = ti.xcom_pull(task_ids="write_back", key=VERDICT_KEY) or \
+        ti.xcom_pull(task_ids="plan_write_back", key=VERDICT_KEY)
+    return cast("dict[str, Any] | None", done or None), cast("dict[str, Any] | None", verdict)

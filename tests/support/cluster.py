@@ -51,6 +51,15 @@ def sync_rules(name: str, timeout_hours: float = 24) -> dict:
     return data
 
 
+def write_back_rules(name: str) -> dict:
+    """A source whose fax numbers the application assigns and writes back (the service account may write
+    facsimileTelephoneNumber only); more than two values at once wait for approval."""
+    data = sync_rules(name)
+    data["fields"]["fax_number"] = "keep"
+    data["write_back"] = {"attributes": {"facsimileTelephoneNumber": "fax_number"}, "max_writes": 2}
+    return data
+
+
 class Stack:
     """``Stack(tmp, postgres, workers)`` as a context manager; stops everything it started, in reverse."""
 
@@ -88,9 +97,10 @@ class Stack:
         (rules_dir / "corp.yaml").write_text(yaml.safe_dump(sync_rules("corp")))
         # approvals time out after 0.004 h = 14.4 s (the scheduler's sweep runs every 2 s here)
         (rules_dir / "quick.yaml").write_text(yaml.safe_dump(sync_rules("quick", timeout_hours=0.004)))
+        (rules_dir / "wbk.yaml").write_text(yaml.safe_dump(write_back_rules("wbk")))
         self.run_data = self.tmp / "shared-run-data"  # what S3 / NFS is to workers on several machines
         tag = self.tmp.name.replace("-", "_").lower()
-        self.users_urls = {name: self.pg.create_database(f"{tag}_{name}_users") for name in ("corp", "quick")}
+        self.users_urls = {name: self.pg.create_database(f"{tag}_{name}_users") for name in ("corp", "quick", "wbk")}
         connections = {"corp_ldap": self.ldap.connection_extra(), "smtp_default": smtp_connection(controller.port)}
         for name, url in self.users_urls.items():
             connections[f"{name}_target"] = {"conn_type": "postgres", "host": "127.0.0.1", "port": self.pg.port,
@@ -101,7 +111,7 @@ class Stack:
         self.cluster = AirflowCluster(home, env, metadata, self.redis.url, workers=self.workers)
         self.stops.append(self.cluster.stop)
         self.cluster.start()
-        for dag_id in ("user_sync__corp", "user_sync__quick", CONSUMER_DAG):
+        for dag_id in ("user_sync__corp", "user_sync__quick", "user_sync__wbk", CONSUMER_DAG):
             self.cluster.wait_for_dag(dag_id)
 
     def _dags_folder(self) -> Path:

@@ -27,6 +27,11 @@ test CA. No Microsoft code or data is used; behaviour follows Microsoft's public
 - replication ("eventual consistency"): an id can be held back from the next ``id in (…)`` reads, as a replica
   that has not seen a just-changed object yet.
 - guests (B2B): ``userType`` ``Guest`` and ``#EXT#`` UPNs (``guest_user``).
+- ``PATCH /v1.0/users/{id}`` ("Update user"): a JSON body of writable properties, ``businessPhones`` a list of
+  at most one number, ``onPremisesExtensionAttributes`` merged; **204 No Content**; 403
+  ``Authorization_RequestDenied`` "Insufficient privileges to complete the operation." for an app without an
+  update permission; 400 for contact numbers and extension attributes of a user synced from on-premises AD
+  (``onPremisesSyncEnabled``), as Graph refuses them; throttling as for reads.
 - errors as ``{"error": {"code", "message", "innerError"}}`` ("Microsoft Graph error responses"); 401
   ``InvalidAuthenticationToken`` for a missing or expired token; throttling ("Microsoft Graph throttling
   guidance") as 429 ``TooManyRequests`` or 503 with ``Retry-After`` (seconds), injectable.
@@ -59,7 +64,16 @@ NOT_REPRODUCED = (
     "eventual consistency between replicas other than for the id reads the tests hold back",
     "per-app and per-tenant throttling budgets (throttling is injected, not computed)",
     "national clouds, multi-geo; guests' invitation state (externalUserState)",
+    "which admin roles may update whose sensitive properties; JSON batching ($batch); PATCH of properties "
+    "other than those in UPDATABLE",
 )
+
+
+#: user properties this server lets an app update (a subset of Graph's), and those Graph keeps for on-premises AD
+#: on a user synced from there
+UPDATABLE = frozenset({"businessPhones", "mobilePhone", "faxNumber", "officeLocation", "employeeId", "department",
+                       "jobTitle", "onPremisesExtensionAttributes"})
+ON_PREMISES_MASTERED = frozenset({"businessPhones", "mobilePhone", "onPremisesExtensionAttributes"})
 
 
 def graph_user(i: int, **overrides) -> dict:
@@ -112,6 +126,9 @@ class Tenant:
     link_host: str | None = None  # next links name this base URL instead of the server's own (another host)
     after_page: Callable[[int], None] | None = None  # called after each listing page is served (its number)
     delta_page_size: int = DEFAULT_PAGE  # Graph's own page size on /users/delta
+    may_update_users: bool = True  # the app holds User.ReadUpdate.All / User.ReadWrite.All (else 403 on PATCH)
+    patches: list[tuple[str, dict]] = field(default_factory=list)  # (path, JSON body) of every PATCH received
+    patch_throttle: list[int | None] = field(default_factory=list)  # per PATCH in turn: Retry-After of a 429, or None
 
     def __post_init__(self):
         self._tokens: dict[str, float] = {}  # access token → expiry (epoch)
@@ -305,6 +322,52 @@ class _Handler(BaseHTTPRequestHandler):
             except GraphError as err:
                 return self._graph_error(err)
         self._graph_error(GraphError(405, "Request_BadRequest", "Method not allowed."))
+
+    def do_PATCH(self) -> None:  # noqa: N802
+        self.tenant.requests.append(("PATCH", self.path))
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        m = re.fullmatch(r"/v1\.0/users/([^/]+)", urlsplit(self.path).path)
+        try:
+            self._authorise()
+            if not m:
+                raise GraphError(405, "Request_BadRequest", "Method not allowed.")
+            wait = self.tenant.patch_throttle.pop(0) if self.tenant.patch_throttle else None
+            if wait is not None:
+                raise GraphError(429, "TooManyRequests", "Too many requests.", {"Retry-After": str(wait)})
+            if not self.headers.get("Content-Type", "").startswith("application/json"):
+                raise GraphError(415, "Request_BadRequest", "A supported MIME type could not be found that matches "
+                                                            "the content type of the response.")
+            changes = json.loads(raw or b"{}")
+            self.tenant.patches.append((self.path, changes))
+            if not self.tenant.may_update_users:
+                raise GraphError(403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
+            self._update(self._one_user(unquote(m[1])), changes)
+            self._send_empty(204)
+        except GraphError as err:
+            self._graph_error(err)
+
+    def _update(self, user: dict, changes: dict) -> None:
+        unknown = [p for p in changes if p not in UPDATABLE]
+        if unknown:
+            raise GraphError(400, "Request_BadRequest", f"Property '{unknown[0]}' does not exist on type "
+                                                        "'microsoft.graph.user' or cannot be updated.")
+        phones = changes.get("businessPhones")
+        if phones is not None and (not isinstance(phones, list) or len(phones) > 1):
+            raise GraphError(400, "Request_BadRequest", "Invalid value specified for property 'businessPhones' of "
+                                                        "resource 'User'. Only one number can be set.")
+        if user.get("onPremisesSyncEnabled") and set(changes) & ON_PREMISES_MASTERED:
+            raise GraphError(400, "Request_BadRequest", "Unable to update the specified properties for on-premises "
+                                                        "mastered Directory Sync objects or objects currently "
+                                                        "undergoing migration.")
+        if "onPremisesExtensionAttributes" in changes:
+            merged = {**(user.get("onPremisesExtensionAttributes") or {}), **changes["onPremisesExtensionAttributes"]}
+            changes = {**changes, "onPremisesExtensionAttributes": merged}
+        self.tenant.update(user["id"], **changes)
+
+    def _send_empty(self, status: int) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
     # --- identity platform ----------------------------------------------------------------------------------
 

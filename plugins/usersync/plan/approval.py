@@ -77,6 +77,8 @@ class Decision:
     timeout_hours: float | None = None
     #: the answer was "Keep them as local users": the planned removals become detaches, the rest applies
     keep_local: bool = False
+    #: the guard the approval lifts: ``mass-delete`` (a blocked run) or ``write-back`` (a blocked wave)
+    guard: str = "mass-delete"
 
     @property
     def timed_out(self) -> bool:
@@ -87,11 +89,12 @@ class Decision:
             return (f"answered '{KEEP_LOCAL}' by {self.by} at {self.at}: the users this run would have removed are "
                     "local users now (listed under 'detached'); the rest of the change set was applied")
         if self.approved:
-            return f"approved by {self.by} at {self.at}: the mass-delete guard was lifted for this run only"
+            return f"approved by {self.by} at {self.at}: the {self.guard} guard was lifted for this run only"
         if self.timed_out:
             return (f"no answer within {self.timeout_hours:g} h: nothing was written (a run that is not "
                     "approved in time counts as rejected)")
-        return f"rejected by {self.by} at {self.at}: nothing was written"
+        return f"rejected by {self.by} at {self.at}: nothing was written" + \
+            (" to the directory" if self.guard == "write-back" else "")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -2,7 +2,8 @@
 
 A rules file says where users come from (``source``, one spec per source type: ``usersync.sources.registry``),
 when the daily run happens (``schedule``), where they go (``target``), how runs are guarded (``safety``), reported
-(``report``) and alarmed (``alarms``) and, per target field, which policy applies (``fields``).
+(``report``) and alarmed (``alarms``), per target field, which policy applies (``fields``), which users are never
+removed (``protect``) and which values the application owns go back to the source (``write_back``).
 """
 
 from __future__ import annotations
@@ -16,8 +17,13 @@ from pydantic import Field, field_validator, model_validator
 from usersync.rules import transforms
 from usersync.rules.fields import FIELDS, Kind, Policy
 from usersync.rules.protect import ProtectRule
-from usersync.sources.registry import SourceSpec, spec_class
+from usersync.sources.registry import SourceSpec, spec_class, writes_back
 from usersync.sources.spec import StrictModel
+from usersync.writeback.spec import WriteBackSpec
+
+#: the policies under which the application owns a field's value: the only fields written back (an imported
+#: field written back to its own source would loop)
+APPLICATION_OWNED = frozenset({Policy.KEEP, Policy.ON_INSERT, Policy.DEFAULT_IF_EMPTY})
 
 
 class ScheduleSpec(StrictModel):
@@ -166,6 +172,8 @@ class Rules(StrictModel):
     fields: dict[str, FieldRule]
     #: conditions on users-table values: a user meeting one is never deleted or disabled (``rules.protect``)
     protect: list[ProtectRule] = Field(default_factory=list)
+    #: values the application owns, written back to the directory after each run (``usersync.writeback``)
+    write_back: WriteBackSpec | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -188,6 +196,10 @@ class Rules(StrictModel):
             raise ValueError(f"schedule.auto: a {self.source.type} import runs on demand "
                              "(the file is chosen when triggering)")
         self.source.check_attributes(self.source_attributes())
+        if self.write_back is not None:
+            problems = _write_back_problems(self)
+            if problems:
+                raise ValueError("\n".join(problems))
         return self
 
     @field_validator("fields")
@@ -207,14 +219,52 @@ class Rules(StrictModel):
     def rule(self, field: str) -> FieldRule:
         return self.fields[field]
 
+    def mapped_attributes(self) -> list[str]:
+        """The source attributes users-table values come from (the key, the anchor, the field rules')."""
+        return self.source.own_attributes() + [r.attribute for r in self.fields.values() if r.attribute]
+
     def source_attributes(self) -> list[str]:
-        """Every source attribute the rules read, key first: the extract asks for these only."""
+        """Every source attribute the rules read, key first: the extract asks for these only. Attributes written
+        back are read too: what the directory holds now is what write-back compares with and replaces."""
         seen: list[str] = []
-        wanted = self.source.own_attributes() + [r.attribute for r in self.fields.values() if r.attribute]
+        wanted = self.mapped_attributes() + list(self.write_back.attributes if self.write_back else [])
         for attribute in wanted:
             if attribute.lower() not in {a.lower() for a in seen}:
                 seen.append(attribute)
         return seen
+
+
+def _write_back_problems(rules: Rules) -> list[str]:
+    """Why the ``write_back`` section cannot be honoured: a source that cannot be written to, a field the
+    application does not own, an attribute the rules read (it would come back as a change: a loop)."""
+    assert rules.write_back is not None
+    src = rules.source
+    if not writes_back(src.type):
+        return [f"write_back: {src.type} sources are read only; write-back is for active_directory, ldap and "
+                "entra_id sources"]
+    read = {a.lower(): a for a in rules.mapped_attributes()}
+    problems = []
+    for attribute, rule in rules.write_back.attributes.items():
+        where = f"write_back.attributes.{attribute}"
+        spec = FIELDS.get(rule.field)
+        if spec is None:
+            problems.append(f"{where}: unknown field {rule.field!r} (known: {', '.join(FIELDS)})")
+            continue
+        policy = rules.fields[rule.field].policy if rule.field in rules.fields else None
+        if spec.kind is Kind.BOOL:
+            problems.append(f"{where}: {rule.field} is a yes/no field; write back text fields only")
+        elif policy not in APPLICATION_OWNED:
+            shown = policy.value if policy else "import"
+            problems.append(f"{where}: {rule.field} has policy {shown!r}: its value comes from the source, so "
+                            "writing it back would loop; only fields the application owns (keep, on_insert, "
+                            "default_if_empty) are written back")
+        if attribute.lower() in read:
+            problems.append(f"{where}: the rules read {read[attribute.lower()]} (key, anchor, domain or a field's "
+                            "attribute); writing it would come back as a change on the next run: a loop")
+        problem = src.write_back_problem(attribute)
+        if problem:
+            problems.append(f"{where}: {problem}")
+    return problems
 
 
 def _capability_problem(name: str, rule: FieldRule) -> str | None:

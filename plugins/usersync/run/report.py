@@ -104,6 +104,10 @@ class RunReport:
     explanation: list[str] = field(default_factory=list)  # that account's explanation, step by step
     draft: str | None = None  # a preview of draft rules: the draft file (always a dry run)
     draft_changes: list[str] = field(default_factory=list)  # what the draft changes against the live rules
+    #: what write-back did (``usersync.writeback.step.write_step``'s summary), its guard's verdict, the approval
+    write_back: dict[str, Any] | None = None
+    write_back_verdict: dict[str, Any] | None = None
+    write_back_approval: dict[str, Any] | None = None
 
     @property
     def kind(self) -> str:
@@ -128,6 +132,15 @@ class RunReport:
         if self.dry_run and self.verdict and self.verdict.get("blocked"):
             out.append(f"a live run with {'these rules' if self.draft else 'this change set'} would be BLOCKED by "
                        "the mass-delete guard")
+        done = self.write_back or {}
+        if done.get("failed"):
+            out.append(f"{done['failed']} value(s) could not be written back to the directory (see write-back "
+                       "below); the users table was synced all the same")
+        if done.get("changed"):
+            out.append(f"{done['changed']} value(s) not written back: changed in the directory since the run read "
+                       "them (left as they are; the next run plans again from the new value)")
+        if self.dry_run and self.write_back_verdict and self.write_back_verdict.get("blocked"):
+            out.append("a live run would wait for approval: the write-back wave is over write_back.max_writes")
         return out
 
     def mail_kind(self, notify_on_success: bool) -> str | None:
@@ -145,7 +158,8 @@ class RunReport:
         if self.status == FAILED:
             return f"[usersync] ALARM: {self.source} failed at step {self.failure['step'] if self.failure else '?'}{mode}"
         if self.status == BLOCKED:
-            return f"[usersync] ALARM: {self.source} blocked by the mass-delete guard{mode}"
+            guard = "write-back" if self.failure and "write_back" in self.failure.get("step", "") else "mass-delete"
+            return f"[usersync] ALARM: {self.source} blocked by the {guard} guard{mode}"
         if self.status == WARNINGS:
             return f"[usersync] WARNING: {self.source} completed with warnings{mode}"
         return f"[usersync] {self.source}: sync completed{mode}"
@@ -207,6 +221,7 @@ class RunReport:
         decision = Decision.from_json(self.approval)
         if decision is not None:
             out.append(f"approval: {decision.line()}")
+        out += self._write_back_head()
         for w in self.all_warnings():
             out.append(f"WARNING: {w}")
         if self.failure:
@@ -228,12 +243,38 @@ class RunReport:
             if self.plan.skipped:
                 out += ["", "skipped accounts (fix them in the source, then run again):"]
                 out += [f"! {s.account}: {s.reason}" for s in self.plan.skipped]
+        out += self._write_back_lines()
         if self.conflicts:
             out += ["", "not applied (changed in the users table during the run):"]
             out += [f"! {line}" for line in self.conflicts]
             if self.conflict_count > len(self.conflicts):
                 out.append(f"… {self.conflict_count - len(self.conflicts)} more in the apply task's log")
         return mask("\n".join(out) + "\n", secrets or [])
+
+    def _write_back_head(self) -> list[str]:
+        """The write-back's counts, its guard's verdict and the approval, under the run's own."""
+        out = []
+        done = self.write_back
+        if done is not None and done.get("dry_run"):
+            out.append(f"write-back (planned, dry run): {done['planned']} value(s) would be written to the directory")
+        elif done is not None:
+            out.append(f"write-back: {done['written']} written, {done['changed']} changed meanwhile (left), "
+                       f"{done['failed']} failed — of {done['planned']} planned")
+        if self.write_back_verdict:
+            out.append(self.write_back_verdict["message"])
+        decision = Decision.from_json(self.write_back_approval)
+        if decision is not None:
+            out.append(f"approval of the write-back: {decision.line()}")
+        return out
+
+    def _write_back_lines(self) -> list[str]:
+        done = self.write_back
+        if not done or not done.get("lines"):
+            return []
+        out = ["", "write-back (each value: ! not written, ↑ written, ~ would be written):", *done["lines"]]
+        if done.get("more"):
+            out.append(f"… {done['more']} more (the run folder's writeback/ files have them all)")
+        return out
 
 
 def mask(text: str, secrets: list[str]) -> str:

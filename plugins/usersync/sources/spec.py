@@ -129,6 +129,10 @@ class SourceSpecBase(StrictModel):
     def check_attributes(self, attributes: list[str]) -> None:
         """Refuse (ValueError) attributes this source can never return; the default: any name may exist."""
 
+    def write_back_problem(self, attribute: str) -> str | None:
+        """Why ``attribute`` cannot be written back to this source; None: it can (the default: any name)."""
+        return None
+
     def own_attributes(self) -> list[str]:
         """Attributes the source itself needs besides those the field rules read."""
         skip = self.disabled_attribute if self.disabled_accounts == "skip" else None

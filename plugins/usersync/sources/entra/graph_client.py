@@ -182,6 +182,10 @@ class GraphClient:
         """A POST that only reads (e.g. ``checkMemberGroups``), with the same retries and token renewal."""
         return self.request("POST", path, body=body)
 
+    def patch(self, path: str, body: dict[str, Any]) -> None:
+        """An update (``PATCH``): Graph answers 204 No Content; errors, retries and renewal as for reads."""
+        self.request("PATCH", path, body=body)
+
     def request(self, method: str, path: str, params: dict[str, str] | None = None,
                 body: dict[str, Any] | None = None) -> dict[str, Any]:
         url, renewed, tries = self.url(path), False, 0
@@ -207,6 +211,8 @@ class GraphClient:
                 log.info("Microsoft Graph refused the token (401): renewing it once")
                 token, renewed = self.token(renew=True), True
                 continue
+            if answer.status_code == 204:  # an update's answer: nothing to read
+                return {}
             return _json(answer, url)
 
     def pages(self, path: str, params: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:

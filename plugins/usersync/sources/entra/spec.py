@@ -15,6 +15,12 @@ def is_guest(user_type: str | None, upn: str | None) -> bool:
     return (user_type or "").lower() == "guest" or "#ext#" in (upn or "").lower()
 
 
+#: user properties an app may write through Graph that suit a number: a text each (businessPhones as its one
+#: number), the extension attributes through onPremisesExtensionAttributes (cloud-only users)
+WRITABLE = ("businessPhones", "mobilePhone", "faxNumber", "officeLocation", "employeeId",
+            *(f"extensionAttribute{n}" for n in range(1, 16)))
+
+
 class EntraSourceSpec(ConnectedSpec):
     """Microsoft Entra ID (Azure AD) users, read through Microsoft Graph with an app's client credentials.
 
@@ -69,6 +75,12 @@ class EntraSourceSpec(ConnectedSpec):
 
     def is_disabled(self, value: str) -> bool:
         return value.strip().lower() == "false"  # accountEnabled
+
+    def write_back_problem(self, attribute: str) -> str | None:
+        if attribute not in WRITABLE:
+            return (f"Graph does not let an app write {attribute!r} here; write-back to Entra ID takes "
+                    f"{', '.join(WRITABLE[:5])} or extensionAttribute1…15")
+        return None
 
     def describe(self) -> str:
         scope = f"transitive members of group {self.group_id}" if self.group_id else "all users"

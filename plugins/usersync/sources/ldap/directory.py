@@ -161,11 +161,12 @@ class LdapDirectory:
         return self.settings.hosts[0] if self.settings.hosts else self.settings.host
 
     @classmethod
-    def open(cls, settings: LdapSettings) -> LdapDirectory:
+    def open(cls, settings: LdapSettings, read_only: bool = True) -> LdapDirectory:
         """Bind to the first domain controller that answers, in the order the connection names them: a DC that
         refuses, times out or fails TLS is skipped with a warning; wrong credentials stop at once (every DC of a
         domain would refuse them, and each try counts towards the account's lockout). A secure channel is tried
-        on every DC before ``SecureThenUnsecure`` falls back to plain LDAP."""
+        on every DC before ``SecureThenUnsecure`` falls back to plain LDAP. ``read_only`` False: a connection
+        that may modify entries (write-back)."""
         candidates = settings.per_host()
         skipped: list[str] = []
         failures: list[SourceError] = []
@@ -177,7 +178,7 @@ class LdapDirectory:
                             "as mode SecureThenUnsecure allows", "; ".join(map(str, failures)))
             for one in candidates:
                 try:
-                    conn = _bind(one, secure)
+                    conn = _bind(one, secure, read_only)
                 except (SourceUnreachable, SourceTlsError) as exc:
                     failures.append(exc)
                     if len(candidates) > 1:
@@ -297,7 +298,7 @@ def whole_attributes(entry: dict[str, Any], url: str) -> dict[str, list[bytes]]:
     return out
 
 
-def _bind(settings: LdapSettings, secure: bool) -> ldap3.Connection:
+def _bind(settings: LdapSettings, secure: bool, read_only: bool = True) -> ldap3.Connection:
     """Open the channel, secure it if asked, bind; translate ldap3's errors into ``SourceError``s."""
     url = settings.describe(secure)
     tls = None
@@ -318,7 +319,7 @@ def _bind(settings: LdapSettings, secure: bool) -> ldap3.Connection:
         user=settings.login or None,
         password=settings.password or None,
         auto_bind=ldap3.AUTO_BIND_NONE,
-        read_only=True,
+        read_only=read_only,
         raise_exceptions=True,
         receive_timeout=settings.receive_timeout,
         auto_referrals=False,

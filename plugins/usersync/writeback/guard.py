@@ -1,0 +1,43 @@
+"""The write-back guard: a wave larger than ``write_back.max_writes`` is not written until an admin approves it
+(or the run is triggered with ``allow_mass_write_back``) — a mistaken rule or a bulk renumbering in the
+application must not rewrite a whole directory unseen."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+class UnsafeWriteBack(RuntimeError):
+    """The write-back wave exceeds ``write_back.max_writes``; nothing was written to the directory."""
+
+
+@dataclass(frozen=True)
+class WaveVerdict:
+    writes: int
+    max_writes: int
+    blocked: bool
+    allowed_by_override: bool
+    approved_by: str | None = None
+
+    @property
+    def message(self) -> str:
+        head = f"{self.writes} value(s) to write back (limit: {self.max_writes})"
+        if self.blocked:
+            return (f"BLOCKED by the write-back guard: {head}. Nothing was written to the directory. If the wave is "
+                    "intended, approve it in Airflow's Required Actions (when approvals are on) or trigger the DAG "
+                    "once with the parameter allow_mass_write_back = true; the next run is guarded again.")
+        if self.allowed_by_override and self.approved_by:
+            return f"write-back guard lifted for this run, approved by {self.approved_by}: {head}"
+        if self.allowed_by_override:
+            return f"write-back guard overridden for this run (allow_mass_write_back): {head}"
+        return f"write-back guard passed: {head}"
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "message": self.message}
+
+
+def check_wave(writes: int, max_writes: int, allow: bool = False, approved_by: str | None = None) -> WaveVerdict:
+    allow = allow or approved_by is not None
+    over = writes > max_writes
+    return WaveVerdict(writes, max_writes, blocked=over and not allow, allowed_by_override=over and allow,
+                       approved_by=approved_by if over else None)
