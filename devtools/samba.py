@@ -166,9 +166,14 @@ class SambaDc:
             conn.search(account_dn, "(objectClass=*)", ldap3.BASE, attributes=["objectSid"])
             sid = format_sid(conn.response[0]["raw_attributes"]["objectSid"][0])
         ace = f"(OA;CIIO;{sddl_rights};{object_type};{USER_CLASS_GUID};{sid})"
-        # on the DC itself, against its database (as docs/write-back.md shows): the running DC sees the change
-        subprocess.run([_bin("samba-tool"), "dsacl", "set", "-H", str(self.dir / "dc" / "private" / "sam.ldb"),
-                        f"--objectdn={ou}", f"--sddl={ace}"], check=True, capture_output=True)
+        # on the DC itself, against its database (as docs/write-back.md shows): the running DC sees the change.
+        # The DC now running may be a restored one (replace_with_restored_dc): its own folder holds the database
+        assert self.conf is not None, "start() first"
+        done = subprocess.run([_bin("samba-tool"), "dsacl", "set", "-s", str(self.conf),
+                               "-H", str(self.conf.parent.parent / "private" / "sam.ldb"),
+                               f"--objectdn={ou}", f"--sddl={ace}"], capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"samba-tool dsacl set failed ({done.returncode}): {done.stderr[-1500:]}")
 
     def values(self, dn: str, *attributes: str) -> dict[str, list[str]]:
         """The entry's values of ``attributes`` as the directory holds them now."""
