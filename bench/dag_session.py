@@ -50,16 +50,16 @@ def dag_session(work: Path, n: int, rules: dict[str, Any], database: str, rows: 
 
 @contextmanager
 def runner_session(work: Path, rules: dict[str, Any], database: str, rows: list[dict[str, Any]],
-                   directory: Any) -> Iterator[Session]:
+                   directory: Any, conn_id: str = "bench_ldap") -> Iterator[Session]:
     """A private PostgreSQL users database and a ``dag_runner`` process for ``rules``, reading ``directory`` (a
-    running slapd or Samba DC: its ``connection_extra()`` is the ``bench_ldap`` connection)."""
+    running slapd, Samba DC or SCIM server: its ``connection_extra()`` is the connection ``conn_id``)."""
     pg = PostgresServer(work / "pg").start()
     try:
         home = work / "home"
         rules_dir = home / "rules"
         rules_dir.mkdir(parents=True)
         (rules_dir / "bench.yaml").write_text(yaml.safe_dump(rules))
-        env = admin_env(home, rules_dir, {"bench_ldap": directory.connection_extra()})
+        env = admin_env(home, rules_dir, {conn_id: directory.connection_extra()})
         pg.create_database(database)
         env["AIRFLOW_CONN_BENCH_TARGET"] = json.dumps(
             {"conn_type": "postgres", "host": "127.0.0.1", "port": pg.port, "login": "postgres", "schema": database})

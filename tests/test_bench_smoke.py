@@ -70,3 +70,15 @@ def test_the_write_back_benchmark_runs_on_a_small_directory(tmp_path, samba_dc):
     assert result["floor"] > 0
     text = wb_markdown(30, result, "python -m bench.bench_write_back 30")
     assert "| 30 values written back |" in text and "| floor: `ldapmodify` (C), 30 one-value modifies" in text
+
+
+def test_the_scim_benchmark_runs_on_a_small_directory(tmp_path):
+    from bench.bench_scim import markdown as scim_markdown
+    from bench.bench_scim import run_benchmark as run_scim
+
+    result = run_scim(300, work=tmp_path)
+    cases = {r["case"]: r for r in result["rows"]}
+    assert cases["first import"]["written"]["inserted"] == 300
+    assert not any((cases["no-op (read in full: SCIM has no change feed)"]["written"] or {}).values())
+    assert result["http_users"] == 300 and result["http"] > 0
+    assert "Waiting on HTTP is" in scim_markdown(300, result, "python -m bench.bench_scim 300")

@@ -76,6 +76,8 @@ def test_connection_types_are_registered_through_the_provider_entry_point():
     assert hooks["usersync_users_db"].hook_class_name == "usersync_airflow.hooks.users_db.UsersDbHook"
     assert hooks["usersync_axl"].hook_class_name == "usersync_airflow.hooks.axl.AxlHook"
     assert hooks["usersync_entra"].hook_class_name == "usersync_airflow.hooks.entra.EntraHook"
+    assert hooks["usersync_scim"].hook_class_name == "usersync_airflow.hooks.scim.ScimHook"
+    assert hooks["usersync_webex"].hook_class_name == "usersync_airflow.hooks.scim.WebexHook"
 
 
 def test_axl_settings_from_a_connection(airflow_env):

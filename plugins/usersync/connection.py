@@ -7,6 +7,7 @@ appears in ``repr``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,9 @@ class ConnectionFields:
     password: str | None = field(default=None, repr=False)
     schema: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: where a client keeps a secret the server renewed (a rotated OAuth refresh token): ``keep(name, value)``;
+    #: the adapter stores it so the next run reads it into ``extra`` before the connection's own
+    keep: Callable[[str, str], None] | None = field(default=None, repr=False, compare=False)
 
     def flag(self, name: str, default: bool = False) -> bool:
         """A yes/no extra, written as a JSON boolean or as text (``"true"``, ``"1"``, ``"yes"``, ``"on"``)."""

@@ -13,6 +13,15 @@ def _field(label: str, kind: str, **schema) -> dict:
     return {"label": label, "schema": {"type": [kind, "null"], **schema}}
 
 
+#: what every HTTP source's connection may set (Graph, SCIM, Webex)
+HTTP_FIELDS = {
+    "ca_certs_file": _field("CA bundle (PEM file path)", "string"),
+    "timeout": _field("Timeout (s)", "number", default=60),
+    "max_retries": _field("Retries on 429 / 503", "integer", default=5),
+    "max_wait": _field("Longest Retry-After honoured (s)", "number", default=120),
+}
+
+
 def get_provider_info() -> dict:
     """Airflow's provider metadata: the connection types and their UI fields, as one literal Airflow reads."""
     return {
@@ -67,16 +76,41 @@ def get_provider_info() -> dict:
                     "certificate_thumbprint": _field("Certificate thumbprint (SHA-1, hex)", "string"),
                     "authority_host": _field("Authority host", "string", default="https://login.microsoftonline.com"),
                     "graph_url": _field("Microsoft Graph URL", "string", default="https://graph.microsoft.com"),
-                    "ca_certs_file": _field("CA bundle (PEM file path)", "string"),
-                    "timeout": _field("Timeout (s)", "number", default=60),
-                    "max_retries": _field("Retries on 429 / 503", "integer", default=5),
-                    "max_wait": _field("Longest Retry-After honoured (s)", "number", default=120),
+                    **HTTP_FIELDS,
                 },
                 "ui-field-behaviour": {
                     "hidden-fields": ["schema", "port", "extra"],
                     "relabeling": {"host": "Tenant id", "login": "Client (application) id", "password": "Client secret"},
                     "placeholders": {"host": "contoso.onmicrosoft.com or the tenant GUID",
                                      "login": "00000000-0000-0000-0000-000000000000"},
+                },
+            },
+            {
+                "hook-class-name": "usersync_airflow.hooks.scim.ScimHook",
+                "hook-name": "usersync SCIM 2.0",
+                "connection-type": "usersync_scim",
+                "conn-fields": {
+                    **HTTP_FIELDS,
+                },
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "port", "login", "extra"],
+                    "relabeling": {"host": "SCIM base URL", "password": "Bearer token"},
+                    "placeholders": {"host": "https://scim.example.com/scim/v2"},
+                },
+            },
+            {
+                "hook-class-name": "usersync_airflow.hooks.scim.WebexHook",
+                "hook-name": "usersync Cisco Webex Control Hub (SCIM)",
+                "connection-type": "usersync_webex",
+                "conn-fields": {
+                    "org_id": _field("Organisation id (Control Hub → Account)", "string"),
+                    "refresh_token": _field("Refresh token of the integration (scope identity:people_read)", "string"),
+                    **HTTP_FIELDS,
+                },
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "port", "extra"],
+                    "relabeling": {"host": "Webex API", "login": "Client id", "password": "Client secret"},
+                    "placeholders": {"host": "https://webexapis.com"},
                 },
             },
             {

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from airflow.sdk import BaseHook
+from airflow.sdk import BaseHook, Variable
 
 from usersync.connection import ConnectionFields
 from usersync.rules import Rules
@@ -24,10 +24,37 @@ def connection_fields(conn_id: str) -> ConnectionFields:
 
 
 def fields_of(conn: Any) -> ConnectionFields:
+    kept = _kept(conn.conn_id) if (conn.conn_type or "") in RENEWING else {}
     return ConnectionFields(
         conn_id=conn.conn_id, conn_type=conn.conn_type, host=conn.host, port=conn.port, login=conn.login,
-        password=conn.password, schema=conn.schema, extra=conn.extra_dejson,
+        password=conn.password, schema=conn.schema, extra={**conn.extra_dejson, **kept},
+        keep=lambda name, value: _keep(conn.conn_id, name, value),
     )
+
+
+#: connection types whose server renews a secret the next run needs (Webex rotates refresh tokens)
+RENEWING = frozenset({"usersync_webex"})
+
+
+def kept_variable(conn_id: str, name: str) -> str:
+    """The Airflow Variable that keeps a secret a server renewed for a connection (e.g. Webex's refresh token);
+    its name holds "token", so Airflow masks its value in the UI and in logs."""
+    return f"usersync_kept_token__{conn_id}__{name}"
+
+
+def _kept(conn_id: str) -> dict[str, str]:
+    """Secrets renewed by earlier runs: they replace the connection's own (which an admin set once)."""
+    from usersync.sources.scim.webex import REFRESH_TOKEN
+
+    try:
+        value = Variable.get(kept_variable(conn_id, REFRESH_TOKEN), default=None)
+    except Exception:  # noqa: BLE001 - outside a task (a hook's Test button in the API server): the connection's own
+        return {}
+    return {REFRESH_TOKEN: value} if value else {}
+
+
+def _keep(conn_id: str, name: str, value: str) -> None:
+    Variable.set(kept_variable(conn_id, name), value, description=f"renewed by usersync for connection {conn_id}")
 
 
 def open_source(rules: Rules, params: Mapping[str, Any], attributes: list[str] | None = None) -> Source:

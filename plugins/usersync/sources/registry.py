@@ -20,6 +20,7 @@ from usersync.sources.cucm.spec import CucmSourceSpec
 from usersync.sources.database.spec import DatabaseSourceSpec
 from usersync.sources.entra.spec import EntraSourceSpec
 from usersync.sources.ldap.spec import ActiveDirectorySourceSpec, LdapSourceSpec
+from usersync.sources.scim.spec import ScimSourceSpec
 from usersync.sources.spec import SourceSpecBase
 
 if TYPE_CHECKING:
@@ -63,6 +64,7 @@ _TYPES = (
     SourceType(CucmSourceSpec, "usersync.sources.cucm.reader:CucmSource"),
     SourceType(EntraSourceSpec, "usersync.sources.entra.reader:EntraSource",
                "usersync.sources.entra.writer:EntraWriter"),
+    SourceType(ScimSourceSpec, "usersync.sources.scim.reader:ScimSource"),
 )
 
 #: ``source.type`` → its ``SourceType``

@@ -40,6 +40,8 @@ class SourceSpecBase(StrictModel):
     delta_anchor: ClassVar[str | None] = None
     #: Imported on demand from a file chosen at trigger time: never scheduled, never removes users.
     on_demand: ClassVar[bool] = False
+    #: Why the type cannot read only what changed (said when a rules file asks for ``delta``)
+    no_delta: ClassVar[str] = "the source offers no change feed"
     #: What an admin may type to name one account (the ``account`` trigger parameter)
     account_forms: ClassVar[str] = "its key"
 
@@ -81,7 +83,7 @@ class SourceSpecBase(StrictModel):
     @classmethod
     def _marks_disabled(cls, v: str) -> str:
         if v != "import" and cls.disabled_attribute is None:
-            raise ValueError(f"'{v}' is for active_directory, cucm and entra_id sources (they mark accounts "
+            raise ValueError(f"'{v}' is for active_directory, cucm, entra_id and scim sources (they mark accounts "
                              "disabled); for other sources leave disabled accounts out with the filter / query")
         return v
 
@@ -92,8 +94,8 @@ class SourceSpecBase(StrictModel):
             return v
         if cls.delta_anchor is None:
             raise ValueError(f"delta sync is for active_directory and entra_id sources only (it reads AD's "
-                             f"uSNChanged or Graph's delta query); {cls.type_names()[0]} sources are read whole: "
-                             "remove 'delta'")
+                             f"uSNChanged or Graph's delta query); {cls.type_names()[0]} sources are read whole "
+                             f"({cls.no_delta}): remove 'delta'")
         if (info.data.get("external_id_attribute") or "").lower() != cls.delta_anchor.lower():
             raise ValueError(f"needs external_id_attribute {cls.delta_anchor} "
                              "(deleted objects are matched to users by their anchor)")

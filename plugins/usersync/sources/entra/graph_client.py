@@ -25,6 +25,7 @@ import httpx
 
 from usersync.connection import ConnectionFields
 from usersync.sources.errors import SourceAuthError, SourceError, SourceQueryError, SourceUnreachable
+from usersync.sources.http import retry_after
 
 log = logging.getLogger(__name__)
 GRAPH = "https://graph.microsoft.com"
@@ -201,7 +202,7 @@ class GraphClient:
             except httpx.HTTPError as exc:
                 raise SourceUnreachable(f"cannot reach Microsoft Graph at {url}: {type(exc).__name__}: {exc}") from None
             if answer.status_code in (429, 503) and tries <= self.settings.max_retries:
-                wait = min(_retry_after(answer), self.settings.max_wait)
+                wait = min(retry_after(answer), self.settings.max_wait)
                 log.warning("Microsoft Graph answered %d (throttled); waiting %.0f s as Retry-After says (try %d of %d)",
                             answer.status_code, wait, tries, self.settings.max_retries + 1)
                 self.waited += wait
@@ -249,13 +250,6 @@ def origin(url: str) -> tuple[str, str, int]:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     return scheme, (parts.hostname or "").lower(), parts.port or (443 if scheme == "https" else 80)
-
-
-def _retry_after(answer: httpx.Response) -> float:
-    try:
-        return max(float(answer.headers.get("Retry-After", "10")), 0.0)
-    except ValueError:
-        return 10.0
 
 
 def _json(answer: httpx.Response, url: str) -> dict[str, Any]:

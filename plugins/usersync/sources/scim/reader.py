@@ -1,0 +1,168 @@
+"""A SCIM 2.0 provider as a ``Source``: ``ServiceProviderConfig`` at check, then ``GET /Users`` paged by
+``startIndex`` / ``count`` with only the attributes the rules use.
+
+The read ends when ``startIndex`` passes ``totalResults`` — not at the first short page (a provider may return
+fewer than asked, e.g. capped at its ``maxResults``). What a provider gets wrong is refused, never read as "the
+others left": a page that is empty before ``totalResults`` is reached, a page that repeats users already read
+(``startIndex`` ignored), more users after ``totalResults`` said the read was complete.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from usersync.connection import ConnectionFields
+from usersync.progress import Progress
+from usersync.sources.base import OneAccount, ScopeCheck, Source
+from usersync.sources.errors import SourceQueryError
+from usersync.sources.record import SourceRecord
+from usersync.sources.scim import webex
+from usersync.sources.scim.client import ScimClient, ScimError, ScimSettings, StaticToken, Tokens, scim_settings
+from usersync.sources.scim.paths import AttributePath, parse
+from usersync.sources.scim.spec import ScimSourceSpec
+from usersync.sources.spec import SourceSpecBase
+
+log = logging.getLogger(__name__)
+
+
+class ScimSource(Source):
+    spec: ScimSourceSpec
+    unique_by = "id"  # a user changed while the read pages may be listed twice: its last state is kept
+    empty_hint = "wrong base URL or filter? a token that may not list users?"
+
+    def __init__(self, spec: ScimSourceSpec, settings: ScimSettings, tokens: Tokens, attributes: list[str]):
+        self.spec, self.settings = spec, settings
+        self.paths: dict[str, AttributePath] = {a: parse(a) for a in dict.fromkeys(["id", *attributes])}
+        self.client = ScimClient(settings, tokens)
+
+    @classmethod
+    def from_rules(cls, spec: SourceSpecBase, attributes: list[str], connection: ConnectionFields | None,
+                   params: Mapping[str, Any]) -> ScimSource:
+        assert isinstance(spec, ScimSourceSpec) and connection is not None
+        if webex.is_webex(connection):  # Webex Control Hub: the organisation's path, tokens from a refresh token
+            return cls(spec, webex.webex_settings(connection), webex.RefreshingToken.from_connection(connection),
+                       attributes)
+        if not connection.password:
+            raise SourceQueryError(f"connection {connection.conn_id!r} has no bearer token (password)")
+        return cls(spec, scim_settings(connection), StaticToken(connection.password), attributes)
+
+    @property
+    def requested(self) -> str:
+        return ",".join(dict.fromkeys(p.requested for p in self.paths.values()))
+
+    def check(self) -> dict[str, Any]:
+        """The provider's ServiceProviderConfig (paging limit, filter support), then one user to prove the token
+        may list users."""
+        warnings: list[str] = []
+        page, filtering = self.spec.page_size, True
+        try:
+            config = self.client.get("ServiceProviderConfig")
+            limit = (config.get("filter") or {}).get("maxResults")
+            filtering = bool((config.get("filter") or {}).get("supported", True))
+            if isinstance(limit, int) and 0 < limit < page:
+                page = limit
+        except ScimError as exc:
+            warnings.append(f"the provider has no readable ServiceProviderConfig ({exc.status}): pages of "
+                            f"{page} are asked for and its own page size is followed")
+        if self.spec.filter and not filtering:
+            raise SourceQueryError(f"the SCIM provider at {self.settings.base_url} says it does not support filters "
+                                   "(ServiceProviderConfig filter.supported false); remove 'filter' from the rules")
+        probe = self.client.get("Users", self._params(start=1, count=1))
+        total = _int(probe.get("totalResults"), "totalResults")
+        log.info("SCIM provider %s: %d user(s)%s, pages of %d", self.settings.base_url, total,
+                 f" matching {self.spec.filter!r}" if self.spec.filter else "", page)
+        return {"url": self.settings.base_url, "warnings": warnings, "page": page, "total": total,
+                "filter": self.spec.filter or ""}
+
+    def _params(self, start: int, count: int) -> dict[str, str]:
+        params = {"startIndex": str(start), "count": str(count), "attributes": self.requested}
+        if self.spec.filter:
+            params["filter"] = self.spec.filter
+        return params
+
+    def records(self, info: dict[str, Any]) -> Iterator[SourceRecord]:
+        count = int(info.get("page") or self.spec.page_size)
+        start, seen = 1, set()
+        progress = Progress(f"read SCIM users ({self.spec.name})", log, total=info.get("total"))
+        while True:
+            page = self.client.get("Users", self._params(start, count))
+            total = _int(page.get("totalResults"), "totalResults")
+            items = page.get("Resources") or []
+            fresh = [r for r in items if isinstance(r, dict) and r.get("id") not in seen]
+            if items and not fresh:
+                raise SourceQueryError(f"the SCIM provider at {self.settings.base_url} answered startIndex {start} with "
+                                       "users it had already returned: it ignores startIndex, so the read cannot "
+                                       "page; nothing is deleted (raise page_size above the number of users, or fix "
+                                       "the provider)")
+            for resource in fresh:
+                seen.add(resource.get("id"))
+                yield self._record(resource)
+            progress.advance(len(items))
+            start += len(items)
+            if not items:
+                if start <= total:
+                    raise SourceQueryError(
+                        f"the SCIM provider at {self.settings.base_url} returned no users at startIndex {start} though "
+                        f"totalResults says {total}; refusing a partial read (nothing is deleted)")
+                break
+            if start > total:
+                if len(items) >= count and self._more_after(start, count):
+                    raise SourceQueryError(
+                        f"the SCIM provider at {self.settings.base_url} said totalResults {total} but returned more "
+                        f"users after it; its count is wrong, so the read cannot know it is complete (nothing is "
+                        "deleted)")
+                break
+        progress.done()
+
+    def _more_after(self, start: int, count: int) -> bool:
+        """A full last page: ask one page more, so a ``totalResults`` that is too low never ends a read early."""
+        return bool(self.client.get("Users", self._params(start, count)).get("Resources"))
+
+    def _record(self, resource: dict[str, Any]) -> SourceRecord:
+        values = {name: path.resolve(resource) for name, path in self.paths.items()}
+        key = values.get(self.spec.key_attribute) or resource.get("userName")
+        return SourceRecord(f"SCIM user {key} (id {resource.get('id')})", {k: v for k, v in values.items() if v is not None})
+
+    def read_one(self, info: dict[str, Any], account: str) -> OneAccount:
+        """By userName (a filter the provider answers), else by resource id; the rules' filter tested on it by the
+        provider (``(<filter>) and id eq "<id>"``)."""
+        found = OneAccount(asked=account)
+        quoted = account.replace("\\", "\\\\").replace('"', '\\"')
+        answer = self.client.get("Users", {"filter": f'userName eq "{quoted}"', "attributes": self.requested})
+        found.requests, found.found_by = 1, f'filter userName eq "{quoted}"'
+        resources = answer.get("Resources") or []
+        if not resources and re.fullmatch(r"[\w.:-]+", account):
+            found.requests += 1
+            found.found_by += f", then GET /Users/{account}"
+            try:
+                resources = [self.client.get(f"Users/{account}", {"attributes": self.requested})]
+            except ScimError as exc:
+                if exc.status != 404:
+                    raise
+        found.entries = len(resources)
+        if not resources:
+            return found
+        resource = resources[0]
+        found.record = self._record(resource)
+        if self.spec.filter:
+            scoped = self.client.get("Users", {"filter": f'({self.spec.filter}) and id eq "{resource["id"]}"',
+                                               "attributes": "id"})
+            found.requests += 1
+            passed = bool(scoped.get("Resources"))
+            found.checks.append(ScopeCheck(f"filter {self.spec.filter}", passed,
+                                           "the provider returns it with the filter" if passed else
+                                           "the provider does not return it with the filter"))
+        return found
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _int(value: Any, name: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise SourceQueryError(f"the SCIM provider's list answer has no number in {name} ({value!r})") from None
