@@ -63,7 +63,7 @@ def test_shipped_rules_files_are_valid():
         ({"source__type": "ldap", "source__delta": {}}, "source.delta", "delta sync is for active_directory and entra_id sources only"),
         ({"source__external_id_attribute": "employeeID", "source__delta": {}}, "source.delta", "needs external_id_attribute objectGUID"),
         ({"source__delta": {"full_every_days": 0}}, "source.delta.full_every_days", "greater than or equal to 1"),
-        ({"source__type": "ldap", "source__disabled_accounts": "skip"}, "source.disabled_accounts", "'skip' is for active_directory, cucm and entra_id"),
+        ({"source__type": "ldap", "source__disabled_accounts": "skip"}, "source.disabled_accounts", "'skip' is for active_directory, cucm, entra_id and scim"),
         ({"source__disabled_accounts": "ignore"}, "source.disabled_accounts", "'import', 'exclude' or 'skip'"),
         ({"source__recreated_accounts": "merge"}, "source.recreated_accounts", "'replace' or 'adopt'"),
         ({"source__member_of": ["UC Users"]}, "source.member_of", "not group DNs: 'UC Users'"),

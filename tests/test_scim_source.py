@@ -131,7 +131,7 @@ def test_a_provider_that_ignores_count_or_throttles_is_still_read_whole(airflow_
 
 # --- the Webex Control Hub preset, on the Webex test server --------------------------------------------------
 
-def _webex(airflow_env, tmp_path, org, **extra):
+def _webex(airflow_env, tmp_path, org, fresh: str | None = None, **extra):
     import yaml
 
     from devtools.tlscerts import make_certs
@@ -140,11 +140,11 @@ def _webex(airflow_env, tmp_path, org, **extra):
 
     certs = make_certs(tmp_path / "certs")
     server = WebexServer(org, str(certs.cert), str(certs.key)).start()
-    url = f"sqlite:///{tmp_path / 'users.db'}"
+    url = f"sqlite:///{tmp_path / 'users.db'}"  # the same file when called again: the table stays
     airflow_env.users_db(url)
     airflow_env.connection("webex_acme", conn_type="usersync_webex", host=server.base_url, login=org.client_id,
                            password=org.client_secret,
-                           extra={"org_id": org.org_id, "refresh_token": next(iter(org.refresh_tokens)),
+                           extra={"org_id": org.org_id, "refresh_token": fresh or next(iter(org.refresh_tokens)),
                                   "ca_certs_file": str(certs.ca), "max_wait": 2, **extra})
     preset = yaml.safe_load((REPO / "include" / "rules" / "webex.yaml").read_text())
     airflow_env.rules({**preset, "schedule": {"auto": False}, "run": {"retries": 0},
@@ -174,7 +174,7 @@ def test_the_webex_preset_reads_calling_numbers_renews_tokens_and_keeps_a_rotate
         assert agent["first_name"] == "Björn" and agent["department"] == "Sales" and agent["external_id"] == org.users[1]["id"]
         assert rows["agent00005@acme.example"]["enabled"] is False  # active false
         # the token was renewed from the refresh token; Webex rotated it, and the new one is kept for the next run
-        kept = Variable.get(kept_variable("webex_acme", "refresh_token"))
+        kept = Variable.get(kept_variable("webex_acme", "refresh_token"), deserialize_json=True)["value"]
         assert kept in org.refresh_tokens and len(org.refresh_tokens) == 1
         assert all(f"/identity/scim/{org.org_id}/v2/" in path for method, path in org.requests if method == "GET")
 
@@ -184,6 +184,14 @@ def test_the_webex_preset_reads_calling_numbers_renews_tokens_and_keeps_a_rotate
         assert again.state == "success", report_of(again)
         assert {r["username"]: r for r in all_rows(url).values()}["agent00002@acme.example"]["extension"] == "7777"
         assert org.client_secret not in report_of(again) and kept not in report_of(again)
+
+        # an admin authorises the integration again and puts the new refresh token in the connection: it wins over
+        # the kept one (renewed from the connection's old token)
+        org.refresh_tokens.clear()
+        org.expire_access_tokens()
+        server.stop()
+        server, url = _webex(airflow_env, tmp_path, org, fresh=org.new_refresh_token())
+        assert airflow_env.run("user_sync__webex_acme").state == "success"
     finally:
         server.stop()
 

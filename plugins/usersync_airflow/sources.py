@@ -6,6 +6,7 @@ connection's fields (``usersync.connection.ConnectionFields``) and the run's par
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,11 +25,12 @@ def connection_fields(conn_id: str) -> ConnectionFields:
 
 
 def fields_of(conn: Any) -> ConnectionFields:
-    kept = _kept(conn.conn_id) if (conn.conn_type or "") in RENEWING else {}
+    own = conn.extra_dejson
+    kept = _kept(conn.conn_id, own) if (conn.conn_type or "") in RENEWING else {}
     return ConnectionFields(
         conn_id=conn.conn_id, conn_type=conn.conn_type, host=conn.host, port=conn.port, login=conn.login,
-        password=conn.password, schema=conn.schema, extra={**conn.extra_dejson, **kept},
-        keep=lambda name, value: _keep(conn.conn_id, name, value),
+        password=conn.password, schema=conn.schema, extra={**own, **kept},
+        keep=lambda name, value: _keep(conn.conn_id, name, value, own),
     )
 
 
@@ -42,19 +44,28 @@ def kept_variable(conn_id: str, name: str) -> str:
     return f"usersync_kept_token__{conn_id}__{name}"
 
 
-def _kept(conn_id: str) -> dict[str, str]:
-    """Secrets renewed by earlier runs: they replace the connection's own (which an admin set once)."""
+def _origin(own: dict[str, Any], name: str) -> str:
+    """Which of the connection's own secrets a kept one was renewed from (a digest, never the secret)."""
+    return hashlib.sha256(str(own.get(name) or "").encode()).hexdigest()
+
+
+def _kept(conn_id: str, own: dict[str, Any]) -> dict[str, str]:
+    """Secrets renewed by earlier runs: they replace the connection's own — unless an admin has put a new one in
+    the connection since (then the kept one, renewed from the old, is stale and the connection's wins)."""
     from usersync.sources.scim.webex import REFRESH_TOKEN
 
     try:
-        value = Variable.get(kept_variable(conn_id, REFRESH_TOKEN), default=None)
-    except Exception:  # noqa: BLE001 - outside a task (a hook's Test button in the API server): the connection's own
+        stored = Variable.get(kept_variable(conn_id, REFRESH_TOKEN), default=None, deserialize_json=True)
+    except Exception:  # noqa: BLE001 - outside a task (a hook's Test button in the API server), or not ours
         return {}
-    return {REFRESH_TOKEN: value} if value else {}
+    if isinstance(stored, dict) and stored.get("origin") == _origin(own, REFRESH_TOKEN) and stored.get("value"):
+        return {REFRESH_TOKEN: stored["value"]}
+    return {}
 
 
-def _keep(conn_id: str, name: str, value: str) -> None:
-    Variable.set(kept_variable(conn_id, name), value, description=f"renewed by usersync for connection {conn_id}")
+def _keep(conn_id: str, name: str, value: str, own: dict[str, Any]) -> None:
+    Variable.set(kept_variable(conn_id, name), {"origin": _origin(own, name), "value": value}, serialize_json=True,
+                 description=f"renewed by usersync for connection {conn_id}")
 
 
 def open_source(rules: Rules, params: Mapping[str, Any], attributes: list[str] | None = None) -> Source:

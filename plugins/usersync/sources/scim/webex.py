@@ -7,8 +7,9 @@ it), ``refresh_token`` (from authorising the integration with scope ``identity:p
 ``timeout``, ``max_retries``, ``max_wait``. Several organisations: one connection and one rules file each.
 
 Webex may hand out a new refresh token when one is used; the new one is given to ``ConnectionFields.keep`` (the
-Airflow adapter keeps it in a masked Variable that the next run reads before the connection's own), so a rotated
-token is never lost between runs.
+Airflow adapter keeps it in a masked Variable that the next run reads before the connection's own, while the
+connection still holds the token it was renewed from), so a rotated token is never lost between runs and a new one
+an admin enters always wins.
 """
 
 from __future__ import annotations
