@@ -57,6 +57,12 @@ def test_first_import_pages_through_2000_users_and_changes_follow_by_id(airflow_
     rows = all_rows(url)
     assert len(rows) == USERS
     by_name = {r["username"]: r for r in rows.values()}
+    # the whole table against what the provider holds: every user, every mapped value
+    for i in range(USERS):
+        user, row = scim_user(i), by_name[f"user{i:05d}"]
+        assert (row["first_name"], row["last_name"], row["email"], row["department"], row["extension"], row["enabled"],
+                row["external_id"]) == (user["name"]["givenName"], user["name"]["familyName"], f"user{i:05d}@work.example",
+                                        user[ENTERPRISE]["department"], str(20000 + i)[-5:], True, ids[i])
     zoe = by_name["user00000"]
     assert (zoe["first_name"], zoe["last_name"], zoe["email"], zoe["department"], zoe["extension"]) == (
         "Zoë", "Müller", "user00000@work.example", "Sales", "20000")
@@ -263,3 +269,43 @@ def test_the_test_button_says_whether_the_provider_answers(airflow_env, scim):
     airflow_env.connection("scim_conn", conn_type="usersync_scim", host=server.url + "/nowhere", password="t")
     ok, message = ScimHook("scim_conn").test_connection()
     assert not ok and "the SCIM provider answered 404" in message
+
+
+def test_a_filter_the_provider_refuses_is_named_with_scims_own_words(airflow_env, scim, monkeypatch):
+    server, url = scim
+    server.add(scim_user(1))
+    airflow_env.rules(scim_rules(filter='userName eq "a" and'))  # well-formed enough for the rules, not for SCIM
+    assert airflow_env.run("user_sync__scimdir").state == "failed"
+    text = sorted(url_reports(url).glob("*.txt"))[-1].read_text()
+    assert "failed at step: check_source" in text
+    assert "the SCIM provider answered 400 invalidFilter" in text and "(the filter is not valid SCIM filter syntax" in text
+
+
+def test_a_token_refused_mid_read_is_renewed_once_from_the_refresh_token(tmp_path):
+    from devtools.tlscerts import make_certs
+    from tests.support.webex_server import Org, WebexServer, webex_user
+    from usersync.connection import ConnectionFields
+    from usersync.sources.errors import SourceAuthError
+    from usersync.sources.scim import webex
+    from usersync.sources.scim.client import ScimClient
+
+    org = Org()
+    refresh = org.new_refresh_token()
+    org.users = [webex_user(i, org.org_id) for i in range(3)]
+    certs = make_certs(tmp_path / "certs")
+    server = WebexServer(org, str(certs.cert), str(certs.key)).start()
+    try:
+        conn = ConnectionFields("webex", "usersync_webex", host=server.base_url, login=org.client_id,
+                                password=org.client_secret,
+                                extra={"org_id": org.org_id, "refresh_token": refresh, "ca_certs_file": str(certs.ca)})
+        client = ScimClient(webex.webex_settings(conn), webex.RefreshingToken.from_connection(conn))
+        assert client.get("Users")["totalResults"] == 3 and org.renewals == 1
+        org.expire_access_tokens()  # the cached access token stops working during the read
+        assert client.get("Users")["totalResults"] == 3 and org.renewals == 2  # 401 → renewed once → answered
+        org.refresh_tokens.clear()
+        org.expire_access_tokens()
+        with pytest.raises(SourceAuthError, match="Webex refused to renew the access token of connection 'webex'"):
+            client.get("Users")  # 401, and the renewal itself is refused: said once, no loop
+        client.close()
+    finally:
+        server.stop()
