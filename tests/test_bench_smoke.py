@@ -80,5 +80,7 @@ def test_the_scim_benchmark_runs_on_a_small_directory(tmp_path):
     cases = {r["case"]: r for r in result["rows"]}
     assert cases["first import"]["written"]["inserted"] == 300
     assert not any((cases["no-op (read in full: SCIM has no change feed)"]["written"] or {}).values())
-    assert result["http_users"] == 300 and result["http"] > 0
-    assert "Waiting on HTTP is" in scim_markdown(300, result, "python -m bench.bench_scim 300")
+    assert result["http_users"] == 297 and result["http"] > 0  # 1 % of 300 deleted before the last run
+    assert cases["3 deleted in the provider (1 %): each removal confirmed"]["written"]["deleted"] == 3
+    text = scim_markdown(300, result, "python -m bench.bench_scim 300")
+    assert "Waiting on HTTP is" in text and "Confirming 3 removals one by one" in text

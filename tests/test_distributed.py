@@ -189,6 +189,34 @@ def test_the_reports_page_shows_nothing_without_an_airflow_login(stack):
     assert "user_sync__corp" in page and "user_sync__quick" in page and "<svg" in page
 
 
+def test_run_paths_that_climb_out_of_the_run_data_or_hide_are_refused(stack):
+    """Dot segments (encoded or not), hidden names and absolute paths never reach a file: 404, nothing served —
+    shown with a report.txt planted where each of them would lead."""
+    c = stack.cluster
+    auth = {"Authorization": f"Bearer {c.token}"}
+    folder = c.api("GET", "/usersync/api/runs")["user_sync__corp"][-1]["folder"]
+    planted = [c.run_data.parent.parent / "report.txt", c.run_data / "report.txt",
+               c.run_data / "user_sync__corp" / ".hidden" / "report.txt", c.run_data / "summary.json"]
+    for path in planted:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("PLANTED outside a run folder\n")
+    try:
+        for path in ("/usersync/runs/%2E%2E/%2E%2E/report.txt", "/usersync/runs/user_sync__corp/%2E%2E/report.txt",
+                     "/usersync/runs/user_sync__corp/%2E/report.txt", "/usersync/runs/user_sync__corp/.hidden/report.txt",
+                     "/usersync/runs/.hidden/x/report.txt", f"/usersync/runs/%2E%2E/{folder}/report.txt",
+                     f"/usersync/runs/{c.run_data.as_posix().replace('/', '%2F')}/x/report.txt",
+                     "/usersync/runs/user_sync__corp/%2E%2E/changes.csv",
+                     "/usersync/runs/%2E%2E/%2E%2E/explanation.txt"):
+            answer = httpx.get(f"{c.url}{path}", headers=auth, timeout=30)
+            assert answer.status_code == 404, (path, answer.status_code, answer.text)
+            assert "PLANTED" not in answer.text
+        good = httpx.get(f"{c.url}/usersync/runs/user_sync__corp/{folder}/report.txt", headers=auth, timeout=30)
+        assert good.status_code == 200 and "usersync report" in good.text  # the real one still answers
+    finally:
+        for path in planted:
+            path.unlink()
+
+
 def test_a_blocked_run_answered_keep_them_as_local_users_detaches_them_and_applies_the_rest(stack):
     """The third answer, on the scheduler path: the users the run would remove become local users (AD username,
     Domain and owner cleared, nothing else of theirs changed); the rest of the change set applies."""

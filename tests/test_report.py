@@ -124,3 +124,18 @@ def test_changes_left_out_by_apply_are_listed_and_make_a_warning():
     assert text.count("! user000001: update of first_name not applied") == 2
     assert "… 3 more in the apply task's log" in text
     assert "read:     delta — entries changed since USN 41" in text
+
+
+def test_a_blocked_draft_preview_is_not_told_to_approve_or_override():
+    p = _changes()
+    p.deletes.extend(Delete(100 + i, f"x{i}", f"x{i}", "EXAMPLE") for i in range(5))
+    p.owned = 10
+    verdict = check_plan(p, SafetySpec())
+    rep = _report(p, verdict=verdict.to_json(), draft="corp.draft.yaml")
+    rep.dry_run = True
+    text = rep.render()
+    assert "the mass-delete guard would BLOCK these rules live: 6 of the 10 users" in text
+    assert "nothing to approve here" in text
+    assert "allow_mass_delete" not in text and "Required Actions" not in text
+    live = _report(p, verdict=verdict.to_json()).render()  # a live run's report keeps the advice
+    assert "allow_mass_delete" in live

@@ -6,6 +6,9 @@ the users table compared whole after each run."""
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from tests.support.helpers import all_rows, changed_rows, report_of
@@ -88,6 +91,21 @@ def test_first_import_pages_through_2000_users_and_changes_follow_by_id(airflow_
     added = next(r for r in after.values() if r["external_id"] == new)
     assert added["email"] == "first@work.example"  # of two work e-mails, the primary one
     assert len(changed) == 4  # renamed, disabled, deleted, inserted — nothing else moved
+
+
+def test_a_back_dated_run_reports_when_it_ran_not_when_it_was_due(airflow_env, scim):
+    server, url = scim
+    for i in range(5):
+        server.add(scim_user(i))
+    airflow_env.rules(scim_rules())
+    began = datetime.now(UTC)
+    run = airflow_env.run("user_sync__scimdir", run_after=began - timedelta(days=3))
+    report = report_of(run)
+    assert run.state == "success", report
+    start = datetime.fromisoformat(re.search(r"^start:\s+(\S+)$", report, re.M)[1])
+    duration = float(re.search(r"^duration: (-?[\d.]+) s$", report, re.M)[1])
+    assert began - timedelta(seconds=1) <= start <= datetime.now(UTC)  # today, not three days ago
+    assert 0 <= duration <= (datetime.now(UTC) - began).total_seconds() + 1  # the run's time, not three days
 
 
 def _users_kept(airflow_env, server, url, **faults) -> str:

@@ -83,6 +83,11 @@ class RunFolder:
         return str(self.path)
 
     def _file(self, name: str):
+        """``name`` inside the run folder: relative, with no empty, dot or dot-dot segment (a reference in a
+        summary or XCom that points elsewhere is refused, never followed)."""
+        parts = name.split("/")
+        if not name or "\\" in name or ":" in name or any(not p or p.startswith(".") for p in parts):
+            raise RunDataError(f"run file name {name!r} is not a plain path inside the run folder; refusing it")
         return self.path / name
 
     def write(self, name: str, batches: Iterable[pa.RecordBatch] | pa.Table, schema: pa.Schema) -> TableRef:

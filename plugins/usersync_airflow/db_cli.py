@@ -4,7 +4,8 @@ and keeping synced users as local users.
     usersync-db status  [CONN_ID]   schema revision of the connection's database (default usersync_target)
     usersync-db upgrade [CONN_ID]   migrate it to the newest schema, keeping every row
     usersync-db detach  USER … [--conn CONN_ID] [--source NAME] [--file LIST] [--by WHO]
-                                    turn synced users into local users (AD username, Domain, owner cleared)
+                                    turn synced users into local users (AD username, Domain, owner,
+                                    disabled_by_sync and left_at cleared; every other value kept)
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from usersync.rundata import MANIFEST, RunDataError, prune_runs
 from usersync_airflow import xcom
 from usersync_airflow.alarms import send_report_mail
 from usersync_airflow.run_storage import dag_folder
-from usersync_airflow.tasks import account, dry_run, folder, previewing, source_info
+from usersync_airflow.tasks import account, dry_run, folder, previewing, run_started, source_info
 
 log = logging.getLogger(__name__)
 XCOM_REPORT_CHARS = 16_000
@@ -71,7 +71,7 @@ def build_report(rules: Rules) -> RunReport:
     plan_ref = xcom.plan_ref(ti)
     applied = xcom.applied(ti)
     warnings = list(info.get("warnings", [])) + list((plan_ref or {}).get("warnings", []))
-    started = ctx["dag_run"].start_date or datetime.now(UTC)
+    started = run_started()
     written_back, wave = xcom.write_back(ti)
     wave_decision = xcom.decision(ti, "approve_write_back")
     return RunReport(

@@ -8,6 +8,7 @@ else. Data comes from the run folders on shared storage (``USERSYNC_RUN_DATA``),
 
 from __future__ import annotations
 
+import posixpath
 import re
 from itertools import chain
 from typing import Annotated
@@ -20,7 +21,8 @@ from usersync_airflow.reports_page import page
 from usersync_airflow.run_storage import runs_base
 
 DEFAULT_DAYS = 15
-_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")  # run_storage's folder names; anything else never reaches storage
+#: run_storage's folder names, never ``.``, ``..`` or hidden: anything else never reaches storage
+_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
 
 
 async def current_user(request: Request):
@@ -56,7 +58,11 @@ def _run_dir(user, dag_id: str, folder: str):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such run")
     if not may_read(user, dag_id):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "not allowed to read this DAG's runs")
-    return runs_base() / dag_id / folder
+    base = runs_base()
+    run_dir = base / dag_id / folder
+    if not posixpath.normpath(str(run_dir)).startswith(posixpath.normpath(str(base)) + "/"):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such run")
+    return run_dir
 
 
 Days = Annotated[int, Query(ge=1, le=366)]

@@ -28,10 +28,10 @@ from usersync.plan.change_tables import ChangeTables, preview
 from usersync.plan.safety import UnsafePlan, check_removals
 from usersync.rules import Rules, RulesError, load_rules
 from usersync.rules.loader import load_draft
-from usersync.run import pipeline
+from usersync.run import confirm, pipeline
 from usersync.run.handover import PlanRef, SourceInfo, StepFailure
 from usersync.run.history import COUNTS, write_run_record
-from usersync.rundata import RunDataError, RunFolder
+from usersync.rundata import MANIFEST, RunDataError, RunFolder
 from usersync.sources.errors import SourceError, SourceUnreachable
 from usersync.store.apply import ApplyError, apply_tables
 from usersync.store.detach import DetachError
@@ -122,6 +122,15 @@ def keep_as_local() -> bool:
     return bool(params().get("keep_as_local"))
 
 
+def run_started() -> datetime:
+    """When this run began (its check_source task started), not when it was due: the report of a late or
+    back-dated run says when it ran and how long it took."""
+    manifest = folder().read_json(MANIFEST) or {}
+    if manifest.get("started"):
+        return datetime.fromisoformat(manifest["started"])
+    return get_current_context()["dag_run"].start_date or datetime.now(UTC)
+
+
 def folder() -> RunFolder:
     """This run's folder of run data (shared by every task of the run, wherever it runs)."""
     ctx = get_current_context()
@@ -132,6 +141,7 @@ def folder() -> RunFolder:
 def check_source(rules_path: str) -> list[dict[str, Any]]:
     """Prove the users database is at this code's schema and the source can be read; for delta sources,
     choose delta or full. Returns the extract jobs: partition and where and how to read (JSON, no secrets)."""
+    started = datetime.now(UTC)
     rules = rules_at(rules_path)
     hook = UsersDbHook(rules.target.conn_id)
     try:
@@ -147,7 +157,8 @@ def check_source(rules_path: str) -> list[dict[str, Any]]:
 
     log.info("source %s (%s) readable at %s", rules.source.name, rules.source.type, info["url"])
     run = folder()
-    run.write_manifest(source=rules.source.name, run_id=get_current_context()["run_id"], dry_run=dry_run())
+    run.write_manifest(source=rules.source.name, run_id=get_current_context()["run_id"], dry_run=dry_run(),
+                       started=started.isoformat())
     log.info("run data of this run: %s", run)
     # one extract job per partition: all of source.partitions for a full read, one for a delta
     return [{"partition": p, "source_info": info} for p in pipeline.partitions(rules, info)]
@@ -180,18 +191,40 @@ def diff(rules_path: str, mapped: Any) -> str:
     parts = [mapped[i] for i in range(len(mapped))]  # by index: iterating probes one past the end
     hook = UsersDbHook(rules.target.conn_id)
     try:
-        plan_ref = cast(PlanRef, pipeline.diff_step(rules, parts, hook.get_conn(), folder(), as_of=run_time(),
+        engine = hook.get_conn()
+        plan_ref = cast(PlanRef, pipeline.diff_step(rules, parts, engine, folder(), as_of=run_time(),
                                                     keep_as_local=keep_as_local()))
+        plan_ref = _confirmed(rules, plan_ref, parts, engine, limit=rules.safety.max_confirmations)
     finally:
         hook.close()
     xcom.record_plan(get_current_context()["ti"], plan_ref)
     return _guard(rules, plan_ref)
 
 
+def _confirmed(rules: Rules, plan_ref: PlanRef, parts: list[dict[str, Any]], engine: Any, limit: int | None) -> PlanRef:
+    """The plan with its removals confirmed by the source, for sources whose listing can shift while it is read
+    (``usersync.run.confirm``); removals over ``limit`` stay unconfirmed (the guard then asks for approval), with
+    the mapped partitions kept so that apply can confirm them once approved."""
+    info = dict(source_info())
+    if not plan_ref["removals"] or not confirm.needs_confirmation(rules, info):
+        return plan_ref
+    with open_source(rules, params()) as source:
+        confirmed = confirm.confirm_step(rules, source, info, parts, engine, folder(), dict(plan_ref),
+                                         as_of=run_time(), limit=limit)
+    if confirmed["confirmation"]["waiting"]:
+        confirmed["parts"] = parts
+    return cast(PlanRef, confirmed)
+
+
+def unconfirmed(plan_ref: PlanRef) -> int:
+    """Removals the source has not confirmed yet (over safety.max_confirmations)."""
+    return int((plan_ref.get("confirmation") or {}).get("waiting", 0))
+
+
 def _guard(rules: Rules, plan_ref: PlanRef) -> str:
     run = params()
     verdict = check_removals(plan_ref["removals"], plan_ref["owned"], rules.safety,
-                             allow_mass_delete=bool(run.get("allow_mass_delete")))
+                             allow_mass_delete=bool(run.get("allow_mass_delete")), unconfirmed=unconfirmed(plan_ref))
     ctx = get_current_context()
     ti = ctx["ti"]
     xcom.record_verdict(ti, verdict.to_json())
@@ -205,7 +238,7 @@ def _guard(rules: Rules, plan_ref: PlanRef) -> str:
     xcom.record_request(ti, request.to_json())
     write_run_record(folder(), {  # the reports page lists the waiting run, its change set and this request
         "source": rules.source.name, "run_id": ctx["run_id"], "dag_id": ti.dag_id, "mode": "live",
-        "status": "WAITING FOR APPROVAL", "started": (ctx["dag_run"].start_date or datetime.now(UTC)).isoformat(timespec="seconds"),
+        "status": "WAITING FOR APPROVAL", "started": run_started().isoformat(timespec="seconds"),
         "ended": None, "counts": {k: plan_ref["counts"].get(k, 0) for k in COUNTS}, "plan": plan_ref,
     }, f"{request.subject}\n\n{request.body}\n")
     log.info("the run waits for an admin's approval (Required Actions); no answer within %g h rejects it",
@@ -219,7 +252,7 @@ def approved_by() -> str | None:
     return decision.by if decision and decision.approved else None
 
 
-def _keep_local(plan: ChangeTables) -> None:
+def _keep_local(plan: ChangeTables, plan_ref: PlanRef) -> None:
     """An admin answered "Keep them as local users": the planned removals become detaches, saved as the plan this
     run applied (the report and the change set read that one)."""
     ti = get_current_context()["ti"]
@@ -227,7 +260,7 @@ def _keep_local(plan: ChangeTables) -> None:
     if decision is None or not decision.keep_local:
         return
     plan.keep_as_local(decision.reason)
-    ref = cast(PlanRef, {**(xcom.plan_ref(ti) or {}), **plan.save(folder(), prefix="applied")})
+    ref = cast(PlanRef, {**plan_ref, **plan.save(folder(), prefix="applied")})
     xcom.record_plan(ti, ref)
     log.info("%s: %d user(s) to detach instead of removing them", decision.line(), plan.detaches.num_rows)
 
@@ -242,7 +275,8 @@ def apply(rules_path: str, outlet_events: Any) -> dict[str, Any]:
     if plan_ref is None:
         raise RunDataError("no change set from the diff task of this run")
     verdict = check_removals(plan_ref["removals"], plan_ref["owned"], rules.safety,
-                             allow_mass_delete=bool(run.get("allow_mass_delete")), approved_by=approved_by())
+                             allow_mass_delete=bool(run.get("allow_mass_delete")), approved_by=approved_by(),
+                             unconfirmed=unconfirmed(plan_ref))
     xcom.record_verdict(ti, verdict.to_json())
     log.info("%s", verdict.message)
     if dry_run():
@@ -251,8 +285,17 @@ def apply(rules_path: str, outlet_events: Any) -> dict[str, Any]:
         return {"dry_run": True, "written": {}}
     if verdict.blocked:
         raise UnsafePlan(verdict.message)
+    if unconfirmed(plan_ref):  # approved (or allowed): every removal is confirmed now, before anything is written
+        hook = UsersDbHook(rules.target.conn_id)
+        try:
+            plan_ref = _confirmed(rules, plan_ref, plan_ref["parts"], hook.get_conn(), limit=None)
+        finally:
+            hook.close()
+        xcom.record_plan(ti, plan_ref)
+        log.info("%d removal(s) confirmed after approval; %d user(s) to remove", plan_ref["confirmation"]["asked"],
+                 plan_ref["removals"])
     plan = ChangeTables.load(folder(), plan_ref)
-    _keep_local(plan)
+    _keep_local(plan, plan_ref)
     read = source_info().get("read")  # absent on single-account runs: they never move the watermark
     watermark = Watermark.from_json(read["watermark"]) if read else None
     if watermark is not None and plan_ref.get("cursor"):  # Graph: the delta link this run's read ended with

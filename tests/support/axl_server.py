@@ -4,7 +4,11 @@ No Cisco files are used; it behaves as CUCM's AXL service does: POST /axl/ only;
 wrong Basic auth; the SOAPAction version must agree with the body namespace; searchCriteria must not be empty;
 only the requested returnedTags come back (empty elements for empty values, primaryExtension nested); every
 user carries its uuid attribute; skip/first windows in a stable order; an empty <return/> past the end; the
-"Query request too large" fault above a row cap; injectable 503s and slow answers.
+"Query request too large" fault above a row cap; injectable 503s and slow answers. ``after_page`` runs an action
+once right after the page at a given ``skip`` has been answered (users deleted or added while a read pages).
+
+Not reproduced: any operation but listUser (getUser, the SQL interface), AXL's throttle on concurrent
+requests, and the order CUCM really lists in (here: by uuid, stable between requests).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import ssl
 import threading
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from xml.sax.saxutils import escape
@@ -48,6 +53,7 @@ class AxlState:
     delay: float = 0.0
     garbage: bool = False  # answer 200 with a body that is not XML
     requests: list[dict] = field(default_factory=list)
+    after_page: dict[int, Callable[[], None]] = field(default_factory=dict)
 
 
 def _fault(message: str, code: str = "soapenv:Server") -> bytes:
@@ -141,6 +147,8 @@ class _Handler(BaseHTTPRequestHandler):
             f'<ns:listUserResponse xmlns:ns="http://www.cisco.com/AXL/API/{st.version}">{ret}</ns:listUserResponse>'
             "</soapenv:Body></soapenv:Envelope>"
         )
+        if first is not None and skip in st.after_page:  # the page is made: the change comes before the next one
+            st.after_page.pop(skip)()
         return self._send(200, xml.encode())
 
 

@@ -6,7 +6,10 @@ provisioning tool would."""
 from __future__ import annotations
 
 import json
+import re
 import threading
+from collections.abc import Callable
+from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -22,6 +25,13 @@ CORE = "urn:ietf:params:scim:schemas:core:2.0:User"
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 HEADERS = {"Content-Type": "application/scim+json"}
+SHOUTED = {"primary": "Primary", "type": "TYPE", "value": "Value", "display": "Display"}
+
+
+class _Threaded(ThreadingMixIn, WSGIServer):
+    """One thread per request, so an ``after_page`` action can change users through the server's own API."""
+
+    daemon_threads = True
 
 
 class _Quiet(WSGIRequestHandler):
@@ -54,6 +64,15 @@ class ScimServer:
     ``ignore_count`` (the ``count`` parameter dropped: the provider's own page size), ``ignore_start`` (every page
     is the first), ``total_offset`` (added to ``totalResults``), ``html`` (the next list requests answer 502 with
     an HTML page), ``throttle`` (the next list requests answer 429 with Retry-After 1).
+
+    Two more make it a provider that is right but unlike scim2-server's defaults: ``by_modified`` lists users
+    in the order they were last modified (``sortBy=meta.lastModified``, as providers that page a change-ordered
+    index do: a user changed during a read moves to the end and is served again on a later page);
+    ``shout`` writes the sub-attribute names of multi-valued attributes as ``Primary``, ``TYPE``, ``Value``,
+    ``Display`` (names are case-insensitive, RFC 7643 §2.1).
+
+    ``after_page`` runs an action once, right after the list page at a given ``startIndex`` has been answered
+    (users deleted or added while a read pages).
     """
 
     def __init__(self) -> None:
@@ -62,25 +81,39 @@ class ScimServer:
         self.port = free_port()
         self._server: WSGIServer | None = None
         self.faults: dict[str, Any] = {}
+        self.after_page: dict[int, Callable[[], None]] = {}
         self.list_requests = 0
+        self.id_requests = 0
 
     def app(self, environ: dict[str, Any], start_response: Any) -> Any:
-        """scim2-server, distorted as ``faults`` say (only ``GET /Users`` lists are touched)."""
+        """scim2-server, distorted as ``faults`` say (only ``GET /Users`` lists and reads are touched)."""
+        answer = self._answer(environ, start_response)
+        start = re.search(r"(?:^|&)startIndex=(\d+)", environ.get("QUERY_STRING", ""))
+        if environ.get("PATH_INFO") == "/Users" and start and int(start[1]) in self.after_page:
+            answer = [b"".join(answer)]  # answered in full before the action changes the store
+            self.after_page.pop(int(start[1]))()
+        return answer
+
+    def _answer(self, environ: dict[str, Any], start_response: Any) -> Any:
+        reading = environ["REQUEST_METHOD"] == "GET" and (environ.get("PATH_INFO") or "").startswith("/Users/")
+        self.id_requests += reading
         listing = environ["REQUEST_METHOD"] == "GET" and environ.get("PATH_INFO") == "/Users"
-        if not listing or not self.faults:
+        if not (listing or reading) or not self.faults:
             self.list_requests += listing
             return self.scim(environ, start_response)
-        self.list_requests += 1
+        self.list_requests += listing
         for fault, status, body, kind in (("html", "502 Bad Gateway", b"<html>upstream error</html>", "text/html"),
                                           ("throttle", "429 Too Many Requests", b'{"status": "429", "detail": "slow down"}',
                                            "application/scim+json")):
-            if self.faults.get(fault, 0) > 0:
+            if listing and self.faults.get(fault, 0) > 0:
                 self.faults[fault] -= 1
                 start_response(status, [("Content-Type", kind), ("Retry-After", "1")])
                 return [body]
         query = [p for p in environ.get("QUERY_STRING", "").split("&")
                  if not (self.faults.get("ignore_count") and p.startswith("count="))
                  and not (self.faults.get("ignore_start") and p.startswith("startIndex="))]
+        if listing and self.faults.get("by_modified"):
+            query.append("sortBy=meta.lastModified")
         environ = {**environ, "QUERY_STRING": "&".join(query)}
         captured: dict[str, Any] = {}
 
@@ -88,10 +121,18 @@ class ScimServer:
             captured.update(status=status, headers=headers)
 
         body = b"".join(self.scim(environ, keep))
-        if self.faults.get("total_offset") and captured["status"].startswith("200"):
+        if self.faults.get("total_offset") and captured["status"].startswith("200") and listing:
             page = json.loads(body)
             page["totalResults"] += self.faults["total_offset"]
             body = json.dumps(page).encode()
+        if self.faults.get("shout") and captured["status"].startswith("200"):
+            answer = json.loads(body)
+            for resource in answer.get("Resources", [answer]):
+                for name, value in resource.items():
+                    if isinstance(value, list):
+                        resource[name] = [{SHOUTED.get(k, k): v for k, v in item.items()} if isinstance(item, dict)
+                                          else item for item in value]
+            body = json.dumps(answer).encode()
         headers = [(k, v) for k, v in captured["headers"] if k.lower() != "content-length"]
         start_response(captured["status"], [*headers, ("Content-Length", str(len(body)))])
         return [body]
@@ -101,7 +142,8 @@ class ScimServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> ScimServer:
-        self._server = make_server("127.0.0.1", self.port, self.app, handler_class=_Quiet)
+        self._server = make_server("127.0.0.1", self.port, self.app, server_class=_Threaded,
+                                   handler_class=_Quiet)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         self.api = httpx.Client(base_url=self.url, headers=HEADERS, timeout=30)
         return self

@@ -26,6 +26,9 @@ class Verdict:
     blocked: bool
     allowed_by_override: bool
     approved_by: str | None = None  # the admin who approved this blocked run in Airflow's UI
+    #: removals not yet confirmed with the source (``usersync.run.confirm``): over safety.max_confirmations
+    unconfirmed: int = 0
+    max_confirmations: int | None = None
 
     @property
     def message(self) -> str:
@@ -33,6 +36,14 @@ class Verdict:
             f"{self.removals} of the {self.owned} users this source owns would be removed "
             f"({self.percent:.1f}%; limits: {self.max_deletes} users, {self.max_delete_percent:g}%)"
         )
+        if self.blocked and self.unconfirmed:
+            return (
+                f"BLOCKED: {self.unconfirmed} removal(s) would first have to be confirmed with the source account "
+                f"by account — more than safety.max_confirmations ({self.max_confirmations}) allows in one run. "
+                f"{head}. Nothing was written. If so many accounts really left, approve the run in Airflow's "
+                "Required Actions (each removal is then confirmed before it is applied) or trigger the DAG once "
+                "with allow_mass_delete = true; the next run is guarded again."
+            )
         if self.blocked:
             return (
                 f"BLOCKED by the mass-delete guard: {head}. Nothing was written. If the directory change is "
@@ -50,12 +61,13 @@ class Verdict:
 
 
 def check_removals(removals: int, owned: int, limits: SafetySpec, allow_mass_delete: bool = False,
-                   approved_by: str | None = None) -> Verdict:
+                   approved_by: str | None = None, unconfirmed: int = 0) -> Verdict:
     """The guard on counts alone (a saved plan's reference carries them; no need to read its tables).
-    An admin's approval (``approved_by``) lifts it like ``allow_mass_delete``, for this run only."""
+    An admin's approval (``approved_by``) lifts it like ``allow_mass_delete``, for this run only.
+    ``unconfirmed``: removals the source was not asked about (more than ``max_confirmations``): they block too."""
     allow_mass_delete = allow_mass_delete or approved_by is not None
     percent = 100.0 * removals / owned if owned else 0.0
-    over = removals > limits.max_deletes or percent > limits.max_delete_percent
+    over = removals > limits.max_deletes or percent > limits.max_delete_percent or unconfirmed > 0
     return Verdict(
         removals=removals,
         owned=owned,
@@ -65,4 +77,6 @@ def check_removals(removals: int, owned: int, limits: SafetySpec, allow_mass_del
         blocked=over and not allow_mass_delete,
         allowed_by_override=over and allow_mass_delete,
         approved_by=approved_by if over else None,
+        unconfirmed=unconfirmed,
+        max_confirmations=limits.max_confirmations if unconfirmed else None,
     )

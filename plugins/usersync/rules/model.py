@@ -77,6 +77,9 @@ class SafetySpec(StrictModel):
     delete_after_days: Annotated[int, Field(ge=0, le=3650)] = 0
     max_deletes: Annotated[int, Field(ge=0)] = 500
     max_delete_percent: Annotated[float, Field(ge=0, le=100)] = 20.0
+    #: sources whose listing can shift while it is read (SCIM, CUCM) confirm each removal with the source, one
+    #: lookup each; more removals than this in one run wait for an approval before they are confirmed
+    max_confirmations: Annotated[int, Field(ge=0)] = 1000
     #: a blocked live run waits for an admin's Approve / Reject in Airflow's "Required Actions" instead of failing;
     #: false: it fails at once (re-trigger with allow_mass_delete), as before approvals existed
     approve_blocked_runs: bool = True

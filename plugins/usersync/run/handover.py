@@ -76,6 +76,8 @@ class PlanRef(TypedDict, total=False):
     reading: str
     warnings: list[str]  # carried from extract: what the read met
     account: str  # a single-account run: the account it planned for
+    confirmation: dict[str, Any]  # removals confirmed with the source (``usersync.run.confirm.Confirmation``)
+    parts: list[dict[str, Any]]  # the mapped partitions, kept while removals wait to be confirmed after approval
 
 
 class Applied(TypedDict, total=False):

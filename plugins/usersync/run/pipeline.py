@@ -162,7 +162,10 @@ def last_state_per_entity(folder: RunFolder, ref: TableRef, column: str) -> Tabl
     """The records file with one record per value of ``column``, the last one read (its latest state); the
     file is rewritten only when some entity came more than once."""
     table = folder.read(ref)
-    keys = table.column(column)
+    name = next((n for n in table.schema.names if n.lower() == column.lower()), None)
+    if name is None:
+        return ref  # the rules do not read the entity's id: duplicates are then skipped by the diff, never merged
+    keys = table.column(name)
     if keys.null_count or pc.count_distinct(keys).as_py() == table.num_rows:
         return ref  # every record its own entity (records without the column are never merged)
     last = pa.table({"key": keys, "row": pa.array(range(table.num_rows), pa.int64())}) \

@@ -217,7 +217,7 @@ class RunReport:
                            "(disabled_accounts or guests: skip) and protected users (listed below)")
             out += [f"note: {n}" for n in self.plan.notes]
         if self.verdict:
-            out.append(self.verdict["message"])
+            out.append(self._verdict_line(self.verdict))
         decision = Decision.from_json(self.approval)
         if decision is not None:
             out.append(f"approval: {decision.line()}")
@@ -250,6 +250,16 @@ class RunReport:
             if self.conflict_count > len(self.conflicts):
                 out.append(f"… {self.conflict_count - len(self.conflicts)} more in the apply task's log")
         return mask("\n".join(out) + "\n", secrets or [])
+
+    def _verdict_line(self, verdict: dict[str, Any]) -> str:
+        """The guard's verdict; a draft preview can never apply, so it is not told to approve or override."""
+        if not (self.draft and verdict.get("blocked")):
+            return str(verdict["message"])
+        return (f"the mass-delete guard would BLOCK these rules live: {verdict['removals']} of the {verdict['owned']} "
+                f"users this source owns would be removed ({verdict['percent']:.1f}%; limits: {verdict['max_deletes']} "
+                f"users, {verdict['max_delete_percent']:g}%). A preview applies nothing, so there is nothing to "
+                "approve here: correct the draft if these removals are wrong; if they are right, a live run with "
+                "these rules will wait for approval.")
 
     def _write_back_head(self) -> list[str]:
         """The write-back's counts, its guard's verdict and the approval, under the run's own."""

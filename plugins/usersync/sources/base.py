@@ -104,6 +104,12 @@ class Source(ABC):
         """Only the account ``account`` names (its key, an anchor or a DN, as the source type allows), with the
         server doing the search; and whether the rules' scope takes it in, test by test."""
 
+    def lookup(self, info: dict[str, Any], key: str | None, anchor: str | None) -> OneAccount:
+        """One account by what the users table keeps of it — its key (account name) and its anchor — to confirm,
+        before its user is removed, that the source no longer has it in scope. The default asks ``read_one`` by
+        the key, else the anchor; a source whose server finds an account by its anchor does better."""
+        return self.read_one(info, key or anchor or "")
+
     def close(self) -> None:  # noqa: B027 - optional: sources without connections have nothing to release
         """Release connections; safe to call more than once."""
 
@@ -112,6 +118,12 @@ class Source(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def shifted_listing(what: str) -> str:
+    """The warning a read gives when its listing moved under it while it paged."""
+    return (f"{what}: users were added or deleted during the read, so pages may have shifted; every removal is "
+            "confirmed with the source account by account")
 
 
 def missing(wanted: list[str], present: list[str]) -> list[str]:

@@ -42,6 +42,11 @@ class SourceSpecBase(StrictModel):
     on_demand: ClassVar[bool] = False
     #: Why the type cannot read only what changed (said when a rules file asks for ``delta``)
     no_delta: ClassVar[str] = "the source offers no change feed"
+    #: How the type lists its accounts when that listing can shift while a read pages through it (paging by
+    #: offset: an account deleted before the current page moves every later one back a place, so one is never
+    #: returned); None: it cannot (a server-side cursor, one query, a file). A read of such a type removes a
+    #: user only after the source confirms, account by account (``Source.lookup``), that its account is gone.
+    listing_shifts: ClassVar[str | None] = None
     #: What an admin may type to name one account (the ``account`` trigger parameter)
     account_forms: ClassVar[str] = "its key"
 

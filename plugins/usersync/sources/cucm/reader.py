@@ -181,6 +181,7 @@ def _parse_users(content: bytes) -> list[dict[str, str]]:
 class CucmSource(Source):
 
     spec: CucmSourceSpec
+    unique_by = "uuid"  # a user listed twice while the read pages (pages overlap): its last state is kept
     empty_hint = "no end users match the AXL search criteria? an AXL user without read access to end users?"
     def __init__(self, spec: CucmSourceSpec, settings: AxlSettings, attributes: list[str],
                  sleep: Callable[[float], None] = time.sleep):
@@ -198,36 +199,44 @@ class CucmSource(Source):
         return {"url": f"{self.settings.url} (AXL {self.settings.version})", "warnings": []}
 
     def records(self, info: dict[str, Any]) -> Iterator[SourceRecord]:
-        tags = list(dict.fromkeys(["userid", "status", *self.attributes]))
+        """Pages of ``first`` users from ``skip`` 0 until a short page. A user served twice (pages overlap when
+        users are added while the read pages) is yielded each time: ``unique_by`` keeps its last state."""
+        tags = self._tags()
         progress = Progress("extract CUCM users", log)
-        seen: set[str] = set()
         skip, first = 0, self.spec.page_size
         while True:
             page, first = self.client.list_users(self.spec.userid_pattern, tags, skip, first)
             for user in page:
-                if user["uuid"] in seen:
-                    continue  # pages can overlap when users are added while reading
-                seen.add(user["uuid"])
                 if self.spec.disabled_accounts == "exclude" and user.get("status") == "2":
                     continue
-                yield SourceRecord(f"CUCM user {user.get('userid')} {user['uuid']}", user)
+                yield _record(user)
             progress.advance(len(page))
             if len(page) < first:
                 break
             skip += len(page)
         progress.done()
 
+    def _tags(self) -> list[str]:
+        return list(dict.fromkeys(["userid", "status", *self.attributes]))
+
     def read_one(self, info: dict[str, Any], account: str) -> OneAccount:
         """The end user whose userid is ``account``: listUser with that userid as its search criterion (CUCM
-        finds it), then the rules' userid pattern and the inactive status tested on it."""
-        tags = list(dict.fromkeys(["userid", "status", *self.attributes]))
-        page, _ = self.client.list_users(account.replace("%", ""), tags, 0, 10)
-        hits = [u for u in page if u.get("userid", "").casefold() == account.strip().casefold()]
-        found = OneAccount(account, found_by=f"listUser userid = {account!r}", requests=1, entries=len(page))
-        if not hits:
+        finds it; ``_`` is a one-character wildcard there, so every page of matches is read until the exact
+        userid is among them), then the rules' userid pattern and the inactive status tested on it."""
+        wanted = account.strip().casefold()
+        found = OneAccount(account, found_by=f"listUser userid = {account!r}")
+        skip, first, user = 0, self.spec.page_size, None
+        while user is None:
+            page, first = self.client.list_users(account.replace("%", ""), self._tags(), skip, first)
+            found.requests += 1
+            found.entries += len(page)
+            user = next((u for u in page if u.get("userid", "").casefold() == wanted), None)
+            if len(page) < first:
+                break
+            skip += len(page)
+        if user is None:
             return found
-        user = hits[0]
-        found.record = SourceRecord(f"CUCM user {user.get('userid')} {user['uuid']}", user)
+        found.record = _record(user)
         inside = bool(like(self.spec.userid_pattern).fullmatch(user.get("userid", "")))
         found.checks.append(ScopeCheck("userid pattern", inside, f"{user.get('userid')!r} "
                                        f"{'matches' if inside else 'does not match'} {self.spec.userid_pattern!r}"))
@@ -241,6 +250,10 @@ class CucmSource(Source):
 
     def close(self) -> None:
         self.client.close()
+
+
+def _record(user: dict[str, str]) -> SourceRecord:
+    return SourceRecord(f"CUCM user {user.get('userid')} {user['uuid']}", user)
 
 
 def like(pattern: str) -> re.Pattern:

@@ -22,6 +22,7 @@ class CucmSourceSpec(ConnectedSpec):
     disabled_attribute: ClassVar[str | None] = "status"
 
     account_forms: ClassVar[str] = "the CUCM userid"
+    listing_shifts: ClassVar[str | None] = "AXL listUser pages by offset (skip / first)"
     type: Literal["cucm"]
     key_attribute: str = "userid"
     external_id_attribute: str | None = "uuid"

@@ -31,7 +31,7 @@ class Term:
     value: Any
 
     def test(self, item: dict[str, Any]) -> bool:
-        found = _get(item, self.attr)
+        found = attribute(item, self.attr)
         if self.op == "pr":
             return found not in (None, "", [])
         if isinstance(self.value, str) and isinstance(found, str):
@@ -69,14 +69,14 @@ class AttributePath:
         holder = resource
         if self.urn:
             holder = next((v for k, v in resource.items() if k.lower() == self.urn.lower() and isinstance(v, dict)), {})
-        value = _get(holder, self.attr)
+        value = attribute(holder, self.attr)
         if isinstance(value, list):
             items = [v for v in value if not self.terms or (isinstance(v, dict) and all(t.test(v) for t in self.terms))]
-            items.sort(key=lambda v: not (isinstance(v, dict) and v.get("primary") is True))  # primary first, stable
-            picked = [(_get(v, self.sub or "value") if isinstance(v, dict) else v) for v in items]
+            items.sort(key=lambda v: not (isinstance(v, dict) and attribute(v, "primary") is True))  # primary first, stable
+            picked = [(attribute(v, self.sub or "value") if isinstance(v, dict) else v) for v in items]
             value = next((p for p in picked if p not in (None, "")), None)
         elif isinstance(value, dict):
-            value = _get(value, self.sub) if self.sub else None
+            value = attribute(value, self.sub) if self.sub else None
         elif self.sub or self.terms:
             value = None
         if value is None or isinstance(value, (dict, list)):
@@ -85,7 +85,7 @@ class AttributePath:
         return text or None
 
 
-def _get(item: dict[str, Any], name: str) -> Any:
+def attribute(item: dict[str, Any], name: str) -> Any:
     """An attribute by name, case-insensitively (SCIM attribute names are case-insensitive, RFC 7643 §2.1)."""
     if name in item:
         return item[name]

@@ -16,12 +16,12 @@ from typing import Any
 
 from usersync.connection import ConnectionFields
 from usersync.progress import Progress
-from usersync.sources.base import OneAccount, ScopeCheck, Source
+from usersync.sources.base import OneAccount, ScopeCheck, Source, shifted_listing
 from usersync.sources.errors import SourceQueryError
 from usersync.sources.record import SourceRecord
 from usersync.sources.scim import webex
 from usersync.sources.scim.client import ScimClient, ScimError, ScimSettings, StaticToken, Tokens, scim_settings
-from usersync.sources.scim.paths import AttributePath, parse
+from usersync.sources.scim.paths import AttributePath, attribute, parse
 from usersync.sources.scim.spec import ScimSourceSpec
 from usersync.sources.spec import SourceSpecBase
 
@@ -70,8 +70,7 @@ class ScimSource(Source):
         if self.spec.filter and not filtering:
             raise SourceQueryError(f"the SCIM provider at {self.settings.base_url} says it does not support filters "
                                    "(ServiceProviderConfig filter.supported false); remove 'filter' from the rules")
-        probe = self.client.get("Users", self._params(start=1, count=1))
-        total = _int(probe.get("totalResults"), "totalResults")
+        total = _int(attribute(self.client.get("Users", self._params(start=1, count=1)), "totalResults"), "totalResults")
         log.info("SCIM provider %s: %d user(s)%s, pages of %d", self.settings.base_url, total,
                  f" matching {self.spec.filter!r}" if self.spec.filter else "", page)
         return {"url": self.settings.base_url, "warnings": warnings, "page": page, "total": total,
@@ -84,21 +83,26 @@ class ScimSource(Source):
         return params
 
     def records(self, info: dict[str, Any]) -> Iterator[SourceRecord]:
+        """Every page from ``startIndex`` 1 until ``totalResults`` is passed. A user served again on a later page
+        (changed while the read pages) is yielded again: ``unique_by`` keeps its last state. A provider that
+        ignores ``startIndex`` answers a later page with the first page itself, and is refused."""
         count = int(info.get("page") or self.spec.page_size)
-        start, seen = 1, set()
+        start, first_page, totals = 1, None, []
         progress = Progress(f"read SCIM users ({self.spec.name})", log, total=info.get("total"))
         while True:
             page = self.client.get("Users", self._params(start, count))
-            total = _int(page.get("totalResults"), "totalResults")
-            items = page.get("Resources") or []
-            fresh = [r for r in items if isinstance(r, dict) and r.get("id") not in seen]
-            if items and not fresh:
+            total = _int(attribute(page, "totalResults"), "totalResults")
+            totals.append(total)
+            items = _resources(page)
+            ids = [attribute(r, "id") for r in items]
+            if first_page is None:
+                first_page = ids
+            elif ids and ids == first_page:
                 raise SourceQueryError(f"the SCIM provider at {self.settings.base_url} answered startIndex {start} with "
-                                       "users it had already returned: it ignores startIndex, so the read cannot "
-                                       "page; nothing is deleted (raise page_size above the number of users, or fix "
-                                       "the provider)")
-            for resource in fresh:
-                seen.add(resource.get("id"))
+                                       "its first page again: it ignores startIndex, so the read cannot page; "
+                                       "nothing is deleted (raise page_size above the number of users, or fix the "
+                                       "provider)")
+            for resource in items:
                 yield self._record(resource)
             progress.advance(len(items))
             start += len(items)
@@ -115,50 +119,92 @@ class ScimSource(Source):
                         f"users after it; its count is wrong, so the read cannot know it is complete (nothing is "
                         "deleted)")
                 break
+        if len(set(totals)) > 1:
+            self.warnings = [*self.warnings, shifted_listing(
+                f"totalResults changed from {totals[0]} to {totals[-1]} while the read paged "
+                f"({len(totals)} pages)")]
         progress.done()
 
     def _more_after(self, start: int, count: int) -> bool:
         """A full last page: ask one page more, so a ``totalResults`` that is too low never ends a read early."""
-        return bool(self.client.get("Users", self._params(start, count)).get("Resources"))
+        return bool(_resources(self.client.get("Users", self._params(start, count))))
 
     def _record(self, resource: dict[str, Any]) -> SourceRecord:
         values = {name: path.resolve(resource) for name, path in self.paths.items()}
-        key = values.get(self.spec.key_attribute) or resource.get("userName")
-        return SourceRecord(f"SCIM user {key} (id {resource.get('id')})", {k: v for k, v in values.items() if v is not None})
+        key = values.get(self.spec.key_attribute) or attribute(resource, "userName")
+        return SourceRecord(f"SCIM user {key} (id {attribute(resource, 'id')})",
+                            {k: v for k, v in values.items() if v is not None})
 
     def read_one(self, info: dict[str, Any], account: str) -> OneAccount:
         """By userName (a filter the provider answers), else by resource id; the rules' filter tested on it by the
         provider (``(<filter>) and id eq "<id>"``)."""
-        found = OneAccount(asked=account)
-        quoted = account.replace("\\", "\\\\").replace('"', '\\"')
+        found = self._by_user_name(account)
+        if not found.entries and _RESOURCE_ID.fullmatch(account):
+            self._by_id(account, found)
+        return self._scoped(found)
+
+    def lookup(self, info: dict[str, Any], key: str | None, anchor: str | None) -> OneAccount:
+        """By the resource id the users table keeps (one ``GET /Users/{id}``; 404: gone), else by userName."""
+        if anchor and _RESOURCE_ID.fullmatch(anchor):
+            return self._scoped(self._by_id(anchor, OneAccount(asked=anchor)))
+        return self._scoped(self._by_user_name(key or anchor or ""))
+
+    def _by_user_name(self, account: str) -> OneAccount:
+        quoted = _quoted(account)
         answer = self.client.get("Users", {"filter": f'userName eq "{quoted}"', "attributes": self.requested})
-        found.requests, found.found_by = 1, f'filter userName eq "{quoted}"'
-        resources = answer.get("Resources") or []
-        if not resources and re.fullmatch(r"[\w.:-]+", account):
-            found.requests += 1
-            found.found_by += f", then GET /Users/{account}"
-            try:
-                resources = [self.client.get(f"Users/{account}", {"attributes": self.requested})]
-            except ScimError as exc:
-                if exc.status != 404:
-                    raise
+        found = OneAccount(asked=account, requests=1, found_by=f'filter userName eq "{quoted}"')
+        resources = _resources(answer)
         found.entries = len(resources)
-        if not resources:
+        if resources:
+            found.record = self._record(resources[0])
+        return found
+
+    def _by_id(self, resource_id: str, found: OneAccount) -> OneAccount:
+        found.requests += 1
+        found.found_by += f"{', then ' if found.found_by else ''}GET /Users/{resource_id}"
+        try:
+            resource = self.client.get(f"Users/{resource_id}", {"attributes": self.requested})
+        except ScimError as exc:
+            if exc.status != 404:
+                raise
             return found
-        resource = resources[0]
-        found.record = self._record(resource)
-        if self.spec.filter:
-            scoped = self.client.get("Users", {"filter": f'({self.spec.filter}) and id eq "{resource["id"]}"',
-                                               "attributes": "id"})
-            found.requests += 1
-            passed = bool(scoped.get("Resources"))
-            found.checks.append(ScopeCheck(f"filter {self.spec.filter}", passed,
-                                           "the provider returns it with the filter" if passed else
-                                           "the provider does not return it with the filter"))
+        if str(attribute(resource, "id")) != resource_id:  # a gateway's answer, a list, another user: not this one
+            raise SourceQueryError(f"the SCIM provider answered GET /Users/{resource_id} with "
+                                   f"{'a resource of id ' + repr(attribute(resource, 'id')) if attribute(resource, 'id') else 'no resource id'}; "
+                                   "refusing to take it for that user")
+        found.entries, found.record = 1, self._record(resource)
+        return found
+
+    def _scoped(self, found: OneAccount) -> OneAccount:
+        """The rules' filter tested by the provider on the one account found."""
+        if found.record is None or not self.spec.filter:
+            return found
+        resource_id = _quoted(str(found.record.get("id")))
+        scoped = self.client.get("Users", {"filter": f'({self.spec.filter}) and id eq "{resource_id}"',
+                                           "attributes": "id"})
+        found.requests += 1
+        passed = bool(_resources(scoped))
+        found.checks.append(ScopeCheck(f"filter {self.spec.filter}", passed,
+                                       "the provider returns it with the filter" if passed else
+                                       "the provider does not return it with the filter"))
         return found
 
     def close(self) -> None:
         self.client.close()
+
+
+#: what a resource id may be in a URL path: no slash, no dot segment (``.``/``..`` would read another resource)
+_RESOURCE_ID = re.compile(r"(?![.]+$)[\w.:-]+")
+
+
+def _quoted(value: str) -> str:
+    """A value inside a SCIM filter's double quotes."""
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _resources(page: dict[str, Any]) -> list[dict[str, Any]]:
+    """A list answer's ``Resources`` (attribute names are case-insensitive, RFC 7643 §2.1)."""
+    return [r for r in attribute(page, "Resources") or [] if isinstance(r, dict)]
 
 
 def _int(value: Any, name: str) -> int:

@@ -19,6 +19,7 @@ class ScimSourceSpec(ConnectedSpec):
 
     disabled_attribute: ClassVar[str | None] = "active"
     account_forms: ClassVar[str] = "the userName or the resource id"
+    listing_shifts: ClassVar[str | None] = "GET /Users pages by offset (startIndex)"
     no_delta: ClassVar[str] = "SCIM 2.0 defines no change feed; each run reads only the attributes the rules use"
 
     type: Literal["scim"]
