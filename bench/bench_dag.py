@@ -322,10 +322,9 @@ class AirflowServices(AirflowCluster):
         applied = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/apply/xcomEntries/return_value")
         new = [rss for pid, (rss, _cmd) in self.peaks.items() if pid not in before]
         cost = breakdown(run, tis, self.home / "logs")
-        from usersync.rundata import RunFolder
-        from usersync_airflow.run_storage import _safe
+        from usersync.rundata import RunFolder, folder_name
 
-        folder = RunFolder(Path(self.env["USERSYNC_HOME"]) / "runs" / dag_id / _safe(run_id))
+        folder = RunFolder(Path(self.env["USERSYNC_HOME"]) / "runs" / dag_id / folder_name(run_id))
         return {"seconds": seconds, "tasks": tasks, "written": json_value(applied["value"])["written"],
                 "xcom_bytes": self._xcom_bytes(run_id), "run_bytes": folder.size(),
                 "peak_rss_mb": round(max(new, default=0) / 2**20), "breakdown": cost.summary, "path_detail": cost.path()}

@@ -38,7 +38,8 @@ class Provider:
         self.server = server
 
     def connection_extra(self) -> dict[str, Any]:
-        return {"conn_type": "usersync_scim", "host": self.server.url, "password": "bench-token"}
+        return {"conn_type": "usersync_scim", "host": self.server.url, "password": "bench-token",
+                "extra": {"insecure_http": True}}  # scim2-server serves plain HTTP on loopback
 
 
 def http_only(server: ScimServer, attributes: str, count: int) -> tuple[float, int]:

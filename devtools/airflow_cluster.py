@@ -10,6 +10,7 @@ same.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -50,8 +51,8 @@ SETTINGS = {
 }
 #: settings every deployment must set itself (addresses and secrets), named so the compose test can check them
 REQUIRED = ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CELERY__BROKER_URL", "AIRFLOW__CELERY__RESULT_BACKEND",
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL", "AIRFLOW__API_AUTH__JWT_SECRET", "USERSYNC_RUN_DATA",
-            "AIRFLOW_CONN_USERSYNC_TARGET")
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL", "AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__CORE__FERNET_KEY",
+            "USERSYNC_RUN_DATA", "AIRFLOW_CONN_USERSYNC_TARGET")
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 
 
@@ -71,11 +72,18 @@ class AirflowCluster:
     one-machine scheduler path (the benchmark's)."""
 
     def __init__(self, home: Path, env: dict[str, str], metadata_url: str, broker_url: str = "", workers: int = 2,
-                 extra: dict[str, str] | None = None, components: tuple[str, ...] = COMPONENTS):
+                 extra: dict[str, str] | None = None, components: tuple[str, ...] = COMPONENTS,
+                 users: dict[str, str] | None = None):
+        """``users``: more sign-ins besides ``admin`` (name → simple-auth-manager role), e.g. a second approver."""
         self.home, self.port, self.workers, self.components = Path(home), free_port(), workers, components
         self.home.mkdir(parents=True, exist_ok=True)
-        self.password = secrets.token_urlsafe(12)  # the admin's, for this cluster only
-        (self.home / "passwords.json").write_text(json.dumps({"admin": self.password}))
+        self.passwords = {name: secrets.token_urlsafe(12) for name in {"admin": "admin", **(users or {})}}
+        self.password = self.passwords["admin"]  # the admin's, for this cluster only
+        (self.home / "passwords.json").write_text(json.dumps(self.passwords))
+        if users:
+            everyone = {"admin": "admin", **users}
+            extra = {"AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{n}:{r}" for n, r in everyone.items()),
+                     **(extra or {})}
         self.env = {
             **env, **SETTINGS,
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",  # tests trigger at once (compose: paused)
@@ -87,6 +95,8 @@ class AirflowCluster:
             "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{self.port}",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.port}/execution/",
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+            # connection secrets and Variables (a kept Webex token) encrypted at rest, as compose sets it
+            "AIRFLOW__CORE__FERNET_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
             "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.home / "passwords.json"),
             "AIRFLOW__CORE__HOSTNAME_CALLABLE": "devtools.airflow_cluster.worker_hostname",
@@ -99,6 +109,7 @@ class AirflowCluster:
         self.env["PATH"] = f"{airflow.parent}{os.pathsep}{self.env.get('PATH', '')}"
         self.procs: dict[str, subprocess.Popen] = {}
         self.token: str | None = None
+        self._tokens: dict[str, str] = {}
 
     # --- processes -----------------------------------------------------------------------------------------
 
@@ -159,11 +170,20 @@ class AirflowCluster:
         answer.raise_for_status()
         return answer.json()["access_token"]
 
-    def api(self, method: str, path: str, body: dict | None = None, ok: bool = True) -> Any:
+    def token_of(self, username: str) -> str:
+        """A signed-in token of one of the cluster's users (cached)."""
+        if username == "admin":
+            assert self.token is not None
+            return self.token
+        if username not in self._tokens:
+            self._tokens[username] = self.login(username, self.passwords[username])
+        return self._tokens[username]
+
+    def api(self, method: str, path: str, body: dict | None = None, ok: bool = True, as_user: str = "admin") -> Any:
         import httpx
 
         answer = httpx.request(method, f"{self.url}{path}", json=body, timeout=30,
-                               headers={"Authorization": f"Bearer {self.token}"})
+                               headers={"Authorization": f"Bearer {self.token_of(as_user)}"})
         if ok:
             if answer.status_code >= 400:
                 raise RuntimeError(f"{method} {path}: {answer.status_code} {answer.text[:2000]}")
@@ -197,8 +217,9 @@ class AirflowCluster:
                 raise RuntimeError(f"{dag_id} was not parsed:\n{self.log_tail('dag-processor')}")
             time.sleep(1)
 
-    def trigger(self, dag_id: str, conf: dict | None = None) -> str:
-        run = self.api("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}})
+    def trigger(self, dag_id: str, conf: dict | None = None, as_user: str = "admin") -> str:
+        run = self.api("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}},
+                       as_user=as_user)
         return run["dag_run_id"]
 
     def task_state(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> str | None:

@@ -137,7 +137,7 @@ def test_a_blocked_run_approved_from_required_actions(stack, browser):
     d = browser.driver
     for i in range(10):
         stack.ldap.delete_user(i)
-    run_id = stack.cluster.trigger(DAG)
+    run_id = stack.cluster.trigger(DAG, as_user="alice")  # four eyes: the admin approves another's run
     stack.cluster.wait_task(DAG, run_id, "approve", {"awaiting_input"})
     d.get(f"{stack.cluster.url}/required_actions")
     d.find_element(By.XPATH, "//*[text()='usersync: approve removing 10 users from corp?']").click()
@@ -166,7 +166,7 @@ def test_a_blocked_run_answered_keep_them_as_local_users_from_required_actions(s
     for i in range(10, 20):  # 10 of the 20 left
         stack.ldap.delete_user(i)
     before = stack.users()
-    run_id = stack.cluster.trigger(DAG)
+    run_id = stack.cluster.trigger(DAG, as_user="alice")
     stack.cluster.wait_task(DAG, run_id, "approve", {"awaiting_input"})
     # the link the waiting-for-approval mail carries (the list also holds the answered request of the same subject)
     d.get(f"{stack.cluster.url}/dags/{DAG}/runs/{run_id}/tasks/approve/required_actions")

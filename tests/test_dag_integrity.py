@@ -169,3 +169,15 @@ def test_the_preload_module_imports_everything_a_task_needs(tmp_path):
     env = {**os.environ, "AIRFLOW_HOME": str(tmp_path)}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == {"failed": [], "pandas": True, "steps": True, "readers": True}
+
+
+def test_every_step_has_a_timeout(shipped_bag):
+    """A hung step never holds a run (nor the next day's) for ever: every task but the approvals, which have their
+    own answer timeout, carries an execution timeout."""
+    for dag_id in ("user_sync__corp_ad", "user_sync__scim", "user_sync__cucm"):
+        dag = shipped_bag.get_dag(dag_id)
+        for task in dag.tasks:
+            if task.task_id.startswith("approve"):
+                assert task.response_timeout is not None, (dag_id, task.task_id)
+            else:
+                assert task.execution_timeout is not None, (dag_id, task.task_id)

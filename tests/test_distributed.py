@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -58,9 +59,11 @@ def _consumer_runs(stack, count: int, timeout: float = 180) -> list[dict]:
     return [{"state": r["state"], "extra": c.xcom(CONSUMER_DAG, r["dag_run_id"], "provision")} for r in runs]
 
 
-def _answer(stack, dag_id, run_id, option: str) -> dict:
-    return stack.cluster.api("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/approve/-1/hitlDetails",
-                             {"chosen_options": [option], "params_input": {}})
+def _answer(stack, dag_id, run_id, option: str, as_user: str = "alice", task_id: str = "approve") -> Any:
+    """An answer to the run's approval, by default from alice: the second approver (admin triggers the runs)."""
+    return stack.cluster.api("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/-1/hitlDetails",
+                             {"chosen_options": [option], "params_input": {}}, as_user=as_user,
+                             ok=as_user == "alice")
 
 
 def test_a_sync_triggered_through_the_rest_api_with_a_param_runs_on_both_celery_workers(stack):
@@ -115,15 +118,19 @@ def test_a_blocked_run_waits_for_approval_and_applies_once_approved_through_the_
     summary = stack.summary("user_sync__corp", run_id)  # the reports page lists the waiting run
     assert summary["status"] == "WAITING FOR APPROVAL" and summary["counts"]["deleted"] == 10
 
+    assert detail["assigned_users"] == [{"id": "alice", "name": "alice"}]  # the approvers less who triggered
+    own = _answer(stack, "user_sync__corp", run_id, "Approve", as_user="admin")  # four eyes: refused
+    assert own.status_code == 403 and "not a respondent" in own.text
+    assert c.task_state("user_sync__corp", run_id, "approve") == "awaiting_input" and stack.users() == before
     answer = _answer(stack, "user_sync__corp", run_id, "Approve")
     assert answer["chosen_options"] == ["Approve"]
     assert c.wait_run("user_sync__corp", run_id)["state"] == "success"
     after = stack.users()
     assert len(after) == USERS - 10 + 1 and "user000090" in after and "user000000" not in after
     report = _report(stack, "user_sync__corp", run_id)
-    assert "mass-delete guard lifted for this run, approved by admin" in report
-    assert "approval: approved by admin at 20" in report
-    assert stack.summary("user_sync__corp", run_id)["approval"]["by"] == "admin"
+    assert "mass-delete guard lifted for this run, approved by alice" in report
+    assert "approval: approved by alice at 20" in report
+    assert stack.summary("user_sync__corp", run_id)["approval"]["by"] == "alice"
 
 
 def test_a_rejected_run_writes_nothing_ends_blocked_and_alarms(stack):
@@ -132,17 +139,21 @@ def test_a_rejected_run_writes_nothing_ends_blocked_and_alarms(stack):
         stack.ldap.delete_user(i)
     stack.mail.messages.clear()
     before = stack.users()
-    run_id = c.trigger("user_sync__corp")
+    # bob may trigger runs but is no approver: his allow_mass_delete is not honoured, the run waits all the same
+    run_id = c.trigger("user_sync__corp", {"allow_mass_delete": True}, as_user="bob")
     c.wait_task("user_sync__corp", run_id, "approve", {"awaiting_input"})
+    assert stack.users() == before
     _answer(stack, "user_sync__corp", run_id, "Reject")
     assert c.wait_run("user_sync__corp", run_id)["state"] == "failed"
+    assert ("allow_mass_delete was not honoured: 'bob' who triggered the run is not among approvals.approvers"
+            in _report(stack, "user_sync__corp", run_id))
     assert stack.users() == before
     assert c.task_state("user_sync__corp", run_id, "apply") == "upstream_failed"
     assert stack.summary("user_sync__corp", run_id)["status"] == "BLOCKED"
     alarm = [m for m in stack.mail.messages if "ALARM" in m["Subject"]]
     assert [m["Subject"] for m in alarm] == ["[usersync] ALARM: corp blocked by the mass-delete guard"]
     body = _body(alarm[0])
-    assert "approval: rejected by admin at 20" in body and "nothing was written" in body
+    assert "approval: rejected by alice at 20" in body and "nothing was written" in body
     assert "blocked at step: approve" in body
 
 
@@ -179,7 +190,7 @@ def test_the_reports_page_shows_nothing_without_an_airflow_login(stack):
     assert report.status_code == 401 and "usersync report" not in report.text
     auth = {"Authorization": f"Bearer {c.token}"}
     report = httpx.get(f"{c.url}/usersync/runs/user_sync__corp/{folder}/report.txt", headers=auth, timeout=30)
-    assert report.status_code == 200 and "approval: approved by admin" in report.text
+    assert report.status_code == 200 and "approval: approved by alice" in report.text
     changes = httpx.get(f"{c.url}/usersync/runs/user_sync__corp/{folder}/changes.csv", headers=auth, timeout=30)
     lines = changes.text.splitlines()
     assert lines[0] == "change,username,ad_username,domain,field,old,new,reason"
@@ -243,7 +254,7 @@ def test_a_blocked_run_answered_keep_them_as_local_users_detaches_them_and_appli
         assert {k for k in old if old[k] != new[k]} == {"ad_username", "domain", "source", "updated_at"}, name
     assert all(after[n] == before[n] for n in before if n not in leaving)
     report = _report(stack, "user_sync__corp", run_id)
-    assert "approval: answered 'Keep them as local users' by admin at 20" in report
+    assert "approval: answered 'Keep them as local users' by alice at 20" in report
     assert "detached (now local users" in report and "inserted 1" in report and "deleted 0" in report
     counts = stack.summary("user_sync__corp", run_id)["counts"]
     assert (counts["detached"], counts["deleted"], counts["inserted"]) == (16, 0, 1)
@@ -281,13 +292,12 @@ def test_a_write_back_wave_over_its_limit_waits_for_approval_and_is_written_once
     assert "**3 values**" in detail["body"] and "guard allows 2" in detail["body"]
     assert f"{chosen[0]}: facsimileTelephoneNumber (empty) → '+39 0461 990'" in detail["body"]
 
-    c.api("PATCH", f"/api/v2/dags/user_sync__wbk/dagRuns/{run_id}/taskInstances/approve_write_back/-1/hitlDetails",
-          {"chosen_options": ["Approve"], "params_input": {}})
+    _answer(stack, "user_sync__wbk", run_id, "Approve", task_id="approve_write_back")
     assert c.wait_run("user_sync__wbk", run_id)["state"] == "success"
     assert {u: _faxes(stack)[u] for u in chosen} == {u: [f"+39 0461 99{n}"] for n, u in enumerate(chosen)}
     report = _report(stack, "user_sync__wbk", run_id)
-    assert "write-back guard lifted for this run, approved by admin: 3 value(s) to write back (limit: 2)" in report
-    assert "approval of the write-back: approved by admin at 20" in report
+    assert "write-back guard lifted for this run, approved by alice: 3 value(s) to write back (limit: 2)" in report
+    assert "approval of the write-back: approved by alice at 20" in report
     assert "write-back: 3 written, 0 changed meanwhile (left), 0 failed — of 3 planned" in report
 
 

@@ -46,3 +46,32 @@ def test_a_drafts_changes_are_listed_setting_by_setting():
     assert "fields: fields.mobile.attribute: None → 'mobile'" in lines
     assert "safety: safety.deletion: 'delete' → 'disable'" in lines
     assert rules_changes(parse_rules(live), parse_rules(live)) == ["the draft holds the same rules as the live file"]
+
+
+def test_an_absent_account_named_by_an_ad_username_two_domains_share_is_matched_to_nobody():
+    import pandas as pd
+    import pytest
+
+    from usersync.explain.match import AMBIGUOUS, absent_sections, find_user
+    from usersync.run.pipeline import _detach_one
+    from usersync.store.detach import DetachError
+
+    data = ad_rules()
+    data["source"].pop("domain")
+    data["source"]["domain_attribute"] = "company"
+    r = parse_rules(data)
+    existing = pd.DataFrame([
+        {"id": 1, "username": "jdoe.hq", "ad_username": "jdoe", "domain": "HQ", "source": "corp", "external_id": None},
+        {"id": 2, "username": "jdoe.branch", "ad_username": "JDoe", "domain": "BRANCH", "source": "corp",
+         "external_id": None},
+        {"id": 3, "username": "anna", "ad_username": "anna", "domain": "HQ", "source": "corp", "external_id": None},
+    ])
+    facts = {"asked": "jdoe", "found": False, "key": "jdoe", "domain": None, "anchor": "jdoe"}
+    assert find_user(r, existing, facts) == (None, AMBIGUOUS)
+    assert "several users hold AD username 'jdoe'" in absent_sections(r, existing, facts)["match"][0]
+    with pytest.raises(DetachError, match="fits several users"):
+        _detach_one(r, existing, facts, "jdoe", None)  # type: ignore[arg-type]
+    row, how = find_user(r, existing, {**facts, "domain": "branch"})
+    assert (row["id"], how) == (2, "key")
+    row, how = find_user(r, existing, {**facts, "key": "anna", "anchor": "anna"})
+    assert (row["id"], how) == (3, "key")

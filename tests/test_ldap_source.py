@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import socket
+import threading
 
 import pytest
 
@@ -80,15 +82,60 @@ def test_secure_only_refuses_an_untrusted_certificate(settings, tmp_path):
         LdapDirectory.open(dataclasses.replace(settings, ca_certs_file=str(other_ca), start_tls=True))
 
 
-def test_secure_then_unsecure_falls_back_to_plain_with_a_warning(settings, tmp_path, caplog):
-    from devtools.tlscerts import make_certs
-
-    untrusted = dataclasses.replace(settings, ca_certs_file=str(make_certs(tmp_path / "o").ca),
-                                    mode=SecurityMode.SECURE_THEN_UNSECURE)
-    with caplog.at_level(logging.WARNING), LdapDirectory.open(untrusted) as d:
+def test_secure_then_unsecure_falls_back_to_plain_only_when_no_secure_port_answers(settings, caplog):
+    closed = dataclasses.replace(settings, ldaps_port=free_port(), mode=SecurityMode.SECURE_THEN_UNSECURE)
+    with caplog.at_level(logging.WARNING), LdapDirectory.open(closed) as d:
         assert d.fell_back and d.url.startswith("ldap://") and not d.conn.server.ssl
         assert d.default_users_base()
     assert any("falling back to UNENCRYPTED" in m for m in caplog.messages)
+
+
+def test_secure_then_unsecure_sends_no_bind_in_clear_after_an_untrusted_certificate(settings, tmp_path):
+    """The slapd presents a certificate of a CA the connection does not trust (as a server in between would); the
+    plain port is a listener that records whatever reaches it: nothing may, the bind password least of all."""
+    from devtools.tlscerts import make_certs
+
+    received: list[bytes] = []
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+
+    def record() -> None:
+        while not done.is_set():
+            try:
+                peer, _ = listener.accept()
+            except TimeoutError:
+                continue
+            peer.settimeout(2)
+            with peer:
+                try:
+                    received.append(peer.recv(4096) or b"(connected)")
+                except TimeoutError:
+                    received.append(b"(connected)")
+
+    done = threading.Event()
+    thread = threading.Thread(target=record, daemon=True)
+    thread.start()
+    port = listener.getsockname()[1]
+    untrusted = dataclasses.replace(settings, ca_certs_file=str(make_certs(tmp_path / "o").ca), ldap_port=port,
+                                    mode=SecurityMode.SECURE_THEN_UNSECURE)
+    try:
+        with pytest.raises(SourceTlsError, match="never after a certificate or StartTLS failure") as refused:
+            LdapDirectory.open(untrusted)
+    finally:
+        done.set()
+        thread.join()
+        listener.close()
+    assert received == []
+    assert settings.password not in str(refused.value)
+
+
+def test_secure_then_unsecure_does_not_fall_back_after_a_failed_starttls(settings, tmp_path):
+    from devtools.tlscerts import make_certs
+
+    untrusted = dataclasses.replace(settings, ca_certs_file=str(make_certs(tmp_path / "o").ca), start_tls=True,
+                                    mode=SecurityMode.SECURE_THEN_UNSECURE)
+    with pytest.raises(SourceTlsError, match="StartTLS with .* failed.*never after a certificate or StartTLS failure"):
+        LdapDirectory.open(untrusted)
 
 
 def test_secure_then_unsecure_does_not_fall_back_on_wrong_password(settings):

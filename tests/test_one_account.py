@@ -93,6 +93,8 @@ def test_out_of_scope_by_the_filter_a_dn_and_a_new_account_in_a_dry_run(airflow_
     assert f"the entry at {user_dn(ad_user(7))} (a base search)" in report
     assert "FAILED: filter — the entry does not match (&(objectClass=user)(!(sAMAccountName=user000007)))" in report
     assert "OUT OF SCOPE" in report
+    assert "its values are not shown — the rules' scope does not take it in" in report  # the verdict only
+    assert "givenName:" not in report and "telephoneNumber:" not in report
     assert "the next full run DISABLES this user (safety.deletion: disable)" in report
 
     ldap.add_user(100)

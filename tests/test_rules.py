@@ -216,3 +216,10 @@ def test_protect_conditions_match_as_documented():
     assert protection(rules, {"department": "Board", "extension": "9001"}) == \
         ("department in [Board]; extension in range 9000–9099", False)
     assert protection(rules, {"sync_protected": True}) == ("sync_protected is set", True)
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize("attribute", ["userPassword", "portal_password", "unicodePwd", "mailPin", "apiToken"])
+def test_an_attribute_that_holds_a_secret_is_refused_as_a_mapping_source(attribute):
+    problems = _problems(_with(fields__department={"policy": "import", "attribute": attribute}))
+    assert any(f"attribute {attribute!r}: its name says it holds a secret" in msg for _loc, msg in problems), problems

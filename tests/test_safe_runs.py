@@ -228,14 +228,53 @@ def test_no_secret_in_logs_reports_or_mails(setup, capfd, caplog):
 
 
 def test_fallback_to_plain_ldap_completes_with_a_warning_mail(setup, tmp_path):
-    from devtools.tlscerts import make_certs
+    from devtools.netutil import free_port
 
-    untrusted = str(make_certs(tmp_path / "other-ca").ca)
+    closed = free_port()  # no secure port answers: the one case SecureThenUnsecure falls back in
     setup.env.connection("corp_ldap", **setup.ldap.connection_extra(security_mode="SecureThenUnsecure",
-                                                                    ca_certs_file=untrusted))
+                                                                    ldaps_port=closed))
     setup.rules()
     dr = setup.run()
     assert dr.state == "success" and len(table_rows(setup.url)) == 20
     (mail,) = setup.smtp.messages
     assert mail["Subject"] == "[usersync] WARNING: corp completed with warnings"
     assert f"used UNENCRYPTED LDAP (ldap://127.0.0.1:{setup.ldap.port})" in _body(mail)
+
+
+@pytest.mark.bad_input
+def test_an_account_with_control_characters_is_refused_and_never_reaches_a_mail_header(setup):
+    setup.rules()
+    assert setup.run().state == "success"
+    before = table_rows(setup.url)
+    dr = setup.run(account="user000001\r\nBcc: someone@evil.example")
+    assert dr.state == "failed"
+    assert table_rows(setup.url) == before
+    (mail,) = [m for m in setup.smtp.messages if "ALARM" in m["Subject"]]
+    assert "\r" not in mail["Subject"] and "\n" not in mail["Subject"] and mail["Bcc"] is None
+    assert "user000001\\r\\nBcc" in mail["Subject"]
+    assert "holds a control character" in _body(mail) and "nothing was read or written" in _body(mail)
+
+
+def test_a_removal_count_zeroed_in_xcom_does_not_lift_the_guard(setup, monkeypatch):
+    """apply checks the guard again on the tables it loads and the users this source owns in the table, never on
+    the counts handed over in XCom: one who may write XCom cannot lift it."""
+    from usersync_airflow import xcom
+
+    setup.rules(safety={"approve_blocked_runs": False})
+    assert setup.run().state == "success"
+    before = table_rows(setup.url)
+    for i in range(12):  # 60 %
+        setup.ldap.delete_user(i)
+    handed_over = xcom.plan_ref
+
+    def zeroed(ti):
+        ref = handed_over(ti)
+        if ref and ti.task_id == "apply":
+            return {**ref, "removals": 0, "owned": 1_000_000, "counts": {**ref["counts"], "deleted": 0}}
+        return ref
+
+    monkeypatch.setattr(xcom, "plan_ref", zeroed)
+    dr = setup.run()
+    assert dr.state == "failed"
+    assert table_rows(setup.url) == before
+    assert "BLOCKED by the mass-delete guard: 12 of the 20 users" in _report_file(setup)

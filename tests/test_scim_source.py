@@ -45,7 +45,8 @@ def scim(airflow_env, tmp_path, monkeypatch):
     try:
         url = f"sqlite:///{tmp_path / 'users.db'}"
         airflow_env.users_db(url)
-        airflow_env.connection("scim_conn", conn_type="usersync_scim", host=server.url, password="any-token")
+        airflow_env.connection("scim_conn", conn_type="usersync_scim", host=server.url, password="any-token",
+                               extra={"insecure_http": True})  # scim2-server serves plain HTTP on loopback
         yield server, url
     finally:
         server.stop()
@@ -155,7 +156,7 @@ def test_a_provider_that_ignores_count_or_throttles_is_still_read_whole(airflow_
 
 # --- the Webex Control Hub preset, on the Webex test server --------------------------------------------------
 
-def _webex(airflow_env, tmp_path, org, fresh: str | None = None, **extra):
+def _webex(airflow_env, tmp_path, org, fresh: str | None = None, conn_type: str = "usersync_webex", **extra):
     import yaml
 
     from devtools.tlscerts import make_certs
@@ -166,7 +167,7 @@ def _webex(airflow_env, tmp_path, org, fresh: str | None = None, **extra):
     server = WebexServer(org, str(certs.cert), str(certs.key)).start()
     url = f"sqlite:///{tmp_path / 'users.db'}"  # the same file when called again: the table stays
     airflow_env.users_db(url)
-    airflow_env.connection("webex_acme", conn_type="usersync_webex", host=server.base_url, login=org.client_id,
+    airflow_env.connection("webex_acme", conn_type=conn_type, host=server.base_url, login=org.client_id,
                            password=org.client_secret,
                            extra={"org_id": org.org_id, "refresh_token": fresh or next(iter(org.refresh_tokens)),
                                   "ca_certs_file": str(certs.ca), "max_wait": 2, **extra})
@@ -176,7 +177,10 @@ def _webex(airflow_env, tmp_path, org, fresh: str | None = None, **extra):
     return server, url
 
 
-def test_the_webex_preset_reads_calling_numbers_renews_tokens_and_keeps_a_rotated_refresh_token(airflow_env, tmp_path):
+# a SCIM connection naming a Webex organisation (org_id) rotates and keeps tokens the same way
+@pytest.mark.parametrize("conn_type", ["usersync_webex", "usersync_scim"])
+def test_the_webex_preset_reads_calling_numbers_renews_tokens_and_keeps_a_rotated_refresh_token(airflow_env, tmp_path,
+                                                                                                 conn_type):
     from airflow.models import Variable  # the metadata database's, as an admin's `airflow variables get` reads it
 
     from tests.support.webex_server import Org, webex_user
@@ -186,7 +190,7 @@ def test_the_webex_preset_reads_calling_numbers_renews_tokens_and_keeps_a_rotate
     org.new_refresh_token()
     org.users = [webex_user(i, org.org_id) for i in range(1500)]
     org.throttle = [1]  # the first list request is throttled once
-    server, url = _webex(airflow_env, tmp_path, org)
+    server, url = _webex(airflow_env, tmp_path, org, conn_type=conn_type)
     try:
         run = airflow_env.run("user_sync__webex_acme")
         assert run.state == "success", report_of(run)
@@ -214,7 +218,7 @@ def test_the_webex_preset_reads_calling_numbers_renews_tokens_and_keeps_a_rotate
         org.refresh_tokens.clear()
         org.expire_access_tokens()
         server.stop()
-        server, url = _webex(airflow_env, tmp_path, org, fresh=org.new_refresh_token())
+        server, url = _webex(airflow_env, tmp_path, org, fresh=org.new_refresh_token(), conn_type=conn_type)
         assert airflow_env.run("user_sync__webex_acme").state == "success"
     finally:
         server.stop()
@@ -284,7 +288,8 @@ def test_the_test_button_says_whether_the_provider_answers(airflow_env, scim):
     server, _ = scim
     server.add(scim_user(1))
     assert ScimHook("scim_conn").test_connection() == (True, f"the SCIM provider at {server.url} answered: 1 user(s)")
-    airflow_env.connection("scim_conn", conn_type="usersync_scim", host=server.url + "/nowhere", password="t")
+    airflow_env.connection("scim_conn", conn_type="usersync_scim", host=server.url + "/nowhere", password="t",
+                           extra={"insecure_http": True})
     ok, message = ScimHook("scim_conn").test_connection()
     assert not ok and "the SCIM provider answered 404" in message
 

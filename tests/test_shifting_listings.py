@@ -28,7 +28,8 @@ def scim(airflow_env, tmp_path, monkeypatch):
     try:
         url = f"sqlite:///{tmp_path / 'users.db'}"
         airflow_env.users_db(url)
-        airflow_env.connection("scim_conn", conn_type="usersync_scim", host=server.url, password="any-token")
+        airflow_env.connection("scim_conn", conn_type="usersync_scim", host=server.url, password="any-token",
+                               extra={"insecure_http": True})  # scim2-server serves plain HTTP on loopback
         yield server, url
     finally:
         server.stop()

@@ -225,7 +225,8 @@ def test_the_guard_blocks_a_wave_over_max_writes_and_the_override_lets_it_throug
 
     through = airflow_env.run("user_sync__corp", {"allow_mass_write_back": True})
     assert through.state == "success"
-    assert "write-back guard overridden for this run (allow_mass_write_back): 8 value(s)" in report_of(through)
+    assert ("write-back guard overridden for this run (allow_mass_write_back, set by the Airflow host (no signed-in "
+            "user)): 8 value(s)") in report_of(through)
     assert _directory(samba_dc, dns)["u3"] == {"ipPhone": ["7203"], "telephoneNumber": ["+39 02 1234 7203"]}
 
 

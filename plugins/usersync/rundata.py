@@ -31,6 +31,13 @@ FORMAT_VERSION = 1
 MANIFEST = "run.json"
 
 
+def folder_name(run_id: str) -> str:
+    """A run id as one folder name, injectively: letters, digits and ``-`` stay, every other byte becomes ``_xx``
+    (hex). Two run ids never share a folder, and no folder is hidden, ``.`` or ``..``."""
+    return "".join(chr(b) if chr(b).isascii() and (chr(b).isalnum() or chr(b) == "-") else f"_{b:02x}"
+                   for b in run_id.encode("utf-8"))
+
+
 class RunDataError(RuntimeError):
     """A run file is missing, damaged or of another format version; nothing was written."""
 
@@ -110,6 +117,10 @@ class RunFolder:
         if ref.format != FORMAT_VERSION:
             raise RunDataError(f"run file {where} has format {ref.format}; this version reads format {FORMAT_VERSION}")
         try:
+            size = where.stat().st_size
+            if size != ref.bytes:  # checked before reading: a reference never makes a step read more than it wrote
+                raise RunDataError(f"run file {where} is damaged: {size} bytes, not the {ref.bytes} bytes the previous "
+                                   "task wrote; nothing was written — run the DAG again")
             with where.open("rb") as fh:
                 data = fh.read()
         except FileNotFoundError:

@@ -21,7 +21,7 @@ from typing import Any
 from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from usersync.plan.approval import APPROVE, KEEP_LOCAL, OPTIONS, Decision
+from usersync.plan.approval import APPROVE, KEEP_LOCAL, OPTIONS, Decision, own_answer, respondents
 from usersync.rules import load_rules
 from usersync.run.handover import StepFailure
 from usersync_airflow import xcom
@@ -57,6 +57,16 @@ class BlockedRunApproval(HITLOperator):
     def execute(self, context):
         request = xcom.request(context["ti"], self.asked_by)
         self.subject, self.body = request["subject"], request["body"]
+        approvals = load_rules(self.rules_path).approvals
+        who = respondents(approvals, triggered_by(context))
+        if approvals.approvers and not who:
+            decision = Decision(approved=False, by=None, at=None, guard=self.guard,
+                                refused=f"refused: nobody but {triggered_by(context)!r}, who triggered the run, is "
+                                        "among approvals.approvers (four eyes); nothing was written")
+            return _record(decision, context, self.task_id)
+        if who:  # Airflow lets only these answer (403 for anyone else, the triggering user included)
+            self.assigned_users = [{"id": user, "name": user} for user in who]
+            self.body += f"\n\nMay answer: {', '.join(who)} (approvals.approvers; not the person who triggered the run)."
         link = self.generate_link_to_ui(task_instance=context["task_instance"], base_url=ui_base_url())
         self._announce(request, link, context)
         return super().execute(context)
@@ -74,15 +84,22 @@ class BlockedRunApproval(HITLOperator):
         else:
             answer = HITLOperator.execute_complete(self, context=context, event=event)  # validates the options
             user = answer["responded_by_user"] or {}
+            refused = own_answer(load_rules(self.rules_path).approvals, triggered_by(context), user.get("id"))
             decision = Decision(
-                approved=answer["chosen_options"] in ([APPROVE], [KEEP_LOCAL]),
-                keep_local=answer["chosen_options"] == [KEEP_LOCAL],
+                approved=answer["chosen_options"] in ([APPROVE], [KEEP_LOCAL]) and refused is None,
+                keep_local=answer["chosen_options"] == [KEEP_LOCAL] and refused is None,
                 by=user.get("name") or user.get("id"),
                 at=answer["responded_at"].isoformat(timespec="seconds") if answer["responded_at"] else None,
                 timeout_hours=self.timeout_hours,
                 guard=self.guard,
+                refused=refused,
             )
         return _record(decision, context, self.task_id)
+
+
+def triggered_by(context) -> str | None:
+    """The Airflow user who triggered this run (None: the scheduler; ``dag_test``: the Airflow host itself)."""
+    return getattr(context["dag_run"], "triggering_user_name", None)
 
 
 def _record(decision: Decision, context, task_id: str) -> dict[str, Any]:

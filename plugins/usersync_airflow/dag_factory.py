@@ -167,7 +167,9 @@ def _add_tasks(rules: Rules, rules_path: str) -> None:
     reader of the DAG should see each task as it is. Kept in one function so the wiring at the end reads whole.
     """
     # the adapters are imported when a task runs, not when the scheduler parses this DAG (pandas is heavy)
-    @task(multiple_outputs=False)
+    step_timeout = timedelta(minutes=rules.run.step_timeout_minutes)  # a hung step never holds the run for ever
+
+    @task(multiple_outputs=False, execution_timeout=step_timeout)
     def check_source() -> list:
         from usersync_airflow import tasks
 
@@ -179,14 +181,14 @@ def _add_tasks(rules: Rules, rules_path: str) -> None:
 
         return tasks.extract(rules_path, job["source_info"], job["partition"])
 
-    @task(task_id="map", multiple_outputs=False)
+    @task(task_id="map", multiple_outputs=False, execution_timeout=step_timeout)
     def map_users(extracted: Any) -> Any:
         from usersync_airflow import tasks
 
         return tasks.map_users(rules_path, extracted)
 
     # the plan goes to XCom under its own key; diff's return value is the branch it takes (the guard's verdict)
-    @task.branch(multiple_outputs=False)
+    @task.branch(multiple_outputs=False, execution_timeout=step_timeout)
     def diff(mapped: Any) -> str:
         from usersync_airflow import tasks
 
@@ -197,13 +199,13 @@ def _add_tasks(rules: Rules, rules_path: str) -> None:
     # after the guard passed (approve skipped) or an admin approved; not after a rejection or a failure. It emits
     # the users table's Asset event itself, through an alias, only when it wrote something
     @task(multiple_outputs=False, trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
-          outlets=[users_alias(rules.target.conn_id)])
+          outlets=[users_alias(rules.target.conn_id)], execution_timeout=step_timeout)
     def apply(outlet_events: Any = None) -> Any:
         from usersync_airflow import tasks
 
         return tasks.apply(rules_path, outlet_events)
 
-    @task(retries=0, trigger_rule=TriggerRule.ALL_DONE)
+    @task(retries=0, trigger_rule=TriggerRule.ALL_DONE, execution_timeout=step_timeout)
     def report() -> str:
         from usersync_airflow import reporting
 
@@ -225,7 +227,9 @@ def _add_tasks(rules: Rules, rules_path: str) -> None:
 def _add_write_back(rules: Rules, rules_path: str, records: Any, applied: Any, reported: Any) -> None:
     """``apply → plan_write_back (+ guard) → (approve_write_back) → write_back → report``, for rules with a
     ``write_back`` section: after a successful apply only (or a dry run's), never after a failed or rejected one."""
-    @task.branch(multiple_outputs=False)
+    step_timeout = timedelta(minutes=rules.run.step_timeout_minutes)
+
+    @task.branch(multiple_outputs=False, execution_timeout=step_timeout)
     def plan_write_back(extracted: Any) -> str:
         from usersync_airflow import write_back_tasks
 
@@ -235,7 +239,7 @@ def _add_write_back(rules: Rules, rules_path: str, records: Any, applied: Any, r
                                  task_id="approve_write_back", options=WRITE_BACK_OPTIONS,
                                  asked_by="plan_write_back", guard="write-back")
 
-    @task(multiple_outputs=False, trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
+    @task(multiple_outputs=False, trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS, execution_timeout=step_timeout)
     def write_back() -> Any:
         from usersync_airflow import write_back_tasks
 

@@ -27,7 +27,7 @@ from usersync.rundata import MANIFEST, RunDataError, prune_runs
 from usersync_airflow import xcom
 from usersync_airflow.alarms import send_report_mail
 from usersync_airflow.run_storage import dag_folder
-from usersync_airflow.tasks import account, dry_run, folder, previewing, run_started, source_info
+from usersync_airflow.tasks import account_shown, dry_run, folder, previewing, run_started, source_info
 
 log = logging.getLogger(__name__)
 XCOM_REPORT_CHARS = 16_000
@@ -70,7 +70,7 @@ def build_report(rules: Rules) -> RunReport:
     info = source_info()
     plan_ref = xcom.plan_ref(ti)
     applied = xcom.applied(ti)
-    warnings = list(info.get("warnings", [])) + list((plan_ref or {}).get("warnings", []))
+    warnings = list(info.get("warnings", [])) + list((plan_ref or {}).get("warnings", [])) + xcom.refused_overrides(ti)
     started = run_started()
     written_back, wave = xcom.write_back(ti)
     wave_decision = xcom.decision(ti, "approve_write_back")
@@ -78,8 +78,8 @@ def build_report(rules: Rules) -> RunReport:
         source=rules.source.name,
         run_id=ctx["run_id"],
         dry_run=dry_run(),
-        account=account(),
-        explanation=_explanation(failure, xcom.applied(ti)) if account() else [],
+        account=account_shown(),
+        explanation=_explanation(failure, xcom.applied(ti)) if account_shown() else [],
         started=started,
         ended=datetime.now(UTC),
         plan=_preview(rules, plan_ref),
@@ -104,7 +104,7 @@ def _explanation(failure, applied) -> list[str]:
     """The account's explanation as the steps left it, with the result of this run as its last line."""
     sections, facts = explanation.load(folder())
     sections.setdefault("outcome", []).append(result_line(facts, dry_run(), applied, failure))
-    return explanation.render(account() or "", sections)
+    return explanation.render(account_shown() or "", sections)
 
 
 def _draft(rules_path: str, run_report: RunReport, live: Rules) -> None:

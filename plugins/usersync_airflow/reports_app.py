@@ -67,7 +67,9 @@ def _run_dir(user, dag_id: str, folder: str):
 
 Days = Annotated[int, Query(ge=1, le=366)]
 
-app = FastAPI(title="usersync reports", description="Runs of each user sync DAG: counts, reports, change sets.")
+# no docs, ReDoc or OpenAPI schema routes: FastAPI serves those without a login
+app = FastAPI(title="usersync reports", description="Runs of each user sync DAG: counts, reports, change sets.",
+              docs_url=None, redoc_url=None, openapi_url=None)
 
 
 @app.get("/reports", response_class=HTMLResponse)

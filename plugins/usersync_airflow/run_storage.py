@@ -14,7 +14,7 @@ import re
 from airflow.sdk import ObjectStoragePath
 
 from usersync.paths import usersync_home
-from usersync.rundata import RunFolder
+from usersync.rundata import RunFolder, folder_name
 
 ENV = "USERSYNC_RUN_DATA"
 
@@ -33,4 +33,4 @@ def dag_folder(dag_id: str) -> ObjectStoragePath:
 
 
 def run_folder(dag_id: str, run_id: str) -> RunFolder:
-    return RunFolder(dag_folder(dag_id) / _safe(run_id))
+    return RunFolder(dag_folder(dag_id) / folder_name(run_id))

@@ -16,6 +16,7 @@ from usersync.connection import ConnectionFields
 from usersync.rules import Rules
 from usersync.sources.base import Source
 from usersync.sources.registry import reader_class, writer_class
+from usersync.sources.scim.webex import keeps_rotated_token
 from usersync.writeback.writer import DirectoryWriter
 
 
@@ -26,16 +27,12 @@ def connection_fields(conn_id: str) -> ConnectionFields:
 
 def fields_of(conn: Any) -> ConnectionFields:
     own = conn.extra_dejson
-    kept = _kept(conn.conn_id, own) if (conn.conn_type or "") in RENEWING else {}
+    kept = _kept(conn.conn_id, own) if keeps_rotated_token(conn.conn_type, own) else {}
     return ConnectionFields(
         conn_id=conn.conn_id, conn_type=conn.conn_type, host=conn.host, port=conn.port, login=conn.login,
         password=conn.password, schema=conn.schema, extra={**own, **kept},
         keep=lambda name, value: _keep(conn.conn_id, name, value, own),
     )
-
-
-#: connection types whose server renews a secret the next run needs (Webex rotates refresh tokens)
-RENEWING = frozenset({"usersync_webex"})
 
 
 def kept_variable(conn_id: str, name: str) -> str:

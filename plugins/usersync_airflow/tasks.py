@@ -23,7 +23,7 @@ from airflow.sdk import get_current_context
 from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 from airflow.sdk.log import redact
 
-from usersync.plan.approval import REQUEST_LINES, approval_request
+from usersync.plan.approval import REQUEST_LINES, approval_request, may_override, override_refused
 from usersync.plan.change_tables import ChangeTables, preview
 from usersync.plan.safety import UnsafePlan, check_removals
 from usersync.rules import Rules, RulesError, load_rules
@@ -31,10 +31,12 @@ from usersync.rules.loader import load_draft
 from usersync.run import confirm, pipeline
 from usersync.run.handover import PlanRef, SourceInfo, StepFailure
 from usersync.run.history import COUNTS, write_run_record
+from usersync.run.params import CONTROL, BadParameter, one_account, printable
 from usersync.rundata import MANIFEST, RunDataError, RunFolder
 from usersync.sources.errors import SourceError, SourceUnreachable
 from usersync.store.apply import ApplyError, apply_tables
 from usersync.store.detach import DetachError
+from usersync.store.owned import owned_count
 from usersync.store.schema_version import SchemaVersionError
 from usersync.store.sync_state import Watermark
 from usersync.writeback.guard import UnsafeWriteBack
@@ -48,7 +50,7 @@ from usersync_airflow.ui_links import change_set_link
 log = logging.getLogger(__name__)
 CONFLICT_LINES = 200
 _FINAL = (RulesError, ApplyError, UnsafePlan, UnsafeWriteBack, RunDataError, SchemaVersionError, AirflowNotFoundException,
-          DetachError)  # missing connection: configuration
+          DetachError, BadParameter)  # missing connection: configuration
 
 
 def step(name: str) -> Callable:
@@ -103,8 +105,15 @@ def dry_run() -> bool:
 
 
 def account() -> str | None:
-    """The one account this run syncs (the ``account`` parameter), or None for the whole source."""
-    return str(params().get("account") or "").strip() or None
+    """The one account this run syncs (the ``account`` parameter), or None for the whole source; BadParameter
+    when it holds control characters."""
+    return one_account(params().get("account"))
+
+
+def account_shown() -> str | None:
+    """The ``account`` parameter as a report may show it (control characters escaped), checked or not."""
+    raw = str(params().get("account") or "").strip()
+    return (printable(raw)[1:-1] if CONTROL.search(raw) else raw) or None
 
 
 def run_time() -> datetime:
@@ -114,12 +123,32 @@ def run_time() -> datetime:
     return (run.run_after or run.logical_date or datetime.now(UTC)).astimezone(UTC)
 
 
-def keep_as_local() -> bool:
+def override(rules: Rules, name: str) -> bool:
+    """A trigger-time override (``allow_mass_delete``, ``allow_mass_write_back``, ``keep_as_local``) this run
+    honours: set, and triggered by an approver or by no person (four eyes); a refused one goes to the report."""
+    if not params().get(name):
+        return False
+    ctx = get_current_context()
+    who = triggered_by()
+    if may_override(rules.approvals, who):
+        return True
+    line = override_refused(name, who)
+    log.warning("%s", line)
+    xcom.record_refused_override(ctx["ti"], line)
+    return False
+
+
+def triggered_by() -> str | None:
+    """The Airflow user who triggered this run (None: the scheduler; ``dag_test``: the Airflow host itself)."""
+    return getattr(get_current_context()["dag_run"], "triggering_user_name", None)
+
+
+def keep_as_local(rules: Rules) -> bool:
     """A single-account run asked to detach that account's user (the ``keep_as_local`` parameter)."""
     if params().get("keep_as_local") and not account():
         raise DetachError("keep_as_local needs the account parameter: name the one account whose user becomes "
                           "a local user (or use usersync-db detach for a list); nothing was written")
-    return bool(params().get("keep_as_local"))
+    return override(rules, "keep_as_local")
 
 
 def run_started() -> datetime:
@@ -151,7 +180,7 @@ def check_source(rules_path: str) -> list[dict[str, Any]]:
             full = "a draft preview reads in full (the draft's scope may differ)" if previewing() else \
                 bool(params().get("full_sync"))
             info = pipeline.check_step(source, rules, engine, full_sync=full, account=account())
-            keep_as_local()  # refused before the extract reads anything when the account is missing
+            keep_as_local(rules)  # refused before the extract reads anything when the account is missing
     finally:
         hook.close()
 
@@ -193,7 +222,7 @@ def diff(rules_path: str, mapped: Any) -> str:
     try:
         engine = hook.get_conn()
         plan_ref = cast(PlanRef, pipeline.diff_step(rules, parts, engine, folder(), as_of=run_time(),
-                                                    keep_as_local=keep_as_local()))
+                                                    keep_as_local=keep_as_local(rules)))
         plan_ref = _confirmed(rules, plan_ref, parts, engine, limit=rules.safety.max_confirmations)
     finally:
         hook.close()
@@ -222,9 +251,9 @@ def unconfirmed(plan_ref: PlanRef) -> int:
 
 
 def _guard(rules: Rules, plan_ref: PlanRef) -> str:
-    run = params()
     verdict = check_removals(plan_ref["removals"], plan_ref["owned"], rules.safety,
-                             allow_mass_delete=bool(run.get("allow_mass_delete")), unconfirmed=unconfirmed(plan_ref))
+                             allow_mass_delete=override(rules, "allow_mass_delete"), unconfirmed=unconfirmed(plan_ref),
+                             overridden_by=triggered_by())
     ctx = get_current_context()
     ti = ctx["ti"]
     xcom.record_verdict(ti, verdict.to_json())
@@ -269,14 +298,14 @@ def _keep_local(plan: ChangeTables, plan_ref: PlanRef) -> None:
 def apply(rules_path: str, outlet_events: Any) -> dict[str, Any]:
     """Safety check, then write — or, in a dry run, only say what would be written. A live run that wrote
     something emits the users table's Asset event (none otherwise)."""
-    rules, run = rules_at(rules_path), params()
+    rules = rules_at(rules_path)
     ti = get_current_context()["ti"]
     plan_ref = xcom.plan_ref(ti)
     if plan_ref is None:
         raise RunDataError("no change set from the diff task of this run")
-    verdict = check_removals(plan_ref["removals"], plan_ref["owned"], rules.safety,
-                             allow_mass_delete=bool(run.get("allow_mass_delete")), approved_by=approved_by(),
-                             unconfirmed=unconfirmed(plan_ref))
+    allowed = override(rules, "allow_mass_delete")
+    verdict = check_removals(plan_ref["removals"], plan_ref["owned"], rules.safety, allow_mass_delete=allowed,
+                             approved_by=approved_by(), unconfirmed=unconfirmed(plan_ref), overridden_by=triggered_by())
     xcom.record_verdict(ti, verdict.to_json())
     log.info("%s", verdict.message)
     if dry_run():
@@ -295,6 +324,7 @@ def apply(rules_path: str, outlet_events: Any) -> dict[str, Any]:
         log.info("%d removal(s) confirmed after approval; %d user(s) to remove", plan_ref["confirmation"]["asked"],
                  plan_ref["removals"])
     plan = ChangeTables.load(folder(), plan_ref)
+    _recheck(rules, plan, allowed)
     _keep_local(plan, plan_ref)
     read = source_info().get("read")  # absent on single-account runs: they never move the watermark
     watermark = Watermark.from_json(read["watermark"]) if read else None
@@ -313,6 +343,20 @@ def apply(rules_path: str, outlet_events: Any) -> dict[str, Any]:
     _announce(rules, {k: v for k, v in written.items() if v}, outlet_events)
     # the report lists them (XCom stays small: the first lines and the count; each is in this task's log too)
     return {"dry_run": False, "written": written, "conflicts": conflicts[:CONFLICT_LINES], "conflict_count": len(conflicts)}
+
+
+def _recheck(rules: Rules, plan: ChangeTables, allowed: bool) -> None:
+    """The mass-delete guard once more, on what is about to be written: the removals in the tables just loaded
+    against the users this source owns in the users table now — never on counts handed over in XCom."""
+    hook = UsersDbHook(rules.target.conn_id)
+    try:
+        owned = owned_count(hook.get_conn(), rules.source.name)
+    finally:
+        hook.close()
+    verdict = check_removals(plan.removals, owned, rules.safety, allow_mass_delete=allowed, approved_by=approved_by())
+    if verdict.blocked:
+        xcom.record_verdict(get_current_context()["ti"], verdict.to_json())
+        raise UnsafePlan(verdict.message)
 
 
 def _announce(rules: Rules, written: dict[str, int], outlet_events: Any) -> None:

@@ -27,7 +27,7 @@ from usersync.writeback.guard import UnsafeWriteBack, check_wave
 from usersync_airflow import xcom
 from usersync_airflow.hooks import UsersDbHook
 from usersync_airflow.sources import open_source, open_writer
-from usersync_airflow.tasks import dry_run, folder, params, rules_at, source_info, step
+from usersync_airflow.tasks import dry_run, folder, override, params, rules_at, source_info, step, triggered_by
 
 log = logging.getLogger(__name__)
 APPROVAL_TASK = "approve_write_back"
@@ -58,7 +58,8 @@ def plan_write_back(rules_path: str, extracted: Any) -> str:
         hook.close()
     ti = get_current_context()["ti"]
     xcom.record_write_back_plan(ti, plan)
-    verdict = check_wave(plan["writes"], _max_writes(rules), allow=bool(params().get("allow_mass_write_back")))
+    verdict = check_wave(plan["writes"], _max_writes(rules), allow=override(rules, "allow_mass_write_back"),
+                         overridden_by=triggered_by())
     xcom.record_verdict(ti, verdict.to_json())
     log.info("%s", verdict.message)
     if not verdict.blocked or dry_run() or not rules.safety.approve_blocked_runs:
@@ -96,11 +97,19 @@ def write_back(rules_path: str) -> dict[str, Any]:
     if plan is None:
         raise RunDataError("no write-back plan from the plan_write_back task of this run")
     decision = xcom.decision(ti, APPROVAL_TASK)
-    verdict = check_wave(plan["writes"], _max_writes(rules),
-                         allow=bool(params().get("allow_mass_write_back")),
-                         approved_by=decision.by if decision and decision.approved else None)
+    allowed = override(rules, "allow_mass_write_back")
+    approved = decision.by if decision and decision.approved else None
+    verdict = check_wave(plan["writes"], _max_writes(rules), allow=allowed, approved_by=approved,
+                         overridden_by=triggered_by())
     xcom.record_verdict(ti, verdict.to_json())
     if verdict.blocked and not dry_run():
         raise UnsafeWriteBack(verdict.message)
+
+    def guard(loaded: int) -> None:  # again on the values loaded, never on the count handed over in XCom
+        again = check_wave(loaded, _max_writes(rules), allow=allowed, approved_by=approved)
+        if again.blocked:
+            xcom.record_verdict(ti, again.to_json())
+            raise UnsafeWriteBack(again.message)
+
     writer = open_writer(rules)
-    return wb.write_step(writer, folder(), plan, dry_run(), rules.report.max_change_lines)
+    return wb.write_step(writer, folder(), plan, dry_run(), rules.report.max_change_lines, guard=guard)

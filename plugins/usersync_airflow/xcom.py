@@ -21,6 +21,7 @@ REQUEST_KEY = "usersync_approval_request"
 DECISION_KEY = "usersync_approval"
 PLAN_KEY = "usersync_plan"
 WRITE_BACK_PLAN_KEY = "usersync_write_back_plan"
+REFUSED_KEY = "usersync_overrides_refused"
 
 
 def _first(value: Any) -> Any:
@@ -31,6 +32,18 @@ def _first(value: Any) -> Any:
 
 
 # --- written ------------------------------------------------------------------------------------------------
+
+def record_refused_override(ti: Any, line: str) -> None:
+    """An override the run was given but does not honour (four eyes), for the report."""
+    ti.xcom_push(key=REFUSED_KEY, value=line)
+
+
+def refused_overrides(ti: Any) -> list[str]:
+    """Every override a step of this run refused, once each, in run order."""
+    found = (ti.xcom_pull(task_ids=task, key=REFUSED_KEY) for task in ("check_source", *STEPS))
+    return list(dict.fromkeys(line for value in found for line in ([value] if isinstance(value, str) else value or [])
+                              if line))
+
 
 def record_failure(ti: Any, failure: StepFailure) -> None:
     ti.xcom_push(key=ERROR_KEY, value=dict(failure))

@@ -54,6 +54,7 @@ class AxlState:
     garbage: bool = False  # answer 200 with a body that is not XML
     requests: list[dict] = field(default_factory=list)
     after_page: dict[int, Callable[[], None]] = field(default_factory=dict)
+    ignore_skip: bool = False  # a broken server: every page is the first
 
 
 def _fault(message: str, code: str = "soapenv:Server") -> bytes:
@@ -124,6 +125,7 @@ class _Handler(BaseHTTPRequestHandler):
         skip = int(op.findtext("skip") or 0)
         first = op.findtext("first")
         matched = sorted((u for u in st.users if pattern.match(u["userid"])), key=lambda u: u["uuid"])
+        skip = 0 if st.ignore_skip else skip
         page = matched if first is None else matched[skip: skip + int(first)]  # skip only honoured with first
         if len(page) > st.row_cap:
             return self._send(500, _fault(

@@ -43,10 +43,16 @@ provision_phones()
 """
 
 
+#: who signs in besides admin: a second approver, and a user who may trigger runs but approves nothing
+USERS_BESIDES_ADMIN = {"alice": "admin", "bob": "user"}
+APPROVERS = ["admin", "alice"]
+
+
 def sync_rules(name: str, timeout_hours: float = 24) -> dict:
     data = ad_rules(name, partitions=2)
     data["target"] = {"conn_id": f"{name}_target"}
     data["safety"] = {"max_delete_percent": 20, "approval_timeout_hours": timeout_hours}
+    data["approvals"] = {"approvers": APPROVERS}  # four eyes: never the person who triggered the run
     data["alarms"] = {"to": ADMINS}
     return data
 
@@ -108,7 +114,8 @@ class Stack:
         env = {**admin_env(home, rules_dir, connections), "USERSYNC_RUN_DATA": self.run_data.as_uri(),
                "AIRFLOW__CORE__DAGS_FOLDER": str(self._dags_folder())}
         metadata = self.pg.create_database(f"{tag}_airflow")
-        self.cluster = AirflowCluster(home, env, metadata, self.redis.url, workers=self.workers)
+        self.cluster = AirflowCluster(home, env, metadata, self.redis.url, workers=self.workers,
+                                      users=USERS_BESIDES_ADMIN)
         self.stops.append(self.cluster.stop)
         self.cluster.start()
         for dag_id in ("user_sync__corp", "user_sync__quick", "user_sync__wbk", CONSUMER_DAG):
@@ -135,9 +142,9 @@ class Stack:
             engine.dispose()
 
     def run_folder(self, dag_id: str, run_id: str) -> Path:
-        from usersync_airflow.run_storage import _safe
+        from usersync.rundata import folder_name
 
-        return self.run_data / dag_id / _safe(run_id)
+        return self.run_data / dag_id / folder_name(run_id)
 
     def summary(self, dag_id: str, run_id: str) -> dict:
         return json.loads((self.run_folder(dag_id, run_id) / "summary.json").read_text())

@@ -21,8 +21,13 @@ def _who(row: dict[str, Any]) -> str:
     return f"user #{row['id']} {row.get('username')!r} ({row.get('domain')}\\{row.get('ad_username')}, owner {owner})"
 
 
+#: ``find_user``'s answer when the account's name fits several users (one AD username in several domains)
+AMBIGUOUS = "ambiguous"
+
+
 def find_user(rules: Rules, existing: pd.DataFrame, facts: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
-    """The users-table row of the account: by anchor among this source's users, else by AD username + Domain."""
+    """The users-table row of the account: by anchor among this source's users, else by AD username + Domain —
+    exactly one user, or none (``AMBIGUOUS`` when the name fits several)."""
     name = rules.source.name
     anchor, key, domain = _fold(facts.get("anchor")), _fold(facts.get("key")), _fold(facts.get("domain"))
     if rules.source.external_id_attribute and anchor:
@@ -35,8 +40,10 @@ def find_user(rules: Rules, existing: pd.DataFrame, facts: dict[str, Any]) -> tu
         if domain:
             same &= existing["domain"].map(_fold) == domain
         hit = existing[same]
+        if len(hit) > 1:  # the same AD username in several domains: which one is meant cannot be known
+            return None, AMBIGUOUS
         if len(hit):
-            return hit.iloc[-1].to_dict(), "key"
+            return hit.iloc[0].to_dict(), "key"
     return None, ""
 
 
@@ -44,6 +51,10 @@ def absent_sections(rules: Rules, existing: pd.DataFrame, facts: dict[str, Any])
     """An account the run does not sync (absent or out of scope): which user it would be, and its fate."""
     row, how = find_user(rules, existing, facts)
     why = "is not in the source" if not facts.get("found") else "is out of the rules' scope"
+    if how == AMBIGUOUS:
+        return {"match": [f"several users hold AD username {facts.get('key')!r} (in different domains): name the "
+                          "account as DOMAIN\\user or by its anchor"],
+                "claims": ["none: nothing is written"], "outcome": ["nothing to do until the account is named exactly"]}
     if row is None:
         return {"match": ["no user in the users table holds this account (by anchor or by AD username + Domain)"],
                 "claims": ["none: nothing is written"],

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from usersync.plan.mapping import account_identity
 from usersync.rules import Rules
+from usersync.rules.model import looks_secret
 from usersync.sources.base import OneAccount
-
-#: attribute names never shown, whatever the rules read (credentials have no place in a report)
-_SECRET = re.compile(r"pass|pwd|secret|credential|token", re.I)
 
 
 def shown(value: Any) -> str:
@@ -29,19 +26,20 @@ def read_sections(rules: Rules, found: OneAccount, attributes: list[str], where:
     if found.record is None:
         return {"read": [asked, "the source holds no such account"],
                 "scope": ["not tested: there is no entry to test"]}
+    scope = [check.line() for check in found.checks] or ["no scope test applies: every account the source returns is in scope"]
+    if not found.in_scope:  # the rules do not sync it: whoever may read the DAG's runs sees the verdict, not its values
+        return {"read": [asked, "entry: found; its values are not shown — the rules' scope does not take it in"],
+                "scope": [*scope, "OUT OF SCOPE: a full run reads this account as absent"]}
     read = [asked, f"entry: {found.record.account}"]
     for attribute in dict.fromkeys([*attributes, *(c for c in _scope_attributes(rules) if c)]):
-        if _SECRET.search(attribute):
+        if looks_secret(attribute):  # the rules refuse to read these; never shown whatever an older file says
             read.append(f"{attribute}: (not shown: a secret)")
             continue
         value = found.record.attributes.get(attribute)
         if value is None:
             value = next((v for k, v in found.record.attributes.items() if k.lower() == attribute.lower()), None)
         read.append(f"{attribute}: {shown(value)}")
-    scope = [check.line() for check in found.checks] or ["no scope test applies: every account the source returns is in scope"]
-    scope.append("in scope: the rules take this account in" if found.in_scope
-                 else "OUT OF SCOPE: a full run reads this account as absent")
-    return {"read": read, "scope": scope}
+    return {"read": read, "scope": [*scope, "in scope: the rules take this account in"]}
 
 
 def _scope_attributes(rules: Rules) -> list[str | None]:

@@ -13,12 +13,46 @@ from typing import Any
 
 from usersync.plan.changes import ChangeSet
 from usersync.plan.safety import Verdict
+from usersync.rules.model import ApprovalsSpec
 
 #: the answers an admin has, in the order the UI shows them
 APPROVE, REJECT, KEEP_LOCAL = "Approve", "Reject", "Keep them as local users"
 OPTIONS = (APPROVE, REJECT, KEEP_LOCAL)
 #: how many of the planned removals the request lists by name (the report and the change set have them all)
 REQUEST_LINES = 20
+
+
+#: how Airflow names a run no person triggered through the UI or the API: ``airflow dags test`` / ``dag.test()`` on
+#: the Airflow host (None: a scheduled run)
+HOST_RUN = "dag_test"
+
+
+def may_override(approvals: ApprovalsSpec, triggered_by: str | None) -> bool:
+    """Whether a run's trigger-time overrides (``allow_mass_delete``, ``allow_mass_write_back``, ``keep_as_local``)
+    are honoured: the person who triggered it is an approver, or no person did."""
+    return triggered_by in (None, HOST_RUN) or triggered_by in approvals.approvers
+
+
+def override_refused(name: str, triggered_by: str | None) -> str:
+    """The report's words for an override that was not honoured."""
+    return (f"{name} was not honoured: {triggered_by!r} who triggered the run is not among approvals.approvers; "
+            "the run asks for approval as if it were not set")
+
+
+def respondents(approvals: ApprovalsSpec, triggered_by: str | None) -> list[str]:
+    """Who may answer this run's approval: the approvers, less the person who triggered it (four eyes) unless
+    ``self_approval``; [] with no approvers named (then anyone allowed to answer it in Airflow may)."""
+    if approvals.self_approval:
+        return list(approvals.approvers)
+    return [a for a in approvals.approvers if a != triggered_by]
+
+
+def own_answer(approvals: ApprovalsSpec, triggered_by: str | None, answered_by: str | None) -> str | None:
+    """Why an answer cannot count: given by the person who triggered the run (None: it counts)."""
+    if approvals.self_approval or triggered_by in (None, HOST_RUN) or answered_by != triggered_by:
+        return None
+    return (f"refused: {answered_by!r} triggered this run and may not approve it too (four eyes; "
+            "approvals.self_approval: false); nothing was written")
 
 
 @dataclass(frozen=True)
@@ -79,12 +113,16 @@ class Decision:
     keep_local: bool = False
     #: the guard the approval lifts: ``mass-delete`` (a blocked run) or ``write-back`` (a blocked wave)
     guard: str = "mass-delete"
+    #: why the answer did not count (the person who triggered the run answered: four eyes)
+    refused: str | None = None
 
     @property
     def timed_out(self) -> bool:
         return self.by is None and not self.approved
 
     def line(self) -> str:
+        if self.refused:
+            return f"answered by {self.by} at {self.at}, {self.refused}"
         if self.keep_local:
             return (f"answered '{KEEP_LOCAL}' by {self.by} at {self.at}: the users this run would have removed are "
                     "local users now (listed under 'detached'); the rest of the change set was applied")

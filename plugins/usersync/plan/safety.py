@@ -12,6 +12,11 @@ from dataclasses import asdict, dataclass
 from usersync.rules.model import SafetySpec
 
 
+def person(triggered_by: str | None) -> str:
+    """Who set an override, in a report's words (Airflow names runs started on its own host ``dag_test``)."""
+    return triggered_by if triggered_by not in (None, "dag_test") else "the Airflow host (no signed-in user)"
+
+
 class UnsafePlan(RuntimeError):
     """The plan exceeds the mass-delete limits; nothing was written."""
 
@@ -26,6 +31,7 @@ class Verdict:
     blocked: bool
     allowed_by_override: bool
     approved_by: str | None = None  # the admin who approved this blocked run in Airflow's UI
+    overridden_by: str | None = None  # who triggered the run that set allow_mass_delete
     #: removals not yet confirmed with the source (``usersync.run.confirm``): over safety.max_confirmations
     unconfirmed: int = 0
     max_confirmations: int | None = None
@@ -53,7 +59,8 @@ class Verdict:
         if self.allowed_by_override and self.approved_by:
             return f"mass-delete guard lifted for this run, approved by {self.approved_by}: {head}"
         if self.allowed_by_override:
-            return f"mass-delete guard overridden for this run (allow_mass_delete): {head}"
+            return (f"mass-delete guard overridden for this run (allow_mass_delete, set by "
+                    f"{person(self.overridden_by)}): {head}")
         return f"mass-delete guard passed: {head}"
 
     def to_json(self) -> dict:
@@ -61,7 +68,7 @@ class Verdict:
 
 
 def check_removals(removals: int, owned: int, limits: SafetySpec, allow_mass_delete: bool = False,
-                   approved_by: str | None = None, unconfirmed: int = 0) -> Verdict:
+                   approved_by: str | None = None, unconfirmed: int = 0, overridden_by: str | None = None) -> Verdict:
     """The guard on counts alone (a saved plan's reference carries them; no need to read its tables).
     An admin's approval (``approved_by``) lifts it like ``allow_mass_delete``, for this run only.
     ``unconfirmed``: removals the source was not asked about (more than ``max_confirmations``): they block too."""
@@ -77,6 +84,7 @@ def check_removals(removals: int, owned: int, limits: SafetySpec, allow_mass_del
         blocked=over and not allow_mass_delete,
         allowed_by_override=over and allow_mass_delete,
         approved_by=approved_by if over else None,
+        overridden_by=overridden_by if over and allow_mass_delete and approved_by is None else None,
         unconfirmed=unconfirmed,
         max_confirmations=limits.max_confirmations if unconfirmed else None,
     )

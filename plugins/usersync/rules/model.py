@@ -61,6 +61,8 @@ class RunSpec(StrictModel):
     retry_delay_minutes: Annotated[float, Field(ge=0.1, le=1440)] = 5
     #: a read that takes longer than this fails (and is retried): a hung directory never blocks the next day
     extract_timeout_minutes: Annotated[int, Field(ge=1, le=1440)] = 60
+    #: every other step (check_source, map, diff with its confirmations, apply, write-back, report) fails past this
+    step_timeout_minutes: Annotated[int, Field(ge=1, le=1440)] = 60
 
 
 class SafetySpec(StrictModel):
@@ -97,6 +99,21 @@ class SafetySpec(StrictModel):
     def grace(self) -> bool:
         """Leavers are disabled first and deleted after ``delete_after_days``."""
         return self.deletion == "disable" and self.delete_after_days > 0
+
+
+class ApprovalsSpec(StrictModel):
+    """Four eyes: who answers approvals, and whose runs may carry the overrides that lift a guard.
+
+    ``approvers`` are Airflow user ids (the login name with the simple auth manager, the user id with FAB); the
+    approval tasks are assigned to them. The person who triggered a run never approves it unless
+    ``self_approval`` is true (a single-admin installation). ``allow_mass_delete``, ``allow_mass_write_back`` and
+    ``keep_as_local`` are honoured only in runs an approver triggered (or no person did: scheduled runs, and runs
+    started on the Airflow host with ``airflow dags test``); otherwise the run asks for approval as if they were
+    not set, and its report says why.
+    """
+
+    approvers: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    self_approval: bool = False
 
 
 class ReportSpec(StrictModel):
@@ -162,6 +179,19 @@ class FieldRule(StrictModel):
         return self
 
 
+#: words of an attribute name that say it holds a credential: never read from a source (so never shown, stored or
+#: exported); also as the end of a word run together (``userpassword``, ``unicodePwd``)
+SECRET_WORDS = ("password", "passwd", "passcode", "passphrase", "pass", "pwd", "secret", "secrets", "credential",
+                "credentials", "token", "pin")
+_ENDINGS = ("password", "passwd", "pwd", "secret", "token", "credential")
+
+
+def looks_secret(attribute: str) -> bool:
+    """Whether a source attribute's name says it holds a secret (``userPassword``, ``portal_password``, ``mailPin``)."""
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", attribute).lower()
+    return any(w in SECRET_WORDS or w.endswith(_ENDINGS) for w in re.sub(r"[^a-z0-9]", " ", spaced).split())
+
+
 class Rules(StrictModel):
     """A whole rules file."""
 
@@ -170,6 +200,7 @@ class Rules(StrictModel):
     target: TargetSpec = TargetSpec()
     run: RunSpec = RunSpec()
     safety: SafetySpec = SafetySpec()
+    approvals: ApprovalsSpec = ApprovalsSpec()
     report: ReportSpec = ReportSpec()
     alarms: AlarmsSpec = AlarmsSpec()
     fields: dict[str, FieldRule]
@@ -199,6 +230,11 @@ class Rules(StrictModel):
             raise ValueError(f"schedule.auto: a {self.source.type} import runs on demand "
                              "(the file is chosen when triggering)")
         self.source.check_attributes(self.source_attributes())
+        secrets = [a for a in self.source_attributes() if looks_secret(a)]
+        if secrets:
+            raise ValueError(f"attribute {secrets[0]!r}: its name says it holds a secret (password, PIN, token…); a "
+                             "secret is never read into the users table, a report, the change set or a log — map "
+                             "another attribute")
         if self.write_back is not None:
             problems = _write_back_problems(self)
             if problems:

@@ -45,6 +45,16 @@ def _lines(kind: str, row: dict[str, Any]) -> Iterator[tuple]:
         yield ("skip", "", row.get("ad_username") or "", row.get("domain") or "", "", "", "", f"{row['account']}: {row['reason']}")
 
 
+#: what a spreadsheet reads as the start of a formula (or a cell it re-parses): such a cell gets a leading '
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _inert(line: tuple) -> tuple:
+    """A line whose cells a spreadsheet shows as text: directory values are anyone's to write, and a value such as
+    ``=HYPERLINK(...)`` would run in the admin's spreadsheet."""
+    return tuple(f"'{v}" if isinstance(v, str) and v.startswith(FORMULA_START) else v for v in line)
+
+
 def change_set_csv(folder: RunFolder, plan_ref: dict[str, Any]) -> Iterator[str]:
     """The CSV text in pieces; every file is checked against its reference first (``RunDataError`` if damaged)."""
     out = io.StringIO()
@@ -55,7 +65,7 @@ def change_set_csv(folder: RunFolder, plan_ref: dict[str, Any]) -> Iterator[str]
             continue
         for batch in folder.batches(TableRef.from_json(plan_ref["tables"][kind]), batch_size=10_000):
             for row in batch.to_pylist():
-                writer.writerows(_lines(kind, row))
+                writer.writerows(map(_inert, _lines(kind, row)))
             yield out.getvalue()
             out.seek(0)
             out.truncate()

@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 
 from usersync.explain import explanation
 from usersync.explain.fields import field_sections
-from usersync.explain.match import absent_sections, find_user, match_sections
+from usersync.explain.match import AMBIGUOUS, absent_sections, find_user, match_sections
 from usersync.explain.reading import identity, read_sections
 from usersync.plan.change_tables import ChangeTables
 from usersync.plan.mapping import map_records
@@ -137,7 +137,10 @@ def one_account_step(source: Source, info: dict[str, Any], attributes: list[str]
 
 def _detach_one(rules: Rules, existing, facts: dict[str, Any], account: str, planned: ChangeTables) -> ChangeTables:
     """The plan of a single-account run asked to keep the account's user as a local user: that detach only."""
-    row, _how = find_user(rules, existing, facts)
+    row, how = find_user(rules, existing, facts)
+    if how == AMBIGUOUS:
+        raise DetachError(f"account {account!r} fits several users (the same AD username in several domains); name it "
+                          "as DOMAIN\\user or by its anchor; nothing was detached")
     if row is None:
         raise DetachError(f"no user of the users table holds account {account!r} (by anchor or by AD username + "
                           "Domain); nothing was detached")

@@ -7,7 +7,6 @@ can fix the entry in the directory; changes are listed per user (field old → n
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from usersync.plan.approval import Decision
 from usersync.plan.changes import ChangeSet, Leaving
 from usersync.run.handover import StepFailure
 from usersync.run.history import COUNTS
+from usersync.rundata import folder_name
 
 SUCCESS, WARNINGS, BLOCKED, FAILED = "SUCCESS", "COMPLETED WITH WARNINGS", "BLOCKED", "FAILED"
 
@@ -295,8 +295,7 @@ def mask(text: str, secrets: list[str]) -> str:
 
 
 def report_path(directory: Path, source: str, run_id: str, started: datetime) -> Path:
-    safe_run = re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
-    return Path(directory) / source / f"{started:%Y%m%dT%H%M%SZ}_{safe_run}.txt"
+    return Path(directory) / source / f"{started:%Y%m%dT%H%M%SZ}_{folder_name(run_id)}.txt"
 
 
 def write_report(text: str, directory: Path, source: str, run_id: str, started: datetime) -> Path:

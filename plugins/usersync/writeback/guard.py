@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from usersync.plan.safety import person
+
 
 class UnsafeWriteBack(RuntimeError):
     """The write-back wave exceeds ``write_back.max_writes``; nothing was written to the directory."""
@@ -18,6 +20,7 @@ class WaveVerdict:
     blocked: bool
     allowed_by_override: bool
     approved_by: str | None = None
+    overridden_by: str | None = None  # who triggered the run that set allow_mass_write_back
 
     @property
     def message(self) -> str:
@@ -29,15 +32,17 @@ class WaveVerdict:
         if self.allowed_by_override and self.approved_by:
             return f"write-back guard lifted for this run, approved by {self.approved_by}: {head}"
         if self.allowed_by_override:
-            return f"write-back guard overridden for this run (allow_mass_write_back): {head}"
+            return (f"write-back guard overridden for this run (allow_mass_write_back, set by "
+                    f"{person(self.overridden_by)}): {head}")
         return f"write-back guard passed: {head}"
 
     def to_json(self) -> dict:
         return {**asdict(self), "message": self.message}
 
 
-def check_wave(writes: int, max_writes: int, allow: bool = False, approved_by: str | None = None) -> WaveVerdict:
+def check_wave(writes: int, max_writes: int, allow: bool = False, approved_by: str | None = None,
+               overridden_by: str | None = None) -> WaveVerdict:
     allow = allow or approved_by is not None
     over = writes > max_writes
     return WaveVerdict(writes, max_writes, blocked=over and not allow, allowed_by_override=over and allow,
-                       approved_by=approved_by if over else None)
+                       approved_by=approved_by if over else None, overridden_by=overridden_by if over else None)

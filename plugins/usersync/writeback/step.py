@@ -52,10 +52,13 @@ def planned(folder: RunFolder, plan: dict[str, Any]) -> list[Write]:
 
 
 def write_step(writer: DirectoryWriter, folder: RunFolder, plan: dict[str, Any], dry_run: bool,
-               max_lines: int = 200) -> dict[str, Any]:
+               max_lines: int = 200, guard: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Write the plan (each value only while the directory still holds what the run read), or in a dry run list
-    it; returns the counts and the first ``max_lines`` lines — failures and changed values first."""
+    it; returns the counts and the first ``max_lines`` lines — failures and changed values first. ``guard`` is
+    asked with the number of values actually loaded, before any is written (it raises to stop the wave)."""
     writes = planned(folder, plan)
+    if guard is not None and not dry_run:
+        guard(len(writes))
     if dry_run:
         log.info("dry run: nothing written to the directory; %d value(s) would be written", len(writes))
         lines = [f"~ would write {w.line()}" for w in writes]

@@ -31,6 +31,7 @@ from usersync.sources.errors import (
     SourceTlsError,
     SourceUnreachable,
 )
+from usersync.sources.http import MAX_RESPONSE_MB, max_response_bytes, read_capped
 from usersync.sources.record import SourceRecord
 from usersync.sources.spec import SourceSpecBase
 
@@ -51,6 +52,7 @@ class AxlSettings:
     timeout: float = 60.0
     max_retries: int = 5  # per page, for 503 and timeouts
     backoff_seconds: float = 2.0  # doubled on every retry, capped at 60 s
+    max_response_bytes: int = int(MAX_RESPONSE_MB * 2**20)
 
     @property
     def url(self) -> str:
@@ -71,7 +73,7 @@ class AxlSettings:
             host=conn.host, login=conn.login, password=conn.password or "", port=int(conn.port or 8443),
             version=version, ca_certs_file=extra.get("ca_certs_file") or None,
             timeout=float(extra.get("timeout", 60)), max_retries=int(extra.get("max_retries", 5)),
-            backoff_seconds=float(extra.get("backoff_seconds", 2.0)),
+            backoff_seconds=float(extra.get("backoff_seconds", 2.0)), max_response_bytes=max_response_bytes(extra),
         )
 
 
@@ -109,7 +111,8 @@ class AxlClient:
 
     def _post(self, body: str) -> httpx.Response:
         try:
-            return self.http.post(self.settings.url, content=body.encode("utf-8"))
+            with self.http.stream("POST", self.settings.url, content=body.encode("utf-8")) as answer:
+                return read_capped(answer, self.settings.max_response_bytes, self.settings.url)
         except httpx.ConnectError as e:
             text = str(e)
             if "CERTIFICATE_VERIFY_FAILED" in text or "SSL" in text:
@@ -203,9 +206,14 @@ class CucmSource(Source):
         users are added while the read pages) is yielded each time: ``unique_by`` keeps its last state."""
         tags = self._tags()
         progress = Progress("extract CUCM users", log)
-        skip, first = 0, self.spec.page_size
+        skip, first, previous = 0, self.spec.page_size, None
         while True:
             page, first = self.client.list_users(self.spec.userid_pattern, tags, skip, first)
+            uuids = [user["uuid"] for user in page]
+            if uuids and uuids == previous:  # skip ignored: the same page would come back for ever
+                raise SourceQueryError(f"CUCM answered listUser skip {skip} with the page before it again: it ignores "
+                                       "skip, so the read cannot end; nothing is deleted")
+            previous = uuids
             for user in page:
                 if self.spec.disabled_accounts == "exclude" and user.get("status") == "2":
                     continue

@@ -25,7 +25,7 @@ import httpx
 
 from usersync.connection import ConnectionFields
 from usersync.sources.errors import SourceAuthError, SourceError, SourceQueryError, SourceUnreachable
-from usersync.sources.http import retry_after
+from usersync.sources.http import MAX_RESPONSE_MB, max_response_bytes, read_capped, retry_after, secure_url
 
 log = logging.getLogger(__name__)
 GRAPH = "https://graph.microsoft.com"
@@ -65,6 +65,7 @@ class GraphSettings:
     timeout: float = 60.0
     max_retries: int = 5
     max_wait: float = 120.0
+    max_response_bytes: int = int(MAX_RESPONSE_MB * 2**20)
     #: seconds to wait before asking again for changed users a replica does not show yet (one try per wait)
     reread_waits: tuple[float, ...] = (2.0, 5.0, 10.0)
 
@@ -90,10 +91,12 @@ def graph_settings(conn: ConnectionFields) -> GraphSettings:
     return GraphSettings(
         tenant_id=conn.host, client_id=conn.login, client_secret=conn.password or None,
         certificate_key=key, certificate_thumbprint=extra.get("certificate_thumbprint"),
-        authority_host=extra.get("authority_host") or AUTHORITY_HOST, graph_url=extra.get("graph_url") or GRAPH,
+        authority_host=secure_url(extra.get("authority_host") or AUTHORITY_HOST, conn.conn_id, extra, "authority_host"),
+        graph_url=secure_url(extra.get("graph_url") or GRAPH, conn.conn_id, extra, "graph_url"),
         ca_certs_file=extra.get("ca_certs_file") or None, timeout=float(extra.get("timeout", 60)),
         max_retries=int(extra.get("max_retries", 5)), max_wait=float(extra.get("max_wait", 120)),
         reread_waits=_waits(conn.conn_id, extra.get("reread_waits", "2,5,10")),
+        max_response_bytes=max_response_bytes(extra),
     )
 
 
@@ -195,8 +198,9 @@ class GraphClient:
             tries += 1
             self.requests += 1
             try:
-                answer = self._http.request(method, url, params=params, json=body,
-                                            headers={"Authorization": f"Bearer {token}"})
+                with self._http.stream(method, url, params=params, json=body,
+                                       headers={"Authorization": f"Bearer {token}"}) as answer:
+                    read_capped(answer, self.settings.max_response_bytes, url)
             except httpx.TimeoutException:
                 raise SourceUnreachable(f"Microsoft Graph did not answer within {self.settings.timeout:g} s ({url})") from None
             except httpx.HTTPError as exc:
@@ -220,8 +224,14 @@ class GraphClient:
         """Every page of a collection, following ``@odata.nextLink`` (which carries the query itself)."""
         page = self.get(path, params)
         yield page
+        followed: set[str] = set()
         while page.get("@odata.nextLink"):
-            page = self.get(page["@odata.nextLink"])
+            link = page["@odata.nextLink"]
+            if link in followed:  # a server that hands out a link it already gave: the read would never end
+                raise SourceQueryError(f"Microsoft Graph answered the same @odata.nextLink twice ({path}); the read "
+                                       "cannot end, so it stops here and nothing is deleted")
+            followed.add(link)
+            page = self.get(link)
             yield page
 
     def close(self) -> None:

@@ -1,8 +1,8 @@
 """A bound LDAP connection: settings, the three security modes, TLS checks and errors in words, paged search.
 
 Security modes follow the application suite's ``Authentication.UseSecureLDAPConnection`` setting: ``SecureOnly`` (LDAPS,
-or StartTLS when asked; the default), ``SecureThenUnsecure`` (secure first, plain LDAP with a warning if the
-secure channel cannot be opened) and ``UnSecureOnly``. Reads are paged, so directories with AD's 1000-entry
+or StartTLS when asked; the default), ``SecureThenUnsecure`` (secure first, plain LDAP with a warning only when
+no secure port can be reached — never after a failed certificate check or StartTLS) and ``UnSecureOnly``. Reads are paged, so directories with AD's 1000-entry
 size limit are read whole.
 """
 
@@ -173,9 +173,16 @@ class LdapDirectory:
         passes = [False] if settings.mode is SecurityMode.UNSECURE_ONLY else \
             [True, False] if settings.mode is SecurityMode.SECURE_THEN_UNSECURE else [True]
         for secure in passes:
+            refused = [f for f in failures if isinstance(f, SourceTlsError)]
+            if not secure and refused:  # someone may be in between: the password never goes out in clear
+                raise SourceTlsError(
+                    f"{refused[0]} — SecureThenUnsecure falls back to plain LDAP only when no secure port can be "
+                    "reached, never after a certificate or StartTLS failure (a server presenting another "
+                    "certificate may be listening in between); nothing was sent in clear: trust the DC's CA "
+                    "(ca_certs_file) or fix its certificate")
             if not secure and failures:
-                log.warning("secure LDAP failed on every domain controller (%s); falling back to UNENCRYPTED LDAP "
-                            "as mode SecureThenUnsecure allows", "; ".join(map(str, failures)))
+                log.warning("no domain controller's secure port could be reached (%s); falling back to UNENCRYPTED "
+                            "LDAP as mode SecureThenUnsecure allows", "; ".join(map(str, failures)))
             for one in candidates:
                 try:
                     conn = _bind(one, secure, read_only)
@@ -266,9 +273,13 @@ class LdapDirectory:
                 yield SourceRecord(entry["dn"], attrs)
             progress.advance(page)
             control = self.conn.result.get("controls", {}).get(PAGED_RESULTS)
-            cookie = control["value"]["cookie"] if control else None
+            last, cookie = cookie, control["value"]["cookie"] if control else None
             if not cookie:
                 break
+            if cookie == last:  # the server would hand the same page on for ever
+                raise SourceQueryError(f"search of {base!r} on {self.url}: the server answered with the same "
+                                       "paged-results cookie twice; the read cannot end, so it stops here and nothing "
+                                       "is deleted")
         progress.done()
 
 

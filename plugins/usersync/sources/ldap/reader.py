@@ -67,8 +67,9 @@ class LdapSource(Source):
             self._check_global_catalog(directory)
         warnings = list(directory.skipped)
         if directory.fell_back:
-            warnings.append(f"secure LDAP failed; this run used UNENCRYPTED LDAP ({directory.url}) "
-                            "because the connection's security_mode is SecureThenUnsecure")
+            warnings.append(f"no secure LDAP port could be reached; this run used UNENCRYPTED LDAP ({directory.url}) "
+                            "because the connection's security_mode is SecureThenUnsecure (it never falls back after "
+                            "a certificate or StartTLS failure)")
         ad_delta.check_groups(directory, self.spec.member_of)
         info: dict[str, Any] = {"url": directory.url, "host": directory.host_entry, "base": base,
                                 "filter": self.search_filter(), "warnings": warnings}

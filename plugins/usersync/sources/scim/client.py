@@ -22,7 +22,7 @@ import httpx
 
 from usersync.connection import ConnectionFields
 from usersync.sources.errors import SourceAuthError, SourceError, SourceQueryError, SourceUnreachable
-from usersync.sources.http import retry_after
+from usersync.sources.http import MAX_RESPONSE_MB, max_response_bytes, read_capped, retry_after, secure_url
 
 log = logging.getLogger(__name__)
 SCIM_JSON = "application/scim+json"
@@ -74,6 +74,7 @@ class ScimSettings:
     timeout: float = 60.0
     max_retries: int = 5
     max_wait: float = 120.0
+    max_response_bytes: int = int(MAX_RESPONSE_MB * 2**20)
 
 
 def scim_settings(conn: ConnectionFields, base_url: str | None = None) -> ScimSettings:
@@ -83,9 +84,10 @@ def scim_settings(conn: ConnectionFields, base_url: str | None = None) -> ScimSe
     if not url or not url.lower().startswith(("https://", "http://")):
         raise SourceError(f"connection {conn.conn_id!r}: host must be the SCIM base URL (https://…/v2), not {url!r}")
     extra = conn.extra
+    secure_url(url, conn.conn_id, extra, "the SCIM base URL")
     return ScimSettings(base_url=url.rstrip("/"), ca_certs_file=extra.get("ca_certs_file") or None,
                         timeout=float(extra.get("timeout", 60)), max_retries=int(extra.get("max_retries", 5)),
-                        max_wait=float(extra.get("max_wait", 120)))
+                        max_wait=float(extra.get("max_wait", 120)), max_response_bytes=max_response_bytes(extra))
 
 
 class ScimClient:
@@ -108,8 +110,10 @@ class ScimClient:
             self.requests += 1
             started = time.perf_counter()
             try:
-                answer = self._http.get(url, params=params, headers={"Authorization": f"Bearer {token}",
-                                                                     "Accept": f"{SCIM_JSON}, application/json"})
+                with self._http.stream("GET", url, params=params,
+                                       headers={"Authorization": f"Bearer {token}",
+                                                "Accept": f"{SCIM_JSON}, application/json"}) as answer:
+                    read_capped(answer, self.settings.max_response_bytes, url)
             except httpx.TimeoutException:
                 raise SourceUnreachable(f"the SCIM provider did not answer within {self.settings.timeout:g} s ({url})") from None
             except httpx.HTTPError as exc:

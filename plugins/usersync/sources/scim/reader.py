@@ -87,7 +87,7 @@ class ScimSource(Source):
         (changed while the read pages) is yielded again: ``unique_by`` keeps its last state. A provider that
         ignores ``startIndex`` answers a later page with the first page itself, and is refused."""
         count = int(info.get("page") or self.spec.page_size)
-        start, first_page, totals = 1, None, []
+        start, first_page, totals, smallest = 1, None, [], count
         progress = Progress(f"read SCIM users ({self.spec.name})", log, total=info.get("total"))
         while True:
             page = self.client.get("Users", self._params(start, count))
@@ -102,6 +102,11 @@ class ScimSource(Source):
                                        "its first page again: it ignores startIndex, so the read cannot page; "
                                        "nothing is deleted (raise page_size above the number of users, or fix the "
                                        "provider)")
+            smallest = min(smallest, len(items) or smallest)
+            if len(totals) > _most_pages(totals[0], smallest):
+                raise SourceQueryError(f"the SCIM provider at {self.settings.base_url} served {len(totals)} pages though "
+                                       f"it announced {totals[0]} users (pages of {smallest} or more): the read cannot "
+                                       "end, so it stops here and nothing is deleted")
             for resource in items:
                 yield self._record(resource)
             progress.advance(len(items))
@@ -205,6 +210,12 @@ def _quoted(value: str) -> str:
 def _resources(page: dict[str, Any]) -> list[dict[str, Any]]:
     """A list answer's ``Resources`` (attribute names are case-insensitive, RFC 7643 §2.1)."""
     return [r for r in attribute(page, "Resources") or [] if isinstance(r, dict)]
+
+
+def _most_pages(total: int, count: int) -> int:
+    """How many pages a read may take: every user once in pages of ``count`` (the smallest page served), twice
+    over (users served again) and a few more; past it the provider is feeding a read that would never end."""
+    return 2 * (-(-total // max(count, 1))) + 10
 
 
 def _int(value: Any, name: str) -> int:

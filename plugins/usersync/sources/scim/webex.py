@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import ssl
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,7 @@ import httpx
 
 from usersync.connection import ConnectionFields
 from usersync.sources.errors import SourceAuthError, SourceError, SourceUnreachable
+from usersync.sources.http import secure_url
 from usersync.sources.scim.client import ScimSettings, scim_settings
 
 log = logging.getLogger(__name__)
@@ -33,8 +35,15 @@ CONN_TYPE = "usersync_webex"
 REFRESH_TOKEN = "refresh_token"
 
 
+def keeps_rotated_token(conn_type: str | None, extra: Mapping[str, Any]) -> bool:
+    """Whether a connection is a Webex one, whose refresh token Webex rotates: the token a run received is kept for
+    the next run (and read back by it). The one predicate for both: a ``usersync_webex`` connection, or any SCIM
+    connection naming a Webex organisation (``org_id``)."""
+    return (conn_type or "").lower() == CONN_TYPE or "org_id" in extra
+
+
 def is_webex(conn: ConnectionFields) -> bool:
-    return (conn.conn_type or "").lower() == CONN_TYPE or "org_id" in conn.extra
+    return keeps_rotated_token(conn.conn_type, conn.extra)
 
 
 def webex_settings(conn: ConnectionFields) -> ScimSettings:
@@ -71,7 +80,8 @@ class RefreshingToken:
     @property
     def url(self) -> str:
         host = (self.conn.host or WEBEX_API).rstrip("/")
-        return f"{host if host.lower().startswith(('https://', 'http://')) else 'https://' + host}/v1/access_token"
+        url = f"{host if host.lower().startswith(('https://', 'http://')) else 'https://' + host}/v1/access_token"
+        return secure_url(url, self.conn.conn_id, self.conn.extra, "the Webex token URL")
 
     def token(self, renew: bool = False) -> str:
         if self._access and not renew and time.time() < self._expires:

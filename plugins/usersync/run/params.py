@@ -1,0 +1,31 @@
+"""Trigger parameters as a run receives them: typed by the DAG's Params, checked here for what a schema cannot say."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+#: control characters: in an account name they would end up in a mail header, a log line or a filter
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+class BadParameter(ValueError):
+    """A trigger parameter this run cannot use; nothing was read or written. Retrying cannot help."""
+
+    retry_helps = False
+
+
+def one_account(value: Any) -> str | None:
+    """The ``account`` parameter: None (the whole source) or the account named, without control characters."""
+    text = str(value or "").strip()
+    if not text:
+        return None
+    if CONTROL.search(text):
+        raise BadParameter(f"the account parameter {printable(text)} holds a control character (a line break, a tab, "
+                           "…); give the account name alone; nothing was read or written")
+    return text
+
+
+def printable(text: str) -> str:
+    """``text`` quoted, control characters written as escapes: safe in a mail header, a log line or a page."""
+    return repr(text)
