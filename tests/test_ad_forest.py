@@ -4,14 +4,13 @@ domain answered in words; and a delta source whose next run lands on another DC 
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from devtools.samba import BASE_DN, STAFF_OU
 from tests.conftest import ad_rules
 from tests.support.helpers import table_rows
 from usersync.rules import parse_rules
+from usersync.rundata import folder_name
 from usersync.sources.errors import SourceQueryError
 from usersync.sources.ldap.directory import LdapSettings
 from usersync.sources.ldap.reader import LdapSource
@@ -37,7 +36,7 @@ def _settings(samba_dc, port: int = GC_TLS_PORT) -> LdapSettings:
 
 
 def _report(tmp_path, dr) -> str:
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", dr.run_id)
+    name = folder_name(dr.run_id)
     return next((tmp_path / "reports").rglob(f"*_{name}.txt")).read_text()
 
 

@@ -199,3 +199,17 @@ def test_cucm_to_postgresql_end_to_end(airflow_env, axl, certs, pg_url):
     with engine.connect() as c:
         assert len(c.execute(select(users)).fetchall()) == 600
     engine.dispose()
+
+
+@pytest.mark.bad_input
+def test_one_account_by_a_userid_whose_underscore_is_a_wildcard_is_found_past_the_first_page(axl, settings):
+    """``_`` matches any one character in listUser: j_smith also matches jasmith … jzsmith; every page of matches
+    is read until the exact userid is among them, so the account is never "not found" (nor its user removed)."""
+    axl.state.users += [cucm_user(700 + i, userid=f"j{chr(97 + i)}smith") for i in range(26)]
+    axl.state.users.append(cucm_user(800, userid="j_smith", uuid="{FFFFFFFF-0000-4000-8000-000000000800}"))
+    rules = _rules(page_size=5)
+    with CucmSource(rules.source, settings, rules.source_attributes()) as source:
+        found = source.read_one({}, "j_smith")
+        assert found.record is not None and found.record.get("uuid") == "{FFFFFFFF-0000-4000-8000-000000000800}"
+        assert found.requests > 1 and found.in_scope
+        assert source.read_one({}, "j_nobody").record is None

@@ -174,7 +174,7 @@ def test_the_preload_module_imports_everything_a_task_needs(tmp_path):
 def test_every_step_has_a_timeout(shipped_bag):
     """A hung step never holds a run (nor the next day's) for ever: every task but the approvals, which have their
     own answer timeout, carries an execution timeout."""
-    for dag_id in ("user_sync__corp_ad", "user_sync__scim", "user_sync__cucm"):
+    for dag_id in ("user_sync__corp_ad", "user_sync__scim_hr", "user_sync__cucm"):
         dag = shipped_bag.get_dag(dag_id)
         for task in dag.tasks:
             if task.task_id.startswith("approve"):

@@ -175,6 +175,9 @@ def test_an_approval_nobody_answers_times_out_as_blocked(stack):
 
 def test_the_reports_page_shows_nothing_without_an_airflow_login(stack):
     c = stack.cluster
+    for path in ("/usersync/docs", "/usersync/redoc", "/usersync/openapi.json"):  # no schema or docs routes at all
+        assert httpx.get(f"{c.url}{path}", timeout=30).status_code == 404
+        assert httpx.get(f"{c.url}{path}", headers={"Authorization": f"Bearer {c.token}"}, timeout=30).status_code == 404
     for path in ("/usersync/reports", "/usersync/api/runs"):
         anonymous = httpx.get(f"{c.url}{path}", timeout=30)
         assert anonymous.status_code == 401 and "user_sync__" not in anonymous.text and "user0000" not in anonymous.text

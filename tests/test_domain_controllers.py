@@ -15,6 +15,7 @@ from devtools.slapd import SERVICE_DN, SlapdServer
 from tests.conftest import ad_rules
 from tests.support.helpers import table_rows
 from usersync.connection import ConnectionFields
+from usersync.rundata import folder_name
 from usersync.sources.errors import SourceError, SourceUnreachable
 from usersync.sources.ldap.directory import LdapDirectory, LdapSettings, split_host
 from usersync.sources.ldap.reader import LdapSource
@@ -53,7 +54,7 @@ def corp(airflow_env, tmp_path, monkeypatch):
 
     def run():
         dr = airflow_env.run("user_sync__corp")
-        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", dr.run_id)
+        name = folder_name(dr.run_id)
         return dr, next((tmp_path / "reports" / "corp").glob(f"*_{name}.txt")).read_text()
 
     return url, run

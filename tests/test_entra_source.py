@@ -5,7 +5,6 @@ client's own rules (page size, token renewal, bounded retries, Graph's error tex
 from __future__ import annotations
 
 import contextlib
-import re
 from datetime import UTC
 from urllib.parse import parse_qs, urlsplit
 
@@ -14,6 +13,7 @@ import pytest
 from devtools.tlscerts import make_certs
 from tests.support.graph_server import GraphServer, Tenant, graph_user, guest_user
 from tests.support.helpers import table_rows
+from usersync.rundata import folder_name
 from usersync.sources.entra.graph_client import GraphClient, GraphError, GraphSettings
 from usersync.sources.errors import SourceAuthError, SourceQueryError
 
@@ -92,7 +92,7 @@ def entra(airflow_env, graph, tmp_path, monkeypatch):
     env.run = lambda **conf: airflow_env.run("user_sync__entra", conf)
     # the report file of the latest run (a failed run's report task fails, so XCom holds none)
     env.report = lambda dr: next((tmp_path / "reports" / "entra").glob(
-        f"*_{re.sub(r'[^A-Za-z0-9_.-]+', '_', dr.run_id)}.txt")).read_text()
+        f"*_{folder_name(dr.run_id)}.txt")).read_text()
     return env
 
 
