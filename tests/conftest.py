@@ -268,3 +268,21 @@ def pytest_collection_modifyitems(config, items):
         on_postgres = "postgresql" in {params.get("users_url"), params.get("engine")}
         if on_postgres or fixtures & SERVER_FIXTURES or {m.name for m in item.iter_markers()} & SLOW_MARKERS:
             item.add_marker(pytest.mark.servers)
+
+
+@pytest.fixture
+def scim(airflow_env, tmp_path, monkeypatch):
+    """A SCIM provider (scim2-server on a loopback port, a fresh store), its connection ``scim_conn`` and an SQLite
+    users table; yields (server, users-table URL). Reports go under tmp_path/reports."""
+    from tests.support.scim_server import ScimServer
+
+    monkeypatch.setenv("USERSYNC_REPORTS_DIR", str(tmp_path / "reports"))
+    server = ScimServer().start()
+    try:
+        url = f"sqlite:///{tmp_path / 'users.db'}"
+        airflow_env.users_db(url)
+        airflow_env.connection("scim_conn", conn_type="usersync_scim", host=server.url, password="any-token",
+                               extra={"insecure_http": True})  # scim2-server serves plain HTTP on loopback
+        yield server, url
+    finally:
+        server.stop()

@@ -208,9 +208,12 @@ def test_run_paths_that_climb_out_of_the_run_data_or_hide_are_refused(stack):
     shown with a report.txt planted where each of them would lead."""
     c = stack.cluster
     auth = {"Authorization": f"Bearer {c.token}"}
-    folder = c.api("GET", "/usersync/api/runs")["user_sync__corp"][-1]["folder"]
-    planted = [c.run_data.parent.parent / "report.txt", c.run_data / "report.txt",
-               c.run_data / "user_sync__corp" / ".hidden" / "report.txt", c.run_data / "summary.json"]
+    dry = c.trigger("user_sync__corp", {"dry_run": True})
+    assert c.wait_run("user_sync__corp", dry)["state"] == "success"
+    folder = next(r["folder"] for r in c.api("GET", "/usersync/api/runs")["user_sync__corp"] if r["run_id"] == dry)
+    data = stack.run_data
+    planted = [data.parent.parent / "report.txt", data / "report.txt",
+               data / "user_sync__corp" / ".hidden" / "report.txt", data / "summary.json"]
     for path in planted:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("PLANTED outside a run folder\n")
@@ -218,7 +221,7 @@ def test_run_paths_that_climb_out_of_the_run_data_or_hide_are_refused(stack):
         for path in ("/usersync/runs/%2E%2E/%2E%2E/report.txt", "/usersync/runs/user_sync__corp/%2E%2E/report.txt",
                      "/usersync/runs/user_sync__corp/%2E/report.txt", "/usersync/runs/user_sync__corp/.hidden/report.txt",
                      "/usersync/runs/.hidden/x/report.txt", f"/usersync/runs/%2E%2E/{folder}/report.txt",
-                     f"/usersync/runs/{c.run_data.as_posix().replace('/', '%2F')}/x/report.txt",
+                     f"/usersync/runs/{data.as_posix().replace('/', '%2F')}/x/report.txt",
                      "/usersync/runs/user_sync__corp/%2E%2E/changes.csv",
                      "/usersync/runs/%2E%2E/%2E%2E/explanation.txt"):
             answer = httpx.get(f"{c.url}{path}", headers=auth, timeout=30)

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests.support.helpers import all_rows, changed_rows, report_of
-from tests.support.scim_server import ENTERPRISE, ScimServer, scim_user
+from tests.support.scim_server import ENTERPRISE, scim_user
 
 pytestmark = pytest.mark.airflow
 USERS = 2000
@@ -36,20 +36,6 @@ def scim_rules(**source) -> dict:
             "enabled": {"policy": "import", "attribute": "active", "transforms": ["flag"]},
         },
     }
-
-
-@pytest.fixture
-def scim(airflow_env, tmp_path, monkeypatch):
-    monkeypatch.setenv("USERSYNC_REPORTS_DIR", str(tmp_path / "reports"))
-    server = ScimServer().start()
-    try:
-        url = f"sqlite:///{tmp_path / 'users.db'}"
-        airflow_env.users_db(url)
-        airflow_env.connection("scim_conn", conn_type="usersync_scim", host=server.url, password="any-token",
-                               extra={"insecure_http": True})  # scim2-server serves plain HTTP on loopback
-        yield server, url
-    finally:
-        server.stop()
 
 
 def test_first_import_pages_through_2000_users_and_changes_follow_by_id(airflow_env, scim):

@@ -21,20 +21,6 @@ pytestmark = pytest.mark.airflow
 PAGE = 100
 
 
-@pytest.fixture
-def scim(airflow_env, tmp_path, monkeypatch):
-    monkeypatch.setenv("USERSYNC_REPORTS_DIR", str(tmp_path / "reports"))
-    server = ScimServer().start()
-    try:
-        url = f"sqlite:///{tmp_path / 'users.db'}"
-        airflow_env.users_db(url)
-        airflow_env.connection("scim_conn", conn_type="usersync_scim", host=server.url, password="any-token",
-                               extra={"insecure_http": True})  # scim2-server serves plain HTTP on loopback
-        yield server, url
-    finally:
-        server.stop()
-
-
 def provider_users(server: ScimServer) -> list[dict[str, Any]]:
     """Every user the provider holds, read through its own API in its own order."""
     answer = server.api.get("/Users", params={"startIndex": 1, "count": 100000}).json()
