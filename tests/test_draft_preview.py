@@ -44,8 +44,10 @@ def test_a_narrower_filter_previews_its_deletions_and_the_guards_verdict(airflow
     assert f"- delete {leaving[0]} (EXAMPLE\\{leaving[0]}): no longer in the source" in report
     share = len(leaving) / USERS
     assert share > 0.2  # over the default limit (20 %): the guard would stop a live run with these rules
-    assert f"BLOCKED by the mass-delete guard: {len(leaving)} of the {USERS} users" in report
+    assert f"the mass-delete guard would BLOCK these rules live: {len(leaving)} of the {USERS} users" in report
     assert "WARNING: a live run with these rules would be BLOCKED by the mass-delete guard" in report
+    assert "nothing to approve here" in report  # a preview applies nothing: no advice to approve or override
+    assert "allow_mass_delete" not in report and "Required Actions" not in report
     assert len(all_rows(corp)) == USERS  # nobody deleted
 
 
