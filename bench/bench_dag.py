@@ -322,7 +322,7 @@ class AirflowServices(AirflowCluster):
         applied = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/apply/xcomEntries/return_value")
         new = [rss for pid, (rss, _cmd) in self.peaks.items() if pid not in before]
         cost = breakdown(run, tis, self.home / "logs")
-        from usersync.rundata import RunFolder, folder_name
+        from usersync.core.run_folder import RunFolder, folder_name
 
         folder = RunFolder(Path(self.env["USERSYNC_HOME"]) / "runs" / dag_id / folder_name(run_id))
         return {"seconds": seconds, "tasks": tasks, "written": json_value(applied["value"])["written"],

@@ -296,7 +296,7 @@ def test_an_account_restored_from_its_tombstone_within_the_grace_gets_its_user_b
     from sqlalchemy import update
 
     from tests.support.helpers import all_rows, changed_rows, report_of
-    from usersync.store.schema import users
+    from usersync.core.users_table import users
 
     url = f"sqlite:///{tmp_path / 'users.db'}"
     airflow_env.connection("corp_ldap", **samba_dc.connection_extra())

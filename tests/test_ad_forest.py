@@ -9,8 +9,8 @@ import pytest
 from devtools.samba import BASE_DN, STAFF_OU
 from tests.conftest import ad_rules
 from tests.support.helpers import table_rows
+from usersync.core.run_folder import folder_name
 from usersync.rules import parse_rules
-from usersync.rundata import folder_name
 from usersync.sources.errors import SourceQueryError
 from usersync.sources.ldap.directory import LdapSettings
 from usersync.sources.ldap.reader import LdapSource

@@ -7,11 +7,11 @@ from sqlalchemy import event, func, select
 
 from tests.support.helpers import plan, record, rules
 from tests.support.small_runs import apply_changes
+from usersync.core.users_table import users
 from usersync.plan.change_tables import ChangeTables
 from usersync.plan.changes import Delete
 from usersync.store.apply import apply_tables, load_users
 from usersync.store.recheck import fingerprint
-from usersync.store.schema import users
 
 
 def _table(engine):

@@ -12,11 +12,11 @@ from sqlalchemy import create_engine, select, text, update
 from tests.conftest import ad_rules
 from tests.support.helpers import plan, record, rules
 from tests.support.small_runs import apply_changes
+from usersync.core.users_table import users
 from usersync.plan.change_tables import ChangeTables
 from usersync.rules import parse_rules
 from usersync.store.apply import apply_tables, load_users
 from usersync.store.recheck import LOCK_KEY, fingerprint
-from usersync.store.schema import users
 from usersync.store.schema_version import ensure_schema
 
 pytestmark = pytest.mark.concurrency

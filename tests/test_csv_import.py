@@ -8,11 +8,11 @@ from sqlalchemy import create_engine, select
 
 from tests.conftest import REPO
 from tests.support.small_runs import compute_diff
+from usersync.core.users_table import users
 from usersync.plan.mapping import map_records
 from usersync.rules import RulesError, parse_rules
 from usersync.sources import SourceQueryError
 from usersync.sources.csvfile.reader import CsvSource, resolve_import
-from usersync.store.schema import users
 from usersync.store.schema_version import ensure_schema
 
 RULES = yaml.safe_load((REPO / "include" / "rules" / "staff_csv.yaml").read_text())

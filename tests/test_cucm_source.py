@@ -13,11 +13,11 @@ from sqlalchemy import create_engine, select
 from devtools.tlscerts import make_certs
 from tests.conftest import REPO
 from tests.support.axl_server import AxlState, AxlTestServer, cucm_user
+from usersync.core.users_table import users
 from usersync.plan.mapping import map_records
 from usersync.rules import RulesError, parse_rules
 from usersync.sources import SourceAuthError, SourceError, SourceQueryError, SourceTlsError, SourceUnreachable
 from usersync.sources.cucm.reader import AxlSettings, CucmSource
-from usersync.store.schema import users
 
 RULES = yaml.safe_load((REPO / "include" / "rules" / "cucm.yaml").read_text())
 

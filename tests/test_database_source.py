@@ -10,11 +10,11 @@ from sqlalchemy import URL, create_engine, make_url, select, text
 
 from devtools.netutil import free_port
 from tests.conftest import REPO
+from usersync.core.users_table import users
 from usersync.plan.mapping import map_records
 from usersync.rules import parse_rules
 from usersync.sources import SourceAuthError, SourceQueryError, SourceUnreachable
 from usersync.sources.database.reader import DatabaseSource
-from usersync.store.schema import users
 
 FREEPBX_RULES = yaml.safe_load((REPO / "include" / "rules" / "freepbx.yaml").read_text())
 

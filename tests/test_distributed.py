@@ -275,7 +275,7 @@ def _faxes(stack) -> dict[str, list[str]]:
 def test_a_write_back_wave_over_its_limit_waits_for_approval_and_is_written_once_approved(stack):
     from sqlalchemy import create_engine, update
 
-    from usersync.store.schema import users
+    from usersync.core.users_table import users
 
     c = stack.cluster
     first = c.trigger("user_sync__wbk")

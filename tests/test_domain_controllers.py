@@ -14,8 +14,8 @@ import pytest
 from devtools.slapd import SERVICE_DN, SlapdServer
 from tests.conftest import ad_rules
 from tests.support.helpers import table_rows
-from usersync.connection import ConnectionFields
-from usersync.rundata import folder_name
+from usersync.core.connection import ConnectionFields
+from usersync.core.run_folder import folder_name
 from usersync.sources.errors import SourceError, SourceUnreachable
 from usersync.sources.ldap.directory import LdapDirectory, LdapSettings, split_host
 from usersync.sources.ldap.reader import LdapSource

@@ -13,7 +13,7 @@ import pytest
 from devtools.tlscerts import make_certs
 from tests.support.graph_server import GraphServer, Tenant, graph_user, guest_user
 from tests.support.helpers import table_rows
-from usersync.rundata import folder_name
+from usersync.core.run_folder import folder_name
 from usersync.sources.entra.graph_client import GraphClient, GraphError, GraphSettings
 from usersync.sources.errors import SourceAuthError, SourceQueryError
 

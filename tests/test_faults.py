@@ -29,10 +29,10 @@ from bench.dag_runner import admin_env
 from devtools.postgres import PostgresServer
 from tests.conftest import REPO, ad_rules
 from tests.support.helpers import table_rows
-from usersync.progress import Progress
+from usersync.core.progress import Progress
+from usersync.core.users_table import users
 from usersync.sources import SourceUnreachable
 from usersync.sources.ldap.directory import LdapDirectory, LdapSettings
-from usersync.store.schema import users
 
 pytestmark = [pytest.mark.faults, pytest.mark.airflow]
 

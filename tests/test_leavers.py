@@ -65,7 +65,7 @@ def _set(url: str, username: str, **values) -> None:
     """What the application (or an admin) writes on a user: its own data, or the sync_protected flag."""
     from sqlalchemy import create_engine, update
 
-    from usersync.store.schema import users
+    from usersync.core.users_table import users
 
     engine = create_engine(url)
     with engine.begin() as conn:
@@ -81,7 +81,7 @@ def _report_file(dag_run) -> str:
 
 
 def _summary(dag_run) -> dict:
-    from usersync.run.history import read_summary
+    from usersync.run.summaries import read_summary
     from usersync_airflow.run_storage import run_folder
 
     return read_summary(run_folder(DAG, dag_run.run_id).path)
@@ -177,7 +177,7 @@ def test_deletions_at_the_end_of_the_grace_are_guarded_like_any_deletion(corp):
 
 
 def test_keep_as_local_from_a_single_account_run_and_from_the_command_line(corp, capsys):
-    from usersync.run.history import recent_runs
+    from usersync.run.summaries import recent_runs
     from usersync_airflow.db_cli import main as usersync_db
     from usersync_airflow.run_storage import runs_base
 

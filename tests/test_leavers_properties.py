@@ -20,14 +20,15 @@ from hypothesis import strategies as st
 from sqlalchemy import create_engine, delete, select, update
 
 from tests.conftest import ad_rules
+from usersync.core.users_table import users
 from usersync.plan.diff import diff_frames
 from usersync.plan.mapping import map_records
-from usersync.plan.tables import mapped_batch, to_frame, users_table, value_fields_of
+from usersync.plan.tables import mapped_batch, to_frame, value_fields_of
 from usersync.rules import parse_rules
 from usersync.sources.record import SourceRecord
 from usersync.store.apply import apply_tables
-from usersync.store.schema import users
 from usersync.store.schema_version import ensure_schema
+from usersync.store.users_read import users_table
 
 pytestmark = pytest.mark.properties
 STORIES = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -2,7 +2,7 @@
 
 import logging
 
-from usersync.progress import Progress
+from usersync.core.progress import Progress
 
 
 class Clock:

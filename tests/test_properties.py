@@ -16,12 +16,12 @@ from sqlalchemy import create_engine, delete, insert, select
 
 from tests.support.helpers import rules
 from tests.support.small_runs import compute_diff
+from usersync.core.users_table import users
 from usersync.plan.change_tables import ChangeTables
 from usersync.plan.mapping import map_records
 from usersync.rules.fields import NUMBER_FIELDS
 from usersync.sources.record import SourceRecord
 from usersync.store.apply import apply_tables
-from usersync.store.schema import users
 from usersync.store.schema_version import ensure_schema
 
 pytestmark = pytest.mark.properties

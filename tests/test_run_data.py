@@ -12,12 +12,12 @@ import pytest
 from sqlalchemy import insert
 
 from tests.support.helpers import existing_rows, plan, record, rules
+from usersync.core.run_folder import FORMAT_VERSION, RunDataError, RunFolder, TableRef, prune_runs
+from usersync.core.users_table import users
 from usersync.plan.change_tables import ChangeTables, preview
 from usersync.plan.frames import casefold
-from usersync.plan.tables import users_table
 from usersync.run.report import change_lines
-from usersync.rundata import FORMAT_VERSION, RunDataError, RunFolder, TableRef, prune_runs
-from usersync.store.schema import users
+from usersync.store.users_read import users_table
 
 SCHEMA = pa.schema([("name", pa.string()), ("n", pa.int64())])
 
@@ -141,7 +141,7 @@ def test_a_file_of_another_size_than_recorded_is_refused_before_it_is_read(tmp_p
 
 
 def test_run_folders_encode_run_ids_injectively_and_never_as_dot_names():
-    from usersync.rundata import folder_name
+    from usersync.core.run_folder import folder_name
 
     ids = ["manual__2026-12-02T18:42:19+00:00", "manual__2026-12-02T18_42_19_00_00", "manual__2026-12-02T18.42.19",
            ".", "..", ".hidden", "a/b", "a_2fb", "Zoë", "zo_c3_ab"]

@@ -10,12 +10,12 @@ import time
 
 from tests.support.helpers import existing_rows, plan, record, rules
 from tests.support.small_runs import check_plan
+from usersync.core.run_folder import MANIFEST, RunFolder
 from usersync.plan.approval import Decision, approval_request, removal_lines
 from usersync.plan.change_tables import ChangeTables
 from usersync.rules.model import SafetySpec
 from usersync.run.export import HEADER, _inert, change_set_csv
-from usersync.run.history import read_summary, recent_runs, report_text, write_run_record
-from usersync.rundata import MANIFEST, RunFolder
+from usersync.run.summaries import read_summary, recent_runs, report_text, write_run_record
 from usersync_airflow.reports_page import chart, page
 
 DAY = 86400
@@ -120,7 +120,7 @@ def test_the_answer_becomes_one_report_line_and_approval_lifts_the_guard():
 
 
 def test_a_run_record_is_pruned_with_its_run_folder(tmp_path):
-    from usersync.rundata import prune_runs
+    from usersync.core.run_folder import prune_runs
 
     folder = RunFolder(tmp_path / "user_sync__corp" / "r1")
     folder.write_manifest(source="corp")

@@ -13,8 +13,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, insert, inspect, select, text
 
 from usersync.cli import main as cli
+from usersync.core.users_table import metadata, users
 from usersync.store import schema_version
-from usersync.store.schema import metadata, users
 from usersync.store.schema_version import SchemaVersionError, ensure_schema, head, upgrade
 
 

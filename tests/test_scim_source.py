@@ -293,7 +293,7 @@ def test_a_filter_the_provider_refuses_is_named_with_scims_own_words(airflow_env
 def test_a_token_refused_mid_read_is_renewed_once_from_the_refresh_token(tmp_path):
     from devtools.tlscerts import make_certs
     from tests.support.webex_server import Org, WebexServer, webex_user
-    from usersync.connection import ConnectionFields
+    from usersync.core.connection import ConnectionFields
     from usersync.sources.errors import SourceAuthError
     from usersync.sources.scim import webex
     from usersync.sources.scim.client import ScimClient

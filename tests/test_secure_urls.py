@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from usersync.connection import ConnectionFields
+from usersync.core.connection import ConnectionFields
 from usersync.sources.entra.graph_client import graph_settings
 from usersync.sources.errors import SourceError
 from usersync.sources.scim.client import scim_settings

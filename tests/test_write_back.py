@@ -11,12 +11,12 @@ from sqlalchemy import create_engine, update
 
 from tests.conftest import ad_rules
 from tests.support.helpers import all_rows, changed_rows, report_of
-from usersync.connection import ConnectionFields
+from usersync.core.connection import ConnectionFields
+from usersync.core.users_table import users
 from usersync.rules import RulesError, parse_rules
 from usersync.sources import SourceError
 from usersync.sources.ldap.spec import ActiveDirectorySourceSpec
 from usersync.sources.ldap.writer import LdapWriter
-from usersync.store.schema import users
 
 _areas = itertools.count()
 FORMAT = "+39 02 1234 {extension}"

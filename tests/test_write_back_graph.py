@@ -13,8 +13,8 @@ from sqlalchemy import create_engine, update
 from tests.support.graph_server import Tenant, graph_user
 from tests.support.helpers import all_rows, changed_rows, report_of
 from tests.test_entra_source import _rules, graph_source
+from usersync.core.users_table import users
 from usersync.sources.entra.writer import EntraWriter
-from usersync.store.schema import users
 
 pytestmark = pytest.mark.airflow
 FORMAT = "+39 0461 {extension}"

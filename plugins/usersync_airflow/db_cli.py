@@ -87,8 +87,8 @@ def detach(argv: list[str]) -> int:
 
 def _record(source: str, plan, started: datetime, written: dict[str, int]) -> None:
     """The report of a detach from the command line, listed on the reports page with the source's runs."""
-    from usersync.run.history import write_run_record
     from usersync.run.report import RunReport
+    from usersync.run.summaries import write_run_record
     from usersync_airflow.run_storage import run_folder
 
     run_id = f"detach__{started:%Y%m%dT%H%M%S%fZ}"

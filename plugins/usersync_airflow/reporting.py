@@ -14,16 +14,16 @@ from typing import Any
 from airflow.sdk import BaseHook, get_current_context
 from airflow.sdk.exceptions import AirflowFailException
 
+from usersync.core.paths import configured
+from usersync.core.run_folder import MANIFEST, RunDataError, prune_runs
 from usersync.explain import explanation
 from usersync.explain.outcome import result_line
-from usersync.paths import configured
 from usersync.plan.change_tables import preview
 from usersync.rules import Rules, RulesError
 from usersync.rules.compare import rules_changes
 from usersync.rules.loader import draft_path, load_draft, load_rules
-from usersync.run.history import write_run_record
 from usersync.run.report import BLOCKED, FAILED, RunReport, mask, prune_reports, write_report
-from usersync.rundata import MANIFEST, RunDataError, prune_runs
+from usersync.run.summaries import write_run_record
 from usersync_airflow import xcom
 from usersync_airflow.alarms import send_report_mail
 from usersync_airflow.run_storage import dag_folder

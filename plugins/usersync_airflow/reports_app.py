@@ -16,7 +16,7 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 
-from usersync.run.history import EXPLANATION, REPORT, read_summary, recent_runs, report_text
+from usersync.run.summaries import EXPLANATION, REPORT, read_summary, recent_runs, report_text
 from usersync_airflow.reports_page import page
 from usersync_airflow.run_storage import runs_base
 
@@ -108,8 +108,8 @@ def _text(run_dir, name: str, filename: str, download: bool, what: str) -> Strea
 
 @app.get("/runs/{dag_id}/{folder}/changes.csv")
 def changes(user: User, dag_id: str, folder: str) -> StreamingResponse:
+    from usersync.core.run_folder import RunDataError, RunFolder
     from usersync.run.export import change_set_csv
-    from usersync.rundata import RunDataError, RunFolder
 
     run_dir = _run_dir(user, dag_id, folder)
     summary = read_summary(run_dir)

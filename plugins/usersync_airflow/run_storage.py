@@ -13,8 +13,8 @@ import re
 
 from airflow.sdk import ObjectStoragePath
 
-from usersync.paths import usersync_home
-from usersync.rundata import RunFolder, folder_name
+from usersync.core.paths import usersync_home
+from usersync.core.run_folder import RunFolder, folder_name
 
 ENV = "USERSYNC_RUN_DATA"
 

@@ -1,7 +1,7 @@
 """Builds the domain ``Source`` a rules file describes, from Airflow Connections and trigger parameters.
 
 Nothing here knows a source type: the registry names each type's reader, and the reader builds itself from the
-connection's fields (``usersync.connection.ConnectionFields``) and the run's parameters.
+connection's fields (``usersync.core.connection.ConnectionFields``) and the run's parameters.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from typing import Any
 
 from airflow.sdk import BaseHook, Variable
 
-from usersync.connection import ConnectionFields
+from usersync.core.connection import ConnectionFields
 from usersync.rules import Rules
 from usersync.sources.base import Source
 from usersync.sources.registry import reader_class, writer_class
 from usersync.sources.scim.webex import keeps_rotated_token
-from usersync.writeback.writer import DirectoryWriter
+from usersync.sources.writer import DirectoryWriter
 
 
 def connection_fields(conn_id: str) -> ConnectionFields:

@@ -23,23 +23,23 @@ from airflow.sdk import get_current_context
 from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 from airflow.sdk.log import redact
 
+from usersync.core.run_folder import MANIFEST, RunDataError, RunFolder
 from usersync.plan.approval import REQUEST_LINES, approval_request, may_override, override_refused
 from usersync.plan.change_tables import ChangeTables, preview
 from usersync.plan.safety import UnsafePlan, check_removals
+from usersync.plan.write_back_guard import UnsafeWriteBack
 from usersync.rules import Rules, RulesError, load_rules
 from usersync.rules.loader import load_draft
 from usersync.run import confirm, pipeline
 from usersync.run.handover import PlanRef, SourceInfo, StepFailure
-from usersync.run.history import COUNTS, write_run_record
 from usersync.run.params import CONTROL, BadParameter, one_account, printable
-from usersync.rundata import MANIFEST, RunDataError, RunFolder
+from usersync.run.summaries import COUNTS, write_run_record
 from usersync.sources.errors import SourceError, SourceUnreachable
 from usersync.store.apply import ApplyError, apply_tables
 from usersync.store.detach import DetachError
 from usersync.store.owned import owned_count
 from usersync.store.schema_version import SchemaVersionError
 from usersync.store.sync_state import Watermark
-from usersync.writeback.guard import UnsafeWriteBack
 from usersync_airflow import xcom
 from usersync_airflow.assets import users_alias, users_asset
 from usersync_airflow.hooks import UsersDbHook

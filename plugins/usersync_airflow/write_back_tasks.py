@@ -15,15 +15,15 @@ from typing import Any
 
 from airflow.sdk import get_current_context
 
+from usersync.core.run_folder import RunDataError, TableRef
 from usersync.plan.approval import REQUEST_LINES
 from usersync.plan.tables import records_of
+from usersync.plan.write_back_approval import write_back_request
+from usersync.plan.write_back_guard import UnsafeWriteBack, check_wave
 from usersync.rules import Rules
-from usersync.rundata import RunDataError, TableRef
+from usersync.run import write_back as wb
 from usersync.sources.record import SourceRecord
 from usersync.sources.registry import writer_class
-from usersync.writeback import step as wb
-from usersync.writeback.approval import write_back_request
-from usersync.writeback.guard import UnsafeWriteBack, check_wave
 from usersync_airflow import xcom
 from usersync_airflow.hooks import UsersDbHook
 from usersync_airflow.sources import open_source, open_writer

@@ -142,7 +142,7 @@ class Stack:
             engine.dispose()
 
     def run_folder(self, dag_id: str, run_id: str) -> Path:
-        from usersync.rundata import folder_name
+        from usersync.core.run_folder import folder_name
 
         return self.run_data / dag_id / folder_name(run_id)
 

@@ -64,10 +64,10 @@ def planned(dag_run) -> dict[str, Any]:
 def sync_once(rules: Rules, source, engine, folder_path, full_sync: bool = False, dry_run: bool = False) -> dict:
     """One run of the DAG's steps in this process (check → extract ×N → map ×N → diff + guard → apply), for
     tests that need many runs (the equivalence of delta and full reads); the DAG itself is tested apart."""
+    from usersync.core.run_folder import RunFolder
     from usersync.plan.change_tables import ChangeTables
     from usersync.plan.safety import check_removals
     from usersync.run import pipeline
-    from usersync.rundata import RunFolder
     from usersync.store.apply import apply_tables
     from usersync.store.sync_state import Watermark
 
@@ -92,7 +92,7 @@ def users_snapshot(engine) -> dict:
     """The users table by id, without the write timestamps (what two ways of syncing must agree on)."""
     from sqlalchemy import select
 
-    from usersync.store.schema import users
+    from usersync.core.users_table import users
 
     with engine.connect() as conn:
         return {r.id: {k: v for k, v in r._mapping.items() if k not in ("created_at", "updated_at")}
@@ -104,7 +104,7 @@ def all_rows(url: str) -> dict[int, dict[str, Any]]:
     empty when no run made it yet)."""
     from sqlalchemy import create_engine, select
 
-    from usersync.store.schema import users
+    from usersync.core.users_table import users
     from usersync.store.schema_version import ensure_schema
 
     eng = create_engine(url)

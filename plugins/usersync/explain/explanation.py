@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from usersync.rundata import RunFolder
+from usersync.core.run_folder import RunFolder
 
 #: section key → heading, in the order the report shows them
 SECTIONS = {

@@ -15,10 +15,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from usersync.core.run_folder import RunFolder, TableRef
 from usersync.plan.changes import LIFECYCLE, ChangeSet, Delete, Disable, Insert, Leaving, Update
 from usersync.plan.tables import SKIPPED_SCHEMA, TIMESTAMP, USERS_SCHEMA, skipped_of
 from usersync.rules.fields import FIELDS
-from usersync.rundata import RunFolder, TableRef
 
 #: Columns of an inserted row, in insert order.
 INSERT_COLUMNS = [*FIELDS, "ad_username", "domain", "source", "external_id"]

@@ -22,10 +22,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from usersync.plan import claims
-from usersync.plan.change_tables import INSERTS_SCHEMA, LEAVERS_SCHEMA, LIFECYCLE_SCHEMA, UPDATES_SCHEMA, ChangeTables
+from usersync.plan import claims, leavers
+from usersync.plan.change_tables import INSERTS_SCHEMA, UPDATES_SCHEMA, ChangeTables
 from usersync.plan.changes import KEY_SEP, Skipped, match_key
-from usersync.plan.frames import casefold
+from usersync.plan.frames import casefold, frame_table, records
 from usersync.plan.tables import SKIPPED_SCHEMA, TIMESTAMP, value_fields_of
 from usersync.rules import Rules
 from usersync.rules.fields import BOOL_FIELDS, FIELDS, NUMBER_FIELDS, Policy
@@ -52,80 +52,6 @@ def _differs(old: pd.Series, new: pd.Series) -> pd.Series:
 
 def _keys(ad_username: pd.Series, domain: pd.Series) -> pd.Series:
     return casefold(ad_username.str.strip()) + KEY_SEP + casefold(domain.str.strip())
-
-
-def _frame_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
-    """The frame's columns of ``schema``; a column the frame lacks is all nulls of its type."""
-    present = pa.schema([f for f in schema if f.name in frame])
-    table = pa.Table.from_pandas(frame[present.names], schema=present, preserve_index=False)
-    for name in (n for n in schema.names if n not in frame):
-        table = table.append_column(schema.field(name), pa.nulls(table.num_rows, schema.field(name).type))
-    return table.select(schema.names)
-
-
-def _leavers(rules: Rules, existing: pd.DataFrame, gone: pd.Series, as_of: datetime, plan: ChangeTables) -> set:
-    """Owned users whose account is gone: deleted, disabled or kept as the deletion policy says — except
-    protected users, which are held. With a grace period, a user disabled earlier is deleted once its days are
-    up and listed as pending deletion until then."""
-    policy, columns = rules.safety.deletion, ["id", "username", "ad_username", "domain"]
-    held = _protected(rules, existing, gone if policy != "keep" else pd.Series(False, index=gone.index))
-    plan.holds = _lifecycle(existing, held, reasons=held)
-    going = gone & ~existing["id"].isin(list(held)).fillna(False).astype(bool) if held else gone
-    plan.held += len(held)
-    if policy == "delete":
-        plan.deletes = _frame_table(existing.loc[going, columns], LEAVERS_SCHEMA)
-    elif policy == "disable":
-        already = existing["disabled_by_sync"].fillna(False).astype(bool)
-        plan.disables = _frame_table(existing.loc[going & ~already, columns], LEAVERS_SCHEMA)
-        earlier = going & already
-        if rules.safety.grace:
-            days = rules.safety.delete_after_days
-            left = existing["left_at"].astype(pd.ArrowDtype(TIMESTAMP)).fillna(pd.Timestamp(as_of))
-            expired = earlier & (left + pd.Timedelta(days=days) <= pd.Timestamp(as_of)).fillna(False).astype(bool)
-            plan.deletes = _frame_table(existing.loc[expired, columns], LEAVERS_SCHEMA)
-            if expired.any():
-                plan.notes.append(f"{int(expired.sum())} user(s) deleted: gone {days} day(s) or more "
-                                  "(safety.delete_after_days), disabled since")
-            waiting = (going & ~already) | (earlier & ~expired)
-            since = left.where(already, pd.Timestamp(as_of))
-            plan.pending = _lifecycle(existing, waiting, left_at=since, until=since + pd.Timedelta(days=days))
-            plan.kept = int((earlier & ~expired).sum())
-        else:
-            plan.kept = int(earlier.sum())
-    else:
-        plan.kept = int(gone.sum())
-    return set(plan.deletes.column("id").to_pylist())
-
-
-def _protected(rules: Rules, existing: pd.DataFrame, rows: pd.Series) -> dict[int, str]:
-    """Of the users at ``rows``, the protected ones (``protect:`` rules or the ``sync_protected`` column): id → why.
-    Read for the few users a run would remove (or update), never for the whole table."""
-    at = np.flatnonzero(rows.to_numpy(dtype=bool))
-    if not len(at):
-        return {}
-    if not rules.protect and "sync_protected" in existing:  # the column alone: a vector test
-        at = at[existing["sync_protected"].iloc[at].fillna(False).astype(bool).to_numpy()]
-    wanted = ["id", *{r.field for r in rules.protect}, "sync_protected"]
-    out = {}
-    for row in _records(existing.iloc[at][[c for c in wanted if c in existing]]):
-        why = protection(rules.protect, row)
-        if why is not None:
-            out[int(row["id"])] = f"protected: {why[0]}"
-    return out
-
-
-def _lifecycle(existing: pd.DataFrame, rows: pd.Series | dict[int, str], reasons: dict[int, str] | None = None,
-               left_at: pd.Series | None = None, until: pd.Series | None = None) -> pa.Table:
-    """Rows of ``existing`` (a mask, or the ids of a dict) as a lifecycle table: who, since when, until when, why."""
-    mask = rows if isinstance(rows, pd.Series) else existing["id"].isin(list(rows)).fillna(False).astype(bool)
-    picked = existing.loc[mask, ["id", "username", "ad_username", "domain"]].copy()
-    if left_at is not None:
-        picked["left_at"] = left_at[mask]
-    if until is not None:
-        picked["until"] = until[mask]
-    if reasons:
-        picked["reason"] = picked["id"].map(lambda i: reasons.get(int(i)))
-    return _frame_table(picked, LIFECYCLE_SCHEMA)
 
 
 def _gone(existing_keys: pd.Series, existing_anchors: pd.Series, owned: pd.Series, matched: np.ndarray,
@@ -232,11 +158,11 @@ def _update_columns(rules: Rules, old: _Rows, new: _Rows, value_fields: list[str
 
 def _match(keys: pd.Series, existing_keys: pd.Series, keyed: pd.Series) -> np.ndarray:
     """For each key, the row of ``existing`` holding it (the last one, as a dict would keep), or -1."""
-    held = existing_keys[keyed]
-    held = held[~held.duplicated(keep="last")]
-    at = pc.index_in(pa.array(keys.array, type=pa.string()), value_set=pa.array(held.array, type=pa.string()))
+    known = existing_keys[keyed]
+    known = known[~known.duplicated(keep="last")]
+    at = pc.index_in(pa.array(keys.array, type=pa.string()), value_set=pa.array(known.array, type=pa.string()))
     hit = pc.fill_null(at, -1).to_numpy(zero_copy_only=False)
-    rows = held.index.to_numpy()
+    rows = known.index.to_numpy()
     return np.where(hit >= 0, rows[np.maximum(hit, 0)] if len(rows) else -1, -1)
 
 
@@ -298,7 +224,7 @@ def diff_frames(rules: Rules, mapped: pd.DataFrame, existing: pd.DataFrame, skip
                  protected_keys=pd.concat([keys[dup | hold], skipped_keys], ignore_index=True),
                  removed=None if removed is None else {a.casefold() for a in removed},
                  disabled_before=existing["disabled_by_sync"].fillna(False).astype(bool) & (not one_account))
-    deleted = _leavers(rules, existing, gone, as_of, plan)
+    deleted = leavers.plan_leavers(rules, existing, gone, as_of, plan)
     del keys, skipped_keys
 
     pairs_new, pairs_old = _Rows(mapped, candidate_rows[matched]), _Rows(existing, erows[matched])
@@ -319,7 +245,7 @@ def diff_frames(rules: Rules, mapped: pd.DataFrame, existing: pd.DataFrame, skip
     any_change = changed.any(axis=1)
     frozen = _frozen(rules, ours_old, np.asarray(any_change, dtype=bool))
     if frozen:
-        plan.holds = pa.concat_tables([plan.holds, _lifecycle(existing, frozen, reasons=frozen)])
+        plan.holds = pa.concat_tables([plan.holds, leavers.lifecycle(existing, frozen, reasons=frozen)])
         plan.held += len(frozen)
         any_change &= ~ours_old("id").isin(list(frozen)).to_numpy(dtype=bool)
     plan.unchanged = int((~any_change).sum()) - len(frozen)
@@ -340,7 +266,7 @@ def diff_frames(rules: Rules, mapped: pd.DataFrame, existing: pd.DataFrame, skip
     insert_rows = _rows_in_order(verdicts.order, new_positions, len(positions))
     if not np.array_equal(insert_rows, np.arange(len(inserts))):  # a clash or contested claim reordered them
         inserts = inserts.iloc[insert_rows]
-    plan.inserts = _frame_table(inserts, INSERTS_SCHEMA)
+    plan.inserts = frame_table(inserts, INSERTS_SCHEMA)
     del inserts
     upd_rows = _rows_in_order(verdicts.order, upd_positions, len(positions))
     plan.updates = _updates_table(upd_ids, upd_old("username"), columns, names, changed, upd_rows)
@@ -354,7 +280,7 @@ def diff_frames(rules: Rules, mapped: pd.DataFrame, existing: pd.DataFrame, skip
                                                                            who("domain"), who("external_id")))):
             out_skipped.append(Skipped(account, clashes[position], ad, dom, anchor))
     plan.skipped = pa.Table.from_pylist([s.__dict__ for s in out_skipped], schema=SKIPPED_SCHEMA)
-    plan.returns = _returns(existing, plan.updates, as_of)
+    plan.returns = leavers.returns(existing, plan.updates, as_of)
     return plan
 
 
@@ -363,31 +289,11 @@ def _frozen(rules: Rules, old: _Rows, changing: np.ndarray) -> dict[int, str]:
     if all(r.updates for r in rules.protect) or not changing.any():
         return {}
     out = {}
-    for row in _records(old.frame.iloc[old.rows[changing]]):
+    for row in records(old.frame.iloc[old.rows[changing]]):
         why = protection(rules.protect, row)
         if why is not None and not why[1]:
             out[int(row["id"])] = f"protected: {why[0]} (updates: false — its update is held)"
     return out
-
-
-def _records(rows: pd.DataFrame) -> list[dict[str, Any]]:
-    """A few rows as plain dicts, nulls as None (for the protection conditions)."""
-    return rows.astype(object).where(rows.notna(), None).to_dict("records")
-
-
-def _returns(existing: pd.DataFrame, updates: pa.Table, as_of: datetime) -> pa.Table:
-    """Users disabled by sync whose account is back (this run re-enables them), with how long they were gone."""
-    back = pc.fill_null(pc.equal(updates["old_disabled_by_sync"], True), False)
-    if not pc.any(back).as_py():
-        return LIFECYCLE_SCHEMA.empty_table()
-    rows = updates.filter(back)
-    left = {i: t for i, t in zip(rows["id"].to_pylist(), rows["old_left_at"].to_pylist())}
-    mask = existing["id"].isin(list(left)).fillna(False).astype(bool)
-    days = {i: max(0, (as_of - t).days) if t is not None else None for i, t in left.items()}
-    picked = existing.loc[mask, ["id", "username", "ad_username", "domain"]].copy()
-    picked["left_at"] = picked["id"].map(lambda i: left.get(int(i)))
-    picked["days"] = picked["id"].map(lambda i: days.get(int(i)))
-    return _frame_table(picked.astype({"days": "Int32"}), LIFECYCLE_SCHEMA)
 
 
 def _explain_recreated(rules: Rules, existing: pd.DataFrame, candidates: _Rows, recreated: dict[int, tuple[int, str]],
@@ -466,14 +372,14 @@ def _admission(existing: pd.DataFrame, deleted: set, inserts: pd.DataFrame, new_
     wanted = pa.concat_tables([claimed(new_positions, inserts), claimed(upd_positions, final)])
     released = claimed(upd_positions, {c: upd_old(c) for c in ("username", "ad_username", "domain", *NUMBER_FIELDS)})
     keyed = ~_blank(existing["ad_username"]) & ~_blank(existing["domain"])
-    held = claims.claim_table(existing["id"].to_numpy(dtype=np.int64), existing["username"],
-                              {c: existing[c] for c in NUMBER_FIELDS}, only=wanted["claim"],
-                              key=_keys(existing["ad_username"], existing["domain"]).where(keyed))
-    held = held.filter(pc.invert(pc.is_in(held["holder"], value_set=pa.array(sorted(deleted), pa.int64()))))
-    holders = existing["id"].isin(held["holder"].to_pylist())
+    taken = claims.claim_table(existing["id"].to_numpy(dtype=np.int64), existing["username"],
+                               {c: existing[c] for c in NUMBER_FIELDS}, only=wanted["claim"],
+                               key=_keys(existing["ad_username"], existing["domain"]).where(keyed))
+    taken = taken.filter(pc.invert(pc.is_in(taken["holder"], value_set=pa.array(sorted(deleted), pa.int64()))))
+    holders = existing["id"].isin(taken["holder"].to_pylist())
     username_of = {int(k): v for k, v in zip(existing.loc[holders, "id"], existing.loc[holders, "username"])}
     return claims.admit(np.concatenate([new_positions, upd_positions]),
-                        np.concatenate([-(new_positions + 1), upd_ids]), wanted, released, held, username_of)
+                        np.concatenate([-(new_positions + 1), upd_ids]), wanted, released, taken, username_of)
 
 
 def _rows_in_order(order: np.ndarray, positions: np.ndarray, n: int) -> np.ndarray:

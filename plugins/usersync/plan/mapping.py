@@ -14,12 +14,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from usersync.core.users_table import users
 from usersync.plan.changes import Skipped
 from usersync.rules import Rules
 from usersync.rules.fields import FIELDS, Kind, Policy
 from usersync.rules.transforms import Chain, TransformError, compile_chain, run_chain
 from usersync.sources.record import SourceRecord
-from usersync.store.schema import users
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")

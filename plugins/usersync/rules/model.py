@@ -14,12 +14,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
+from usersync.core.models import StrictModel
 from usersync.rules import transforms
 from usersync.rules.fields import FIELDS, Kind, Policy
 from usersync.rules.protect import ProtectRule
+from usersync.rules.write_back import WriteBackSpec
 from usersync.sources.registry import SourceSpec, spec_class, writes_back
-from usersync.sources.spec import StrictModel
-from usersync.writeback.spec import WriteBackSpec
 
 #: the policies under which the application owns a field's value: the only fields written back (an imported
 #: field written back to its own source would loop)

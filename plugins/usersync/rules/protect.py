@@ -14,8 +14,8 @@ from typing import Annotated, Any
 
 from pydantic import Field, field_validator, model_validator
 
+from usersync.core.models import StrictModel
 from usersync.rules.fields import FIELDS, Kind
-from usersync.sources.spec import StrictModel
 
 #: the users-table column the application sets per user; always honoured, with or without a ``protect:`` list
 COLUMN = "sync_protected"

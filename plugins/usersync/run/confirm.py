@@ -19,15 +19,15 @@ from typing import Any
 import pyarrow as pa
 from sqlalchemy import Engine, select
 
+from usersync.core.progress import Progress
+from usersync.core.run_folder import RunFolder, TableRef
+from usersync.core.users_table import users
 from usersync.plan.change_tables import NOTES_SCHEMA
 from usersync.plan.tables import record_batches, records_schema
-from usersync.progress import Progress
 from usersync.rules import Rules
 from usersync.run.pipeline import diff_step, is_delta, last_state_per_entity, map_step
-from usersync.rundata import RunFolder, TableRef
 from usersync.sources.base import Source
 from usersync.sources.record import SourceRecord
-from usersync.store.schema import users
 
 log = logging.getLogger(__name__)
 REMOVALS = ("deletes", "disables")  # a grace period starts with a disable

@@ -9,7 +9,7 @@ import io
 from collections.abc import Iterator
 from typing import Any
 
-from usersync.rundata import RunFolder, TableRef
+from usersync.core.run_folder import RunFolder, TableRef
 
 HEADER = ("change", "username", "ad_username", "domain", "field", "old", "new", "reason")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, NotRequired, TypedDict
 
-#: a run file's reference: ``usersync.rundata.TableRef.to_json()`` (file, rows, bytes, format, sha256)
+#: a run file's reference: ``usersync.core.run_folder.TableRef.to_json()`` (file, rows, bytes, format, sha256)
 FileRef = dict[str, Any]
 
 

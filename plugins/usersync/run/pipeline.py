@@ -16,6 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import Engine
 
+from usersync.core.progress import Progress
+from usersync.core.run_folder import RunFolder, TableRef
 from usersync.explain import explanation
 from usersync.explain.fields import field_sections
 from usersync.explain.match import AMBIGUOUS, absent_sections, find_user, match_sections
@@ -32,18 +34,16 @@ from usersync.plan.tables import (
     skipped_batch,
     skipped_of,
     to_frame,
-    users_table,
     value_fields_of,
 )
-from usersync.progress import Progress
 from usersync.rules import Rules
-from usersync.rundata import RunFolder, TableRef
 from usersync.sources.base import Source
 from usersync.sources.errors import EmptySource
 from usersync.store.detach import DetachError, detach_plan
 from usersync.store.recheck import fingerprint
 from usersync.store.schema_version import ensure_schema
 from usersync.store.sync_state import choose, load_watermark
+from usersync.store.users_read import users_table
 
 log = logging.getLogger(__name__)
 REMOVED_SCHEMA = pa.schema([("anchor", pa.string())])

@@ -14,11 +14,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from usersync.core.run_folder import folder_name
 from usersync.plan.approval import Decision
 from usersync.plan.changes import ChangeSet, Leaving
 from usersync.run.handover import StepFailure
-from usersync.run.history import COUNTS
-from usersync.rundata import folder_name
+from usersync.run.summaries import COUNTS
 
 SUCCESS, WARNINGS, BLOCKED, FAILED = "SUCCESS", "COMPLETED WITH WARNINGS", "BLOCKED", "FAILED"
 
@@ -104,7 +104,7 @@ class RunReport:
     explanation: list[str] = field(default_factory=list)  # that account's explanation, step by step
     draft: str | None = None  # a preview of draft rules: the draft file (always a dry run)
     draft_changes: list[str] = field(default_factory=list)  # what the draft changes against the live rules
-    #: what write-back did (``usersync.writeback.step.write_step``'s summary), its guard's verdict, the approval
+    #: what write-back did (``usersync.run.write_back.write_step``'s summary), its guard's verdict, the approval
     write_back: dict[str, Any] | None = None
     write_back_verdict: dict[str, Any] | None = None
     write_back_approval: dict[str, Any] | None = None

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from usersync.connection import ConnectionFields
+from usersync.core.connection import ConnectionFields
 from usersync.sources.record import SourceRecord
 from usersync.sources.spec import SourceSpecBase
 

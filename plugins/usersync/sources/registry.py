@@ -25,7 +25,7 @@ from usersync.sources.spec import SourceSpecBase
 
 if TYPE_CHECKING:
     from usersync.sources.base import Source
-    from usersync.writeback.writer import DirectoryWriter
+    from usersync.sources.writer import DirectoryWriter
 
 
 @dataclass(frozen=True)

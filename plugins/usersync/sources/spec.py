@@ -12,15 +12,11 @@ import re
 from collections.abc import Callable
 from typing import Annotated, Any, ClassVar, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from usersync.core.models import StrictModel
 
 SOURCE_NAME_PATTERN = r"^[A-Za-z0-9_.-]{3,64}$"
-
-
-class StrictModel(BaseModel):
-    """Rules sections refuse unknown keys (a typo is an error, never silently ignored) and never change."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class DeltaSpec(StrictModel):

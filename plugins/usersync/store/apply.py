@@ -19,10 +19,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Delete, Engine, Update, bindparam, delete, insert, select, update
 
+from usersync.core.progress import Progress
+from usersync.core.users_table import users
 from usersync.plan.change_tables import ChangeTables
-from usersync.progress import Progress
 from usersync.store.recheck import Conflict, lock_users_table, recheck
-from usersync.store.schema import users
 from usersync.store.schema_version import ensure_schema
 from usersync.store.sync_state import Watermark, save_watermark
 

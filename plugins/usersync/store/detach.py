@@ -15,8 +15,8 @@ from typing import Any
 import pyarrow as pa
 from sqlalchemy import Engine, func, or_, select
 
+from usersync.core.users_table import users
 from usersync.plan.change_tables import LIFECYCLE_SCHEMA, ChangeTables
-from usersync.store.schema import users
 from usersync.store.schema_version import ensure_schema
 
 

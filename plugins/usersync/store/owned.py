@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from usersync.store.schema import users
+from usersync.core.users_table import users
 
 IDENTITY = ("id", "username", "ad_username", "domain", "external_id")
 

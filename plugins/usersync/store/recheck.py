@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import pyarrow as pa
 from sqlalchemy import Column, Connection, MetaData, String, Table, func, insert, literal, select
 
+from usersync.core.users_table import users
 from usersync.plan.change_tables import ChangeTables
 from usersync.plan.changes import KEY_SEP, claim_label
 from usersync.rules.fields import NUMBER_FIELDS
-from usersync.store.schema import users
 
 #: pg_advisory_xact_lock key shared by every usersync apply on a database ("usersync" in ASCII)
 LOCK_KEY = 0x7573657273796E63 & 0x7FFFFFFFFFFFFFFF

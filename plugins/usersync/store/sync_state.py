@@ -14,8 +14,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, insert, select
 
+from usersync.core.users_table import sync_state
 from usersync.rules import Rules
-from usersync.store.schema import sync_state
 from usersync.store.schema_version import ensure_schema
 
 

@@ -15,8 +15,8 @@ from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 from sqlalchemy import URL, Engine, create_engine
 
-from usersync.connection import sqlalchemy_url
-from usersync.paths import usersync_home
+from usersync.core.connection import sqlalchemy_url
+from usersync.core.paths import usersync_home
 from usersync.store.schema_version import ensure_schema, upgrade
 from usersync_airflow.sources import fields_of
 

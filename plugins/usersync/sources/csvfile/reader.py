@@ -13,9 +13,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from usersync.connection import ConnectionFields
-from usersync.paths import configured
-from usersync.progress import Progress
+from usersync.core.connection import ConnectionFields
+from usersync.core.paths import configured
+from usersync.core.progress import Progress
 from usersync.sources.base import OneAccount, ScopeCheck, Source, missing
 from usersync.sources.csvfile.spec import CsvSourceSpec
 from usersync.sources.errors import SourceQueryError

@@ -20,8 +20,8 @@ from xml.sax.saxutils import escape
 
 import httpx
 
-from usersync.connection import ConnectionFields
-from usersync.progress import Progress
+from usersync.core.connection import ConnectionFields
+from usersync.core.progress import Progress
 from usersync.sources.base import OneAccount, ScopeCheck, Source
 from usersync.sources.cucm.spec import CucmSourceSpec
 from usersync.sources.errors import (

@@ -13,8 +13,8 @@ from typing import Any
 
 from sqlalchemy import URL, Connection, create_engine, exc, text
 
-from usersync.connection import ConnectionFields, sqlalchemy_url
-from usersync.progress import Progress
+from usersync.core.connection import ConnectionFields, sqlalchemy_url
+from usersync.core.progress import Progress
 from usersync.sources.base import OneAccount, Source, missing
 from usersync.sources.database.spec import DatabaseSourceSpec
 from usersync.sources.errors import SourceAuthError, SourceError, SourceQueryError, SourceUnreachable

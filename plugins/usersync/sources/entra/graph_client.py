@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from usersync.connection import ConnectionFields
+from usersync.core.connection import ConnectionFields
 from usersync.sources.errors import SourceAuthError, SourceError, SourceQueryError, SourceUnreachable
 from usersync.sources.http import MAX_RESPONSE_MB, max_response_bytes, read_capped, retry_after, secure_url
 

@@ -18,8 +18,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
-from usersync.connection import ConnectionFields
-from usersync.progress import Progress
+from usersync.core.connection import ConnectionFields
+from usersync.core.progress import Progress
 from usersync.sources.base import OneAccount, ScopeCheck, Source
 from usersync.sources.entra.graph_client import DeltaExpired, GraphClient, GraphError, GraphSettings, graph_settings
 from usersync.sources.entra.spec import EntraSourceSpec, is_guest

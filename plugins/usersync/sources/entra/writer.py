@@ -13,13 +13,13 @@ import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from usersync.connection import ConnectionFields
+from usersync.core.connection import ConnectionFields
 from usersync.sources.entra.graph_client import GraphClient, GraphError, GraphSettings, graph_settings
 from usersync.sources.entra.reader import flatten
+from usersync.sources.planned_write import Write, shown
 from usersync.sources.record import SourceRecord
 from usersync.sources.spec import SourceSpecBase
-from usersync.writeback.write import Write, shown
-from usersync.writeback.writer import CHANGED, FAILED, WRITTEN, DirectoryWriter, Outcome
+from usersync.sources.writer import CHANGED, FAILED, WRITTEN, DirectoryWriter, Outcome
 
 log = logging.getLogger(__name__)
 #: ids per re-read: Graph takes up to 15 values in one ``in`` filter

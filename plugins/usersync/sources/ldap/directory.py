@@ -19,8 +19,8 @@ from typing import Any
 import ldap3
 from ldap3.core import exceptions as lx
 
-from usersync.connection import ConnectionFields
-from usersync.progress import Progress
+from usersync.core.connection import ConnectionFields
+from usersync.core.progress import Progress
 from usersync.sources.errors import (
     SourceAuthError,
     SourceError,

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from usersync.connection import ConnectionFields
+from usersync.core.connection import ConnectionFields
 from usersync.sources.base import OneAccount, Source
 from usersync.sources.errors import SourceQueryError
 from usersync.sources.ldap import ad_delta, forest, one_account

@@ -15,12 +15,12 @@ from dataclasses import replace
 import ldap3
 from ldap3.core import exceptions as lx
 
-from usersync.connection import ConnectionFields
+from usersync.core.connection import ConnectionFields
 from usersync.sources.errors import SourceError, SourceUnreachable
 from usersync.sources.ldap.directory import LdapDirectory, LdapSettings, SecurityMode
+from usersync.sources.planned_write import Write, shown
 from usersync.sources.spec import SourceSpecBase
-from usersync.writeback.write import Write, shown
-from usersync.writeback.writer import CHANGED, FAILED, WRITTEN, DirectoryWriter, Outcome
+from usersync.sources.writer import CHANGED, FAILED, WRITTEN, DirectoryWriter, Outcome
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from usersync.connection import ConnectionFields
-from usersync.progress import Progress
+from usersync.core.connection import ConnectionFields
+from usersync.core.progress import Progress
 from usersync.sources.base import OneAccount, ScopeCheck, Source, shifted_listing
 from usersync.sources.errors import SourceQueryError
 from usersync.sources.record import SourceRecord

@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from usersync.connection import ConnectionFields
+from usersync.core.connection import ConnectionFields
 from usersync.sources.errors import SourceAuthError, SourceError, SourceUnreachable
 from usersync.sources.http import secure_url
 from usersync.sources.scim.client import ScimSettings, scim_settings

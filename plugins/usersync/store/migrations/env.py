@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from usersync.store.schema import metadata
+from usersync.core.users_table import metadata
 from usersync.store.schema_version import VERSION_TABLE
 
 connection = context.config.attributes["connection"]

@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from usersync.plan.approval import APPROVE, REJECT, REQUEST_LINES, ApprovalRequest
-from usersync.writeback.guard import WaveVerdict
+from usersync.plan.write_back_guard import WaveVerdict
 
 if TYPE_CHECKING:  # the DAG file imports this module for OPTIONS: no pyarrow at parse time
-    from usersync.writeback.write import Write
+    from usersync.sources.planned_write import Write
 
 #: a wave is written whole or not at all: there is no third answer
 OPTIONS = (APPROVE, REJECT)

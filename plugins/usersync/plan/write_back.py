@@ -13,8 +13,8 @@ from typing import Any
 
 from usersync.plan.mapping import account_identity
 from usersync.rules import Rules
+from usersync.sources.planned_write import Write
 from usersync.sources.record import SourceRecord
-from usersync.writeback.write import Write
 
 
 def _blank(value: Any) -> str | None:

@@ -9,10 +9,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from usersync.connection import ConnectionFields
+from usersync.core.connection import ConnectionFields
+from usersync.sources.planned_write import Write
 from usersync.sources.record import SourceRecord
 from usersync.sources.spec import SourceSpecBase
-from usersync.writeback.write import Write
 
 WRITTEN, CHANGED, FAILED = "written", "changed", "failed"
 

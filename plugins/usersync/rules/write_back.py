@@ -23,7 +23,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, field_validator, model_validator
 
-from usersync.sources.spec import StrictModel
+from usersync.core.models import StrictModel
 
 
 class WriteBackRule(StrictModel):

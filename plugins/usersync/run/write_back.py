@@ -14,15 +14,15 @@ from typing import Any
 import pyarrow as pa
 from sqlalchemy import Engine
 
-from usersync.progress import Progress
+from usersync.core.progress import Progress
+from usersync.core.run_folder import RunFolder, TableRef
+from usersync.plan.write_back import plan_writes
 from usersync.rules import Rules
-from usersync.rundata import RunFolder, TableRef
 from usersync.sources.errors import SourceUnreachable
+from usersync.sources.planned_write import WRITE_SCHEMA, Write, writes_of, writes_table
 from usersync.sources.record import SourceRecord
+from usersync.sources.writer import CHANGED, FAILED, WRITTEN, DirectoryWriter, Outcome
 from usersync.store.owned import owned_users
-from usersync.writeback.plan import plan_writes
-from usersync.writeback.write import WRITE_SCHEMA, Write, writes_of, writes_table
-from usersync.writeback.writer import CHANGED, FAILED, WRITTEN, DirectoryWriter, Outcome
 
 log = logging.getLogger(__name__)
 PLAN_FILE = "writeback/plan.parquet"
