@@ -20,7 +20,7 @@ from sqlalchemy import create_engine
 from devtools.ad_data import ad_user, user_dn
 from devtools.postgres import PostgresServer
 from devtools.slapd import SERVICE_DN, SlapdServer
-from tests.conftest import ad_rules
+from tests.support.rules import ad_rules
 from tests.support.small_runs import apply_changes, compute_diff
 from usersync.plan.mapping import map_records
 from usersync.rules import parse_rules

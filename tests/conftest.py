@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[1]  # also tests.support.repo.REPO, for test modules
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="usersync-airflow-"))
 os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
@@ -29,6 +29,8 @@ import yaml  # noqa: E402
 
 from devtools.postgres import PostgresServer  # noqa: E402
 from devtools.slapd import SlapdServer  # noqa: E402
+from tests.support.mail import Inbox  # noqa: E402
+from tests.support.rules import ad_rules  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -148,42 +150,9 @@ class AirflowEnv:
         return dag.test(run_conf=conf or {}, run_after=run_after, logical_date=run_after)
 
 
-def ad_rules(name: str = "corp", conn_id: str = "corp_ldap", **source) -> dict:
-    """A typical AD rules file (as data) for the generated users of devtools.ad_data."""
-    return {
-        "source": {"name": name, "type": "active_directory", "conn_id": conn_id, "object_path": "",
-                   "filter": "(objectClass=user)", "domain": "EXAMPLE", "page_size": 500, **source},
-        "schedule": {"auto": False},
-        "run": {"retries": 0},
-        "fields": {
-            "username": {"policy": "import", "attribute": "sAMAccountName", "transforms": ["lower"]},
-            "first_name": {"policy": "import", "attribute": "givenName"},
-            "last_name": {"policy": "import", "attribute": "sn"},
-            "email": {"policy": "import", "attribute": "mail", "transforms": ["lower"]},
-            "department": {"policy": "import", "attribute": "department"},
-            "extension": {"policy": "prefix", "prefix": "", "attribute": "msRTCSIP-PrimaryUserAddress",
-                          "transforms": ["sip_user"]},
-            "language": {"policy": "on_insert", "value": "en"},
-            "enabled": {"policy": "import", "attribute": "userAccountControl", "transforms": ["ad_enabled"]},
-        },
-    }
-
-
 @pytest.fixture
 def rules_data():
     return ad_rules
-
-
-class _Inbox:
-    def __init__(self):
-        self.messages = []
-
-    async def handle_DATA(self, server, session, envelope):
-        import email
-        from email import policy
-
-        self.messages.append(email.message_from_bytes(envelope.content, policy=policy.default))
-        return "250 OK"
 
 
 @pytest.fixture
@@ -194,7 +163,7 @@ def smtp_server():
 
     from devtools.netutil import free_port
 
-    inbox = _Inbox()
+    inbox = Inbox()
     controller = Controller(
         inbox, hostname="127.0.0.1", port=free_port(), auth_require_tls=False,
         authenticator=lambda server, session, envelope, mechanism, auth_data: AuthResult(success=True),
@@ -203,12 +172,6 @@ def smtp_server():
     inbox.port = controller.port
     yield inbox
     controller.stop()
-
-
-def smtp_connection(port: int) -> dict:
-    return {"conn_type": "smtp", "host": "127.0.0.1", "port": port, "login": "mailer", "password": "Smtp-Secret-77",
-            "extra": {"disable_ssl": True, "disable_tls": True, "from_email": "usersync@example.test",
-                      "retry_limit": 1, "timeout": 5}}
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import create_engine
 
 from devtools.samba import BASE_DN
-from tests.conftest import ad_rules
 from tests.support.helpers import sync_once, table_rows, users_snapshot
+from tests.support.rules import ad_rules
 from usersync.rules import parse_rules
 from usersync.run.report import change_lines
 from usersync.sources import SourceQueryError

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from devtools.samba import BASE_DN, STAFF_OU
-from tests.conftest import ad_rules
 from tests.support.helpers import table_rows
+from tests.support.rules import ad_rules
 from usersync.core.run_folder import folder_name
 from usersync.rules import parse_rules
 from usersync.sources.errors import SourceQueryError

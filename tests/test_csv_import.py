@@ -6,7 +6,7 @@ import pytest
 import yaml
 from sqlalchemy import create_engine, select
 
-from tests.conftest import REPO
+from tests.support.repo import REPO
 from tests.support.small_runs import compute_diff
 from usersync.core.users_table import users
 from usersync.plan.mapping import map_records

@@ -11,8 +11,8 @@ import yaml
 from sqlalchemy import create_engine, select
 
 from devtools.tlscerts import make_certs
-from tests.conftest import REPO
 from tests.support.axl_server import AxlState, AxlTestServer, cucm_user
+from tests.support.repo import REPO
 from usersync.core.users_table import users
 from usersync.plan.mapping import map_records
 from usersync.rules import RulesError, parse_rules

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from devtools.ad_data import ad_user
-from tests.conftest import ad_rules
 from tests.support.helpers import planned, table_rows
+from tests.support.rules import ad_rules
 
 pytestmark = pytest.mark.airflow
 

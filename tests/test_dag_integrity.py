@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from airflow.sdk import AssetAlias
 
-from tests.conftest import REPO, ad_rules
+from tests.support.repo import REPO
+from tests.support.rules import ad_rules
 
 pytestmark = pytest.mark.airflow
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bench.dag_runner import xcom_bytes
-from tests.conftest import ad_rules
 from tests.support.helpers import planned, table_rows
+from tests.support.rules import ad_rules
 from usersync.run import pipeline
 
 pytestmark = pytest.mark.airflow

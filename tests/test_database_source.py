@@ -9,7 +9,7 @@ import yaml
 from sqlalchemy import URL, create_engine, make_url, select, text
 
 from devtools.netutil import free_port
-from tests.conftest import REPO
+from tests.support.repo import REPO
 from usersync.core.users_table import users
 from usersync.plan.mapping import map_records
 from usersync.rules import parse_rules

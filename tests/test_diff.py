@@ -106,7 +106,7 @@ def test_numbers_are_unique_across_all_number_columns():
 
 
 def test_same_username_from_two_domains_in_one_run_inserts_one_and_skips_the_other():
-    from tests.conftest import ad_rules
+    from tests.support.rules import ad_rules
     from tests.support.small_runs import compute_diff
     from usersync.plan.mapping import MappedUser
     from usersync.rules import parse_rules
@@ -174,7 +174,7 @@ def test_change_set_round_trips_through_json():
 
 
 def _rules_with_deletion(policy: str):
-    from tests.conftest import ad_rules
+    from tests.support.rules import ad_rules
     from usersync.rules import parse_rules
 
     data = ad_rules()
@@ -196,7 +196,7 @@ def test_deletion_policy_disable_flags_the_user_and_reenables_it_when_it_returns
 
 
 def test_deletion_policy_disable_leaves_a_directory_managed_enabled_flag_to_the_directory():
-    from tests.conftest import ad_rules
+    from tests.support.rules import ad_rules
     from usersync.rules import parse_rules
 
     data = ad_rules()

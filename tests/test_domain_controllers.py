@@ -12,8 +12,8 @@ import signal
 import pytest
 
 from devtools.slapd import SERVICE_DN, SlapdServer
-from tests.conftest import ad_rules
 from tests.support.helpers import table_rows
+from tests.support.rules import ad_rules
 from usersync.core.connection import ConnectionFields
 from usersync.core.run_folder import folder_name
 from usersync.sources.errors import SourceError, SourceUnreachable

@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.support.repo import REPO
 
 DOMAIN = REPO / "plugins" / "usersync"
 

@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from devtools.ad_data import DEPARTMENTS, ad_user
-from tests.conftest import ad_rules
 from tests.support.helpers import all_rows, planned, report_of
+from tests.support.rules import ad_rules
 
 pytestmark = pytest.mark.airflow
 USERS = 20
@@ -74,7 +74,7 @@ def test_a_changed_transform_previews_exactly_the_updates_and_one_account_under_
 def test_a_broken_draft_is_an_import_error_while_the_live_dag_runs_on(airflow_env, corp, make_slapd):
     import runpy
 
-    from tests.conftest import REPO
+    from tests.support.repo import REPO
 
     data = ad_rules()
     data["fields"]["email"]["transforms"] = ["shout"]

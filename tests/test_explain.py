@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tests.conftest import ad_rules
 from tests.support.helpers import record, rules
+from tests.support.rules import ad_rules
 from usersync.explain.fields import field_sections
 from usersync.explain.outcome import result_line
 from usersync.rules import parse_rules

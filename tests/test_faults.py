@@ -27,8 +27,9 @@ from sqlalchemy import create_engine, text, update
 
 from bench.dag_runner import admin_env
 from devtools.postgres import PostgresServer
-from tests.conftest import REPO, ad_rules
 from tests.support.helpers import table_rows
+from tests.support.repo import REPO
+from tests.support.rules import ad_rules
 from usersync.core.progress import Progress
 from usersync.core.users_table import users
 from usersync.sources import SourceUnreachable

@@ -7,7 +7,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.support.repo import REPO
 
 PLUGINS = REPO / "plugins"
 

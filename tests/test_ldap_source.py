@@ -177,7 +177,7 @@ def test_object_guid_is_read_in_ads_text_form(settings):
 
 
 def test_disabled_accounts_can_be_excluded_by_filter(settings, make_slapd):
-    from tests.conftest import ad_rules
+    from tests.support.rules import ad_rules
     from usersync.rules import parse_rules
     from usersync.sources.ldap.reader import LdapSource
 

@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.conftest import ad_rules
 from tests.support.helpers import all_rows, changed_rows, report_of
+from tests.support.rules import ad_rules
 
 pytestmark = pytest.mark.airflow
 DAY0 = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import create_engine, delete, select, update
 
-from tests.conftest import ad_rules
+from tests.support.rules import ad_rules
 from usersync.core.users_table import users
 from usersync.plan.diff import diff_frames
 from usersync.plan.mapping import map_records

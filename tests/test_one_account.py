@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from devtools.ad_data import ad_user, user_dn
-from tests.conftest import ad_rules
 from tests.support.helpers import all_rows, changed_rows, report_of
+from tests.support.rules import ad_rules
 
 pytestmark = pytest.mark.airflow
 
@@ -226,8 +226,8 @@ def test_cucm_one_end_user_by_userid(airflow_env, tmp_path):
     import yaml
 
     from devtools.tlscerts import make_certs
-    from tests.conftest import REPO
     from tests.support.axl_server import AxlState, AxlTestServer, cucm_user
+    from tests.support.repo import REPO
 
     certs = make_certs(tmp_path / "certs")
     state = AxlState(users=[cucm_user(i) for i in range(30)])
@@ -302,7 +302,7 @@ def test_database_one_row_by_key_on_postgresql(airflow_env, pg_url, tmp_path):
 def test_csv_import_one_line_of_the_file(airflow_env, tmp_path, monkeypatch):
     import yaml
 
-    from tests.conftest import REPO
+    from tests.support.repo import REPO
 
     imports = tmp_path / "imports"
     imports.mkdir()

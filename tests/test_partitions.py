@@ -8,7 +8,7 @@ import pytest
 
 from devtools.ad_data import USERS_DN, ad_user
 from devtools.slapd import SERVICE_DN
-from tests.conftest import ad_rules
+from tests.support.rules import ad_rules
 from usersync.rules import parse_rules
 from usersync.sources.ldap.directory import LdapSettings
 from usersync.sources.ldap.partitions import ALPHABET, final_chars, partition_filter

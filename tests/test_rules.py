@@ -7,7 +7,8 @@ import copy
 import pytest
 import yaml
 
-from tests.conftest import REPO, ad_rules
+from tests.support.repo import REPO
+from tests.support.rules import ad_rules
 from usersync.cli import main as cli
 from usersync.rules import RulesError, load_rules, load_rules_dir, parse_rules
 from usersync.rules.fields import FIELDS, Policy

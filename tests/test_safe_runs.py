@@ -10,8 +10,9 @@ import pytest
 
 from devtools.ad_data import EMPTY_OU_DN
 from devtools.netutil import free_port
-from tests.conftest import ad_rules, smtp_connection
 from tests.support.helpers import table_rows
+from tests.support.mail import smtp_connection
+from tests.support.rules import ad_rules
 
 pytestmark = pytest.mark.airflow
 ADMINS = ["it-admins@example.test"]

@@ -8,8 +8,8 @@ import dataclasses
 import pytest
 
 from devtools.samba import STAFF_OU
-from tests.conftest import ad_rules
 from tests.support.helpers import table_rows
+from tests.support.rules import ad_rules
 from usersync.rules import parse_rules
 from usersync.sources import SourceAuthError
 from usersync.sources.ldap.directory import LdapDirectory, LdapSettings, SecurityMode

@@ -146,7 +146,7 @@ def _webex(airflow_env, tmp_path, org, fresh: str | None = None, conn_type: str 
     import yaml
 
     from devtools.tlscerts import make_certs
-    from tests.conftest import REPO
+    from tests.support.repo import REPO
     from tests.support.webex_server import WebexServer
 
     certs = make_certs(tmp_path / "certs")

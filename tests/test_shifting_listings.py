@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import REPO
 from tests.support.axl_server import AxlState, AxlTestServer, cucm_user
 from tests.support.helpers import all_rows, changed_rows, report_of
+from tests.support.repo import REPO
 from tests.support.scim_server import ENTERPRISE, ScimServer, scim_user
 from tests.test_scim_source import scim_rules, url_reports
 

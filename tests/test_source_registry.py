@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.support.repo import REPO
 from usersync.rules import RulesError, load_rules, parse_rules
 from usersync.sources.base import Source
 from usersync.sources.registry import SOURCE_TYPES

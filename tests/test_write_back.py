@@ -9,8 +9,8 @@ import itertools
 import pytest
 from sqlalchemy import create_engine, update
 
-from tests.conftest import ad_rules
 from tests.support.helpers import all_rows, changed_rows, report_of
+from tests.support.rules import ad_rules
 from usersync.core.connection import ConnectionFields
 from usersync.core.users_table import users
 from usersync.rules import RulesError, parse_rules

@@ -13,7 +13,7 @@ from typing import Any
 
 from airflow.sdk import DAG, CronTriggerTimetable, Param, TriggerRule, task
 
-from usersync.plan.write_back_approval import OPTIONS as WRITE_BACK_OPTIONS
+from usersync.plan.write_back_guard import OPTIONS as WRITE_BACK_OPTIONS
 from usersync.rules import Rules, RulesError, load_rules_dir
 from usersync_airflow.approval import BlockedRunApproval
 from usersync_airflow.assets import users_alias

@@ -13,12 +13,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
+from usersync.run.detach import detach_users
+from usersync.run.report import RunReport
 from usersync.store import schema_version
-from usersync.store.apply import apply_tables
-from usersync.store.detach import detach_plan, find_synced
 from usersync_airflow.hooks.users_db import UsersDbHook
 
 
@@ -65,41 +64,29 @@ def detach(argv: list[str]) -> int:
         parser.error("name at least one user (or --file)")
     hook = UsersDbHook(args.conn)
     try:
-        engine = hook.get_conn()
-        found = find_synced(engine, names, args.source)
-        if found.unknown:
-            print(f"no user found for: {', '.join(found.unknown)}; nothing was detached", file=sys.stderr)
-            return 2
-        for name in found.local:
-            print(f"{name}: already a local user, nothing to do")
-        for source, rows in found.by_source.items():
-            plan = detach_plan(source, rows, f"kept as a local user: usersync-db detach, asked by {args.by}")
-            started = datetime.now(UTC)
-            written = apply_tables(engine, plan)
-            _record(source, plan, started, written)
-            for row in rows:
-                print(f"{row['username']} ({row['domain']}\\{row['ad_username']}): detached from source {source}; "
-                      "now a local user")
+        done = detach_users(hook.get_conn(), names, args.by, args.source, reported=_record)
     finally:
         hook.close()
+    if done.unknown:
+        print(f"no user found for: {', '.join(done.unknown)}; nothing was detached", file=sys.stderr)
+        return 2
+    for name in done.local:
+        print(f"{name}: already a local user, nothing to do")
+    for source, rows in done.by_source.items():
+        for row in rows:
+            print(f"{row['username']} ({row['domain']}\\{row['ad_username']}): detached from source {source}; "
+                  "now a local user")
     return 0
 
 
-def _record(source: str, plan, started: datetime, written: dict[str, int]) -> None:
+def _record(source: str, report: RunReport) -> None:
     """The report of a detach from the command line, listed on the reports page with the source's runs."""
-    from usersync.run.report import RunReport
     from usersync.run.summaries import write_run_record
     from usersync_airflow.run_storage import run_folder
 
-    run_id = f"detach__{started:%Y%m%dT%H%M%S%fZ}"
-    report = RunReport(source=source, run_id=run_id, dry_run=False, started=started, ended=datetime.now(UTC),
-                       plan=plan.to_changeset(),
-                       conflicts=[f"{c.username}: {c.reason}" for c in plan.conflicts],
-                       conflict_count=len(plan.conflicts),
-                       warnings=[] if written.get("detached") else ["nothing was detached"])
     dag = _dag_of(source)
-    folder = run_folder(dag, run_id)
-    folder.write_manifest(source=source, run_id=run_id, dry_run=False)
+    folder = run_folder(dag, report.run_id)
+    folder.write_manifest(source=source, run_id=report.run_id, dry_run=False)
     write_run_record(folder, {**report.summary(), "dag_id": dag, "kind": "detach", "plan": None}, report.render())
 
 

@@ -23,22 +23,21 @@ from airflow.sdk import get_current_context
 from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 from airflow.sdk.log import redact
 
+from usersync.core.errors import Blocked, retryable
 from usersync.core.run_folder import MANIFEST, RunDataError, RunFolder
-from usersync.plan.approval import REQUEST_LINES, approval_request, may_override, override_refused
+from usersync.plan.approval import REQUEST_LINES, ApprovalRequest, approval_request, may_override, override_refused
 from usersync.plan.change_tables import ChangeTables, preview
-from usersync.plan.safety import UnsafePlan, check_removals
-from usersync.plan.write_back_guard import UnsafeWriteBack
-from usersync.rules import Rules, RulesError, load_rules
+from usersync.plan.guard import ASK, Guard, GuardVerdict, RunMode, route
+from usersync.plan.safety import REMOVALS, check_removals
+from usersync.rules import Rules, load_rules
 from usersync.rules.loader import load_draft
 from usersync.run import confirm, pipeline
 from usersync.run.handover import PlanRef, SourceInfo, StepFailure
-from usersync.run.params import CONTROL, BadParameter, one_account, printable
+from usersync.run.params import CONTROL, one_account, printable
 from usersync.run.summaries import COUNTS, write_run_record
-from usersync.sources.errors import SourceError, SourceUnreachable
-from usersync.store.apply import ApplyError, apply_tables
+from usersync.store.apply import apply_tables
 from usersync.store.detach import DetachError
 from usersync.store.owned import owned_count
-from usersync.store.schema_version import SchemaVersionError
 from usersync.store.sync_state import Watermark
 from usersync_airflow import xcom
 from usersync_airflow.assets import users_alias, users_asset
@@ -49,8 +48,6 @@ from usersync_airflow.ui_links import change_set_link
 
 log = logging.getLogger(__name__)
 CONFLICT_LINES = 200
-_FINAL = (RulesError, ApplyError, UnsafePlan, UnsafeWriteBack, RunDataError, SchemaVersionError, AirflowNotFoundException,
-          DetachError, BadParameter)  # missing connection: configuration
 
 
 def step(name: str) -> Callable:
@@ -63,7 +60,7 @@ def step(name: str) -> Callable:
             try:
                 result = fn(*args, **kwargs)
             except Exception as exc:
-                blocked = isinstance(exc, (UnsafePlan, UnsafeWriteBack))
+                blocked = isinstance(exc, Blocked)
                 # redact: connection passwords are registered with Airflow's masker; keep them out of XCom
                 failure = StepFailure(step=name, type=type(exc).__name__, error=str(redact(str(exc))),
                                       traceback=str(redact(traceback.format_exc())), blocked=blocked)
@@ -71,8 +68,8 @@ def step(name: str) -> Callable:
                 if reading:
                     failure["reading"] = reading
                 xcom.record_failure(get_current_context()["ti"], failure)
-                final = isinstance(exc, _FINAL) or (isinstance(exc, SourceError) and not isinstance(exc, SourceUnreachable))
-                if final:
+                # the domain's errors say whether a retry can help; a connection Airflow lacks is configuration
+                if not retryable(exc) or isinstance(exc, AirflowNotFoundException):
                     raise AirflowFailException(f"{type(exc).__name__}: {exc}") from None
                 raise
             # what the step itself took, apart from Airflow's task start-up (bench/ reads it for its breakdown)
@@ -252,27 +249,51 @@ def unconfirmed(plan_ref: PlanRef) -> int:
 
 def _guard(rules: Rules, plan_ref: PlanRef) -> str:
     verdict = check_removals(plan_ref["removals"], plan_ref["owned"], rules.safety,
-                             allow_mass_delete=override(rules, "allow_mass_delete"), unconfirmed=unconfirmed(plan_ref),
+                             allow_mass_delete=override(rules, REMOVALS.override), unconfirmed=unconfirmed(plan_ref),
                              overridden_by=triggered_by())
     ctx = get_current_context()
-    ti = ctx["ti"]
+
+    asked: list[ApprovalRequest] = []
+
+    def request() -> ApprovalRequest:
+        asked.append(approval_request(rules.source.name, verdict, preview(folder(), plan_ref, REQUEST_LINES),
+                                      where=change_set_link(ctx["ti"].dag_id, ctx["run_id"]),
+                                      timeout_hours=rules.safety.approval_timeout_hours))
+        return asked[-1]
+
+    following = guarded(rules, verdict, proceed="apply", ask="approve", request=request)
+    for waiting in asked:  # the reports page lists the waiting run, its change set and this request
+        write_run_record(folder(), {
+            "source": rules.source.name, "run_id": ctx["run_id"], "dag_id": ctx["ti"].dag_id, "mode": "live",
+            "status": "WAITING FOR APPROVAL", "started": run_started().isoformat(timespec="seconds"),
+            "ended": None, "counts": {k: plan_ref["counts"].get(k, 0) for k in COUNTS}, "plan": plan_ref,
+        }, f"{waiting.subject}\n\n{waiting.body}\n")
+    return following
+
+
+def guarded(rules: Rules, verdict: GuardVerdict, *, proceed: str, ask: str,
+            request: Callable[[], ApprovalRequest]) -> str:
+    """A guard's verdict before a write, recorded for the report; the task to follow (``usersync.plan.guard``):
+    ``ask`` — with the approval ``request`` recorded for the approval task — when a live run is blocked and
+    approvals are on, else ``proceed`` (whose writing step refuses a blocked verdict)."""
+    ti = get_current_context()["ti"]
     xcom.record_verdict(ti, verdict.to_json())
     log.info("%s", verdict.message)
-    # a single-account run deletes nobody, so the guard has nothing to stop and no approval is asked for
-    if not verdict.blocked or dry_run() or account() or not rules.safety.approve_blocked_runs:
-        return "apply"
-    request = approval_request(rules.source.name, verdict, preview(folder(), plan_ref, REQUEST_LINES),
-                               where=change_set_link(ti.dag_id, ctx["run_id"]),
-                               timeout_hours=rules.safety.approval_timeout_hours)
-    xcom.record_request(ti, request.to_json())
-    write_run_record(folder(), {  # the reports page lists the waiting run, its change set and this request
-        "source": rules.source.name, "run_id": ctx["run_id"], "dag_id": ti.dag_id, "mode": "live",
-        "status": "WAITING FOR APPROVAL", "started": run_started().isoformat(timespec="seconds"),
-        "ended": None, "counts": {k: plan_ref["counts"].get(k, 0) for k in COUNTS}, "plan": plan_ref,
-    }, f"{request.subject}\n\n{request.body}\n")
+    mode = RunMode(dry_run=dry_run(), one_account=account() is not None, approvals=rules.safety.approve_blocked_runs)
+    if route(verdict, mode) != ASK:
+        return proceed
+    xcom.record_request(ti, request().to_json())
     log.info("the run waits for an admin's approval (Required Actions); no answer within %g h rejects it",
              rules.safety.approval_timeout_hours)
-    return "approve"
+    return ask
+
+
+def enforce(guard: Guard, verdict: GuardVerdict) -> None:
+    """The writing step's check: a blocked verdict, recorded for the report, fails the step having written
+    nothing (a dry run writes nothing and goes on, to list what it would have written)."""
+    xcom.record_verdict(get_current_context()["ti"], verdict.to_json())
+    if not dry_run():
+        guard.enforce(verdict)
 
 
 def approved_by() -> str | None:
@@ -303,17 +324,15 @@ def apply(rules_path: str, outlet_events: Any) -> dict[str, Any]:
     plan_ref = xcom.plan_ref(ti)
     if plan_ref is None:
         raise RunDataError("no change set from the diff task of this run")
-    allowed = override(rules, "allow_mass_delete")
+    allowed = override(rules, REMOVALS.override)
     verdict = check_removals(plan_ref["removals"], plan_ref["owned"], rules.safety, allow_mass_delete=allowed,
                              approved_by=approved_by(), unconfirmed=unconfirmed(plan_ref), overridden_by=triggered_by())
-    xcom.record_verdict(ti, verdict.to_json())
     log.info("%s", verdict.message)
+    enforce(REMOVALS, verdict)
     if dry_run():
         log.info("dry run: nothing written; the report lists the %d change(s) this run would apply; the plan "
                  "stays in %s/plan for inspection; no asset event", plan_ref["writes"], folder())
         return {"dry_run": True, "written": {}}
-    if verdict.blocked:
-        raise UnsafePlan(verdict.message)
     if unconfirmed(plan_ref):  # approved (or allowed): every removal is confirmed now, before anything is written
         hook = UsersDbHook(rules.target.conn_id)
         try:
@@ -355,8 +374,7 @@ def _recheck(rules: Rules, plan: ChangeTables, allowed: bool) -> None:
         hook.close()
     verdict = check_removals(plan.removals, owned, rules.safety, allow_mass_delete=allowed, approved_by=approved_by())
     if verdict.blocked:
-        xcom.record_verdict(get_current_context()["ti"], verdict.to_json())
-        raise UnsafePlan(verdict.message)
+        enforce(REMOVALS, verdict)
 
 
 def _announce(rules: Rules, written: dict[str, int], outlet_events: Any) -> None:

@@ -18,8 +18,7 @@ from airflow.sdk import get_current_context
 from usersync.core.run_folder import RunDataError, TableRef
 from usersync.plan.approval import REQUEST_LINES
 from usersync.plan.tables import records_of
-from usersync.plan.write_back_approval import write_back_request
-from usersync.plan.write_back_guard import UnsafeWriteBack, check_wave
+from usersync.plan.write_back_guard import WRITE_BACK, check_wave, write_back_request
 from usersync.rules import Rules
 from usersync.run import write_back as wb
 from usersync.sources.record import SourceRecord
@@ -27,7 +26,18 @@ from usersync.sources.registry import writer_class
 from usersync_airflow import xcom
 from usersync_airflow.hooks import UsersDbHook
 from usersync_airflow.sources import open_source, open_writer
-from usersync_airflow.tasks import dry_run, folder, override, params, rules_at, source_info, step, triggered_by
+from usersync_airflow.tasks import (
+    dry_run,
+    enforce,
+    folder,
+    guarded,
+    override,
+    params,
+    rules_at,
+    source_info,
+    step,
+    triggered_by,
+)
 
 log = logging.getLogger(__name__)
 APPROVAL_TASK = "approve_write_back"
@@ -58,19 +68,12 @@ def plan_write_back(rules_path: str, extracted: Any) -> str:
         hook.close()
     ti = get_current_context()["ti"]
     xcom.record_write_back_plan(ti, plan)
-    verdict = check_wave(plan["writes"], _max_writes(rules), allow=override(rules, "allow_mass_write_back"),
+    verdict = check_wave(plan["writes"], _max_writes(rules), allow=override(rules, WRITE_BACK.override),
                          overridden_by=triggered_by())
-    xcom.record_verdict(ti, verdict.to_json())
-    log.info("%s", verdict.message)
-    if not verdict.blocked or dry_run() or not rules.safety.approve_blocked_runs:
-        return "write_back"
-    request = write_back_request(rules.source.name, verdict, wb.planned(folder(), plan)[:REQUEST_LINES],
-                                 where=f"`{folder()}/{wb.PLAN_FILE}` (Parquet, on the run's storage)",
-                                 timeout_hours=rules.safety.approval_timeout_hours)
-    xcom.record_request(ti, request.to_json())
-    log.info("the write-back waits for an admin's approval (Required Actions); no answer within %g h rejects it",
-             rules.safety.approval_timeout_hours)
-    return APPROVAL_TASK
+    return guarded(rules, verdict, proceed="write_back", ask=APPROVAL_TASK, request=lambda: write_back_request(
+        rules.source.name, verdict, wb.planned(folder(), plan)[:REQUEST_LINES],
+        where=f"`{folder()}/{wb.PLAN_FILE}` (Parquet, on the run's storage)",
+        timeout_hours=rules.safety.approval_timeout_hours))
 
 
 def _max_writes(rules: Rules) -> int:
@@ -97,19 +100,15 @@ def write_back(rules_path: str) -> dict[str, Any]:
     if plan is None:
         raise RunDataError("no write-back plan from the plan_write_back task of this run")
     decision = xcom.decision(ti, APPROVAL_TASK)
-    allowed = override(rules, "allow_mass_write_back")
+    allowed = override(rules, WRITE_BACK.override)
     approved = decision.by if decision and decision.approved else None
-    verdict = check_wave(plan["writes"], _max_writes(rules), allow=allowed, approved_by=approved,
-                         overridden_by=triggered_by())
-    xcom.record_verdict(ti, verdict.to_json())
-    if verdict.blocked and not dry_run():
-        raise UnsafeWriteBack(verdict.message)
+    enforce(WRITE_BACK, check_wave(plan["writes"], _max_writes(rules), allow=allowed, approved_by=approved,
+                                   overridden_by=triggered_by()))
 
     def guard(loaded: int) -> None:  # again on the values loaded, never on the count handed over in XCom
         again = check_wave(loaded, _max_writes(rules), allow=allowed, approved_by=approved)
         if again.blocked:
-            xcom.record_verdict(ti, again.to_json())
-            raise UnsafeWriteBack(again.message)
+            enforce(WRITE_BACK, again)
 
     writer = open_writer(rules)
     return wb.write_step(writer, folder(), plan, dry_run(), rules.report.max_change_lines, guard=guard)

@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.support.repo import REPO
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 # as the machine notes say: no background networking (this network is closed), a fresh profile

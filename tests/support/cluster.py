@@ -14,7 +14,9 @@ from bench.dag_runner import admin_env
 from devtools.airflow_cluster import AirflowCluster
 from devtools.redis import RedisServer
 from devtools.slapd import SlapdServer
-from tests.conftest import REPO, _Inbox, ad_rules, smtp_connection
+from tests.support.mail import Inbox, smtp_connection
+from tests.support.repo import REPO
+from tests.support.rules import ad_rules
 
 ADMINS = ["it-admins@example.test"]
 USERS = 30
@@ -91,7 +93,7 @@ class Stack:
         self.stops.append(self.ldap.stop)
         self.redis = RedisServer(self.tmp / "redis").start()
         self.stops.append(self.redis.stop)
-        self.mail = _Inbox()
+        self.mail = Inbox()
         controller = Controller(self.mail, hostname="127.0.0.1", port=free_port(), auth_require_tls=False,
                                 authenticator=lambda *a: AuthResult(success=True))
         controller.start()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from devtools.ad_data import ad_user, user_dn
-from tests.conftest import ad_rules
+from tests.support.rules import ad_rules
 from tests.support.small_runs import compute_diff
 from usersync.plan.mapping import map_records
 from usersync.rules import Rules, parse_rules

@@ -24,6 +24,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from usersync.core.errors import UsersyncError
+
 log = logging.getLogger(__name__)
 
 #: Bumped when the layout of run files changes; a reader refuses files of another version.
@@ -38,7 +40,7 @@ def folder_name(run_id: str) -> str:
                    for b in run_id.encode("utf-8"))
 
 
-class RunDataError(RuntimeError):
+class RunDataError(UsersyncError, RuntimeError):
     """A run file is missing, damaged or of another format version; nothing was written."""
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from usersync.core.errors import Blocked
+from usersync.plan.guard import Guard
 from usersync.rules.model import SafetySpec
 
 
@@ -17,8 +19,11 @@ def person(triggered_by: str | None) -> str:
     return triggered_by if triggered_by not in (None, "dag_test") else "the Airflow host (no signed-in user)"
 
 
-class UnsafePlan(RuntimeError):
+class UnsafePlan(Blocked, RuntimeError):
     """The plan exceeds the mass-delete limits; nothing was written."""
+
+
+REMOVALS = Guard("mass-delete guard", "allow_mass_delete", UnsafePlan)
 
 
 @dataclass(frozen=True)

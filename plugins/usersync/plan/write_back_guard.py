@@ -1,16 +1,29 @@
-"""The write-back guard: a wave larger than ``write_back.max_writes`` is not written until an admin approves it
-(or the run is triggered with ``allow_mass_write_back``) — a mistaken rule or a bulk renumbering in the
-application must not rewrite a whole directory unseen."""
+"""The write-back guard, and the approval it asks for: a wave larger than ``write_back.max_writes`` is not
+written until an admin approves it (or the run is triggered with ``allow_mass_write_back``) — a mistaken rule or
+a bulk renumbering in the application must not rewrite a whole directory unseen."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
+from usersync.core.errors import Blocked
+from usersync.plan.approval import APPROVE, REJECT, REQUEST_LINES, ApprovalRequest
+from usersync.plan.guard import Guard
 from usersync.plan.safety import person
 
+if TYPE_CHECKING:  # the DAG file imports this module for OPTIONS: no pyarrow at parse time
+    from usersync.sources.planned_write import Write
 
-class UnsafeWriteBack(RuntimeError):
+#: a wave is written whole or not at all: there is no third answer
+OPTIONS = (APPROVE, REJECT)
+
+
+class UnsafeWriteBack(Blocked, RuntimeError):
     """The write-back wave exceeds ``write_back.max_writes``; nothing was written to the directory."""
+
+
+WRITE_BACK = Guard("write-back guard", "allow_mass_write_back", UnsafeWriteBack)
 
 
 @dataclass(frozen=True)
@@ -46,3 +59,27 @@ def check_wave(writes: int, max_writes: int, allow: bool = False, approved_by: s
     over = writes > max_writes
     return WaveVerdict(writes, max_writes, blocked=over and not allow, allowed_by_override=over and allow,
                        approved_by=approved_by if over else None, overridden_by=overridden_by if over else None)
+
+
+def write_back_request(source: str, verdict: WaveVerdict, writes: list[Write], where: str,
+                       timeout_hours: float) -> ApprovalRequest:
+    listed = [w.line() for w in writes[:REQUEST_LINES]]
+    more = verdict.writes - len(listed)
+    body = "\n".join([
+        f"**{verdict.writes} values** would be written back to the directory of source `{source}`; the write-back "
+        f"guard allows {verdict.max_writes} (`write_back.max_writes`). The users table is already up to date: only "
+        "the write-back waits.",
+        "",
+        "* **Approve**: write the whole wave once, with the guard lifted for this run only; each value is still "
+        "written only while the directory holds the value the run read.",
+        f"* **Reject**, or no answer within {timeout_hours:g} h: nothing is written to the directory; the next run "
+        "plans the wave again.",
+        "",
+        f"First {len(listed)} value(s):",
+        "",
+        *(f"- `{line.replace('`', chr(39))}`" for line in listed),
+        *([f"- … and {more} more"] if more > 0 else []),
+        "",
+        f"Full list: {where}",
+    ])
+    return ApprovalRequest(f"usersync: approve writing {verdict.writes} values back to {source}?", body)

@@ -12,11 +12,12 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from usersync.core.errors import UsersyncError
 from usersync.rules.model import Rules
 from usersync.sources.registry import SOURCE_TYPES
 
 
-class RulesError(ValueError):
+class RulesError(UsersyncError, ValueError):
     """A rules file that cannot be used; ``problems`` holds (location, reason) pairs."""
 
     def __init__(self, path: str | Path, problems: list[tuple[str, str]]):

@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from usersync.core.errors import UsersyncError
+
 #: control characters: in an account name they would end up in a mail header, a log line or a filter
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
-class BadParameter(ValueError):
+class BadParameter(UsersyncError, ValueError):
     """A trigger parameter this run cannot use; nothing was read or written. Retrying cannot help."""
 
     retry_helps = False

@@ -1,12 +1,16 @@
 """Source failures, each with a message an administrator can act on (never a password)."""
 
+from usersync.core.errors import UsersyncError
 
-class SourceError(RuntimeError):
+
+class SourceError(UsersyncError, RuntimeError):
     """The source could not be read; the run must stop before anything is written."""
 
 
 class SourceUnreachable(SourceError):
     """No connection: wrong host or port, firewall, server down, timeout."""
+
+    retryable = True
 
 
 class SourceTlsError(SourceError):

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Delete, Engine, Update, bindparam, delete, insert, select, update
 
+from usersync.core.errors import UsersyncError
 from usersync.core.progress import Progress
 from usersync.core.users_table import users
 from usersync.plan.change_tables import ChangeTables
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 BATCH = 5000
 
 
-class ApplyError(RuntimeError):
+class ApplyError(UsersyncError, RuntimeError):
     """The table did not match what the diff saw (a concurrent edit?); nothing was written."""
 
 

@@ -15,12 +15,13 @@ from typing import Any
 import pyarrow as pa
 from sqlalchemy import Engine, func, or_, select
 
+from usersync.core.errors import UsersyncError
 from usersync.core.users_table import users
 from usersync.plan.change_tables import LIFECYCLE_SCHEMA, ChangeTables
 from usersync.store.schema_version import ensure_schema
 
 
-class DetachError(ValueError):
+class DetachError(UsersyncError, ValueError):
     """A user to detach could not be found, or is not a synced user; nothing was written."""
 
 

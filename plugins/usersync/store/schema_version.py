@@ -19,6 +19,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, func, inspect, select
 
+from usersync.core.errors import UsersyncError
+
 log = logging.getLogger(__name__)
 #: Alembic's bookkeeping table, named for this project (Airflow's own metadata database has ``alembic_version``)
 VERSION_TABLE = "usersync_schema_version"
@@ -32,7 +34,7 @@ _UNVERSIONED = (("disabled_by_sync", "0001"),)
 _AT_HEAD: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
-class SchemaVersionError(RuntimeError):
+class SchemaVersionError(UsersyncError, RuntimeError):
     """The users database is not at the schema this code writes; nothing was written."""
 
 
