@@ -14,9 +14,9 @@ from usersync.sources.scim.client import ScimClient, ScimSettings, StaticToken
 
 
 def _scim(handler, **settings) -> ScimClient:
-    client = ScimClient(ScimSettings("https://scim.example.test/v2", **settings), StaticToken("t"))
-    client._http = httpx.Client(transport=httpx.MockTransport(handler))  # no network: the answers below
-    return client
+    # no network: the answers below, through the client's own auth and retry layers
+    return ScimClient(ScimSettings("https://scim.example.test/v2", **settings), StaticToken("t"),
+                      transport=httpx.MockTransport(handler))
 
 
 @pytest.mark.bad_input
@@ -50,7 +50,7 @@ def test_a_scim_provider_whose_total_keeps_growing_is_stopped_past_the_pages_it_
     rules = parse_rules(scim_rules(page_size=10))
     source = ScimSource(rules.source, ScimSettings("https://scim.example.test/v2"), StaticToken("t"),
                         rules.source_attributes())
-    source.client._http = httpx.Client(transport=httpx.MockTransport(endless))
+    source.client = ScimClient(source.client.settings, StaticToken("t"), transport=httpx.MockTransport(endless))
     with pytest.raises(SourceQueryError, match="the read cannot end, so it stops here and nothing is deleted"):
         list(source.records({"page": 10, "total": 60}))
     assert len(served) < 200

@@ -62,3 +62,34 @@ def test_an_unknown_type_lists_the_registered_ones():
         parse_rules(data, "x.yaml")
     (loc, msg), = caught.value.problems
     assert loc == "source.type" and all(name in msg for name in SOURCE_TYPES)
+
+
+@pytest.mark.parametrize("type_name", sorted(SOURCE_TYPES))
+def test_what_a_type_declares_it_implements(type_name):
+    """A spec's declarations are promises the reader and writer keep: delta reads need the reader to find
+    removed accounts and to judge a stored position; write-back needs a complete writer."""
+    from usersync.sources.writer import DirectoryWriter
+
+    kind = SOURCE_TYPES[type_name]
+    reader = kind.reader_class()
+    if kind.spec.delta_anchor is not None:
+        for method in ("removed", "position_holds", "describe_position"):
+            assert getattr(reader, method) is not getattr(Source, method), f"{reader.__name__} lacks {method}"
+    if kind.writer is not None:
+        writer = kind.writer_class()
+        assert issubclass(writer, DirectoryWriter) and not getattr(writer, "__abstractmethods__", None)
+
+
+def test_capability_messages_list_the_types_that_declare_them():
+    """Messages naming the types with a capability are read from the specs, not written out by hand."""
+    import re
+
+    from usersync.sources.spec import types_with
+
+    def named(text: str) -> set[str]:
+        return set(re.split(r", | and ", text))
+
+    assert named(types_with(lambda spec: spec.delta_anchor is not None)) == {
+        n for n, t in SOURCE_TYPES.items() if t.spec.delta_anchor is not None} == {"active_directory", "entra_id"}
+    assert named(types_with(lambda spec: spec.disabled_attribute is not None)) == {
+        n for n, t in SOURCE_TYPES.items() if t.spec.disabled_attribute is not None}

@@ -1,7 +1,8 @@
 """Builds the domain ``Source`` a rules file describes, from Airflow Connections and trigger parameters.
 
-Nothing here knows a source type: the registry names each type's reader, and the reader builds itself from the
-connection's fields (``usersync.core.connection.ConnectionFields``) and the run's parameters.
+Nothing here knows a source type: the registry names each type's reader, the reader builds itself from the
+connection's fields (``usersync.core.connection.ConnectionFields``) and the run's parameters, and the type's
+spec says which of the connection's secrets its server rotates (kept here between runs).
 """
 
 from __future__ import annotations
@@ -16,18 +17,20 @@ from usersync.core.connection import ConnectionFields
 from usersync.rules import Rules
 from usersync.sources.base import Source
 from usersync.sources.registry import reader_class, writer_class
-from usersync.sources.scim.webex import keeps_rotated_token
+from usersync.sources.spec import SourceSpecBase
 from usersync.sources.writer import DirectoryWriter
 
 
-def connection_fields(conn_id: str) -> ConnectionFields:
-    """An Airflow Connection's fields as plain data for the domain (raises when it is not defined)."""
-    return fields_of(BaseHook.get_connection(conn_id))
+def connection_fields(conn_id: str, spec: SourceSpecBase | None = None) -> ConnectionFields:
+    """An Airflow Connection's fields as plain data for the domain (raises when it is not defined), with the
+    secrets ``spec``'s type rotates as the last run kept them."""
+    return fields_of(BaseHook.get_connection(conn_id), spec)
 
 
-def fields_of(conn: Any) -> ConnectionFields:
+def fields_of(conn: Any, spec: SourceSpecBase | None = None) -> ConnectionFields:
     own = conn.extra_dejson
-    kept = _kept(conn.conn_id, own) if keeps_rotated_token(conn.conn_type, own) else {}
+    rotated = type(spec).rotated_secrets(conn.conn_type, own) if spec is not None else ()
+    kept = {name: value for name in rotated if (value := _kept(conn.conn_id, own, name))}
     return ConnectionFields(
         conn_id=conn.conn_id, conn_type=conn.conn_type, host=conn.host, port=conn.port, login=conn.login,
         password=conn.password, schema=conn.schema, extra={**own, **kept},
@@ -46,18 +49,16 @@ def _origin(own: dict[str, Any], name: str) -> str:
     return hashlib.sha256(str(own.get(name) or "").encode()).hexdigest()
 
 
-def _kept(conn_id: str, own: dict[str, Any]) -> dict[str, str]:
-    """Secrets renewed by earlier runs: they replace the connection's own — unless an admin has put a new one in
+def _kept(conn_id: str, own: dict[str, Any], name: str) -> str | None:
+    """A secret renewed by an earlier run: it replaces the connection's own — unless an admin has put a new one in
     the connection since (then the kept one, renewed from the old, is stale and the connection's wins)."""
-    from usersync.sources.scim.webex import REFRESH_TOKEN
-
     try:
-        stored = Variable.get(kept_variable(conn_id, REFRESH_TOKEN), default=None, deserialize_json=True)
+        stored = Variable.get(kept_variable(conn_id, name), default=None, deserialize_json=True)
     except Exception:  # noqa: BLE001 - outside a task (a hook's Test button in the API server), or not ours
-        return {}
-    if isinstance(stored, dict) and stored.get("origin") == _origin(own, REFRESH_TOKEN) and stored.get("value"):
-        return {REFRESH_TOKEN: stored["value"]}
-    return {}
+        return None
+    if isinstance(stored, dict) and stored.get("origin") == _origin(own, name) and stored.get("value"):
+        return str(stored["value"])
+    return None
 
 
 def _keep(conn_id: str, name: str, value: str, own: dict[str, Any]) -> None:
@@ -69,7 +70,7 @@ def open_source(rules: Rules, params: Mapping[str, Any], attributes: list[str] |
     """The rules' source reader, asking for ``attributes`` (default: every attribute the rules read)."""
     spec = rules.source
     conn_id = spec.connection_id()
-    connection = connection_fields(conn_id) if conn_id else None
+    connection = connection_fields(conn_id, spec) if conn_id else None
     return reader_class(spec).from_rules(spec, attributes or rules.source_attributes(), connection, params)
 
 
@@ -78,4 +79,4 @@ def open_writer(rules: Rules) -> DirectoryWriter:
     spec = rules.source
     conn_id = spec.connection_id()
     assert conn_id is not None, "only sources reached through a connection are written back"
-    return writer_class(spec).from_rules(spec, connection_fields(conn_id))
+    return writer_class(spec).from_rules(spec, connection_fields(conn_id, spec))

@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from airflow.sdk import get_current_context
 from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
@@ -28,17 +28,17 @@ from usersync.core.run_folder import MANIFEST, RunDataError, RunFolder
 from usersync.plan.approval import REQUEST_LINES, ApprovalRequest, approval_request, may_override, override_refused
 from usersync.plan.change_tables import ChangeTables, preview
 from usersync.plan.guard import ASK, Guard, GuardVerdict, RunMode, route
+from usersync.plan.read_plan import Watermark
 from usersync.plan.safety import REMOVALS, check_removals
 from usersync.rules import Rules, load_rules
 from usersync.rules.loader import load_draft
 from usersync.run import confirm, pipeline
-from usersync.run.handover import PlanRef, SourceInfo, StepFailure
+from usersync.run.handover import Extracted, Mapped, PlanRef, SourceInfo, StepFailure
 from usersync.run.params import CONTROL, one_account, printable
 from usersync.run.summaries import COUNTS, write_run_record
 from usersync.store.apply import apply_tables
 from usersync.store.detach import DetachError
 from usersync.store.owned import owned_count
-from usersync.store.sync_state import Watermark
 from usersync_airflow import xcom
 from usersync_airflow.assets import users_alias, users_asset
 from usersync_airflow.hooks import UsersDbHook
@@ -196,7 +196,7 @@ def source_info() -> SourceInfo:
 
 
 @step("extract")
-def extract(rules_path: str, source_info: dict[str, Any], partition: int) -> dict[str, Any]:
+def extract(rules_path: str, source_info: SourceInfo, partition: int) -> Extracted:
     rules = rules_at(rules_path)
     with open_source(rules, params()) as source:
         return pipeline.extract_step(source, source_info, rules.source_attributes(), folder(), partition,
@@ -204,7 +204,7 @@ def extract(rules_path: str, source_info: dict[str, Any], partition: int) -> dic
 
 
 @step("map")
-def map_users(rules_path: str, extracted: dict[str, Any]) -> dict[str, Any]:
+def map_users(rules_path: str, extracted: Extracted) -> Mapped:
     return pipeline.map_step(rules_at(rules_path), extracted, folder())
 
 
@@ -214,12 +214,12 @@ def diff(rules_path: str, mapped: Any) -> str:
     is written: returns the task to follow — ``approve`` when a live run is blocked and approvals are on (the run
     waits for an admin), else ``apply`` (which refuses a blocked plan)."""
     rules = rules_at(rules_path)
-    parts = [mapped[i] for i in range(len(mapped))]  # by index: iterating probes one past the end
+    parts: list[Mapped] = [mapped[i] for i in range(len(mapped))]  # by index: iterating probes one past the end
     hook = UsersDbHook(rules.target.conn_id)
     try:
         engine = hook.get_conn()
-        plan_ref = cast(PlanRef, pipeline.diff_step(rules, parts, engine, folder(), as_of=run_time(),
-                                                    keep_as_local=keep_as_local(rules)))
+        plan_ref = pipeline.diff_step(rules, parts, engine, folder(), as_of=run_time(),
+                                      keep_as_local=keep_as_local(rules))
         plan_ref = _confirmed(rules, plan_ref, parts, engine, limit=rules.safety.max_confirmations)
     finally:
         hook.close()
@@ -227,19 +227,19 @@ def diff(rules_path: str, mapped: Any) -> str:
     return _guard(rules, plan_ref)
 
 
-def _confirmed(rules: Rules, plan_ref: PlanRef, parts: list[dict[str, Any]], engine: Any, limit: int | None) -> PlanRef:
+def _confirmed(rules: Rules, plan_ref: PlanRef, parts: list[Mapped], engine: Any, limit: int | None) -> PlanRef:
     """The plan with its removals confirmed by the source, for sources whose listing can shift while it is read
     (``usersync.run.confirm``); removals over ``limit`` stay unconfirmed (the guard then asks for approval), with
     the mapped partitions kept so that apply can confirm them once approved."""
-    info = dict(source_info())
+    info = source_info()
     if not plan_ref["removals"] or not confirm.needs_confirmation(rules, info):
         return plan_ref
     with open_source(rules, params()) as source:
-        confirmed = confirm.confirm_step(rules, source, info, parts, engine, folder(), dict(plan_ref),
+        confirmed = confirm.confirm_step(rules, source, info, parts, engine, folder(), plan_ref.copy(),
                                          as_of=run_time(), limit=limit)
     if confirmed["confirmation"]["waiting"]:
         confirmed["parts"] = parts
-    return cast(PlanRef, confirmed)
+    return confirmed
 
 
 def unconfirmed(plan_ref: PlanRef) -> int:
@@ -310,7 +310,8 @@ def _keep_local(plan: ChangeTables, plan_ref: PlanRef) -> None:
     if decision is None or not decision.keep_local:
         return
     plan.keep_as_local(decision.reason)
-    ref = cast(PlanRef, {**plan_ref, **plan.save(folder(), prefix="applied")})
+    ref = plan_ref.copy()
+    ref.update(plan.save(folder(), prefix="applied"))
     xcom.record_plan(ti, ref)
     log.info("%s: %d user(s) to detach instead of removing them", decision.line(), plan.detaches.num_rows)
 
@@ -348,7 +349,7 @@ def apply(rules_path: str, outlet_events: Any) -> dict[str, Any]:
     read = source_info().get("read")  # absent on single-account runs: they never move the watermark
     watermark = Watermark.from_json(read["watermark"]) if read else None
     if watermark is not None and plan_ref.get("cursor"):  # Graph: the delta link this run's read ended with
-        watermark = dataclasses.replace(watermark, cursor=plan_ref["cursor"])
+        watermark = dataclasses.replace(watermark, read=watermark.read.with_(cursor=plan_ref["cursor"]))
     hook = UsersDbHook(rules.target.conn_id)
     try:
         written = apply_tables(hook.get_conn(), plan, watermark=watermark)
@@ -357,8 +358,8 @@ def apply(rules_path: str, outlet_events: Any) -> dict[str, Any]:
     log.info("applied to the users table: %s", written)
     conflicts = [f"{c.username}: {c.reason}" for c in plan.conflicts]
     if watermark is not None:
-        log.info("delta watermark stored for %s%s", watermark.server,
-                 " (the delta link for the next run)" if watermark.cursor else f": USN {watermark.usn}")
+        log.info("read position stored for %s: %s", watermark.read.server,
+                 "the delta link for the next run" if watermark.read.get("cursor") else watermark.read.position)
     _announce(rules, {k: v for k, v in written.items() if v}, outlet_events)
     # the report lists them (XCom stays small: the first lines and the count; each is in this task's log too)
     return {"dry_run": False, "written": written, "conflicts": conflicts[:CONFLICT_LINES], "conflict_count": len(conflicts)}

@@ -84,7 +84,8 @@ def _plan_after_delta(rules: Rules, engine, target_of) -> dict[str, Any]:
     """A delta read holds the changed entries only: read the written attributes of every account in scope."""
     assert rules.write_back is not None
     lean = list(dict.fromkeys([*rules.source.own_attributes(), *rules.write_back.attributes]))
-    info = {k: v for k, v in source_info().items() if k != "read"}  # without the delta decision: a full read
+    info = source_info().copy()
+    info.pop("read", None)  # without the delta decision: a full read
     log.info("write-back after a delta read: reading %s of every account in scope", ", ".join(lean))
     with open_source(rules, params(), attributes=lean) as source:
         return wb.plan_step(rules, engine, folder(), source.records(info), target_of)

@@ -9,7 +9,6 @@ creates and upgrades databases, and a test proves migrations and these tables ag
 from __future__ import annotations
 
 from sqlalchemy import (
-    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -75,17 +74,18 @@ Index(
 Index("ix_users_source", users.c.source)
 
 
-#: One row per source with delta sync: the watermark stored after its last successful apply.
-sync_state = Table(
-    "sync_state",
+#: One row per source: what is kept of it between runs — the read position of its last applied run (only its
+#: reader interprets ``read_position``) and facts about the source beyond it.
+source_state = Table(
+    "source_state",
     metadata,
     Column("source", String(64), primary_key=True, comment="rules source name"),
-    Column("server", String(512), nullable=False, comment="the directory server read (dsServiceName)"),
-    Column("invocation_id", String(64), nullable=False, comment="the DC's database identity"),
-    Column("usn", BigInteger, nullable=False, comment="highestCommittedUSN read before the last search"),
-    Column("rules_hash", String(64), nullable=False, comment="SHA-256 of the rules the last run used"),
-    Column("full_at", DateTime(timezone=True), nullable=False, comment="when the last full read ran"),
-    Column("saved_at", DateTime(timezone=True), nullable=False, comment="when this watermark was stored"),
-    Column("cursor", Text, nullable=True,
-           comment="where the next delta read starts: Graph's @odata.deltaLink (entra_id); empty for AD"),
+    Column("read_server", String(512), nullable=True,
+           comment="where the last applied read read (a DC's dsServiceName, a tenant)"),
+    Column("read_position", Text, nullable=True,
+           comment="how far it read, as JSON only its reader interprets (AD: invocation_id, usn; Graph: cursor)"),
+    Column("rules_hash", String(64), nullable=True, comment="SHA-256 of the rules the last read used"),
+    Column("full_at", DateTime(timezone=True), nullable=True, comment="when the last full read ran"),
+    Column("saved_at", DateTime(timezone=True), nullable=False, comment="when this row last changed"),
+    Column("facts", Text, nullable=True, comment="facts about the source beyond its read position (JSON)"),
 )

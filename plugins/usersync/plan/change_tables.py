@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -39,6 +39,29 @@ SCHEMAS = {"inserts": INSERTS_SCHEMA, "updates": UPDATES_SCHEMA, "deletes": LEAV
            "disables": LEAVERS_SCHEMA, "skipped": SKIPPED_SCHEMA, "notes": NOTES_SCHEMA,
            **{kind: LIFECYCLE_SCHEMA for kind, _count in LIFECYCLE}}
 META = ("source", "read", "unchanged", "owned", "kept", "held", "seen", "as_of")
+
+
+class PlanRef(TypedDict, total=False):
+    """The change set in ``plan/``: its files (``ChangeTables.save``), its counts, and what apply needs."""
+
+    tables: dict[str, dict[str, Any]]
+    counts: dict[str, int]
+    source: str
+    read: int
+    unchanged: int
+    owned: int
+    kept: int
+    held: int
+    as_of: str | None  # the run's time leavers' days are counted against
+    seen: Any  # the users table's fingerprint when diff read it (apply re-checks claims if it changed)
+    removals: int
+    writes: int
+    cursor: str  # carried from extract: the delta link apply stores
+    reading: str
+    warnings: list[str]  # carried from extract: what the read met
+    account: str  # a single-account run: the account it planned for
+    confirmation: dict[str, Any]  # removals confirmed with the source (``usersync.run.confirm.Confirmation``)
+    parts: list[Any]  # the mapped partitions (``Mapped``), kept while removals wait to be confirmed after approval
 
 
 @dataclass
@@ -107,14 +130,15 @@ class ChangeTables:
 
     # --- files ---------------------------------------------------------------------------------------------
 
-    def save(self, folder: RunFolder, prefix: str = "plan") -> dict[str, Any]:
+    def save(self, folder: RunFolder, prefix: str = "plan") -> PlanRef:
         """Write the tables; returns the XCom reference (counts and file references, no data)."""
         data = {**{n: getattr(self, n) for n in SCHEMAS if n != "notes"},
                 "notes": pa.table({"note": pa.array(self.notes, pa.string())})}
         refs = {name: folder.write(f"{prefix}/{name}.parquet", data[name], SCHEMAS[name]).to_json()
                 for name in SCHEMAS}
-        return {**{k: getattr(self, k) for k in META}, "counts": self.counts(), "writes": self.writes,
-                "removals": self.removals, "tables": refs}
+        return PlanRef(source=self.source, read=self.read, unchanged=self.unchanged, owned=self.owned, kept=self.kept,
+                       held=self.held, seen=self.seen, as_of=self.as_of, counts=self.counts(), writes=self.writes,
+                       removals=self.removals, tables=refs)
 
     @classmethod
     def load(cls, folder: RunFolder, ref: Mapping[str, Any], limit: int | None = None) -> ChangeTables:

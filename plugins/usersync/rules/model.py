@@ -19,7 +19,8 @@ from usersync.rules import transforms
 from usersync.rules.fields import FIELDS, Kind, Policy
 from usersync.rules.protect import ProtectRule
 from usersync.rules.write_back import WriteBackSpec
-from usersync.sources.registry import SourceSpec, spec_class, writes_back
+from usersync.sources.registry import SOURCE_TYPES, SourceSpec, spec_class, writes_back
+from usersync.sources.spec import listed
 
 #: the policies under which the application owns a field's value: the only fields written back (an imported
 #: field written back to its own source would loop)
@@ -279,8 +280,8 @@ def _write_back_problems(rules: Rules) -> list[str]:
     assert rules.write_back is not None
     src = rules.source
     if not writes_back(src.type):
-        return [f"write_back: {src.type} sources are read only; write-back is for active_directory, ldap and "
-                "entra_id sources"]
+        return [f"write_back: {src.type} sources are read only; write-back is for "
+                f"{listed(sorted(n for n, t in SOURCE_TYPES.items() if t.writer))} sources"]
     read = {a.lower(): a for a in rules.mapped_attributes()}
     problems = []
     for attribute, rule in rules.write_back.attributes.items():

@@ -25,8 +25,10 @@ from usersync.core.users_table import users
 from usersync.plan.change_tables import NOTES_SCHEMA
 from usersync.plan.tables import record_batches, records_schema
 from usersync.rules import Rules
+from usersync.run.handover import Extracted, Mapped, PlanRef
 from usersync.run.pipeline import diff_step, is_delta, last_state_per_entity, map_step
 from usersync.sources.base import Source
+from usersync.sources.read_state import SourceInfo
 from usersync.sources.record import SourceRecord
 
 log = logging.getLogger(__name__)
@@ -62,14 +64,14 @@ class Confirmation:
         return asdict(self)
 
 
-def needs_confirmation(rules: Rules, info: dict[str, Any]) -> bool:
+def needs_confirmation(rules: Rules, info: SourceInfo) -> bool:
     """Whether this run's removals are confirmed: a whole read of a source whose listing can shift."""
     return rules.source.listing_shifts is not None and not info.get("account") and not is_delta(info)
 
 
-def confirm_step(rules: Rules, source: Source, info: dict[str, Any], parts: list[dict[str, Any]], engine: Engine,
-                 folder: RunFolder, plan_ref: dict[str, Any], as_of: datetime | None = None,
-                 limit: int | None = None) -> dict[str, Any]:
+def confirm_step(rules: Rules, source: Source, info: SourceInfo, parts: list[Mapped], engine: Engine,
+                 folder: RunFolder, plan_ref: PlanRef, as_of: datetime | None = None,
+                 limit: int | None = None) -> PlanRef:
     """Confirm ``plan_ref``'s removals with ``source``; returns the plan to apply (the diff again with the accounts
     found still there, when there are any) with ``confirmation`` and its notes. ``limit``: at most this many
     removals are asked in this run (None: all of them, as after an approval)."""
@@ -108,7 +110,7 @@ def confirm_step(rules: Rules, source: Source, info: dict[str, Any], parts: list
     return _with_notes(folder, {**plan_ref, "confirmation": confirmation.to_json()}, confirmation.notes())
 
 
-def _removal_ids(folder: RunFolder, plan_ref: dict[str, Any]) -> set[int]:
+def _removal_ids(folder: RunFolder, plan_ref: PlanRef) -> set[int]:
     return {i for kind in REMOVALS
             for i in folder.read(TableRef.from_json(plan_ref["tables"][kind])).column("id").to_pylist()}
 
@@ -123,18 +125,18 @@ def _users(engine: Engine, ids: set[int]) -> list[dict[str, Any]]:
                                         .order_by(users.c.id)).mappings()]
 
 
-def _diff_with(rules: Rules, parts: list[dict[str, Any]], found: list[SourceRecord], attributes: list[str],
-               index: int, engine: Engine, folder: RunFolder, as_of: datetime | None) -> dict[str, Any]:
+def _diff_with(rules: Rules, parts: list[Mapped], found: list[SourceRecord], attributes: list[str],
+               index: int, engine: Engine, folder: RunFolder, as_of: datetime | None) -> PlanRef:
     """The diff again, with the accounts found still there as partition ``index`` (read, then mapped)."""
     ref = folder.write(f"records/part-{index:03d}.parquet", record_batches(found, attributes), records_schema(attributes))
     unique_by = next((a for a in attributes if a.lower() == (rules.source.external_id_attribute or "").lower()), None)
     if unique_by:
         ref = last_state_per_entity(folder, ref, unique_by)
-    mapped = map_step(rules, {"partition": index, "records": ref.to_json(), "delta": False}, folder)
+    mapped = map_step(rules, Extracted(partition=index, records=ref.to_json(), delta=False), folder)
     return diff_step(rules, [*parts, mapped], engine, folder, as_of=as_of)
 
 
-def _with_notes(folder: RunFolder, plan_ref: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+def _with_notes(folder: RunFolder, plan_ref: PlanRef, notes: list[str]) -> PlanRef:
     """The plan with ``notes`` added to its report notes (the notes file rewritten; nothing else read)."""
     if not notes:
         return plan_ref

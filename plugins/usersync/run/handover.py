@@ -8,18 +8,13 @@ from __future__ import annotations
 
 from typing import Any, NotRequired, TypedDict
 
+from usersync.plan.change_tables import PlanRef
+from usersync.sources.read_state import SourceInfo
+
+__all__ = ["Applied", "ExtractJob", "Extracted", "FileRef", "Mapped", "PlanRef", "SourceInfo", "StepFailure"]
+
 #: a run file's reference: ``usersync.core.run_folder.TableRef.to_json()`` (file, rows, bytes, format, sha256)
 FileRef = dict[str, Any]
-
-
-class SourceInfo(TypedDict, total=False):
-    """What ``check`` found: where the source is (no secrets), warnings, and for delta sources how to read."""
-
-    url: str
-    warnings: list[str]
-    read: dict[str, Any]  # the delta/full decision with the watermark to store (``ReadPlan.to_json()``)
-    reading: str  # that decision in words, for the report
-    account: str  # a single-account run: the account it reads
 
 
 class ExtractJob(TypedDict):
@@ -56,28 +51,6 @@ class Mapped(TypedDict):
     removed: NotRequired[FileRef]
     scanned: NotRequired[int]
     account: NotRequired[str]
-
-
-class PlanRef(TypedDict, total=False):
-    """The change set in ``plan/``: its files (``ChangeTables.save``), its counts, and what apply needs."""
-
-    tables: dict[str, FileRef]
-    counts: dict[str, int]
-    source: str
-    read: int
-    unchanged: int
-    owned: int
-    kept: int
-    held: int
-    seen: Any  # the users table's fingerprint when diff read it (apply re-checks claims if it changed)
-    removals: int
-    writes: int
-    cursor: str  # carried from extract: the delta link apply stores
-    reading: str
-    warnings: list[str]  # carried from extract: what the read met
-    account: str  # a single-account run: the account it planned for
-    confirmation: dict[str, Any]  # removals confirmed with the source (``usersync.run.confirm.Confirmation``)
-    parts: list[dict[str, Any]]  # the mapped partitions, kept while removals wait to be confirmed after approval
 
 
 class Applied(TypedDict, total=False):

@@ -24,6 +24,7 @@ from usersync.explain.match import AMBIGUOUS, absent_sections, find_user, match_
 from usersync.explain.reading import identity, read_sections
 from usersync.plan.change_tables import ChangeTables
 from usersync.plan.mapping import map_records
+from usersync.plan.read_plan import choose
 from usersync.plan.tables import (
     SKIPPED_SCHEMA,
     mapped_batch,
@@ -37,12 +38,14 @@ from usersync.plan.tables import (
     value_fields_of,
 )
 from usersync.rules import Rules
+from usersync.run.handover import Extracted, Mapped, PlanRef
 from usersync.sources.base import Source
 from usersync.sources.errors import EmptySource
+from usersync.sources.read_state import ReadPosition, SourceInfo
 from usersync.store.detach import DetachError, detach_plan
 from usersync.store.recheck import fingerprint
 from usersync.store.schema_version import ensure_schema
-from usersync.store.sync_state import choose, load_watermark
+from usersync.store.source_state import load_watermark
 from usersync.store.users_read import users_table
 
 log = logging.getLogger(__name__)
@@ -50,7 +53,7 @@ REMOVED_SCHEMA = pa.schema([("anchor", pa.string())])
 
 
 def check_step(source: Source, rules: Rules | None = None, engine: Engine | None = None,
-               full_sync: bool | str = False, account: str | None = None) -> dict[str, Any]:
+               full_sync: bool | str = False, account: str | None = None) -> SourceInfo:
     """Prove the source readable; for a delta source (``rules`` and the users ``engine`` given), choose how
     this run reads it — ``info["read"]`` (mode, reason, the watermark to store) and ``info["reading"]``.
 
@@ -59,28 +62,30 @@ def check_step(source: Source, rules: Rules | None = None, engine: Engine | None
     for warning in info.get("warnings", []):
         log.warning("%s", warning)
     if account:
-        info.update(account=account, reading=f"one account: {account!r} (the delta watermark is not moved)"
-                    if rules is not None and rules.source.delta is not None else f"one account: {account!r}")
+        info["account"] = account
+        info["reading"] = (f"one account: {account!r} (the delta watermark is not moved)"
+                           if rules is not None and rules.source.delta is not None else f"one account: {account!r}")
         return info
     if rules is not None and engine is not None and rules.source.delta is not None:
-        read = choose(rules, load_watermark(engine, rules.source.name), info["dc"], datetime.now(UTC),
-                      full_sync=full_sync)
-        info.update(read=read.to_json(), reading=read.describe())
-        log.info("this run reads the source: %s", read.describe())
+        read = choose(rules, load_watermark(engine, rules.source.name), ReadPosition.from_json(info["position"]),
+                      source.position_holds, datetime.now(UTC), full_sync=full_sync)
+        reading = read.describe(source.describe_position)
+        info["read"], info["reading"] = read.to_json(), reading
+        log.info("this run reads the source: %s", reading)
     return info
 
 
-def is_delta(info: dict[str, Any]) -> bool:
+def is_delta(info: SourceInfo) -> bool:
     return (info.get("read") or {}).get("mode") == "delta"
 
 
-def partitions(rules: Rules, info: dict[str, Any]) -> list[int]:
+def partitions(rules: Rules, info: SourceInfo) -> list[int]:
     """The partitions this run extracts: all of them for a full read, one for a delta or one account."""
     return [0] if is_delta(info) or info.get("account") else list(range(rules.source.partition_count))
 
 
-def extract_step(source: Source, info: dict[str, Any], attributes: list[str], folder: RunFolder,
-                 index: int = 0, count: int = 1, rules: Rules | None = None) -> dict[str, Any]:
+def extract_step(source: Source, info: SourceInfo, attributes: list[str], folder: RunFolder,
+                 index: int = 0, count: int = 1, rules: Rules | None = None) -> Extracted:
     """Read partition ``index`` of ``count`` into ``records/part-<index>.parquet``; returns its reference.
 
     A partition may be empty; the whole source may not: then this step fails, never "everyone left". A delta
@@ -98,7 +103,7 @@ def extract_step(source: Source, info: dict[str, Any], attributes: list[str], fo
         raise _empty(info, source)  # an empty partition is fine; an empty source is an error, never "everyone left"
     log.info("extracted %d %srecords from %s (partition %d of %d) into %s", ref.rows,
              "changed " if delta else "", info.get("url"), index + 1, count, ref.file)
-    out: dict[str, Any] = {"partition": index, "records": ref.to_json(), "delta": delta}
+    out = Extracted(partition=index, records=ref.to_json(), delta=delta)
     if source.cursor:  # where the next delta read starts (stored by apply, if it applies)
         out["cursor"] = source.cursor
     if fallback:
@@ -111,12 +116,12 @@ def extract_step(source: Source, info: dict[str, Any], attributes: list[str], fo
                                                                            schema=REMOVED_SCHEMA)], REMOVED_SCHEMA)
         log.info("delta: %d account(s) deleted or out of scope since the watermark (%d entries scanned)",
                  len(anchors), scanned)
-        out.update(removed=removed.to_json(), scanned=scanned)
+        out["removed"], out["scanned"] = removed.to_json(), scanned
     return out
 
 
-def one_account_step(source: Source, info: dict[str, Any], attributes: list[str], folder: RunFolder,
-                     rules: Rules | None) -> dict[str, Any]:
+def one_account_step(source: Source, info: SourceInfo, attributes: list[str], folder: RunFolder,
+                     rules: Rules | None) -> Extracted:
     """Read the one account ``info["account"]`` names, server-side; its records file holds it only when the
     rules' scope takes it in. What was read and each scope test go to the account's explanation."""
     if rules is None:
@@ -129,7 +134,7 @@ def one_account_step(source: Source, info: dict[str, Any], attributes: list[str]
              "in scope" if found.in_scope else "not found" if found.record is None else "out of scope")
     explanation.save(folder, "extract", read_sections(rules, found, attributes, info.get("url", "the source")),
                      identity(rules, found))
-    out: dict[str, Any] = {"partition": 0, "records": ref.to_json(), "delta": False, "account": found.asked}
+    out = Extracted(partition=0, records=ref.to_json(), delta=False, account=found.asked)
     if source.warnings:
         out["warnings"] = list(source.warnings)
     return out
@@ -179,8 +184,8 @@ def last_state_per_entity(folder: RunFolder, ref: TableRef, column: str) -> Tabl
     return folder.write(ref.file, kept, table.schema)
 
 
-def _empty(info: dict[str, Any], source: Source) -> EmptySource:
-    where = ", ".join(f"{k} {v}" for k, v in info.items() if k in ("base", "filter", "table", "file"))
+def _empty(info: SourceInfo, source: Source) -> EmptySource:
+    where = ", ".join(f"{k} {v}" for k, v in (info.get("where") or {}).items() if k != "scope")
     how = f" reading in full ({source.fallback})" if source.fallback else ""
     error = EmptySource(f"{info.get('url')} returned no users{how}{f' ({where})' if where else ''}; refusing to treat "
                         f"that as 'everyone left' ({source.empty_hint})")
@@ -189,7 +194,7 @@ def _empty(info: dict[str, Any], source: Source) -> EmptySource:
     return error
 
 
-def map_step(rules: Rules, extracted: dict[str, Any], folder: RunFolder) -> dict[str, Any]:
+def map_step(rules: Rules, extracted: Extracted, folder: RunFolder) -> Mapped:
     """Map one partition's records, a batch at a time, into ``mapped/`` and ``skipped/`` files of the run."""
     index, ref = extracted["partition"], TableRef.from_json(extracted["records"])
     fields = value_fields_of(rules)
@@ -211,14 +216,26 @@ def map_step(rules: Rules, extracted: dict[str, Any], folder: RunFolder) -> dict
     skipped_ref = folder.write(f"skipped/part-{index:03d}.parquet", [skipped_batch(skipped)], SKIPPED_SCHEMA)
     progress.done()
     log.info("mapped %d of %d records (%d skipped)", mapped_ref.rows, ref.rows, len(skipped))
-    delta: dict[str, Any] = {k: extracted[k] for k in ("delta", "removed", "scanned", "cursor", "reading", "warnings",
-                                                       "account")
-                             if k in extracted}
-    return {"read": ref.rows, "mapped": mapped_ref.to_json(), "skipped": skipped_ref.to_json(), **delta}
+    out = Mapped(read=ref.rows, mapped=mapped_ref.to_json(), skipped=skipped_ref.to_json(),
+                 delta=extracted.get("delta", False))
+    # what the extract found about the read, carried on to the diff
+    if "removed" in extracted:
+        out["removed"] = extracted["removed"]
+    if "scanned" in extracted:
+        out["scanned"] = extracted["scanned"]
+    if "cursor" in extracted:
+        out["cursor"] = extracted["cursor"]
+    if "reading" in extracted:
+        out["reading"] = extracted["reading"]
+    if "warnings" in extracted:
+        out["warnings"] = extracted["warnings"]
+    if "account" in extracted:
+        out["account"] = extracted["account"]
+    return out
 
 
-def diff_step(rules: Rules, parts: list[dict[str, Any]], engine: Engine, folder: RunFolder,
-              as_of: datetime | None = None, keep_as_local: bool = False) -> dict[str, Any]:
+def diff_step(rules: Rules, parts: list[Mapped], engine: Engine, folder: RunFolder,
+              as_of: datetime | None = None, keep_as_local: bool = False) -> PlanRef:
     """Columnar diff of all mapped partitions against the users table; the plan goes to ``plan/*.parquet``.
 
     ``as_of``: the run's time (its due time, when scheduled) — the day leavers leave, and what grace periods

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from usersync.core.connection import ConnectionFields
+from usersync.sources.read_state import ReadPosition, SourceInfo
 from usersync.sources.record import SourceRecord
 from usersync.sources.spec import SourceSpecBase
 
@@ -77,12 +78,12 @@ class Source(ABC):
         for file sources), ``params`` the run's trigger parameters."""
 
     @abstractmethod
-    def check(self) -> dict[str, Any]: ...
+    def check(self) -> SourceInfo: ...
 
     @abstractmethod
-    def records(self, info: dict[str, Any]) -> Iterator[SourceRecord]: ...
+    def records(self, info: SourceInfo) -> Iterator[SourceRecord]: ...
 
-    def partition(self, info: dict[str, Any], index: int, count: int) -> Iterator[SourceRecord]:
+    def partition(self, info: SourceInfo, index: int, count: int) -> Iterator[SourceRecord]:
         """Partition ``index`` of ``count`` of the records (disjoint, together all of them).
 
         Sources that cannot split their read are read whole, as the one partition there is.
@@ -91,7 +92,7 @@ class Source(ABC):
             raise ValueError(f"{type(self).__name__} reads in one partition, not {count}")
         return self.records(info)
 
-    def removed(self, info: dict[str, Any], in_scope: set[str]) -> tuple[list[str], int]:
+    def removed(self, info: SourceInfo, in_scope: set[str]) -> tuple[list[str], int]:
         """On a delta read, the anchors of accounts gone since the watermark (and entries read to find them);
         ``in_scope``: the anchors of the changed entries the read returned.
 
@@ -100,15 +101,31 @@ class Source(ABC):
         return [], 0
 
     @abstractmethod
-    def read_one(self, info: dict[str, Any], account: str) -> OneAccount:
+    def read_one(self, info: SourceInfo, account: str) -> OneAccount:
         """Only the account ``account`` names (its key, an anchor or a DN, as the source type allows), with the
         server doing the search; and whether the rules' scope takes it in, test by test."""
 
-    def lookup(self, info: dict[str, Any], key: str | None, anchor: str | None) -> OneAccount:
+    def lookup(self, info: SourceInfo, key: str | None, anchor: str | None) -> OneAccount:
         """One account by what the users table keeps of it — its key (account name) and its anchor — to confirm,
         before its user is removed, that the source no longer has it in scope. The default asks ``read_one`` by
         the key, else the anchor; a source whose server finds an account by its anchor does better."""
         return self.read_one(info, key or anchor or "")
+
+    # --- delta reads: the position a read continues from (``usersync.sources.read_state``) ------------------
+    # ``check()`` of a delta-capable reader puts where the source stands now in ``info["position"]``
+    # (``ReadPosition.to_json()``); the run stores it when it applies, and a later run asks the reader whether
+    # the stored one still holds.
+
+    def position_holds(self, stored: ReadPosition, now: ReadPosition) -> str | None:
+        """None when a delta read may continue from ``stored`` (this reader's own position) with the source
+        standing at ``now``; else why not, in words an admin can act on (the run then reads in full)."""
+        if stored.server != now.server:
+            return f"another server ({now.server}; the watermark is of {stored.server})"
+        return None
+
+    def describe_position(self, stored: ReadPosition) -> str:
+        """What a delta read from ``stored`` reads, for the report."""
+        return "changes since the stored position"
 
     def close(self) -> None:  # noqa: B027 - optional: sources without connections have nothing to release
         """Release connections; safe to call more than once."""

@@ -9,7 +9,7 @@ imported on demand, how many partitions it reads in parallel.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
@@ -84,8 +84,9 @@ class SourceSpecBase(StrictModel):
     @classmethod
     def _marks_disabled(cls, v: str) -> str:
         if v != "import" and cls.disabled_attribute is None:
-            raise ValueError(f"'{v}' is for active_directory, cucm, entra_id and scim sources (they mark accounts "
-                             "disabled); for other sources leave disabled accounts out with the filter / query")
+            marking = types_with(lambda spec: spec.disabled_attribute is not None)
+            raise ValueError(f"'{v}' is for {marking} sources (they mark accounts disabled); for other sources leave "
+                             "disabled accounts out with the filter / query")
         return v
 
     @field_validator("delta")
@@ -94,8 +95,8 @@ class SourceSpecBase(StrictModel):
         if v is None:
             return v
         if cls.delta_anchor is None:
-            raise ValueError(f"delta sync is for active_directory and entra_id sources only (it reads AD's "
-                             f"uSNChanged or Graph's delta query); {cls.type_names()[0]} sources are read whole "
+            raise ValueError(f"delta sync is for {types_with(lambda spec: spec.delta_anchor is not None)} sources "
+                             f"only (they read only what changed); {cls.type_names()[0]} sources are read whole "
                              f"({cls.no_delta}): remove 'delta'")
         if (info.data.get("external_id_attribute") or "").lower() != cls.delta_anchor.lower():
             raise ValueError(f"needs external_id_attribute {cls.delta_anchor} "
@@ -118,6 +119,13 @@ class SourceSpecBase(StrictModel):
     def connection_id(self) -> str | None:
         """The Airflow connection this source is reached through; None for sources read from a file."""
         return None
+
+    @classmethod
+    def rotated_secrets(cls, conn_type: str | None, extra: Mapping[str, Any]) -> tuple[str, ...]:
+        """The connection extras this type's server may renew during a run (e.g. a refresh token it rotates):
+        the adapter keeps what a run received for the next run, and gives it back before the connection's own
+        unless an admin has entered a new one since. None by default."""
+        return ()
 
     def is_disabled(self, value: str) -> bool:
         """Whether ``disabled_attribute``'s value marks the account disabled; ValueError for a value that
@@ -160,3 +168,21 @@ def with_default(data: Any, key: str, value: Any) -> Any:
     if isinstance(data, dict) and key not in data:
         return {**data, key: value}
     return data
+
+
+def types_with(capability: Callable[[type[SourceSpecBase]], bool]) -> str:
+    """The source types whose spec declares ``capability``, as a rules file names them ("a, b and c"): read
+    from the specs themselves, so a new type's declarations show in every message without editing it."""
+    found: list[str] = []
+    waiting = list(SourceSpecBase.__subclasses__())
+    while waiting:
+        spec = waiting.pop()
+        waiting.extend(spec.__subclasses__())
+        if "type" in spec.model_fields and capability(spec):
+            found.extend(n for n in spec.type_names() if isinstance(n, str))
+    return listed(sorted(set(found)))
+
+
+def listed(names: list[str]) -> str:
+    """``["a", "b", "c"]`` → ``"a, b and c"``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}" if names else "no"

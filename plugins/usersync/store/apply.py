@@ -23,9 +23,10 @@ from usersync.core.errors import UsersyncError
 from usersync.core.progress import Progress
 from usersync.core.users_table import users
 from usersync.plan.change_tables import ChangeTables
+from usersync.plan.read_plan import Watermark
 from usersync.store.recheck import Conflict, lock_users_table, recheck
 from usersync.store.schema_version import ensure_schema
-from usersync.store.sync_state import Watermark, save_watermark
+from usersync.store.source_state import save_watermark
 
 log = logging.getLogger(__name__)
 BATCH = 5000

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from usersync.sources.cucm.reader import AxlClient, AxlSettings
+from usersync.sources.cucm.reader import AxlSettings
 from usersync_airflow.hooks.client_hook import ClientHook
 from usersync_airflow.sources import connection_fields
 
@@ -16,6 +16,7 @@ class AxlHook(ClientHook):
     conn_name_attr = "axl_conn_id"
     default_conn_name = "usersync_axl_default"
     conn_type = "usersync_axl"
+    source_type = "cucm"
     hook_name = "usersync Cisco UCM (AXL)"
 
     def __init__(self, axl_conn_id: str = default_conn_name, **kwargs: Any) -> None:
@@ -23,10 +24,3 @@ class AxlHook(ClientHook):
 
     def get_settings(self) -> AxlSettings:
         return AxlSettings.from_connection(connection_fields(self.conn_id))
-
-    def make_client(self, settings: AxlSettings) -> AxlClient:
-        return AxlClient(settings)
-
-    def probe(self, client: AxlClient) -> str:
-        client.list_users("%", ["userid"], 0, 1)
-        return f"AXL {client.settings.version} answered at {client.settings.url}"

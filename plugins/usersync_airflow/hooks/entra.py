@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from usersync.sources.entra.graph_client import GraphClient, GraphSettings, graph_settings
+from usersync.sources.entra.graph_client import GraphSettings, graph_settings
 from usersync_airflow.hooks.client_hook import ClientHook
 from usersync_airflow.sources import connection_fields
 
@@ -21,6 +21,7 @@ class EntraHook(ClientHook):
     conn_name_attr = "entra_conn_id"
     default_conn_name = "usersync_entra_default"
     conn_type = "usersync_entra"
+    source_type = "entra_id"
     hook_name = "usersync Microsoft Entra ID (Graph)"
 
     def __init__(self, entra_conn_id: str = default_conn_name, **kwargs: Any) -> None:
@@ -28,10 +29,3 @@ class EntraHook(ClientHook):
 
     def get_settings(self) -> GraphSettings:
         return graph_settings(connection_fields(self.conn_id))
-
-    def make_client(self, settings: GraphSettings) -> GraphClient:
-        return GraphClient(settings)
-
-    def probe(self, client: GraphClient) -> str:
-        client.get("v1.0/users", {"$select": "id", "$top": "1"})
-        return f"Microsoft Graph answered for tenant {client.settings.tenant_id} (users readable)"

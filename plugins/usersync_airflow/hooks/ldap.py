@@ -11,6 +11,8 @@ from airflow.sdk import BaseHook
 
 from usersync.sources.errors import SourceError
 from usersync.sources.ldap.directory import LdapDirectory, LdapSettings
+from usersync.sources.ldap.reader import LdapSource
+from usersync_airflow.hooks.client_hook import test_reader
 from usersync_airflow.sources import connection_fields
 
 
@@ -40,17 +42,20 @@ class LdapHook(BaseHook):
             self._directory = None
 
     def test_connection(self) -> tuple[bool, str]:
-        """Bind to every domain controller the connection names, one by one: green only when all answer, and
-        the message says how each did (a DC under maintenance shows here before a run has to skip it)."""
+        """The reader's own ``check()`` against every domain controller the connection names, one by one: green
+        only when all answer, and the message says how each did (a DC under maintenance shows here before a run
+        has to skip it)."""
         try:
-            settings = self.get_settings()
+            reader = test_reader("ldap", self.ldap_conn_id)
         except SourceError as exc:
             return False, str(exc)
+        assert isinstance(reader, LdapSource)
         results, ok = [], True
-        for one in settings.per_host():
+        for one in reader.settings.per_host():
             try:
-                with LdapDirectory.open(one) as directory:
-                    results.append(f"bound to {directory.url}; default users container {directory.default_users_base()}")
+                with LdapSource(reader.spec, one, reader.attributes) as source:
+                    info = source.check()
+                results.append(f"bound to {info.get('url')}; base {(info.get('where') or {}).get('base')}")
             except SourceError as exc:
                 ok = False
                 results.append(f"{one.hosts[0]}: {exc}")

@@ -19,6 +19,7 @@ from usersync.core.progress import Progress
 from usersync.sources.base import OneAccount, ScopeCheck, Source, missing
 from usersync.sources.csvfile.spec import CsvSourceSpec
 from usersync.sources.errors import SourceQueryError
+from usersync.sources.read_state import SourceInfo
 from usersync.sources.record import SourceRecord
 from usersync.sources.spec import SourceSpecBase
 
@@ -78,7 +79,7 @@ class CsvSource(Source):
         header = [h.strip() for h in next(csv.reader([first], delimiter=delimiter))]
         return header, delimiter
 
-    def check(self) -> dict[str, Any]:
+    def check(self) -> SourceInfo:
         header, delimiter = self._header()
         lacking = missing(self.attributes, header)
         if lacking:
@@ -86,9 +87,10 @@ class CsvSource(Source):
                 f"{self.path.name}: the header lacks the column(s) {', '.join(lacking)} that the rules use "
                 f"(header: {', '.join(header)})"
             )
-        return {"url": f"file {self.path.name}", "file": str(self.path), "delimiter": delimiter, "warnings": []}
+        return SourceInfo(url=f"file {self.path.name}", warnings=[], where={"file": str(self.path)},
+                          own={"delimiter": delimiter})
 
-    def records(self, info: dict[str, Any]) -> Iterator[SourceRecord]:
+    def records(self, info: SourceInfo) -> Iterator[SourceRecord]:
         header, delimiter = self._header()
         progress = Progress(f"read {self.path.name}", log)
         with self._open() as f:
@@ -110,7 +112,7 @@ class CsvSource(Source):
                 raise SourceQueryError(f"{self.path.name} is not UTF-8 text ({e.reason})") from None
         progress.done()
 
-    def read_one(self, info: dict[str, Any], account: str) -> OneAccount:
+    def read_one(self, info: SourceInfo, account: str) -> OneAccount:
         """The account's line of the file: the line whose key column holds ``account`` (case-insensitively), or
         the line ``account`` names (``line 12``). A key on two lines is a duplicate the import skips."""
         wanted = account.strip().casefold()

@@ -32,6 +32,7 @@ from usersync.sources.errors import (
     SourceUnreachable,
 )
 from usersync.sources.http import MAX_RESPONSE_MB, max_response_bytes, read_capped
+from usersync.sources.read_state import SourceInfo
 from usersync.sources.record import SourceRecord
 from usersync.sources.spec import SourceSpecBase
 
@@ -197,11 +198,11 @@ class CucmSource(Source):
         assert isinstance(spec, CucmSourceSpec) and connection is not None
         return cls(spec, AxlSettings.from_connection(connection), attributes)
 
-    def check(self) -> dict[str, Any]:
+    def check(self) -> SourceInfo:
         self.client.list_users(self.spec.userid_pattern, ["userid"], 0, 1)
-        return {"url": f"{self.settings.url} (AXL {self.settings.version})", "warnings": []}
+        return SourceInfo(url=f"{self.settings.url} (AXL {self.settings.version})", warnings=[])
 
-    def records(self, info: dict[str, Any]) -> Iterator[SourceRecord]:
+    def records(self, info: SourceInfo) -> Iterator[SourceRecord]:
         """Pages of ``first`` users from ``skip`` 0 until a short page. A user served twice (pages overlap when
         users are added while the read pages) is yielded each time: ``unique_by`` keeps its last state."""
         tags = self._tags()
@@ -227,7 +228,7 @@ class CucmSource(Source):
     def _tags(self) -> list[str]:
         return list(dict.fromkeys(["userid", "status", *self.attributes]))
 
-    def read_one(self, info: dict[str, Any], account: str) -> OneAccount:
+    def read_one(self, info: SourceInfo, account: str) -> OneAccount:
         """The end user whose userid is ``account``: listUser with that userid as its search criterion (CUCM
         finds it; ``_`` is a one-character wildcard there, so every page of matches is read until the exact
         userid is among them), then the rules' userid pattern and the inactive status tested on it."""

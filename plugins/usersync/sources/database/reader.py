@@ -18,6 +18,7 @@ from usersync.core.progress import Progress
 from usersync.sources.base import OneAccount, Source, missing
 from usersync.sources.database.spec import DatabaseSourceSpec
 from usersync.sources.errors import SourceAuthError, SourceError, SourceQueryError, SourceUnreachable
+from usersync.sources.read_state import SourceInfo
 from usersync.sources.record import SourceRecord
 from usersync.sources.spec import SourceSpecBase
 
@@ -61,7 +62,7 @@ class DatabaseSource(Source):
         except exc.DBAPIError as e:
             raise _translate(e, self.where) from None
 
-    def check(self) -> dict[str, Any]:
+    def check(self) -> SourceInfo:
         with self._connect() as conn:
             try:
                 result = conn.execute(text(f"SELECT * FROM ({self._sql()}) usersync_q WHERE 1 = 0"))
@@ -75,9 +76,9 @@ class DatabaseSource(Source):
                 f"{self.spec.describe()} on {self.where} has no column(s) {', '.join(lacking)} "
                 f"(it has: {', '.join(columns)})"
             )
-        return {"url": self.where, "table": self.spec.table or "(query)", "warnings": []}
+        return SourceInfo(url=self.where, warnings=[], where={"table": self.spec.table or "(query)"})
 
-    def records(self, info: dict[str, Any]) -> Iterator[SourceRecord]:
+    def records(self, info: SourceInfo) -> Iterator[SourceRecord]:
         progress = Progress(f"extract {self.spec.describe()}", log)
         what = self.spec.table or "query"
         with self._connect() as conn:
@@ -96,7 +97,7 @@ class DatabaseSource(Source):
                 conn.rollback()
         progress.done()
 
-    def read_one(self, info: dict[str, Any], account: str) -> OneAccount:
+    def read_one(self, info: SourceInfo, account: str) -> OneAccount:
         """The row whose key (or anchor) column equals ``account``: the table or query filtered by the
         database (``WHERE key = :value``), never read whole. The query is the scope: a row it does not return
         is not in the source."""

@@ -1,11 +1,7 @@
 """A small Microsoft Graph client for reading users: OAuth 2.0 client credentials through MSAL (which caches the
-token until it expires and renews it), requests through httpx, paging by ``@odata.nextLink``, and Graph's
-failure modes handled as Microsoft documents them:
-
-- 429 and 503 wait ``Retry-After`` seconds (bounded: ``max_retries`` tries, ``max_wait`` seconds each);
-- 401 renews the token once, then fails;
-- any other error fails with Graph's own ``code`` and ``message``; an answer that is not Graph's JSON fails
-  naming the URL (a proxy's login page, a gateway error).
+token until it expires and renews it), requests through the shared HTTP core (429 / 503 wait ``Retry-After``;
+401 renews the token once; an answer that is not JSON fails naming the URL), paging by ``@odata.nextLink``, and
+any other error said with Graph's own ``code`` and ``message``.
 
 Secrets never appear in messages: MSAL holds the credential, and URLs carry no secret.
 """
@@ -13,7 +9,6 @@ Secrets never appear in messages: MSAL holds the credential, and URLs carry no s
 from __future__ import annotations
 
 import logging
-import ssl
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -25,7 +20,7 @@ import httpx
 
 from usersync.core.connection import ConnectionFields
 from usersync.sources.errors import SourceAuthError, SourceError, SourceQueryError, SourceUnreachable
-from usersync.sources.http import MAX_RESPONSE_MB, max_response_bytes, read_capped, retry_after, secure_url
+from usersync.sources.http import MAX_RESPONSE_MB, BearerAuth, HttpSettings, JsonHttp, max_response_bytes, secure_url
 
 log = logging.getLogger(__name__)
 GRAPH = "https://graph.microsoft.com"
@@ -112,14 +107,22 @@ def _waits(conn_id: str, text: Any) -> tuple[float, ...]:
 
 
 class GraphClient:
-    def __init__(self, settings: GraphSettings, sleep: Callable[[float], None] = time.sleep):
+    def __init__(self, settings: GraphSettings, sleep: Callable[[float], None] = time.sleep,
+                 transport: httpx.BaseTransport | None = None):
         self.settings = settings
         self.sleep = sleep
         self._app = None
-        verify = ssl.create_default_context(cafile=settings.ca_certs_file) if settings.ca_certs_file else True
-        self._http = httpx.Client(timeout=settings.timeout, verify=verify)
-        self.requests = 0
-        self.waited = 0.0
+        http = HttpSettings(settings.ca_certs_file, settings.timeout, settings.max_retries, settings.max_wait,
+                            settings.max_response_bytes)
+        self.http = JsonHttp("Microsoft Graph", http, BearerAuth(self, "Microsoft Graph"), sleep, transport)
+
+    @property
+    def requests(self) -> int:
+        return self.http.requests
+
+    @property
+    def waited(self) -> float:
+        return self.http.waited
 
     # --- the token -----------------------------------------------------------------------------------------
 
@@ -192,33 +195,11 @@ class GraphClient:
 
     def request(self, method: str, path: str, params: dict[str, str] | None = None,
                 body: dict[str, Any] | None = None) -> dict[str, Any]:
-        url, renewed, tries = self.url(path), False, 0
-        token = self.token()
-        while True:
-            tries += 1
-            self.requests += 1
-            try:
-                with self._http.stream(method, url, params=params, json=body,
-                                       headers={"Authorization": f"Bearer {token}"}) as answer:
-                    read_capped(answer, self.settings.max_response_bytes, url)
-            except httpx.TimeoutException:
-                raise SourceUnreachable(f"Microsoft Graph did not answer within {self.settings.timeout:g} s ({url})") from None
-            except httpx.HTTPError as exc:
-                raise SourceUnreachable(f"cannot reach Microsoft Graph at {url}: {type(exc).__name__}: {exc}") from None
-            if answer.status_code in (429, 503) and tries <= self.settings.max_retries:
-                wait = min(retry_after(answer), self.settings.max_wait)
-                log.warning("Microsoft Graph answered %d (throttled); waiting %.0f s as Retry-After says (try %d of %d)",
-                            answer.status_code, wait, tries, self.settings.max_retries + 1)
-                self.waited += wait
-                self.sleep(wait)
-                continue
-            if answer.status_code == 401 and not renewed:
-                log.info("Microsoft Graph refused the token (401): renewing it once")
-                token, renewed = self.token(renew=True), True
-                continue
-            if answer.status_code == 204:  # an update's answer: nothing to read
-                return {}
-            return _json(answer, url)
+        url = self.url(path)
+        answer = self.http.send(method, url, params=params, json=body)
+        if answer.status_code == 204:  # an update's answer: nothing to read
+            return {}
+        return _json(self.http, answer, url)
 
     def pages(self, path: str, params: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
         """Every page of a collection, following ``@odata.nextLink`` (which carries the query itself)."""
@@ -235,7 +216,7 @@ class GraphClient:
             yield page
 
     def close(self) -> None:
-        self._http.close()
+        self.http.close()
 
 
 class _Verifying:
@@ -262,13 +243,8 @@ def origin(url: str) -> tuple[str, str, int]:
     return scheme, (parts.hostname or "").lower(), parts.port or (443 if scheme == "https" else 80)
 
 
-def _json(answer: httpx.Response, url: str) -> dict[str, Any]:
-    try:
-        body = answer.json()
-    except ValueError:
-        raise SourceQueryError(f"Microsoft Graph answered {answer.status_code} with something that is not JSON "
-                               f"({answer.headers.get('content-type', 'no content type')}; a proxy or gateway in "
-                               f"between?) at {url}: {answer.text[:120]!r}") from None
+def _json(http: JsonHttp, answer: httpx.Response, url: str) -> dict[str, Any]:
+    body = http.json_of(answer, url)
     if answer.status_code >= 400:
         error = body.get("error") if isinstance(body, dict) else None
         code = error.get("code", "unknown") if isinstance(error, dict) else "unknown"

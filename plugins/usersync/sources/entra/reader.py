@@ -24,6 +24,7 @@ from usersync.sources.base import OneAccount, ScopeCheck, Source
 from usersync.sources.entra.graph_client import DeltaExpired, GraphClient, GraphError, GraphSettings, graph_settings
 from usersync.sources.entra.spec import EntraSourceSpec, is_guest
 from usersync.sources.errors import SourceQueryError
+from usersync.sources.read_state import ReadPosition, SourceInfo, since_of
 from usersync.sources.record import SourceRecord
 from usersync.sources.spec import SourceSpecBase
 
@@ -91,19 +92,30 @@ class EntraSource(Source):
         assert isinstance(spec, EntraSourceSpec) and connection is not None
         return cls(spec, graph_settings(connection), attributes)
 
-    def check(self) -> dict[str, Any]:
+    def check(self) -> SourceInfo:
         self.client.get("v1.0/users", {"$select": "id", "$top": "1"})  # token, permission, reachability
         if self.spec.group_id:
             self.client.get(f"v1.0/groups/{self.spec.group_id}", {"$select": "id,displayName"})
-        info: dict[str, Any] = {"url": f"{self.settings.graph_url} (tenant {self.settings.tenant_id})",
-                                "warnings": [], "select": self.select}
-        if self.spec.delta is not None:  # delta.choose reads these: the tenant is the "server"
-            info["dc"] = {"server": self.settings.tenant_id, "invocation_id": "graph", "usn": 0, "cursors": True}
+        info = SourceInfo(url=f"{self.settings.graph_url} (tenant {self.settings.tenant_id})", warnings=[],
+                          where={"group": self.spec.group_id} if self.spec.group_id else {})
+        if self.spec.delta is not None:  # the tenant is where it reads; how far is the delta link the read ends with
+            info["position"] = ReadPosition(self.settings.tenant_id).to_json()
         return info
 
-    def records(self, info: dict[str, Any]) -> Iterator[SourceRecord]:
-        read = info.get("read") or {}
-        cursor = (read.get("watermark") or {}).get("cursor") if read.get("mode") == "delta" else None
+    def position_holds(self, stored: ReadPosition, now: ReadPosition) -> str | None:
+        """A delta link is one tenant's, and a delta read needs one."""
+        if not stored.get("cursor"):
+            return "no delta link stored yet"
+        if stored.server != now.server:
+            return f"another tenant ({now.server}; the watermark is of {stored.server})"
+        return None
+
+    def describe_position(self, stored: ReadPosition) -> str:
+        return "changes since the last run's delta link"
+
+    def records(self, info: SourceInfo) -> Iterator[SourceRecord]:
+        since = since_of(info)
+        cursor = since.get("cursor") if since is not None else None
         if cursor:
             try:  # a delta round yields nothing before its last page is read: a fallback never duplicates
                 yield from self._changes(cursor)
@@ -123,7 +135,7 @@ class EntraSource(Source):
                 params["$filter"] = self.spec.filter
             yield from self._users(self.client.pages(path, params))
 
-    def removed(self, info: dict[str, Any], in_scope: set[str]) -> tuple[list[str], int]:
+    def removed(self, info: SourceInfo, in_scope: set[str]) -> tuple[list[str], int]:
         return [a for a in self._removed if a not in in_scope], len(self._removed)
 
     def _users(self, pages, changed: bool = False) -> Iterator[SourceRecord]:
@@ -211,7 +223,7 @@ class EntraSource(Source):
     def _record(self, user: dict[str, Any]) -> SourceRecord:
         return SourceRecord(account=user.get("userPrincipalName") or user["id"], attributes=flatten(user))
 
-    def read_one(self, info: dict[str, Any], account: str) -> OneAccount:
+    def read_one(self, info: SourceInfo, account: str) -> OneAccount:
         """One user: ``/users/{id | userPrincipalName}``, or for a bare name the user whose UPN starts with
         ``name@``; then the rules' scope asked of Graph for that user (``checkMemberGroups`` for the group,
         ``$filter`` with ``id eq``) and the disabled and guest tests."""

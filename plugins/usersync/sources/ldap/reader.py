@@ -14,6 +14,7 @@ from usersync.sources.ldap import ad_delta, forest, one_account
 from usersync.sources.ldap.directory import LdapDirectory, LdapSettings
 from usersync.sources.ldap.partitions import partition_filter
 from usersync.sources.ldap.spec import LdapSourceSpec
+from usersync.sources.read_state import ReadPosition, SourceInfo, own, since_of
 from usersync.sources.record import SourceRecord
 from usersync.sources.spec import SourceSpecBase
 
@@ -39,13 +40,13 @@ class LdapSource(Source):
         assert isinstance(spec, LdapSourceSpec) and connection is not None
         return cls(spec, LdapSettings.from_connection(connection), attributes)
 
-    def _open(self, info: dict | None = None) -> LdapDirectory:
+    def _open(self, info: SourceInfo | None = None) -> LdapDirectory:
         """The bound directory. After ``check``, the domain controller it chose is tried first, so every
         partition reads the same DC; a delta read uses that DC only (its USN watermark is that DC's)."""
         if self._directory is None:
             settings = self.settings
             if info is not None:
-                settings = settings.preferring(info.get("host"), only=_delta_since(info) is not None)
+                settings = settings.preferring(own(info).get("host"), only=_delta_since(info) is not None)
             self._directory = LdapDirectory.open(settings)
         return self._directory
 
@@ -59,7 +60,7 @@ class LdapSource(Source):
             parts.append(ad_delta.member_filter(self.spec.member_of))
         return parts[0] if len(parts) == 1 else f"(&{''.join(parts)})"
 
-    def check(self) -> dict:
+    def check(self) -> SourceInfo:
         """Bind, resolve the base, prove the scope groups exist; for delta sources, the DC's state too."""
         directory = self._open()
         base = self.spec.object_path.strip() or ("" if directory.global_catalog else directory.default_users_base())
@@ -71,15 +72,35 @@ class LdapSource(Source):
                             "because the connection's security_mode is SecureThenUnsecure (it never falls back after "
                             "a certificate or StartTLS failure)")
         ad_delta.check_groups(directory, self.spec.member_of)
-        info: dict[str, Any] = {"url": directory.url, "host": directory.host_entry, "base": base,
-                                "filter": self.search_filter(), "warnings": warnings}
+        mine: dict[str, Any] = {"host": directory.host_entry, "base": base, "filter": self.search_filter()}
+        info = SourceInfo(url=directory.url, warnings=warnings, where={"base": base, "filter": mine["filter"]},
+                          own=mine)
         if directory.global_catalog:
-            info["scope"] = "the whole forest (Global Catalog)" + ("" if base else ", from its root")
+            info["where"]["scope"] = "the whole forest (Global Catalog)" + ("" if base else ", from its root")
         if forest.computed(self.attributes):
-            info["domains"] = forest.domain_names(directory)
-        if self.spec.delta is not None:
-            info["dc"] = ad_delta.dc_state(directory, self.spec.member_of)  # read before any search: the watermark
+            mine["domains"] = forest.domain_names(directory)
+        if self.spec.delta is not None:  # read before any search: the position a later delta continues from
+            mine["dc"] = dc = ad_delta.dc_state(directory, self.spec.member_of)
+            info["position"] = ReadPosition(dc["server"], {"invocation_id": dc["invocation_id"], "usn": dc["usn"],
+                                                           "scope_usn": dc["scope_usn"]}).to_json()
         return info
+
+    def position_holds(self, stored: ReadPosition, now: ReadPosition) -> str | None:
+        """A USN is one DC's count in one database: the same DC, the same database (invocationId), a USN not
+        behind the stored one, and no change to the member_of groups since (AD does not mark the users)."""
+        if stored.server != now.server:
+            return f"another domain controller ({now.server}; the watermark is of {stored.server})"
+        if stored.get("invocation_id") != now.get("invocation_id"):
+            return "the domain controller's database changed (new invocationId: restored from backup?)"
+        usn = int(stored.get("usn") or 0)
+        if int(now.get("usn") or 0) < usn:
+            return f"the DC's USN {now.get('usn')} is below the watermark {usn}"
+        if int(now.get("scope_usn") or 0) > usn:
+            return "membership of a member_of group changed (AD does not mark the users themselves)"
+        return None
+
+    def describe_position(self, stored: ReadPosition) -> str:
+        return f"entries changed since USN {stored.get('usn')}"
 
     def _check_global_catalog(self, directory: LdapDirectory) -> None:
         """A Global Catalog read refuses what it cannot do whole: delta (a watermark is one domain's), and
@@ -96,10 +117,10 @@ class LdapSource(Source):
                 "'Replicate this attribute to the Global Catalog' in the AD schema, or read each domain through "
                 "its own DCs (port 636)")
 
-    def records(self, info: dict) -> Iterator[SourceRecord]:
+    def records(self, info: SourceInfo) -> Iterator[SourceRecord]:
         return self.partition(info, 0, 1)
 
-    def partition(self, info: dict, index: int, count: int) -> Iterator[SourceRecord]:
+    def partition(self, info: SourceInfo, index: int, count: int) -> Iterator[SourceRecord]:
         """One paged search per partition: the rules' filter AND the partition's (see ``partitions``).
 
         A delta read (``info["read"]``) is small: partition 0 reads every entry changed since the watermark in
@@ -109,28 +130,28 @@ class LdapSource(Source):
         if since is not None:
             if index:
                 return
-            ldap_filter = ad_delta.changed_since(info["filter"], since)
+            ldap_filter = ad_delta.changed_since(own(info)["filter"], since)
         else:
             part = partition_filter(self.spec.key_attribute, index, count)
-            ldap_filter = f"(&{info['filter']}{part})" if part else info["filter"]
-        records = self._open(info).search(info["base"], ldap_filter, self.server_attributes, self.spec.page_size,
+            ldap_filter = f"(&{own(info)['filter']}{part})" if part else own(info)["filter"]
+        records = self._open(info).search(own(info)["base"], ldap_filter, self.server_attributes, self.spec.page_size,
                                           self.spec.scope)
         yield from (_with_domain(record, info) for record in records)
 
-    def read_one(self, info: dict, account: str) -> OneAccount:
+    def read_one(self, info: SourceInfo, account: str) -> OneAccount:
         """The entry ``account`` names (key, UPN, objectGUID or DN), found by the server from the naming
         context, and the rules' scope tested on it entry by entry (see ``one_account``)."""
-        found = one_account.read_one(self._open(info), self.spec, account, info["base"], self.server_attributes)
+        found = one_account.read_one(self._open(info), self.spec, account, own(info)["base"], self.server_attributes)
         if found.record is not None:
             found.record = _with_domain(found.record, info)
         return found
 
-    def removed(self, info: dict, in_scope: set[str]) -> tuple[list[str], int]:
+    def removed(self, info: SourceInfo, in_scope: set[str]) -> tuple[list[str], int]:
         """On a delta read: anchors of the accounts deleted or moved out of scope since the watermark."""
         since = _delta_since(info)
         if since is None:
             return [], 0
-        return ad_delta.removed_anchors(self._open(info), in_scope, since, info["dc"]["naming_context"])
+        return ad_delta.removed_anchors(self._open(info), in_scope, since, own(info)["dc"]["naming_context"])
 
     def close(self) -> None:
         if self._directory is not None:
@@ -138,17 +159,18 @@ class LdapSource(Source):
             self._directory = None
 
 
-def _with_domain(record: SourceRecord, info: dict) -> SourceRecord:
+def _with_domain(record: SourceRecord, info: SourceInfo) -> SourceRecord:
     """``dnDomain`` (the NetBIOS name of the domain the entry's DN lies in) added when the rules read it."""
-    domains = info.get("domains")
+    domains = own(info).get("domains")
     if not domains:
         return record
     name = forest.domain_of(record.account, domains)
     return SourceRecord(record.account, {**record.attributes, forest.DN_DOMAIN: [name] if name else []}, record.problem)
 
 
-def _delta_since(info: dict) -> int | None:
-    read = info.get("read") or {}
-    return read.get("since") if read.get("mode") == "delta" else None
+def _delta_since(info: SourceInfo) -> int | None:
+    """The USN a delta read continues from (None: a full read)."""
+    since = since_of(info)
+    return int(since.get("usn") or 0) if since is not None else None
 
 

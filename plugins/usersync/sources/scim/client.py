@@ -1,10 +1,7 @@
 """A small SCIM 2.0 client for reading users: a bearer token (a static one, or one renewed from an OAuth refresh
-token — ``tokens``), requests through httpx with the connection's CA bundle, and the protocol's failure modes:
-
-- 429 and 503 wait ``Retry-After`` seconds (bounded: ``max_retries`` tries, ``max_wait`` seconds each);
-- 401 renews the token once, then fails;
-- an error answers with SCIM's error body (RFC 7644 §3.12: ``status``, ``scimType``, ``detail``), said in words;
-  an answer that is not JSON fails naming the URL (a proxy's login page, a gateway error).
+token — ``tokens``) through the shared HTTP core (429 / 503 wait ``Retry-After``; 401 renews the token once; an
+answer that is not JSON fails naming the URL), and SCIM's error body (RFC 7644 §3.12: ``status``, ``scimType``,
+``detail``) said in words.
 
 Secrets never appear in messages: the token is only ever sent in the Authorization header.
 """
@@ -12,17 +9,16 @@ Secrets never appear in messages: the token is only ever sent in the Authorizati
 from __future__ import annotations
 
 import logging
-import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 
 from usersync.core.connection import ConnectionFields
-from usersync.sources.errors import SourceAuthError, SourceError, SourceQueryError, SourceUnreachable
-from usersync.sources.http import MAX_RESPONSE_MB, max_response_bytes, read_capped, retry_after, secure_url
+from usersync.sources.errors import SourceAuthError, SourceError, SourceQueryError
+from usersync.sources.http import MAX_RESPONSE_MB, BearerAuth, HttpSettings, JsonHttp, Tokens, secure_url
 
 log = logging.getLogger(__name__)
 SCIM_JSON = "application/scim+json"
@@ -48,12 +44,6 @@ class ScimError(SourceQueryError):
         self.status, self.scim_type, self.detail = status, scim_type, detail
 
 
-class Tokens(Protocol):
-    """Where bearer tokens come from: ``token(renew)`` — a fresh one when ``renew``."""
-
-    def token(self, renew: bool = False) -> str: ...
-
-
 @dataclass
 class StaticToken:
     """A long-lived bearer token from the connection (an API token of the provider)."""
@@ -76,6 +66,10 @@ class ScimSettings:
     max_wait: float = 120.0
     max_response_bytes: int = int(MAX_RESPONSE_MB * 2**20)
 
+    @property
+    def http(self) -> HttpSettings:
+        return HttpSettings(self.ca_certs_file, self.timeout, self.max_retries, self.max_wait, self.max_response_bytes)
+
 
 def scim_settings(conn: ConnectionFields, base_url: str | None = None) -> ScimSettings:
     """Connection fields: host = the base URL (``https://scim.example.com/scim/v2``); extras ``ca_certs_file``,
@@ -85,65 +79,46 @@ def scim_settings(conn: ConnectionFields, base_url: str | None = None) -> ScimSe
         raise SourceError(f"connection {conn.conn_id!r}: host must be the SCIM base URL (https://…/v2), not {url!r}")
     extra = conn.extra
     secure_url(url, conn.conn_id, extra, "the SCIM base URL")
-    return ScimSettings(base_url=url.rstrip("/"), ca_certs_file=extra.get("ca_certs_file") or None,
-                        timeout=float(extra.get("timeout", 60)), max_retries=int(extra.get("max_retries", 5)),
-                        max_wait=float(extra.get("max_wait", 120)), max_response_bytes=max_response_bytes(extra))
+    http = HttpSettings.from_extra(extra)
+    return ScimSettings(url.rstrip("/"), http.ca_certs_file, http.timeout, http.max_retries, http.max_wait,
+                        http.max_response_bytes)
 
 
 class ScimClient:
-    def __init__(self, settings: ScimSettings, tokens: Tokens, sleep: Callable[[float], None] = time.sleep):
-        self.settings, self.tokens, self.sleep = settings, tokens, sleep
-        verify: Any = ssl.create_default_context(cafile=settings.ca_certs_file) if settings.ca_certs_file else True
-        self._http = httpx.Client(timeout=settings.timeout, verify=verify)
-        self.requests = 0
-        self.waited = 0.0
-        self.http_seconds = 0.0  # time spent waiting on the provider (the benchmark's "share spent on HTTP")
+    """GET requests to one SCIM provider, through the shared HTTP core (``usersync.sources.http``)."""
+
+    def __init__(self, settings: ScimSettings, tokens: Tokens, sleep: Callable[[float], None] = time.sleep,
+                 transport: httpx.BaseTransport | None = None):
+        self.settings, self.tokens = settings, tokens
+        self.http = JsonHttp("the SCIM provider", settings.http, BearerAuth(tokens, "the SCIM provider"), sleep,
+                             transport)
+
+    @property
+    def requests(self) -> int:
+        return self.http.requests
+
+    @property
+    def waited(self) -> float:
+        return self.http.waited
+
+    @property
+    def http_seconds(self) -> float:
+        return self.http.seconds
 
     def url(self, path: str) -> str:
         return f"{self.settings.base_url}/{path.lstrip('/')}"
 
     def get(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
-        url, renewed, tries = self.url(path), False, 0
-        token = self.tokens.token()
-        while True:
-            tries += 1
-            self.requests += 1
-            started = time.perf_counter()
-            try:
-                with self._http.stream("GET", url, params=params,
-                                       headers={"Authorization": f"Bearer {token}",
-                                                "Accept": f"{SCIM_JSON}, application/json"}) as answer:
-                    read_capped(answer, self.settings.max_response_bytes, url)
-            except httpx.TimeoutException:
-                raise SourceUnreachable(f"the SCIM provider did not answer within {self.settings.timeout:g} s ({url})") from None
-            except httpx.HTTPError as exc:
-                raise SourceUnreachable(f"cannot reach the SCIM provider at {url}: {type(exc).__name__}: {exc}") from None
-            finally:
-                self.http_seconds += time.perf_counter() - started
-            if answer.status_code in (429, 503) and tries <= self.settings.max_retries:
-                wait = min(retry_after(answer), self.settings.max_wait)
-                log.warning("the SCIM provider answered %d (throttled); waiting %.0f s as Retry-After says (try %d of %d)",
-                            answer.status_code, wait, tries, self.settings.max_retries + 1)
-                self.waited += wait
-                self.sleep(wait)
-                continue
-            if answer.status_code == 401 and not renewed:
-                log.info("the SCIM provider refused the token (401): renewing it once")
-                token, renewed = self.tokens.token(renew=True), True
-                continue
-            return _json(answer, url)
+        url = self.url(path)
+        answer = self.http.send("GET", url, params=params, headers={"Accept": f"{SCIM_JSON}, application/json"})
+        return _json(self.http, answer, url)
 
     def close(self) -> None:
-        self._http.close()
+        self.http.close()
 
 
-def _json(answer: httpx.Response, url: str) -> dict[str, Any]:
-    try:
-        body = answer.json()
-    except ValueError:
-        raise SourceQueryError(f"the SCIM provider answered {answer.status_code} with something that is not JSON "
-                               f"({answer.headers.get('content-type', 'no content type')}; a proxy or gateway in "
-                               f"between?) at {url}: {answer.text[:120]!r}") from None
+def _json(http: JsonHttp, answer: httpx.Response, url: str) -> dict[str, Any]:
+    body = http.json_of(answer, url)
     if answer.status_code >= 400:
         body = body if isinstance(body, dict) else {}
         detail = str(body.get("detail") or body.get("message") or answer.reason_phrase)

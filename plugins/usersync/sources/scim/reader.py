@@ -18,6 +18,7 @@ from usersync.core.connection import ConnectionFields
 from usersync.core.progress import Progress
 from usersync.sources.base import OneAccount, ScopeCheck, Source, shifted_listing
 from usersync.sources.errors import SourceQueryError
+from usersync.sources.read_state import SourceInfo, own
 from usersync.sources.record import SourceRecord
 from usersync.sources.scim import webex
 from usersync.sources.scim.client import ScimClient, ScimError, ScimSettings, StaticToken, Tokens, scim_settings
@@ -53,7 +54,7 @@ class ScimSource(Source):
     def requested(self) -> str:
         return ",".join(dict.fromkeys(p.requested for p in self.paths.values()))
 
-    def check(self) -> dict[str, Any]:
+    def check(self) -> SourceInfo:
         """The provider's ServiceProviderConfig (paging limit, filter support), then one user to prove the token
         may list users."""
         warnings: list[str] = []
@@ -73,8 +74,8 @@ class ScimSource(Source):
         total = _int(attribute(self.client.get("Users", self._params(start=1, count=1)), "totalResults"), "totalResults")
         log.info("SCIM provider %s: %d user(s)%s, pages of %d", self.settings.base_url, total,
                  f" matching {self.spec.filter!r}" if self.spec.filter else "", page)
-        return {"url": self.settings.base_url, "warnings": warnings, "page": page, "total": total,
-                "filter": self.spec.filter or ""}
+        return SourceInfo(url=self.settings.base_url, warnings=warnings, users=total,
+                          where={"filter": self.spec.filter} if self.spec.filter else {}, own={"page": page})
 
     def _params(self, start: int, count: int) -> dict[str, str]:
         params = {"startIndex": str(start), "count": str(count), "attributes": self.requested}
@@ -82,13 +83,13 @@ class ScimSource(Source):
             params["filter"] = self.spec.filter
         return params
 
-    def records(self, info: dict[str, Any]) -> Iterator[SourceRecord]:
+    def records(self, info: SourceInfo) -> Iterator[SourceRecord]:
         """Every page from ``startIndex`` 1 until ``totalResults`` is passed. A user served again on a later page
         (changed while the read pages) is yielded again: ``unique_by`` keeps its last state. A provider that
         ignores ``startIndex`` answers a later page with the first page itself, and is refused."""
-        count = int(info.get("page") or self.spec.page_size)
+        count = int(own(info).get("page") or self.spec.page_size)
         start, first_page, totals, smallest = 1, None, [], count
-        progress = Progress(f"read SCIM users ({self.spec.name})", log, total=info.get("total"))
+        progress = Progress(f"read SCIM users ({self.spec.name})", log, total=info.get("users"))
         while True:
             page = self.client.get("Users", self._params(start, count))
             total = _int(attribute(page, "totalResults"), "totalResults")
@@ -140,7 +141,7 @@ class ScimSource(Source):
         return SourceRecord(f"SCIM user {key} (id {attribute(resource, 'id')})",
                             {k: v for k, v in values.items() if v is not None})
 
-    def read_one(self, info: dict[str, Any], account: str) -> OneAccount:
+    def read_one(self, info: SourceInfo, account: str) -> OneAccount:
         """By userName (a filter the provider answers), else by resource id; the rules' filter tested on it by the
         provider (``(<filter>) and id eq "<id>"``)."""
         found = self._by_user_name(account)
@@ -148,7 +149,7 @@ class ScimSource(Source):
             self._by_id(account, found)
         return self._scoped(found)
 
-    def lookup(self, info: dict[str, Any], key: str | None, anchor: str | None) -> OneAccount:
+    def lookup(self, info: SourceInfo, key: str | None, anchor: str | None) -> OneAccount:
         """By the resource id the users table keeps (one ``GET /Users/{id}``; 404: gone), else by userName."""
         if anchor and _RESOURCE_ID.fullmatch(anchor):
             return self._scoped(self._by_id(anchor, OneAccount(asked=anchor)))

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, ClassVar, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
 from usersync.sources.scim.paths import PathError, parse
 from usersync.sources.spec import ConnectedSpec
+
+WEBEX_CONN_TYPE = "usersync_webex"
+#: the extra Webex renews (a run's new refresh token is kept for the next run)
+REFRESH_TOKEN = "refresh_token"
+
+
+def is_webex_connection(conn_type: str | None, extra: Mapping[str, Any]) -> bool:
+    """A Webex Control Hub connection: the ``usersync_webex`` type, or any SCIM connection naming a Webex
+    organisation (``org_id``)."""
+    return (conn_type or "").lower() == WEBEX_CONN_TYPE or "org_id" in extra
 
 
 class ScimSourceSpec(ConnectedSpec):
@@ -29,6 +40,11 @@ class ScimSourceSpec(ConnectedSpec):
     filter: str | None = None
     #: users per page (``count``); the provider's ``maxResults`` (ServiceProviderConfig) caps it
     page_size: Annotated[int, Field(ge=1, le=10000)] = 1000
+
+    @classmethod
+    def rotated_secrets(cls, conn_type: str | None, extra: Mapping[str, Any]) -> tuple[str, ...]:
+        """Webex rotates the refresh token it renews access tokens from."""
+        return (REFRESH_TOKEN,) if is_webex_connection(conn_type, extra) else ()
 
     @field_validator("filter")
     @classmethod

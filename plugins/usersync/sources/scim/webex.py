@@ -15,35 +15,25 @@ an admin enters always wins.
 from __future__ import annotations
 
 import logging
-import ssl
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from usersync.core.connection import ConnectionFields
-from usersync.sources.errors import SourceAuthError, SourceError, SourceUnreachable
-from usersync.sources.http import secure_url
+from usersync.sources.errors import SourceAuthError, SourceError
+from usersync.sources.http import HttpSettings, JsonHttp, secure_url
 from usersync.sources.scim.client import ScimSettings, scim_settings
+from usersync.sources.scim.spec import REFRESH_TOKEN, WEBEX_CONN_TYPE, is_webex_connection
 
 log = logging.getLogger(__name__)
 WEBEX_API = "https://webexapis.com"
-CONN_TYPE = "usersync_webex"
-#: where the renewed refresh token is kept (ConnectionFields.keep / extra)
-REFRESH_TOKEN = "refresh_token"
-
-
-def keeps_rotated_token(conn_type: str | None, extra: Mapping[str, Any]) -> bool:
-    """Whether a connection is a Webex one, whose refresh token Webex rotates: the token a run received is kept for
-    the next run (and read back by it). The one predicate for both: a ``usersync_webex`` connection, or any SCIM
-    connection naming a Webex organisation (``org_id``)."""
-    return (conn_type or "").lower() == CONN_TYPE or "org_id" in extra
+CONN_TYPE = WEBEX_CONN_TYPE
 
 
 def is_webex(conn: ConnectionFields) -> bool:
-    return keeps_rotated_token(conn.conn_type, conn.extra)
+    return is_webex_connection(conn.conn_type, conn.extra)
 
 
 def webex_settings(conn: ConnectionFields) -> ScimSettings:
@@ -68,6 +58,7 @@ class RefreshingToken:
     _access: str | None = field(default=None, repr=False)
     _expires: float = 0.0
     renewals: int = 0
+    transport: httpx.BaseTransport | None = field(default=None, repr=False)  # the wire (tests: a mock)
 
     @classmethod
     def from_connection(cls, conn: ConnectionFields) -> RefreshingToken:
@@ -86,14 +77,13 @@ class RefreshingToken:
     def token(self, renew: bool = False) -> str:
         if self._access and not renew and time.time() < self._expires:
             return self._access
-        cafile = self.conn.extra.get("ca_certs_file")
-        verify: Any = ssl.create_default_context(cafile=cafile) if cafile else True
         form = {"grant_type": "refresh_token", "client_id": self.conn.login or "",
                 "client_secret": self.conn.password or "", "refresh_token": self.refresh_token}
+        http = JsonHttp("Webex", HttpSettings.from_extra(self.conn.extra), transport=self.transport)
         try:
-            answer = httpx.post(self.url, data=form, verify=verify, timeout=float(self.conn.extra.get("timeout", 60)))
-        except httpx.HTTPError as exc:
-            raise SourceUnreachable(f"cannot reach Webex at {self.url}: {type(exc).__name__}: {exc}") from None
+            answer = http.send("POST", self.url, data=form)
+        finally:
+            http.close()
         body = _json(answer)
         if answer.status_code >= 400 or "access_token" not in body:
             error = body.get("error") or answer.status_code
