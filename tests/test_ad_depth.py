@@ -22,7 +22,7 @@ from usersync.run.report import change_lines
 from usersync.sources import SourceQueryError
 from usersync.sources.ldap.directory import LdapSettings
 from usersync.sources.ldap.reader import LdapSource
-from usersync.store.sync_state import load_watermark
+from usersync.store.source_state import load_watermark
 
 pytestmark = pytest.mark.samba
 _ou_names = itertools.count()
@@ -180,16 +180,16 @@ def test_delta_reads_only_changes_and_keeps_the_watermark_only_after_apply(samba
     samba_dc.rename(dns["u5"], ou.n("u5.renamed"))
     samba_dc.move(dns["u6"], f"CN=Users,{BASE_DN}")  # out of scope
     samba_dc.add_user(ou.n("u99"), "Late", "Joiner", ou=ou, ipPhone="5999")
-    mark = load_watermark(engine, "corp").usn
+    mark = load_watermark(engine, "corp").read.get("usn")
     dry = run(dry_run=True)
-    assert dry["info"]["read"]["mode"] == "delta" and load_watermark(engine, "corp").usn == mark  # dry: kept
+    assert dry["info"]["read"]["mode"] == "delta" and load_watermark(engine, "corp").read.get("usn") == mark  # dry: kept
     result = run()
     assert result["info"]["read"]["mode"] == "delta"
     assert result["written"] == {"inserted": 1, "updated": 2, "deleted": 2, "disabled": 0}
     assert result["entries"] < 15  # the changed entries and their anchors, not the 30 users
     rows = run.rows()
     assert rows[ou.n("u3")]["department"] == "Changed" and ou.n("u4") not in rows and ou.n("u6") not in rows
-    assert ou.n("u5.renamed") in rows and ou.n("u99") in rows and load_watermark(engine, "corp").usn > mark
+    assert ou.n("u5.renamed") in rows and ou.n("u99") in rows and load_watermark(engine, "corp").read.get("usn") > mark
 
     forced = run(full_sync=True)
     assert forced["info"]["read"]["mode"] == "full" and "full_sync" in forced["info"]["reading"]

@@ -140,7 +140,7 @@ def test_partitions_read_the_dc_check_chose_and_a_delta_read_only_that_dc(dcs):
     spec = ActiveDirectorySourceSpec(type="active_directory", name="corp", conn_id="corp_ldap",
                                      filter="(objectClass=user)", domain="EXAMPLE")
     third = f"127.0.0.1:{servers[2].tls_port}"
-    info = {"host": third, "base": "CN=Users,DC=example,DC=test", "filter": "(objectClass=user)"}
+    info = {"own": {"host": third, "base": "CN=Users,DC=example,DC=test", "filter": "(objectClass=user)"}}
     with LdapSource(spec, settings, ["sAMAccountName"]) as source:
         assert len(list(source.partition(info, 0, 1))) == USERS
         assert source._directory.url == f"ldaps://{third}"  # check chose the third DC: extract reads it too
@@ -149,7 +149,7 @@ def test_partitions_read_the_dc_check_chose_and_a_delta_read_only_that_dc(dcs):
         with LdapSource(spec, settings, ["sAMAccountName"]) as source:  # a full read may move on to another DC
             assert len(list(source.partition(info, 0, 1))) == USERS
             assert source._directory.url == f"ldaps://127.0.0.1:{servers[0].tls_port}"
-        delta = {**info, "read": {"mode": "delta", "since": 5}}
+        delta = {**info, "read": {"mode": "delta", "since": {"server": "CN=DC3", "position": {"usn": 5}}}}
         with LdapSource(spec, settings, ["sAMAccountName"]) as source, pytest.raises(SourceUnreachable, match=third):
             list(source.partition(delta, 0, 1))  # a watermark belongs to one DC: never read changes elsewhere
     finally:

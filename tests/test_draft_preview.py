@@ -103,7 +103,7 @@ def test_a_delta_source_previews_with_a_full_read_and_keeps_its_delta_link(airfl
 
     from tests.support.graph_server import Tenant, graph_user
     from tests.test_entra_source import _rules, graph_source
-    from usersync.store.sync_state import load_watermark
+    from usersync.store.source_state import load_watermark
 
     tenant = Tenant()
     for i in range(10):

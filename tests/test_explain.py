@@ -49,10 +49,12 @@ def test_a_drafts_changes_are_listed_setting_by_setting():
 
 
 def test_an_absent_account_named_by_an_ad_username_two_domains_share_is_matched_to_nobody():
-    import pandas as pd
+    """The diff's own matcher decides (``plan.explained``); the explanation and the detach read its decision."""
     import pytest
 
-    from usersync.explain.match import AMBIGUOUS, absent_sections, find_user
+    from usersync.explain.match import absent_sections
+    from usersync.plan.diff import diff_frames
+    from usersync.plan.tables import mapped_schema, rows_frame, to_frame, value_fields_of
     from usersync.run.pipeline import _detach_one
     from usersync.store.detach import DetachError
 
@@ -60,18 +62,60 @@ def test_an_absent_account_named_by_an_ad_username_two_domains_share_is_matched_
     data["source"].pop("domain")
     data["source"]["domain_attribute"] = "company"
     r = parse_rules(data)
-    existing = pd.DataFrame([
+    existing = rows_frame([
         {"id": 1, "username": "jdoe.hq", "ad_username": "jdoe", "domain": "HQ", "source": "corp", "external_id": None},
         {"id": 2, "username": "jdoe.branch", "ad_username": "JDoe", "domain": "BRANCH", "source": "corp",
          "external_id": None},
         {"id": 3, "username": "anna", "ad_username": "anna", "domain": "HQ", "source": "corp", "external_id": None},
     ])
+    nobody = to_frame(mapped_schema(value_fields_of(r)).empty_table())
+
+    def decided(key, domain, anchor):
+        return diff_frames(r, nobody, existing, [], read=0, one_account=True, explain=(key, domain, anchor))
+
     facts = {"asked": "jdoe", "found": False, "key": "jdoe", "domain": None, "anchor": "jdoe"}
-    assert find_user(r, existing, facts) == (None, AMBIGUOUS)
-    assert "several users hold AD username 'jdoe'" in absent_sections(r, existing, facts)["match"][0]
+    plan = decided("jdoe", None, "jdoe")
+    assert (plan.explained["how"], plan.explained["user"]) == ("ambiguous", None)
+    assert "several users hold AD username 'jdoe'" in absent_sections(r, existing, facts, plan)["match"][0]
     with pytest.raises(DetachError, match="fits several users"):
-        _detach_one(r, existing, facts, "jdoe", None)  # type: ignore[arg-type]
-    row, how = find_user(r, existing, {**facts, "domain": "branch"})
-    assert (row["id"], how) == (2, "key")
-    row, how = find_user(r, existing, {**facts, "key": "anna", "anchor": "anna"})
-    assert (row["id"], how) == (3, "key")
+        _detach_one(r, existing, "jdoe", plan)
+    assert (decided("jdoe", "branch", None).explained["user"], decided("jdoe", "branch", None).explained["how"]) == (2, "key")
+    anna = decided("anna", None, "anna")
+    assert (anna.explained["user"], anna.explained["how"]) == (3, "key")
+    assert anna.explained["if_gone"] == {"policy": "delete", "deleted": True}
+    assert "the next full run DELETES this user (safety.deletion: delete)" in absent_sections(
+        r, existing, {**facts, "key": "anna"}, anna)["outcome"]
+    assert _detach_one(r, existing, "anna", anna).detaches.column("id").to_pylist() == [3]
+
+
+def test_an_absent_accounts_fate_is_what_the_leavers_rules_decide_grace_and_protection_included():
+    from datetime import UTC, datetime, timedelta
+
+    from usersync.explain.match import absent_sections
+    from usersync.plan.diff import diff_frames
+    from usersync.plan.tables import mapped_schema, rows_frame, to_frame, value_fields_of
+
+    data = ad_rules()
+    data["safety"] = {"deletion": "disable", "delete_after_days": 30}
+    data["protect"] = [{"field": "department", "in": ["Board"]}]
+    r = parse_rules(data)
+    now = datetime(2026, 6, 30, 2, 0, tzinfo=UTC)
+    existing = rows_frame([
+        {"id": 1, "username": "gone.since", "ad_username": "gone", "domain": "EXAMPLE", "source": "corp",
+         "disabled_by_sync": True, "enabled": False, "left_at": now - timedelta(days=10)},
+        {"id": 2, "username": "boss", "ad_username": "boss", "domain": "EXAMPLE", "source": "corp", "department": "Board"},
+    ])
+    nobody = to_frame(mapped_schema(value_fields_of(r)).empty_table())
+    facts = {"found": False}
+
+    def outcome(key):
+        plan = diff_frames(r, nobody, existing, [], read=0, as_of=now, one_account=True, explain=(key, "EXAMPLE", None))
+        return plan.explained["if_gone"], absent_sections(r, existing, {**facts, "key": key}, plan)["outcome"][1]
+
+    fate, words = outcome("gone")
+    assert fate["kept"] and fate["until"] == (now + timedelta(days=20)).isoformat()
+    assert words == ("the user stays disabled (safety.deletion: disable; it already is); deleted from 2026-07-20 02:00 "
+                     "UTC on, unless the account returns")
+    fate, words = outcome("boss")
+    assert fate["held"].startswith("protected: ") and "deleted" not in fate and "disabled" not in fate
+    assert words.startswith("the next full run leaves this user as it is: protected:")

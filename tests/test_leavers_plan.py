@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 
 from tests.support.helpers import existing_rows, record, rules
+from tests.support.rules import ad_rules
 from usersync.plan import leavers
 from usersync.plan.change_tables import ChangeTables
 from usersync.plan.tables import rows_frame
 from usersync.rules import parse_rules
-from tests.support.rules import ad_rules
 
 NOW = datetime(2026, 6, 30, 2, 0, tzinfo=UTC)
 DAYS = 30

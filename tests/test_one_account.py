@@ -127,7 +127,7 @@ def test_on_the_samba_dc_by_guid_nested_groups_disabled_renamed_held_number_and_
     from sqlalchemy import create_engine
 
     from tests.test_ad_depth import Area, add_staff, rules_for
-    from usersync.store.sync_state import load_watermark
+    from usersync.store.source_state import load_watermark
 
     ou = Area(samba_dc.add_ou("one-account"))
     ou.tag = "oa"
@@ -184,7 +184,7 @@ def test_entra_one_user_by_upn_or_name_with_group_scope_and_the_delta_link_kept(
 
     from tests.support.graph_server import Tenant, graph_user
     from tests.test_entra_source import _rules, graph_source
-    from usersync.store.sync_state import load_watermark
+    from usersync.store.source_state import load_watermark
 
     tenant = Tenant()
     ids = [tenant.add(graph_user(i)) for i in range(12)]
@@ -192,7 +192,7 @@ def test_entra_one_user_by_upn_or_name_with_group_scope_and_the_delta_link_kept(
     with graph_source(airflow_env, tmp_path, tenant, delta={}) as (_graph, url):
         assert airflow_env.run("user_sync__entra").state == "success"
         engine = create_engine(url)
-        link = load_watermark(engine, "entra").cursor
+        link = load_watermark(engine, "entra").read.get("cursor")
         tenant.update(ids[3], mobilePhone="+39 333 7777777")
         tenant.update(ids[4], mobilePhone="+39 333 8888888")  # not asked for: stays
         before, asked = all_rows(url), len(tenant.requests)
@@ -206,7 +206,7 @@ def test_entra_one_user_by_upn_or_name_with_group_scope_and_the_delta_link_kept(
         changed = changed_rows(before, all_rows(url))
         (row_id,) = changed
         assert changed[row_id]["mobile"] == (None, "+39 333 7777777")
-        assert load_watermark(engine, "entra").cursor == link  # the delta link is not moved
+        assert load_watermark(engine, "entra").read.get("cursor") == link  # the delta link is not moved
 
         airflow_env.rules(_rules(group_id="g-uc"))
         before = all_rows(url)

@@ -34,11 +34,11 @@ def _context(conn) -> MigrationContext:
 def test_fresh_database_is_created_at_the_newest_revision_and_matches_the_tables(users_url):
     engine = create_engine(users_url)
     ensure_schema(engine)
-    assert schema_version.current(engine) == head() == "0005"
+    assert schema_version.current(engine) == head() == "0006"
     with engine.connect() as conn:  # the migrations build exactly what schema.py describes
         diffs = compare_metadata(_context(conn), metadata)
     assert diffs == []
-    assert {"users", "sync_state", schema_version.VERSION_TABLE} <= set(inspect(engine).get_table_names())
+    assert {"users", "source_state", schema_version.VERSION_TABLE} <= set(inspect(engine).get_table_names())
     with pytest.raises(Exception, match="(?i)unique"):  # expression indexes: compare_metadata cannot see them on SQLite
         with engine.begin() as conn:
             conn.execute(insert(users), [{"username": "a", "ad_username": "x", "domain": "D"},
@@ -78,9 +78,9 @@ def test_first_landed_database_is_refused_then_upgraded_keeping_every_row(users_
 def test_a_database_behind_or_ahead_is_refused_naming_the_fix(users_url):
     engine = create_engine(users_url)
     upgrade(engine, "0002")
-    with pytest.raises(SchemaVersionError, match=r"revision 0002, behind this usersync \(0005\).*usersync-db upgrade x"):
+    with pytest.raises(SchemaVersionError, match=r"revision 0002, behind this usersync \(0006\).*usersync-db upgrade x"):
         ensure_schema(engine, upgrade_command="usersync-db upgrade x")
-    assert "sync_state" not in inspect(engine).get_table_names()
+    assert not {"sync_state", "source_state"} & set(inspect(engine).get_table_names())
     upgrade(engine)
     with engine.begin() as conn:
         conn.execute(text(f"UPDATE {schema_version.VERSION_TABLE} SET version_num = '0099'"))
@@ -90,11 +90,12 @@ def test_a_database_behind_or_ahead_is_refused_naming_the_fix(users_url):
     engine.dispose()
 
 
-def test_an_ad_watermark_survives_the_upgrade_that_adds_the_graph_delta_link(users_url):
-    """0003 → 0004 adds sync_state.cursor: a stored AD watermark stays usable (no forced full read)."""
+def test_stored_positions_survive_the_upgrades_to_a_delta_link_and_to_per_source_state(users_url):
+    """0003 → 0004 adds sync_state.cursor, 0006 moves every row into source_state: a stored AD watermark and
+    a Graph delta link stay usable (no forced full read), and 0006's downgrade gives them back."""
     from datetime import datetime
 
-    from usersync.store.sync_state import load_watermark
+    from usersync.store.source_state import load_watermark
 
     engine = create_engine(users_url)
     upgrade(engine, "0003")
@@ -102,9 +103,23 @@ def test_an_ad_watermark_survives_the_upgrade_that_adds_the_graph_delta_link(use
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO sync_state (source, server, invocation_id, usn, rules_hash, full_at, saved_at) "
                           "VALUES ('corp', 'CN=DC1', 'inv-1', 4711, 'h', :at, :at)"), {"at": at})
+    upgrade(engine, "0005")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO sync_state (source, server, invocation_id, usn, rules_hash, full_at, saved_at, "
+                          "cursor) VALUES ('cloud', 'tenant-1', 'graph', 0, 'h', :at, :at, 'https://g/delta?t=1')"),
+                     {"at": at})
     upgrade(engine)
-    mark = load_watermark(engine, "corp")
-    assert (mark.server, mark.usn, mark.cursor) == ("CN=DC1", 4711, None)
+    corp, cloud = load_watermark(engine, "corp"), load_watermark(engine, "cloud")
+    assert (corp.read.server, corp.read.position, corp.rules_hash) == ("CN=DC1", {"invocation_id": "inv-1", "usn": 4711}, "h")
+    assert (cloud.read.server, cloud.read.get("cursor"), cloud.full_at) == ("tenant-1", "https://g/delta?t=1", at)
+    from alembic import command
+
+    with engine.begin() as conn:
+        command.downgrade(schema_version._config(conn), "0005")
+    with engine.connect() as conn:
+        back = conn.execute(text("SELECT source, server, invocation_id, usn, cursor FROM sync_state ORDER BY source")).all()
+    assert [tuple(r) for r in back] == [("cloud", "tenant-1", "graph", 0, "https://g/delta?t=1"),
+                                        ("corp", "CN=DC1", "inv-1", 4711, None)]
     engine.dispose()
 
 
@@ -166,7 +181,7 @@ def test_a_sync_refuses_a_database_behind_at_check_source_naming_the_command(air
     assert "older usersync" in error["error"] and "run: usersync-db upgrade usersync_target" in error["error"]
 
     assert usersync_db(["upgrade", "usersync_target"]) == 0
-    assert "(unversioned) -> 0005" in capsys.readouterr().out
+    assert f"(unversioned) -> {head()}" in capsys.readouterr().out
     assert airflow_env.run("user_sync__corp").state == "success"
     engine.dispose()
 

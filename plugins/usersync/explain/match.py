@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 
 from usersync.plan.change_tables import ChangeTables
+from usersync.plan.changes import SkipCode
 from usersync.rules import Rules
 from usersync.rules.fields import Policy
 
@@ -21,37 +22,26 @@ def _who(row: dict[str, Any]) -> str:
     return f"user #{row['id']} {row.get('username')!r} ({row.get('domain')}\\{row.get('ad_username')}, owner {owner})"
 
 
-#: ``find_user``'s answer when the account's name fits several users (one AD username in several domains)
-AMBIGUOUS = "ambiguous"
+def _row(existing: pd.DataFrame, decided: dict[str, Any]) -> dict[str, Any] | None:
+    """The users-table row of the user the diff matched (None: it matched none)."""
+    if decided.get("user") is None:
+        return None
+    hit = existing[existing["id"] == decided["user"]]
+    return hit.iloc[0].to_dict() if len(hit) else None
 
 
-def find_user(rules: Rules, existing: pd.DataFrame, facts: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
-    """The users-table row of the account: by anchor among this source's users, else by AD username + Domain —
-    exactly one user, or none (``AMBIGUOUS`` when the name fits several)."""
-    name = rules.source.name
-    anchor, key, domain = _fold(facts.get("anchor")), _fold(facts.get("key")), _fold(facts.get("domain"))
-    if rules.source.external_id_attribute and anchor:
-        hit = existing[(existing["source"] == name).fillna(False).astype(bool)
-                       & (existing["external_id"].map(_fold) == anchor)]
-        if len(hit):
-            return hit.iloc[-1].to_dict(), "anchor"
-    if key:
-        same = existing["ad_username"].map(_fold) == key
-        if domain:
-            same &= existing["domain"].map(_fold) == domain
-        hit = existing[same]
-        if len(hit) > 1:  # the same AD username in several domains: which one is meant cannot be known
-            return None, AMBIGUOUS
-        if len(hit):
-            return hit.iloc[0].to_dict(), "key"
-    return None, ""
+def _decided(plan: ChangeTables | None) -> dict[str, Any]:
+    return (plan.explained if plan is not None else None) or {"how": "", "user": None}
 
 
-def absent_sections(rules: Rules, existing: pd.DataFrame, facts: dict[str, Any]) -> dict[str, list[str]]:
-    """An account the run does not sync (absent or out of scope): which user it would be, and its fate."""
-    row, how = find_user(rules, existing, facts)
+def absent_sections(rules: Rules, existing: pd.DataFrame, facts: dict[str, Any],
+                    plan: ChangeTables | None) -> dict[str, list[str]]:
+    """An account the run does not sync (absent or out of scope): which user the diff found it to be, and what
+    the leavers' rules would do with that user."""
+    decided = _decided(plan)
+    row, how = _row(existing, decided), decided.get("how")
     why = "is not in the source" if not facts.get("found") else "is out of the rules' scope"
-    if how == AMBIGUOUS:
+    if how == "ambiguous":
         return {"match": [f"several users hold AD username {facts.get('key')!r} (in different domains): name the "
                           "account as DOMAIN\\user or by its anchor"],
                 "claims": ["none: nothing is written"], "outcome": ["nothing to do until the account is named exactly"]}
@@ -65,43 +55,44 @@ def absent_sections(rules: Rules, existing: pd.DataFrame, facts: dict[str, Any])
     elif rules.source.on_demand:
         fate = "nothing: imports never remove users"
     else:
-        policy = rules.safety.deletion
-        fate = {"delete": "the next full run DELETES this user (safety.deletion: delete)",
-                "disable": ("the user stays disabled (safety.deletion: disable; it already is)" if row.get("disabled_by_sync")
-                            else "the next full run DISABLES this user (safety.deletion: disable)"),
-                "keep": "the next full run keeps this user as it is (safety.deletion: keep)"}[policy]
-        if rules.safety.grace:
-            fate += f"; deleted {rules.safety.delete_after_days} day(s) after it left unless the account returns"
+        fate = _fate(decided.get("if_gone") or {})
     return {"match": match, "claims": ["none: nothing is written"],
             "outcome": [f"not synced: the account {why}; this run deletes nobody", fate]}
 
 
 def match_sections(rules: Rules, existing: pd.DataFrame, facts: dict[str, Any], plan: ChangeTables) -> dict[str, list[str]]:
-    """A mapped account: the user it matches and why, each user-dependent policy, the claims, the planned outcome."""
-    row, how = find_user(rules, existing, facts)
+    """A mapped account: the user the diff matched and why, each user-dependent policy, the claims, the planned
+    outcome."""
+    decided = _decided(plan)
+    row, how = _row(existing, decided), decided.get("how")
     src = rules.source
     match: list[str] = []
     fields: list[str] = []
-    if row is None:
+    recreated = decided.get("recreated")
+    if row is None and recreated:
+        old = _row(existing, recreated) or {"id": recreated["user"]}
+        match.append(f"re-created in the source: {_who(old)} holds {src.external_id_attribute} {recreated['anchor']}, "
+                     f"this account {facts.get('anchor')}; source.recreated_accounts: {src.recreated_accounts} — the "
+                     "old user goes by the deletion policy and a new one is inserted")
+    elif row is None:
         match.append("no user holds this account (by anchor or by AD username + Domain): a new user is inserted")
     elif how == "anchor":
         match.append(f"by anchor {src.external_id_attribute} {facts.get('anchor')}: {_who(row)}")
-        if _fold(row.get("ad_username")) != _fold(facts.get("key")):
+        if decided.get("renamed"):
             match.append(f"renamed in the source: AD username {row.get('ad_username')} → {facts.get('key')}; the user "
                          "keeps its row and every application-owned value")
     else:
         match.append(f"by AD username + Domain: {_who(row)}")
-        owner, held_anchor = row.get("source") or "", _fold(row.get("external_id"))
+        owner = row.get("source") or ""
         if not owner:
             match.append(f"adoption: the user has no owner; source {src.name!r} takes it over")
         elif owner != src.name:
             match.append(f"owned by source {owner!r}: this source never touches it")
-        elif src.external_id_attribute and held_anchor and held_anchor != _fold(facts.get("anchor")):
+        elif decided.get("adopted"):
             match.append(f"re-created in the source: the user holds {src.external_id_attribute} {row.get('external_id')}, "
-                         f"this account {facts.get('anchor')}; source.recreated_accounts: {src.recreated_accounts} "
-                         + ("— the new account takes over the user" if src.recreated_accounts == "adopt" else
-                            "— the old user goes by the deletion policy and a new one is inserted"))
-        elif src.external_id_attribute and not held_anchor:
+                         f"this account {facts.get('anchor')}; source.recreated_accounts: adopt — the new account "
+                         "takes over the user")
+        elif decided.get("no_anchor_yet"):
             match.append(f"the user has no anchor yet: this run stores {src.external_id_attribute} {facts.get('anchor')}")
     for field, rule in rules.fields.items():
         if row is not None and rule.policy is Policy.ON_INSERT:
@@ -113,11 +104,11 @@ def match_sections(rules: Rules, existing: pd.DataFrame, facts: dict[str, Any], 
                                                              else f"not written now: the users table holds {current!r}"))
         elif row is None and rule.policy in (Policy.ON_INSERT, Policy.DEFAULT_IF_EMPTY):
             fields.append(f"{field}: {rule.policy.value} — written now: the user is new")
-    reasons = [s["reason"] for s in plan.skipped.to_pylist()]
-    refused = [r for r in reasons if "already used by" in r or "owned by source" in r or "re-created" in r]
+    skips = plan.skipped.to_pylist()
+    refused = [s["reason"] for s in skips if s.get("code") in SkipCode.CLAIMS]
     if refused:
         claims = [f"REFUSED: {r}" for r in refused]
-    elif reasons:
+    elif skips:
         claims = ["not reached: the account is skipped before it claims anything (see fields)"]
     elif plan.held:
         claims = ["not reached: the user is held (see fields)"]
@@ -141,3 +132,21 @@ def planned(plan: ChangeTables) -> list[str]:
     if plan.held:
         return ["held: the user is left exactly as it is"]
     return ["unchanged: the users table already holds every value the rules give"]
+
+
+def _fate(if_gone: dict[str, Any]) -> str:
+    """What the leavers' rules decided for the user if its account were gone (``leavers.fate``), in words."""
+    policy = if_gone.get("policy", "")
+    if if_gone.get("held"):
+        return f"the next full run leaves this user as it is: {if_gone['held']}"
+    if if_gone.get("deleted"):
+        text = f"the next full run DELETES this user (safety.deletion: {policy})"
+    elif if_gone.get("disabled"):
+        text = f"the next full run DISABLES this user (safety.deletion: {policy})"
+    elif policy == "disable":
+        text = "the user stays disabled (safety.deletion: disable; it already is)"
+    else:
+        text = f"the next full run keeps this user as it is (safety.deletion: {policy})"
+    if if_gone.get("until"):
+        text += f"; deleted from {if_gone['until'][:16].replace('T', ' ')} UTC on, unless the account returns"
+    return text

@@ -38,7 +38,7 @@ NOTES_SCHEMA = pa.schema([("note", pa.string())])
 SCHEMAS = {"inserts": INSERTS_SCHEMA, "updates": UPDATES_SCHEMA, "deletes": LEAVERS_SCHEMA,
            "disables": LEAVERS_SCHEMA, "skipped": SKIPPED_SCHEMA, "notes": NOTES_SCHEMA,
            **{kind: LIFECYCLE_SCHEMA for kind, _count in LIFECYCLE}}
-META = ("source", "read", "unchanged", "owned", "kept", "held", "seen", "as_of")
+META = ("source", "read", "unchanged", "owned", "kept", "held", "seen", "as_of", "explained")
 
 
 class PlanRef(TypedDict, total=False):
@@ -53,6 +53,7 @@ class PlanRef(TypedDict, total=False):
     kept: int
     held: int
     as_of: str | None  # the run's time leavers' days are counted against
+    explained: dict[str, Any] | None  # a single-account run: what the diff decided about the account
     seen: Any  # the users table's fingerprint when diff read it (apply re-checks claims if it changed)
     removals: int
     writes: int
@@ -87,6 +88,9 @@ class ChangeTables:
     seen: list | None = None
     #: the run's time (ISO 8601, UTC) leavers' days are counted against; the day a leaver left is this
     as_of: str | None = None
+    #: a single-account run: what the diff decided about that account (``diff.decide``), which its explanation
+    #: renders
+    explained: dict[str, Any] | None = None
     #: set by apply: planned changes left out because the table changed during the run (``recheck.Conflict``)
     conflicts: list = field(default_factory=list)
 
@@ -138,7 +142,7 @@ class ChangeTables:
                 for name in SCHEMAS}
         return PlanRef(source=self.source, read=self.read, unchanged=self.unchanged, owned=self.owned, kept=self.kept,
                        held=self.held, seen=self.seen, as_of=self.as_of, counts=self.counts(), writes=self.writes,
-                       removals=self.removals, tables=refs)
+                       removals=self.removals, tables=refs, explained=self.explained)
 
     @classmethod
     def load(cls, folder: RunFolder, ref: Mapping[str, Any], limit: int | None = None) -> ChangeTables:

@@ -98,6 +98,22 @@ class Leaving:
 LIFECYCLE = (("pending", "pending"), ("returns", "returned"), ("holds", "protected"), ("detaches", "detached"))
 
 
+class SkipCode:
+    """Why an account was skipped, as a code (the reason says it in words): what a per-user log, a case or an
+    explanation keys on — never the wording."""
+
+    BAD_DATA = "bad_data"  # the record cannot be mapped (a required value missing, a transform failed)
+    DUPLICATE_KEY = "duplicate_key"  # two accounts of the source have the same sync key
+    DUPLICATE_ANCHOR = "duplicate_anchor"  # ... or the same anchor
+    OWNED_ELSEWHERE = "owned_by_other_source"  # its user belongs to another source
+    USERNAME_TAKEN = "username_taken"  # a claim refused: another user holds the username
+    KEY_TAKEN = "key_taken"  # ... the sync key (AD username + Domain)
+    NUMBER_TAKEN = "number_taken"  # ... a unique number
+    RECREATED_KEPT = "recreated_kept"  # re-created in the source while the old account's user stays
+    #: the codes of claims refused because another user holds the value
+    CLAIMS = frozenset({USERNAME_TAKEN, KEY_TAKEN, NUMBER_TAKEN, OWNED_ELSEWHERE, RECREATED_KEPT})
+
+
 @dataclass(frozen=True)
 class Skipped:
     account: str  # how the admin finds it in the source (DN, row id, uuid)
@@ -106,6 +122,7 @@ class Skipped:
     ad_username: str | None = None
     domain: str | None = None
     external_id: str | None = None  # its anchor, when read: a renamed account skipped for bad data is kept too
+    code: str = SkipCode.BAD_DATA
 
 
 @dataclass

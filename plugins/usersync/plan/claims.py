@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from usersync.plan.changes import claim_label
+from usersync.plan.changes import SkipCode, claim_label
 from usersync.plan.frames import casefold
 from usersync.rules.fields import NUMBER_FIELDS
 
@@ -48,15 +48,20 @@ def claim_table(holder: np.ndarray, username: pd.Series, numbers: dict[str, pd.S
     return pa.concat_tables(parts)
 
 
-def describe(claim: str, holder_username: str | None) -> str:
+#: a claim's prefix → the skip code of its refusal
+_CODES = {"u:": SkipCode.USERNAME_TAKEN, "k:": SkipCode.KEY_TAKEN, "n:": SkipCode.NUMBER_TAKEN}
+
+
+def describe(claim: str, holder_username: str | None) -> tuple[str, str]:
+    """A refused claim: its skip code and the reason in words."""
     who = f"user {holder_username!r}" if holder_username is not None else "another account of this run"
-    return f"{claim_label(claim)} is already used by {who}"
+    return _CODES.get(claim[:2], SkipCode.NUMBER_TAKEN), f"{claim_label(claim)} is already used by {who}"
 
 
 @dataclass
 class Verdicts:
     order: np.ndarray  # positions of the admitted changes, in admission order (round, then position)
-    clashes: dict[int, str]  # position → the reason it was skipped
+    clashes: dict[int, tuple[str, str]]  # position → why it was skipped: (code, reason)
 
 
 def admit(positions: np.ndarray, holders: np.ndarray, wanted: pa.Table, released: pa.Table, held: pa.Table,
@@ -69,7 +74,7 @@ def admit(positions: np.ndarray, holders: np.ndarray, wanted: pa.Table, released
     """
     holder_of = pd.Series(holders, index=positions)
     dependent = _sharing(wanted, released)
-    clashes: dict[int, str] = {}
+    clashes: dict[int, tuple[str, str]] = {}
 
     # Independent changes: blocked exactly when another user holds one of their claims now.
     mine = pc.is_in(wanted["claim"], value_set=held["claim"])
@@ -119,7 +124,7 @@ def _rows_of(table: pa.Table, column: str, values: list) -> list[tuple]:
 
 
 def _rounds(order: list[int], holder_at: dict[int, Any], wanted: pa.Table, released: pa.Table,
-            held: pa.Table, username_of: dict[int, str], clashes: dict[int, str]) -> list[tuple[int, int]]:
+            held: pa.Table, username_of: dict[int, str], clashes: dict[int, tuple[str, str]]) -> list[tuple[int, int]]:
     wants: dict[int, set[str]] = defaultdict(set)
     for p, c in _rows_of(wanted, "holder", order):
         wants[p].add(c)

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 
 from usersync.plan import claims, leavers
 from usersync.plan.change_tables import INSERTS_SCHEMA, UPDATES_SCHEMA, ChangeTables
-from usersync.plan.changes import KEY_SEP, Skipped, match_key
+from usersync.plan.changes import KEY_SEP, SkipCode, Skipped, match_key
 from usersync.plan.frames import casefold, frame_table, records
 from usersync.plan.tables import SKIPPED_SCHEMA, TIMESTAMP, value_fields_of
 from usersync.rules import Rules
@@ -32,6 +32,8 @@ from usersync.rules.fields import BOOL_FIELDS, FIELDS, NUMBER_FIELDS, Policy
 from usersync.rules.protect import protection
 
 Row = Mapping[str, Any]
+#: an account as the users table would know it: (AD username, Domain, anchor)
+Identity = tuple[str | None, str | None, str | None]
 
 
 def _blank(s: pd.Series) -> pd.Series:
@@ -92,7 +94,8 @@ def _duplicates(mapped: pd.DataFrame, keys: pd.Series, anchors: pd.Series) -> tu
         for _group, group in rows.groupby("_group", sort=True):
             accounts = ", ".join(group["account"])
             out += [Skipped(a, (f"duplicate key {d}\\{u}" if what == "key" else f"duplicate anchor {x}")
-                            + f" in the source ({accounts})", u, d, x)
+                            + f" in the source ({accounts})", u, d, x,
+                            SkipCode.DUPLICATE_KEY if what == "key" else SkipCode.DUPLICATE_ANCHOR)
                     for a, u, d, x in zip(*map(_py, (group["account"], group["ad_username"], group["domain"],
                                                      group["external_id"])))]
     return dup | anchor_dup.fillna(False).astype(bool), out
@@ -168,13 +171,14 @@ def _match(keys: pd.Series, existing_keys: pd.Series, keyed: pd.Series) -> np.nd
 
 def diff_frames(rules: Rules, mapped: pd.DataFrame, existing: pd.DataFrame, skipped: list[Skipped],
                 read: int, removed: set[str] | None = None, as_of: datetime | None = None,
-                one_account: bool = False) -> ChangeTables:
+                one_account: bool = False, explain: Identity | None = None) -> ChangeTables:
     """The change set of ``mapped`` (frame of ``tables.mapped_schema``) against the users table ``existing``.
 
     ``removed``: for a delta read, the anchors of accounts deleted or moved out of scope since the watermark
     (``mapped`` then holds only the accounts that changed); None for a full read. ``as_of``: the run's time,
     against which grace periods are counted (default: now). ``one_account``: a single-account run, which
-    removes nobody (``removed`` is then empty).
+    removes nobody (``removed`` is then empty). ``explain``: the account such a run asks about, whose match the
+    plan records (``plan.explained``) for its explanation.
 
     One function on purpose: its phases (match by anchor and key, admit claims, compare columns, find leavers)
     share a dozen aligned frames and masks over the same rows; split apart, each phase would take and return
@@ -225,6 +229,8 @@ def diff_frames(rules: Rules, mapped: pd.DataFrame, existing: pd.DataFrame, skip
                  removed=None if removed is None else {a.casefold() for a in removed},
                  disabled_before=existing["disabled_by_sync"].fillna(False).astype(bool) & (not one_account))
     deleted = leavers.plan_leavers(rules, existing, gone, as_of, plan)
+    if explain is not None:
+        plan.explained = decide(rules, existing, existing_keys, existing_anchors, keyed, explain, as_of)
     del keys, skipped_keys
 
     pairs_new, pairs_old = _Rows(mapped, candidate_rows[matched]), _Rows(existing, erows[matched])
@@ -234,7 +240,8 @@ def diff_frames(rules: Rules, mapped: pd.DataFrame, existing: pd.DataFrame, skip
         theirs, mine = pairs_old.subset(foreign), pairs_new.subset(foreign)
         for account, ad, dom, anchor, user, other in zip(*map(_py, (mine("account"), mine("ad_username"), mine("domain"),
                                                          mine("external_id"), theirs("username"), theirs("source")))):
-            out_skipped.append(Skipped(account, f"user {user!r} is owned by source {other!r}", ad, dom, anchor))
+            out_skipped.append(Skipped(account, f"user {user!r} is owned by source {other!r}", ad, dom, anchor,
+                                       SkipCode.OWNED_ELSEWHERE))
 
     # Updates: only the columns whose value the rules say to write and that differ.
     ours_new, ours_old = pairs_new.subset(~foreign), pairs_old.subset(~foreign)
@@ -278,7 +285,7 @@ def diff_frames(rules: Rules, mapped: pd.DataFrame, existing: pd.DataFrame, skip
         who = _Rows(mapped, candidate_rows[clashed])
         for position, account, ad, dom, anchor in zip(clashed, *map(_py, (who("account"), who("ad_username"),
                                                                            who("domain"), who("external_id")))):
-            out_skipped.append(Skipped(account, clashes[position], ad, dom, anchor))
+            out_skipped.append(Skipped(account, clashes[position][1], ad, dom, anchor, clashes[position][0]))
     plan.skipped = pa.Table.from_pylist([s.__dict__ for s in out_skipped], schema=SKIPPED_SCHEMA)
     plan.returns = leavers.returns(existing, plan.updates, as_of)
     return plan
@@ -297,13 +304,14 @@ def _frozen(rules: Rules, old: _Rows, changing: np.ndarray) -> dict[int, str]:
 
 
 def _explain_recreated(rules: Rules, existing: pd.DataFrame, candidates: _Rows, recreated: dict[int, tuple[int, str]],
-                       clashes: dict[int, str], plan: ChangeTables) -> None:
+                       clashes: dict[int, tuple[str, str]], plan: ChangeTables) -> None:
     """Say why a re-created account replaced a user (a report note), or why it could not (its skip reason)."""
     anchor, policy = rules.source.external_id_attribute, rules.safety.deletion
     for position, (old_row, old_anchor) in recreated.items():
         user = existing.at[old_row, "username"]
         if position in clashes:  # the old user stays (disable / keep) and holds the name
-            clashes[position] = (f"re-created in the source (new {anchor}); user {user!r} of the old account "
+            clashes[position] = (SkipCode.RECREATED_KEPT,
+                                 f"re-created in the source (new {anchor}); user {user!r} of the old account "
                                  f"stays (deletion policy '{policy}'): delete that user, or set "
                                  "source.recreated_accounts: adopt")
             continue
@@ -404,3 +412,46 @@ def _updates_table(ids: np.ndarray, usernames: pd.Series, columns: dict, names: 
         data[f"new_{c}"] = new.where(ch, None).to_numpy(dtype=object, na_value=None)[rows].tolist()
     empty = [None] * len(rows)
     return pa.Table.from_pydict({n: data.get(n, empty) for n in UPDATES_SCHEMA.names}, schema=UPDATES_SCHEMA)
+
+
+def decide(rules: Rules, existing: pd.DataFrame, existing_keys: pd.Series, existing_anchors: pd.Series,
+           keyed: pd.Series, identity: Identity, as_of: datetime) -> dict[str, Any]:
+    """What the diff decides about one account (the one a single-account run asks about), with the matcher the
+    whole diff uses: the user it is (``user``, ``how``: anchor, key, ambiguous or none), whether it was renamed,
+    re-created or adopted, and what would become of the user if the account were gone (``if_gone``, by the
+    leavers' own rules). An explanation renders this record; it never matches again."""
+    key, domain, anchor = identity
+    out: dict[str, Any] = {"how": "", "user": None, "owner": None, "renamed": False, "recreated": None,
+                           "adopted": False, "no_anchor_yet": False, "if_gone": None}
+    row_at = -1
+    if domain or not key:
+        keys = _keys(pd.Series([key or ""], dtype=existing_keys.dtype), pd.Series([domain or ""], dtype=existing_keys.dtype))
+        anchors = _anchors(pd.Series([anchor], dtype=existing_keys.dtype)) if rules.source.external_id_attribute \
+            else pd.Series([None], dtype=existing_keys.dtype)
+        rows, recreated = _identify(rules, keys, anchors, existing_keys, existing_anchors, keyed)
+        by_anchor = _match(anchors, existing_anchors, existing_anchors.notna()) if anchors.notna().any() else np.array([-1])
+        row_at = int(rows[0])
+        out["how"] = "anchor" if by_anchor[0] >= 0 else "key" if row_at >= 0 else ""
+        if 0 in recreated:
+            old_row, old_anchor = recreated[0]
+            out["recreated"] = {"user": int(existing.at[old_row, "id"]), "anchor": old_anchor}
+    else:  # no Domain to go by: the AD username alone, when exactly one user holds it
+        same = np.flatnonzero((casefold(existing["ad_username"].str.strip()) == key.strip().casefold())
+                              .fillna(False).to_numpy(dtype=bool))
+        if len(same) > 1:
+            out["how"] = "ambiguous"
+        elif len(same):
+            row_at, out["how"] = int(same[0]), "key"
+    if row_at < 0:
+        return out
+    row = existing.iloc[row_at]
+    out["user"], out["owner"] = int(row["id"]), (row["source"] if isinstance(row["source"], str) and row["source"] else None)
+    held = row["external_id"] if isinstance(row["external_id"], str) and row["external_id"].strip() else None
+    if out["how"] == "anchor":
+        out["renamed"] = str(row["ad_username"] or "").casefold() != str(key or "").casefold()
+    elif rules.source.external_id_attribute and out["owner"] == rules.source.name:
+        out["no_anchor_yet"] = held is None
+        out["adopted"] = held is not None and anchor is not None and held.casefold() != anchor.casefold()
+    if out["owner"] == rules.source.name and not rules.source.on_demand:
+        out["if_gone"] = leavers.fate(rules, existing, out["user"], as_of)
+    return out

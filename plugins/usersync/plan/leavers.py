@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -117,3 +118,23 @@ def returns(existing: pd.DataFrame, updates: pa.Table, as_of: datetime) -> pa.Ta
     picked["left_at"] = picked["id"].map(lambda i: left.get(int(i)))
     picked["days"] = picked["id"].map(lambda i: days.get(int(i)))
     return frame_table(picked.astype({"days": "Int32"}), LIFECYCLE_SCHEMA)
+
+
+def fate(rules: Rules, existing: pd.DataFrame, user: int, as_of: datetime) -> dict[str, Any]:
+    """What becomes of ``user`` on the first full run that finds its account gone, decided by the very rules a
+    run applies (``plan_leavers``): ``deleted``, ``disabled``, ``kept`` (and ``until``, when a grace period
+    runs), or ``held`` with the protection's reason."""
+    plan = ChangeTables(source=rules.source.name)
+    plan_leavers(rules, existing, (existing["id"] == user).fillna(False).astype(bool), as_of, plan)
+    out: dict[str, Any] = {"policy": rules.safety.deletion}
+    if plan.holds.num_rows:
+        out["held"] = plan.holds.column("reason")[0].as_py()
+    elif plan.deletes.num_rows:
+        out["deleted"] = True
+    elif plan.disables.num_rows:
+        out["disabled"] = True
+    else:
+        out["kept"] = True
+    if plan.pending.num_rows:
+        out["until"] = plan.pending.column("until")[0].as_py().isoformat()
+    return out

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 BATCH_ROWS = 20_000
 KEY_COLUMNS = ("account", "ad_username", "domain", "external_id")
 SKIPPED_SCHEMA = pa.schema([("account", pa.string()), ("reason", pa.string()),
-                            ("ad_username", pa.string()), ("domain", pa.string()), ("external_id", pa.string())])
+                            ("ad_username", pa.string()), ("domain", pa.string()), ("external_id", pa.string()),
+                            ("code", pa.string())])
 
 
 def _type(field: str) -> pa.DataType:
@@ -83,7 +84,7 @@ def skipped_batch(skipped: list[Skipped]) -> pa.RecordBatch:
 
 
 def skipped_of(table: pa.Table) -> list[Skipped]:
-    return [Skipped(**row) for row in table.to_pylist()]
+    return [Skipped(**{k: v for k, v in row.items() if v is not None or k != "code"}) for row in table.to_pylist()]
 
 
 # --- the users table ----------------------------------------------------------------------------------------

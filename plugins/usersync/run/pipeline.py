@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -20,7 +19,7 @@ from usersync.core.progress import Progress
 from usersync.core.run_folder import RunFolder, TableRef
 from usersync.explain import explanation
 from usersync.explain.fields import field_sections
-from usersync.explain.match import AMBIGUOUS, absent_sections, find_user, match_sections
+from usersync.explain.match import absent_sections, match_sections
 from usersync.explain.reading import identity, read_sections
 from usersync.plan.change_tables import ChangeTables
 from usersync.plan.mapping import map_records
@@ -140,10 +139,13 @@ def one_account_step(source: Source, info: SourceInfo, attributes: list[str], fo
     return out
 
 
-def _detach_one(rules: Rules, existing, facts: dict[str, Any], account: str, planned: ChangeTables) -> ChangeTables:
-    """The plan of a single-account run asked to keep the account's user as a local user: that detach only."""
-    row, how = find_user(rules, existing, facts)
-    if how == AMBIGUOUS:
+def _detach_one(rules: Rules, existing, account: str, planned: ChangeTables) -> ChangeTables:
+    """The plan of a single-account run asked to keep the account's user as a local user: that detach only —
+    of the user the diff matched the account to (``planned.explained``)."""
+    decided = planned.explained or {}
+    hit = existing[existing["id"] == decided["user"]] if decided.get("user") is not None else existing.iloc[0:0]
+    row = hit.iloc[0].to_dict() if len(hit) else None
+    if decided.get("how") == "ambiguous":
         raise DetachError(f"account {account!r} fits several users (the same AD username in several domains); name it "
                           "as DOMAIN\\user or by its anchor; nothing was detached")
     if row is None:
@@ -260,15 +262,17 @@ def diff_step(rules: Rules, parts: list[Mapped], engine: Engine, folder: RunFold
         seen = fingerprint(conn)
     existing = to_frame(users_table(engine))
     log.info("diff: %d source users against %d users in the table", len(source), len(existing))
+    facts = explanation.load(folder)[1] if account else {}
     plan = diff_frames(rules, source, existing, skipped, read=read, removed=removed, as_of=as_of,
-                       one_account=account is not None)
+                       one_account=account is not None,
+                       explain=(facts.get("key"), facts.get("domain"), facts.get("anchor")) if account else None)
     plan.seen = seen
     if account:
-        facts = explanation.load(folder)[1]
+        decided = plan
         if keep_as_local:
-            plan = _detach_one(rules, existing, facts, account, plan)
-        explanation.save(folder, "diff", match_sections(rules, existing, facts, plan) if read and not keep_as_local
-                         else absent_sections(rules, existing, facts), {"planned": plan.counts()})
+            plan = _detach_one(rules, existing, account, plan)
+        explanation.save(folder, "diff", match_sections(rules, existing, facts, decided) if read and not keep_as_local
+                         else absent_sections(rules, existing, facts, decided), {"planned": plan.counts()})
     log.info("plan for %s: %s", rules.source.name, plan.counts())
     ref = plan.save(folder)
     if account:

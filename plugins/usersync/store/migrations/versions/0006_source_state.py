@@ -35,7 +35,8 @@ def upgrade() -> None:
     )
     conn = op.get_bind()
     old = sa.table("sync_state", *(sa.column(c) for c in (
-        "source", "server", "invocation_id", "usn", "rules_hash", "full_at", "saved_at", "cursor")))
+        "source", "server", "invocation_id", "usn", "rules_hash", "cursor")),
+        sa.column("full_at", sa.DateTime(timezone=True)), sa.column("saved_at", sa.DateTime(timezone=True)))
     rows = [dict(r) for r in conn.execute(sa.select(old)).mappings()]
     if rows:
         op.bulk_insert(state, [{
@@ -60,8 +61,8 @@ def downgrade() -> None:
         sa.Column("cursor", sa.Text, nullable=True),
     )
     conn = op.get_bind()
-    state = sa.table("source_state", *(sa.column(c) for c in (
-        "source", "read_server", "read_position", "rules_hash", "full_at", "saved_at")))
+    state = sa.table("source_state", *(sa.column(c) for c in ("source", "read_server", "read_position", "rules_hash")),
+                     sa.column("full_at", sa.DateTime(timezone=True)), sa.column("saved_at", sa.DateTime(timezone=True)))
     rows = [dict(r) for r in conn.execute(sa.select(state).where(state.c.read_server.is_not(None))).mappings()]
     out = []
     for r in rows:
