@@ -71,7 +71,7 @@ def test_an_absent_account_named_by_an_ad_username_two_domains_share_is_matched_
     nobody = to_frame(mapped_schema(value_fields_of(r)).empty_table())
 
     def decided(key, domain, anchor):
-        return diff_frames(r, nobody, existing, [], read=0, one_account=True, explain=(key, domain, anchor))
+        return diff_frames(r, nobody, existing, [], read=0, one_account=True, explain=(key, domain, anchor, False))
 
     facts = {"asked": "jdoe", "found": False, "key": "jdoe", "domain": None, "anchor": "jdoe"}
     plan = decided("jdoe", None, "jdoe")
@@ -109,7 +109,7 @@ def test_an_absent_accounts_fate_is_what_the_leavers_rules_decide_grace_and_prot
     facts = {"found": False}
 
     def outcome(key):
-        plan = diff_frames(r, nobody, existing, [], read=0, as_of=now, one_account=True, explain=(key, "EXAMPLE", None))
+        plan = diff_frames(r, nobody, existing, [], read=0, as_of=now, one_account=True, explain=(key, "EXAMPLE", key, False))
         return plan.explained["if_gone"], absent_sections(r, existing, {**facts, "key": key}, plan)["outcome"][1]
 
     fate, words = outcome("gone")

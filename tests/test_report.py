@@ -10,7 +10,17 @@ from tests.support.helpers import existing_rows, plan, record, rules
 from tests.support.small_runs import check_plan
 from usersync.plan.changes import Delete
 from usersync.rules.model import SafetySpec
-from usersync.run.report import BLOCKED, FAILED, SUCCESS, WARNINGS, RunReport, prune_reports, write_report
+from usersync.run.report import (
+    BLOCKED,
+    FAILED,
+    SUCCESS,
+    WARNINGS,
+    Conflicts,
+    RunReport,
+    WriteBack,
+    prune_reports,
+    write_report,
+)
 
 T0 = datetime(2026, 11, 27, 2, 30, tzinfo=UTC)
 
@@ -115,8 +125,8 @@ def test_retention_removes_reports_older_than_the_limit(tmp_path):
 def test_changes_left_out_by_apply_are_listed_and_make_a_warning():
     r = rules()
     p = plan(r, [record(1, givenName="New")], existing_rows(r, [record(1)]))
-    report = _report(p, conflicts=["user000001: update of first_name not applied: the user was changed …"] * 2,
-                     conflict_count=5, reading="delta — entries changed since USN 41 (watermark of …)")
+    report = _report(p, sections=[Conflicts(["user000001: update of first_name not applied: the user was changed …"] * 2,
+                                            5)], reading="delta — entries changed since USN 41 (watermark of …)")
     text = report.render()
     assert report.status == WARNINGS
     assert "5 planned change(s) not applied: the users table changed during the run" in text
@@ -139,3 +149,17 @@ def test_a_blocked_draft_preview_is_not_told_to_approve_or_override():
     assert "allow_mass_delete" not in text and "Required Actions" not in text
     live = _report(p, verdict=verdict.to_json()).render()  # a live run's report keeps the advice
     assert "allow_mass_delete" in live
+
+
+def test_a_feature_adds_its_section_without_the_report_knowing_it():
+    """Write-back contributes its head, warnings and lines as a section; the report holds no write-back field."""
+    done = {"dry_run": False, "planned": 3, "written": 1, "changed": 1, "failed": 1,
+            "lines": ["! u2: ipPhone not written — insufficient access rights", "↑ u1: ipPhone '1' → '101'"], "more": 0}
+    verdict = {"blocked": False, "message": "write-back guard passed: 3 value(s) to write back (limit: 500)"}
+    report = _report(_changes(), sections=[WriteBack(done, verdict)])
+    text = report.render()
+    assert report.status == WARNINGS and "write_back" not in vars(report)
+    assert "write-back: 1 written, 1 changed meanwhile (left), 1 failed — of 3 planned" in text
+    assert "WARNING: 1 value(s) could not be written back to the directory" in text
+    assert text.index("write-back guard passed") < text.index("WARNING:") < text.index("! u2: ipPhone not written")
+    assert _report(_changes()).render().count("write-back") == 0

@@ -130,7 +130,7 @@ def test_a_run_record_is_pruned_with_its_run_folder(tmp_path):
 
 
 def test_draft_previews_are_listed_apart_and_single_account_runs_link_their_explanation():
-    runs = [{**_summary("2026-11-01T00:00:00", inserted=30), "folder": "full", "kind": "full"},
+    runs = [{**_summary("2026-11-01T00:00:00", inserted=30), "folder": "whole", "kind": "whole source"},
             {**_summary("2026-11-02T00:00:00", updated=1), "folder": "one", "kind": "single account",
              "account": "jdoe", "mode": "dry run"},
             {**_summary("2026-11-03T00:00:00", deleted=6), "folder": "draft", "kind": "draft preview", "mode": "dry run",

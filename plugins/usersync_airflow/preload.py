@@ -3,9 +3,9 @@ task process — a fork of that parent — starts with it already loaded.
 
 Under the LocalExecutor the parent is the scheduler's forkserver (``[scheduler] mp_start_method = forkserver``,
 ``[scheduler] mp_forkserver_preload = usersync_airflow.preload``); under Celery, each worker
-(``[celery] celery_config_options = usersync_airflow.celery_config.CELERY_CONFIG``). Measured on a 2-core machine,
-a task that loads these itself spends ~0.7 s starting (the Task SDK's DAG-file parse, Airflow's plugins) plus up to
-~1.5 s importing (pandas alone ~1.3 s) before it does any work; preloaded, ~0.1 s (docs/benchmarks.md).
+(``[celery] celery_config_options = usersync_airflow.celery_config.CELERY_CONFIG``). A task that loads these
+itself pays the Task SDK's DAG-file parse, Airflow's plugins and pandas' import before it does any work; a
+preloaded one starts at once (figures: docs/benchmarks.md, "Where a task's start goes").
 
 Never fails its parent: a module that cannot be imported here is imported by the task as before.
 """

@@ -22,7 +22,18 @@ from usersync.plan.change_tables import preview
 from usersync.rules import Rules, RulesError
 from usersync.rules.compare import rules_changes
 from usersync.rules.loader import draft_path, load_draft, load_rules
-from usersync.run.report import BLOCKED, FAILED, RunReport, mask, prune_reports, write_report
+from usersync.run.report import (
+    BLOCKED,
+    FAILED,
+    AccountExplanation,
+    Conflicts,
+    DraftChanges,
+    RunReport,
+    WriteBack,
+    mask,
+    prune_reports,
+    write_report,
+)
 from usersync.run.summaries import write_run_record
 from usersync_airflow import xcom
 from usersync_airflow.alarms import send_report_mail
@@ -79,7 +90,6 @@ def build_report(rules: Rules) -> RunReport:
         run_id=ctx["run_id"],
         dry_run=dry_run(),
         account=account_shown(),
-        explanation=_explanation(failure, xcom.applied(ti)) if account_shown() else [],
         started=started,
         ended=datetime.now(UTC),
         plan=_preview(rules, plan_ref),
@@ -92,11 +102,11 @@ def build_report(rules: Rules) -> RunReport:
         run_data=str(folder()) if plan_ref else None,
         reading=(plan_ref or {}).get("reading") or (failure.get("reading") if failure else None) or info.get("reading"),
         server=info.get("url"),
-        conflicts=applied.get("conflicts") or [],
-        conflict_count=applied.get("conflict_count", 0),
-        write_back=written_back,
-        write_back_verdict=wave,
-        write_back_approval=wave_decision.to_json() if wave_decision else None,
+        sections=[
+            *([AccountExplanation(_explanation(failure, applied))] if account_shown() else []),
+            WriteBack(written_back, wave, wave_decision.to_json() if wave_decision else None),
+            Conflicts(applied.get("conflicts") or [], applied.get("conflict_count", 0)),
+        ],
     )
 
 
@@ -112,9 +122,10 @@ def _draft(rules_path: str, run_report: RunReport, live: Rules) -> None:
     path = draft_path(rules_path)
     run_report.draft = path.name
     try:
-        run_report.draft_changes = rules_changes(live, load_draft(rules_path, live))
+        changes = rules_changes(live, load_draft(rules_path, live))
     except RulesError as exc:
-        run_report.draft_changes = [f"the draft cannot be used: {exc}"]
+        changes = [f"the draft cannot be used: {exc}"]
+    run_report.sections.insert(0, DraftChanges(changes))
 
 
 def report(rules_path: str) -> str:
@@ -136,7 +147,8 @@ def report(rules_path: str) -> str:
             log.info("removed report older than %d days: %s", rules.report.retention_days, old)
     except OSError as exc:
         log.error("could not write the report under %s: %s", reports, exc)
-    _record_run(run_report, text, mask("\n".join(run_report.explanation) + "\n", secrets) if run_report.explanation else None)
+    explained = next((s.lines for s in run_report.sections if isinstance(s, AccountExplanation) and s.lines), None)
+    _record_run(run_report, text, mask("\n".join(explained) + "\n", secrets) if explained else None)
     _prune_run_data(rules)
     send_report_mail(run_report, text, rules.alarms, get_current_context())
     log.info("report: step done in %.3f s", time.perf_counter() - started)

@@ -28,8 +28,8 @@ _NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
 async def current_user(request: Request):
     """The Airflow user behind this request, or 401/403 (Airflow's own token check, as its REST API does).
 
-    Not ``Depends(airflow…security.get_user)``: importing that module here would add ~0.7 s to every process
-    that loads plugins; the same token resolution is imported only when a request comes."""
+    Not ``Depends(airflow…security.get_user)``: importing that module here would slow the start of every
+    process that loads plugins; the same token resolution is imported only when a request comes."""
     from airflow.api_fastapi.auth.managers.base_auth_manager import COOKIE_NAME_JWT_TOKEN
     from airflow.api_fastapi.core_api.security import resolve_user_from_token
 

@@ -85,7 +85,7 @@ def _row(dag_id: str, run: dict[str, Any]) -> str:
 
 
 def page(history: dict[str, list[dict[str, Any]]], days: int) -> str:
-    """The whole page: ``history`` is ``run_history.recent_runs`` (per DAG id, oldest first)."""
+    """The whole page: ``history`` is ``usersync.run.summaries.recent_runs`` (per DAG id, oldest first)."""
     out = [f"<!doctype html><html><head><meta charset='utf-8'><title>usersync reports</title><style>{STYLE}</style>"
            f"</head><body><h1>usersync — runs of the last {days} days</h1>"]
     if not history:

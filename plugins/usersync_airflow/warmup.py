@@ -1,11 +1,10 @@
 """When the scheduler starts, pay the one-off costs a first run would otherwise pay inside its first task.
 
-Two were measured on a 2-core machine (docs/benchmarks.md): the API server builds its execution API (the one
-task processes report to) on the first request it gets — 2.3 s of CPU, 3.6–7.8 s of the first task's time on a
-busy machine — and the LocalExecutor's forkserver starts, with ``usersync_airflow.preload``, when the first task is
-queued (~4 s). Registered as a plugin listener (``UsersyncPlugin.listeners``), this starts both in a background
-thread of the scheduler, so the scheduler's own start is not delayed and a run triggered early still works (it
-only waits for what is still warming up).
+Two were found (figures: docs/benchmarks.md): the API server builds its execution API (the one task processes
+report to) on the first request it gets, and the LocalExecutor's forkserver starts, with
+``usersync_airflow.preload``, when the first task is queued. Registered as a plugin listener
+(``UsersyncPlugin.listeners``), this starts both in a background thread of the scheduler, so the scheduler's own
+start is not delayed and a run triggered early still works (it only waits for what is still warming up).
 """
 
 from __future__ import annotations

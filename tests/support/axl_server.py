@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import base64
 import re
-import ssl
-import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from xml.sax.saxutils import escape
+
+from tests.support.tls_server import TlsServer
 
 SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
 FIELDS = ("userid", "firstName", "middleName", "lastName", "mailid", "department", "title", "manager",
@@ -154,21 +154,9 @@ class _Handler(BaseHTTPRequestHandler):
         return self._send(200, xml.encode())
 
 
-class AxlTestServer:
+class AxlTestServer(TlsServer):
+    """``AxlTestServer(state, cert, key).start()``: AXL's SOAP endpoint over the users in ``state``."""
+
     def __init__(self, state: AxlState, certfile: str, keyfile: str):
-        handler = type("Handler", (_Handler,), {"state": state})
         self.state = state
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(certfile, keyfile)
-        self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def start(self) -> AxlTestServer:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(type("Handler", (_Handler,), {"state": state}), certfile, keyfile)

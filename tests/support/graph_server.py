@@ -45,14 +45,15 @@ import base64
 import json
 import re
 import secrets
-import ssl
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+from tests.support.tls_server import TlsServer
 
 SCOPE = "https://graph.microsoft.com/.default"
 DEFAULT_PAGE = 100
@@ -596,23 +597,9 @@ class _Handler(BaseHTTPRequestHandler):
         return body
 
 
-class GraphServer(ThreadingHTTPServer):
+class GraphServer(TlsServer):
     """``GraphServer(tenant, cert, key).start()``; ``base_url`` is both the authority host and the Graph URL."""
 
-    daemon_threads = True
-
     def __init__(self, tenant: Tenant, certfile: str, keyfile: str):
-        super().__init__(("127.0.0.1", 0), _Handler)
         self.tenant = tenant
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(certfile, keyfile)
-        self.socket = context.wrap_socket(self.socket, server_side=True)
-        self.base_url = f"https://127.0.0.1:{self.server_address[1]}"
-
-    def start(self) -> GraphServer:
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
+        super().__init__(_Handler, certfile, keyfile)

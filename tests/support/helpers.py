@@ -69,7 +69,7 @@ def sync_once(rules: Rules, source, engine, folder_path, full_sync: bool = False
     from usersync.plan.safety import check_removals
     from usersync.run import pipeline
     from usersync.store.apply import apply_tables
-    from usersync.store.sync_state import Watermark
+    from usersync.plan.read_plan import Watermark
 
     folder = RunFolder(folder_path)
     info = pipeline.check_step(source, rules, engine, full_sync=full_sync)

@@ -23,14 +23,15 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import ssl
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.support.tls_server import TlsServer
 
 CORE = "urn:ietf:params:scim:schemas:core:2.0:User"
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
@@ -184,21 +185,9 @@ def _project(user: dict[str, Any], wanted: list[str]) -> dict[str, Any]:
     return out
 
 
-class WebexServer(ThreadingHTTPServer):
-    daemon_threads = True
+class WebexServer(TlsServer):
+    """``WebexServer(org, cert, key).start()``: the Webex token endpoint and the organisation's SCIM API."""
 
     def __init__(self, org: Org, certfile: str, keyfile: str):
-        super().__init__(("127.0.0.1", 0), _Handler)
         self.org = org
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(certfile, keyfile)
-        self.socket = context.wrap_socket(self.socket, server_side=True)
-        self.base_url = f"https://127.0.0.1:{self.server_address[1]}"
-
-    def start(self) -> WebexServer:
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
+        super().__init__(_Handler, certfile, keyfile)

@@ -7,8 +7,7 @@ and an account that exists in the source — even one skipped for bad data — i
 
 The work is a key lookup (Arrow ``index_in``) and column comparisons, read one column at a time, so a run with
 nothing changed costs a few vector operations whatever the directory size, and Python objects are made only for
-what changes. Measured at 100,000 users: ~0.6 s for the diff itself; at 1,000,000 the diff task peaks at ~1.2 GB
-above the interpreter.
+what changes (figures at 100,000 and 1,000,000 users: docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -32,8 +31,9 @@ from usersync.rules.fields import BOOL_FIELDS, FIELDS, NUMBER_FIELDS, Policy
 from usersync.rules.protect import protection
 
 Row = Mapping[str, Any]
-#: an account as the users table would know it: (AD username, Domain, anchor)
-Identity = tuple[str | None, str | None, str | None]
+#: the account a single-account run asks about: (AD username, Domain, anchor, read) — ``read`` False when the
+#: source does not hold it, and key and anchor are only the name the admin gave
+Identity = tuple[str | None, str | None, str | None, bool]
 
 
 def _blank(s: pd.Series) -> pd.Series:
@@ -420,21 +420,26 @@ def decide(rules: Rules, existing: pd.DataFrame, existing_keys: pd.Series, exist
     whole diff uses: the user it is (``user``, ``how``: anchor, key, ambiguous or none), whether it was renamed,
     re-created or adopted, and what would become of the user if the account were gone (``if_gone``, by the
     leavers' own rules). An explanation renders this record; it never matches again."""
-    key, domain, anchor = identity
+    key, domain, anchor, read = identity
     out: dict[str, Any] = {"how": "", "user": None, "owner": None, "renamed": False, "recreated": None,
                            "adopted": False, "no_anchor_yet": False, "if_gone": None}
     row_at = -1
+    anchors = _anchors(pd.Series([anchor], dtype=existing_keys.dtype)) if rules.source.external_id_attribute \
+        else pd.Series([None], dtype=existing_keys.dtype)
+    by_anchor = _match(anchors, existing_anchors, existing_anchors.notna()) if anchors.notna().any() else np.array([-1])
     if domain or not key:
         keys = _keys(pd.Series([key or ""], dtype=existing_keys.dtype), pd.Series([domain or ""], dtype=existing_keys.dtype))
-        anchors = _anchors(pd.Series([anchor], dtype=existing_keys.dtype)) if rules.source.external_id_attribute \
-            else pd.Series([None], dtype=existing_keys.dtype)
-        rows, recreated = _identify(rules, keys, anchors, existing_keys, existing_anchors, keyed)
-        by_anchor = _match(anchors, existing_anchors, existing_anchors.notna()) if anchors.notna().any() else np.array([-1])
+        if read:  # an account the source holds: matched exactly as the run matches it
+            rows, recreated = _identify(rules, keys, anchors, existing_keys, existing_anchors, keyed)
+            if 0 in recreated:
+                old_row, old_anchor = recreated[0]
+                out["recreated"] = {"user": int(existing.at[old_row, "id"]), "anchor": old_anchor}
+        else:  # only a name: the user holding it as anchor, else as AD username + Domain
+            rows = np.where(by_anchor >= 0, by_anchor, _match(keys, existing_keys, keyed))
         row_at = int(rows[0])
-        out["how"] = "anchor" if by_anchor[0] >= 0 else "key" if row_at >= 0 else ""
-        if 0 in recreated:
-            old_row, old_anchor = recreated[0]
-            out["recreated"] = {"user": int(existing.at[old_row, "id"]), "anchor": old_anchor}
+        out["how"] = "anchor" if by_anchor[0] >= 0 and row_at == by_anchor[0] else "key" if row_at >= 0 else ""
+    elif by_anchor[0] >= 0:
+        row_at, out["how"] = int(by_anchor[0]), "anchor"
     else:  # no Domain to go by: the AD username alone, when exactly one user holds it
         same = np.flatnonzero((casefold(existing["ad_username"].str.strip()) == key.strip().casefold())
                               .fillna(False).to_numpy(dtype=bool))

@@ -207,7 +207,7 @@ class Rules(StrictModel):
     fields: dict[str, FieldRule]
     #: conditions on users-table values: a user meeting one is never deleted or disabled (``rules.protect``)
     protect: list[ProtectRule] = Field(default_factory=list)
-    #: values the application owns, written back to the directory after each run (``usersync.writeback``)
+    #: values the application owns, written back to the directory after each run (``usersync.run.write_back``)
     write_back: WriteBackSpec | None = None
 
     @model_validator(mode="before")

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from usersync.run.report import RunReport
+from usersync.run.report import Conflicts, RunReport
 from usersync.store.apply import apply_tables
 from usersync.store.detach import detach_plan, find_synced
 
@@ -41,6 +41,6 @@ def detach_users(engine: Engine, names: Iterable[str], asked_by: str, source: st
             reported(owner, RunReport(
                 source=owner, run_id=f"detach__{started:%Y%m%dT%H%M%S%fZ}", dry_run=False, started=started,
                 ended=datetime.now(UTC), plan=plan.to_changeset(),
-                conflicts=[f"{c.username}: {c.reason}" for c in plan.conflicts], conflict_count=len(plan.conflicts),
+                sections=[Conflicts([f"{c.username}: {c.reason}" for c in plan.conflicts], len(plan.conflicts))],
                 warnings=[] if written.get("detached") else ["nothing was detached"]))
     return Detached(by_source=found.by_source, local=found.local)

@@ -265,7 +265,8 @@ def diff_step(rules: Rules, parts: list[Mapped], engine: Engine, folder: RunFold
     facts = explanation.load(folder)[1] if account else {}
     plan = diff_frames(rules, source, existing, skipped, read=read, removed=removed, as_of=as_of,
                        one_account=account is not None,
-                       explain=(facts.get("key"), facts.get("domain"), facts.get("anchor")) if account else None)
+                       explain=(facts.get("key"), facts.get("domain"), facts.get("anchor"), bool(facts.get("found")))
+                       if account else None)
     plan.seen = seen
     if account:
         decided = plan

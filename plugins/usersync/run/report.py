@@ -81,6 +81,113 @@ def lifecycle_lines(plan: ChangeSet, limit: int) -> list[str]:
     return out
 
 
+class ReportSection:
+    """What one feature adds to a run's report, each part in its place: ``preface`` (before the statistics),
+    ``head`` (under the verdicts), ``warnings`` (counted in the status), ``detail`` (before the changes) and
+    ``tail`` (after the skipped accounts). A feature subclasses it and fills in the parts it has; the report
+    itself knows no feature."""
+
+    def preface(self, report: RunReport) -> list[str]:
+        return []
+
+    def head(self, report: RunReport) -> list[str]:
+        return []
+
+    def warnings(self, report: RunReport) -> list[str]:
+        return []
+
+    def detail(self, report: RunReport) -> list[str]:
+        return []
+
+    def tail(self, report: RunReport) -> list[str]:
+        return []
+
+
+@dataclass
+class DraftChanges(ReportSection):
+    """A draft preview: what the draft changes against the live rules."""
+
+    lines: list[str]
+
+    def preface(self, report: RunReport) -> list[str]:
+        return ["the draft against the live rules:", *(f"  {line}" for line in self.lines), ""]
+
+
+@dataclass
+class AccountExplanation(ReportSection):
+    """A single-account run: the account's explanation, step by step."""
+
+    lines: list[str]
+
+    def detail(self, report: RunReport) -> list[str]:
+        return ["", *self.lines] if self.lines else []
+
+
+@dataclass
+class Conflicts(ReportSection):
+    """Planned changes apply left out because the users table changed during the run (first lines, how many)."""
+
+    lines: list[str]
+    count: int
+
+    def warnings(self, report: RunReport) -> list[str]:
+        return [f"{self.count} planned change(s) not applied: the users table changed during the run (see below); "
+                "the next run reconciles"] if self.count else []
+
+    def tail(self, report: RunReport) -> list[str]:
+        if not self.lines:
+            return []
+        out = ["", "not applied (changed in the users table during the run):", *(f"! {line}" for line in self.lines)]
+        if self.count > len(self.lines):
+            out.append(f"… {self.count - len(self.lines)} more in the apply task's log")
+        return out
+
+
+@dataclass
+class WriteBack(ReportSection):
+    """What write-back did (``usersync.run.write_back.write_step``'s summary), its guard's verdict, the approval."""
+
+    done: dict[str, Any] | None = None
+    verdict: dict[str, Any] | None = None
+    approval: dict[str, Any] | None = None
+
+    def head(self, report: RunReport) -> list[str]:
+        out = []
+        done = self.done
+        if done is not None and done.get("dry_run"):
+            out.append(f"write-back (planned, dry run): {done['planned']} value(s) would be written to the directory")
+        elif done is not None:
+            out.append(f"write-back: {done['written']} written, {done['changed']} changed meanwhile (left), "
+                       f"{done['failed']} failed — of {done['planned']} planned")
+        if self.verdict:
+            out.append(self.verdict["message"])
+        decision = Decision.from_json(self.approval)
+        if decision is not None:
+            out.append(f"approval of the write-back: {decision.line()}")
+        return out
+
+    def warnings(self, report: RunReport) -> list[str]:
+        out, done = [], self.done or {}
+        if done.get("failed"):
+            out.append(f"{done['failed']} value(s) could not be written back to the directory (see write-back "
+                       "below); the users table was synced all the same")
+        if done.get("changed"):
+            out.append(f"{done['changed']} value(s) not written back: changed in the directory since the run read "
+                       "them (left as they are; the next run plans again from the new value)")
+        if report.dry_run and self.verdict and self.verdict.get("blocked"):
+            out.append("a live run would wait for approval: the write-back wave is over write_back.max_writes")
+        return out
+
+    def tail(self, report: RunReport) -> list[str]:
+        done = self.done
+        if not done or not done.get("lines"):
+            return []
+        out = ["", "write-back (each value: ! not written, ↑ written, ~ would be written):", *done["lines"]]
+        if done.get("more"):
+            out.append(f"… {done['more']} more (the run folder's writeback/ files have them all)")
+        return out
+
+
 @dataclass
 class RunReport:
     source: str
@@ -96,23 +203,18 @@ class RunReport:
     run_data: str | None = None  # the run folder: records, mapped users and the full change set as Parquet
     reading: str | None = None  # how the source was read: "full (why)" or "delta since USN n (why)"
     server: str | None = None  # where the source was read (the domain controller that answered), no secrets
-    #: planned changes apply left out because the users table changed during the run (first lines, and how many)
-    conflicts: list[str] = field(default_factory=list)
-    conflict_count: int = 0
     approval: dict[str, Any] | None = None  # approval.Decision.to_json(): who approved or rejected, and when
     account: str | None = None  # a single-account run: the account it read (and explains)
-    explanation: list[str] = field(default_factory=list)  # that account's explanation, step by step
     draft: str | None = None  # a preview of draft rules: the draft file (always a dry run)
-    draft_changes: list[str] = field(default_factory=list)  # what the draft changes against the live rules
-    #: what write-back did (``usersync.run.write_back.write_step``'s summary), its guard's verdict, the approval
-    write_back: dict[str, Any] | None = None
-    write_back_verdict: dict[str, Any] | None = None
-    write_back_approval: dict[str, Any] | None = None
+    #: what each feature adds to the report (``ReportSection``: write-back, conflicts, an explanation, a draft's
+    #: changes), in the order given
+    sections: list[ReportSection] = field(default_factory=list)
 
     @property
     def kind(self) -> str:
-        """What the run was: a draft preview, a single-account run, or a run over the whole source."""
-        return "draft preview" if self.draft else "single account" if self.account else "full"
+        """What the run was: a draft preview, a single-account run, or a run over the whole source (whether that
+        read the source in full or by delta is ``reading``)."""
+        return "draft preview" if self.draft else "single account" if self.account else "whole source"
 
     @property
     def status(self) -> str:
@@ -126,21 +228,11 @@ class RunReport:
         out = list(self.warnings)
         if self.plan and self.plan.skipped:
             out.append(f"{len(self.plan.skipped)} account(s) skipped: see the list below")
-        if self.conflict_count:
-            out.append(f"{self.conflict_count} planned change(s) not applied: the users table changed during the "
-                       "run (see below); the next run reconciles")
         if self.dry_run and self.verdict and self.verdict.get("blocked"):
             out.append(f"a live run with {'these rules' if self.draft else 'this change set'} would be BLOCKED by "
                        "the mass-delete guard")
-        done = self.write_back or {}
-        if done.get("failed"):
-            out.append(f"{done['failed']} value(s) could not be written back to the directory (see write-back "
-                       "below); the users table was synced all the same")
-        if done.get("changed"):
-            out.append(f"{done['changed']} value(s) not written back: changed in the directory since the run read "
-                       "them (left as they are; the next run plans again from the new value)")
-        if self.dry_run and self.write_back_verdict and self.write_back_verdict.get("blocked"):
-            out.append("a live run would wait for approval: the write-back wave is over write_back.max_writes")
+        for section in self.sections:
+            out += section.warnings(self)
         return out
 
     def mail_kind(self, notify_on_success: bool) -> str | None:
@@ -205,8 +297,8 @@ class RunReport:
         if self.run_data:
             out.append(f"run data: {self.run_data}")
         out.append("")
-        if self.draft:
-            out += ["the draft against the live rules:", *(f"  {line}" for line in self.draft_changes), ""]
+        for section in self.sections:
+            out += section.preface(self)
         if self.plan:
             label = "statistics (planned, dry run)" if self.dry_run else "statistics"
             out.append(f"{label}: " + ", ".join(f"{k} {v}" for k, v in self.statistics().items()))
@@ -221,7 +313,8 @@ class RunReport:
         decision = Decision.from_json(self.approval)
         if decision is not None:
             out.append(f"approval: {decision.line()}")
-        out += self._write_back_head()
+        for section in self.sections:
+            out += section.head(self)
         for w in self.all_warnings():
             out.append(f"WARNING: {w}")
         if self.failure:
@@ -232,8 +325,8 @@ class RunReport:
                 out += ["", f"failed at step: {f['step']}", f"error: {f['type']}: {f['error']}"]
                 if f.get("traceback"):
                     out += ["debug information (send it to support if the error is unclear):", f["traceback"].rstrip()]
-        if self.explanation:
-            out += ["", *self.explanation]
+        for section in self.sections:
+            out += section.detail(self)
         if self.plan:
             changes = change_lines(self.plan, self.max_change_lines)
             if changes:
@@ -243,12 +336,8 @@ class RunReport:
             if self.plan.skipped:
                 out += ["", "skipped accounts (fix them in the source, then run again):"]
                 out += [f"! {s.account}: {s.reason}" for s in self.plan.skipped]
-        out += self._write_back_lines()
-        if self.conflicts:
-            out += ["", "not applied (changed in the users table during the run):"]
-            out += [f"! {line}" for line in self.conflicts]
-            if self.conflict_count > len(self.conflicts):
-                out.append(f"… {self.conflict_count - len(self.conflicts)} more in the apply task's log")
+        for section in self.sections:
+            out += section.tail(self)
         return mask("\n".join(out) + "\n", secrets or [])
 
     def _verdict_line(self, verdict: dict[str, Any]) -> str:
@@ -260,31 +349,6 @@ class RunReport:
                 f"users, {verdict['max_delete_percent']:g}%). A preview applies nothing, so there is nothing to "
                 "approve here: correct the draft if these removals are wrong; if they are right, a live run with "
                 "these rules will wait for approval.")
-
-    def _write_back_head(self) -> list[str]:
-        """The write-back's counts, its guard's verdict and the approval, under the run's own."""
-        out = []
-        done = self.write_back
-        if done is not None and done.get("dry_run"):
-            out.append(f"write-back (planned, dry run): {done['planned']} value(s) would be written to the directory")
-        elif done is not None:
-            out.append(f"write-back: {done['written']} written, {done['changed']} changed meanwhile (left), "
-                       f"{done['failed']} failed — of {done['planned']} planned")
-        if self.write_back_verdict:
-            out.append(self.write_back_verdict["message"])
-        decision = Decision.from_json(self.write_back_approval)
-        if decision is not None:
-            out.append(f"approval of the write-back: {decision.line()}")
-        return out
-
-    def _write_back_lines(self) -> list[str]:
-        done = self.write_back
-        if not done or not done.get("lines"):
-            return []
-        out = ["", "write-back (each value: ! not written, ↑ written, ~ would be written):", *done["lines"]]
-        if done.get("more"):
-            out.append(f"… {done['more']} more (the run folder's writeback/ files have them all)")
-        return out
 
 
 def mask(text: str, secrets: list[str]) -> str:
