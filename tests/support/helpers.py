@@ -66,10 +66,10 @@ def sync_once(rules: Rules, source, engine, folder_path, full_sync: bool = False
     tests that need many runs (the equivalence of delta and full reads); the DAG itself is tested apart."""
     from usersync.core.run_folder import RunFolder
     from usersync.plan.change_tables import ChangeTables
+    from usersync.plan.read_plan import Watermark
     from usersync.plan.safety import check_removals
     from usersync.run import pipeline
     from usersync.store.apply import apply_tables
-    from usersync.plan.read_plan import Watermark
 
     folder = RunFolder(folder_path)
     info = pipeline.check_step(source, rules, engine, full_sync=full_sync)
