@@ -24,7 +24,7 @@ BASE = {k: v for k, v in LOCAL_EXECUTOR.items() if k in ("AIRFLOW__CORE__EXECUTO
 VARIANTS = {
     "Airflow defaults (parallelism 4)": {**BASE, "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "1"},
     "+ scheduler_idle_sleep_time 0.1": {**BASE, "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.1"},
-    "+ forkserver preloading usersync_airflow.preload (shipped)": dict(LOCAL_EXECUTOR),
+    "+ forkserver preloading usersync_airflow.runtime.preload (shipped)": dict(LOCAL_EXECUTOR),
 }
 IDLE_SECONDS = 30
 

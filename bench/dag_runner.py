@@ -59,7 +59,7 @@ def entries_read(run_id: str) -> int:
 def run(dag_id: str, conf: dict, run_after: str | None = None) -> dict:
     from airflow.dag_processing.dagbag import DagBag
 
-    from usersync_airflow.run_storage import run_folder
+    from usersync_airflow.dag.run_storage import run_folder
 
     dag = DagBag(dag_folder=sys.argv[1]).get_dag(dag_id)
     t = time.perf_counter()

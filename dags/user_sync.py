@@ -6,7 +6,7 @@ the others from loading; it is reported by ``user_sync_rules_errors.py`` as a DA
 
 from airflow.sdk import get_parsing_context
 
-from usersync_airflow.dag_factory import build_dags
+from usersync_airflow.dag.dag_factory import build_dags
 
 # a task process parses this file for its own DAG only (the DAG processor, for all of them)
 _dags, _errors = build_dags(only=get_parsing_context().dag_id)

@@ -5,7 +5,7 @@ the Airflow UI's "DAG Import Errors" names the file, the field and the reason wh
 """
 
 from usersync.rules import load_rules_dir
-from usersync_airflow.dag_factory import rules_dir
+from usersync_airflow.dag.dag_factory import rules_dir
 
 _valid, _errors = load_rules_dir(rules_dir())
 if _errors:

@@ -27,12 +27,12 @@ from devtools.netutil import free_port, group_members, stop_groups
 #: sleeps 0.1 s instead of 1 s when idle (each hand-over between tasks waits for the next loop)
 FAST_HANDOVER = {"AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.1"}
 #: the LocalExecutor's workers come from a forkserver that has imported what every task needs
-#: (``usersync_airflow.preload``), so a task process starts with it loaded
+#: (``usersync_airflow.runtime.preload``), so a task process starts with it loaded
 LOCAL_EXECUTOR = {
     "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
     "AIRFLOW__CORE__PARALLELISM": "4",  # the default 32 starts up to 32 worker processes
     "AIRFLOW__SCHEDULER__MP_START_METHOD": "forkserver",
-    "AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD": "usersync_airflow.preload",
+    "AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD": "usersync_airflow.runtime.preload",
     **FAST_HANDOVER,
 }
 #: the settings that make the topology; the compose file must agree (tests/test_compose.py)
@@ -45,8 +45,8 @@ SETTINGS = {
     "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1",
     "AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER": "1",
     "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-    # each Celery worker imports usersync_airflow.preload once; its task processes inherit it
-    "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "usersync_airflow.celery_config.CELERY_CONFIG",
+    # each Celery worker imports usersync_airflow.runtime.preload once; its task processes inherit it
+    "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "usersync_airflow.runtime.celery_config.CELERY_CONFIG",
     **FAST_HANDOVER,
 }
 #: settings every deployment must set itself (addresses and secrets), named so the compose test can check them

@@ -28,7 +28,7 @@ def test_the_benchmark_runs_every_contestant_on_a_small_directory(tmp_path):
         assert list(dict.fromkeys(hops)) == ["check_source", "extract", "map", "diff", "apply", "report"]
     # the LocalExecutor's forkserver was started (preloaded) by the scheduler's warm-up, not by the first task
     (scheduler_log,) = tmp_path.glob("scheduler-*/scheduler.log")
-    assert "usersync warm-up: forkserver started (it imports usersync_airflow.preload" in scheduler_log.read_text(errors="replace")
+    assert "usersync warm-up: forkserver started (it imports usersync_airflow.runtime.preload" in scheduler_log.read_text(errors="replace")
     text = markdown(2000, bench.rows, "python -m bench.bench_dag 2000")
     assert "| ours, scheduler path, 12 attributes | 1% churn |" in text and "faster than the peer cold" in text
     assert "Where the scheduler path's time goes" in text

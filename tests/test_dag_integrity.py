@@ -146,7 +146,7 @@ def test_stopping_a_process_group_leaves_no_process_even_when_children_ignore_si
 
 
 def test_a_task_process_builds_only_the_dag_it_runs(shipped_bag):
-    from usersync_airflow.dag_factory import build_dags
+    from usersync_airflow.dag.dag_factory import build_dags
 
     every, errors = build_dags(REPO / "include" / "rules")
     only, same_errors = build_dags(REPO / "include" / "rules", only="user_sync__demo")
@@ -164,9 +164,9 @@ def test_the_preload_module_imports_everything_a_task_needs(tmp_path):
     import subprocess
     import sys
 
-    code = ("import json, sys; from usersync_airflow import preload; "
+    code = ("import json, sys; from usersync_airflow.runtime import preload; "
             "print(json.dumps({'failed': preload.preload(), 'pandas': 'pandas' in sys.modules, "
-            "'steps': 'usersync_airflow.tasks' in sys.modules, 'readers': 'usersync.sources.ldap.reader' in sys.modules}))")
+            "'steps': 'usersync_airflow.dag.tasks' in sys.modules, 'readers': 'usersync.sources.ldap.reader' in sys.modules}))")
     env = {**os.environ, "AIRFLOW_HOME": str(tmp_path)}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == {"failed": [], "pandas": True, "steps": True, "readers": True}

@@ -93,7 +93,7 @@ def test_a_broken_draft_is_an_import_error_while_the_live_dag_runs_on(airflow_en
 
 def report_of_failed(dr) -> str:
     """A failed run's report (its report task fails too, after writing it to its log)."""
-    from usersync_airflow.run_storage import run_folder
+    from usersync_airflow.dag.run_storage import run_folder
 
     return (run_folder(dr.dag_id, dr.run_id).path / "report.txt").read_text()
 

@@ -95,7 +95,7 @@ def test_axl_settings_from_a_connection(airflow_env):
 
 def test_database_connection_urls(airflow_env):
     from usersync.core.connection import sqlalchemy_url
-    from usersync_airflow.sources import connection_fields
+    from usersync_airflow.hooks.connections import connection_fields
 
     airflow_env.connection("pbxdb", conn_type="mysql", host="db", port=3306, login="ro", password="pw", schema="asterisk")
     url = sqlalchemy_url(connection_fields("pbxdb"))

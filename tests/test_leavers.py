@@ -75,14 +75,14 @@ def _set(url: str, username: str, **values) -> None:
 
 def _report_file(dag_run) -> str:
     """The report in the run folder (a failed run's report task returns none to XCom)."""
-    from usersync_airflow.run_storage import run_folder
+    from usersync_airflow.dag.run_storage import run_folder
 
     return (run_folder(DAG, dag_run.run_id).path / "report.txt").read_text()
 
 
 def _summary(dag_run) -> dict:
     from usersync.run.summaries import read_summary
-    from usersync_airflow.run_storage import run_folder
+    from usersync_airflow.dag.run_storage import run_folder
 
     return read_summary(run_folder(DAG, dag_run.run_id).path)
 
@@ -178,8 +178,8 @@ def test_deletions_at_the_end_of_the_grace_are_guarded_like_any_deletion(corp):
 
 def test_keep_as_local_from_a_single_account_run_and_from_the_command_line(corp, capsys):
     from usersync.run.summaries import recent_runs
-    from usersync_airflow.db_cli import main as usersync_db
-    from usersync_airflow.run_storage import runs_base
+    from usersync_airflow.cli.db import main as usersync_db
+    from usersync_airflow.dag.run_storage import runs_base
 
     assert corp.run(day(0)).state == "success"
     for i in (3, 4, 5):

@@ -16,7 +16,7 @@ from usersync.plan.change_tables import ChangeTables
 from usersync.rules.model import SafetySpec
 from usersync.run.export import HEADER, _inert, change_set_csv
 from usersync.run.summaries import read_summary, recent_runs, report_text, write_run_record
-from usersync_airflow.reports_page import chart, page
+from usersync_airflow.ui.reports_page import chart, page
 
 DAY = 86400
 

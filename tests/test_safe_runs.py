@@ -259,7 +259,7 @@ def test_an_account_with_control_characters_is_refused_and_never_reaches_a_mail_
 def test_a_removal_count_zeroed_in_xcom_does_not_lift_the_guard(setup, monkeypatch):
     """apply checks the guard again on the tables it loads and the users this source owns in the table, never on
     the counts handed over in XCom: one who may write XCom cannot lift it."""
-    from usersync_airflow import xcom
+    from usersync_airflow.dag import xcom
 
     setup.rules(safety={"approve_blocked_runs": False})
     assert setup.run().state == "success"

@@ -164,7 +164,7 @@ def test_the_leavers_upgrade_keeps_every_row_and_starts_the_grace_of_users_disab
 @pytest.mark.airflow
 def test_a_sync_refuses_a_database_behind_at_check_source_naming_the_command(airflow_env, slapd, tmp_path, capsys):
     from tests.support.rules import ad_rules
-    from usersync_airflow.db_cli import main as usersync_db
+    from usersync_airflow.cli.db import main as usersync_db
 
     url = f"sqlite:///{tmp_path / 'users.db'}"
     engine = create_engine(url)

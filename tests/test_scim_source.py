@@ -170,7 +170,7 @@ def test_the_webex_preset_reads_calling_numbers_renews_tokens_and_keeps_a_rotate
     from airflow.models import Variable  # the metadata database's, as an admin's `airflow variables get` reads it
 
     from tests.support.webex_server import Org, webex_user
-    from usersync_airflow.sources import kept_variable
+    from usersync_airflow.hooks.connections import kept_variable
 
     org = Org(rotate=True)
     org.new_refresh_token()

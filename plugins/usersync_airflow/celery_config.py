@@ -1,16 +1,8 @@
-"""Airflow's Celery settings plus one: each Celery worker imports ``usersync_airflow.preload`` when it starts,
-so its task processes (forks of the worker) start with pandas, the steps and the Task SDK already loaded.
+"""The name airflow.cfg files of earlier releases give ``[celery] celery_config_options``
+(``usersync_airflow.celery_config.CELERY_CONFIG``): the settings now live in
+``usersync_airflow.runtime.celery_config``; this keeps such a configuration working (a Celery worker whose
+configured module is missing does not start)."""
 
-    AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS=usersync_airflow.celery_config.CELERY_CONFIG
-"""
+from usersync_airflow.runtime.celery_config import CELERY_CONFIG
 
-from __future__ import annotations
-
-from typing import Any
-
-from airflow.providers.celery.executors.default_celery import DEFAULT_CELERY_CONFIG
-
-CELERY_CONFIG: dict[str, Any] = {
-    **DEFAULT_CELERY_CONFIG,
-    "imports": [*DEFAULT_CELERY_CONFIG.get("imports", ()), "usersync_airflow.preload"],
-}
+__all__ = ["CELERY_CONFIG"]

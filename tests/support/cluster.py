@@ -27,7 +27,7 @@ CONSUMER_DAG = "provision_phones"
 CONSUMER_SOURCE = f"""
 from airflow.sdk import dag, task
 
-from usersync_airflow.assets import users_asset
+from usersync_airflow.dag.assets import users_asset
 
 
 @dag(dag_id="{CONSUMER_DAG}", schedule=[users_asset("corp_target")], catchup=False)

@@ -55,7 +55,7 @@ def table_rows(url: str) -> dict[str, dict[str, Any]]:
 def planned(dag_run) -> dict[str, Any]:
     """The change set a DAG run's diff wrote to its run folder (XCom holds only the reference), as JSON."""
     from usersync.plan.change_tables import ChangeTables
-    from usersync_airflow.run_storage import run_folder
+    from usersync_airflow.dag.run_storage import run_folder
 
     ref = dag_run.get_task_instance("diff").xcom_pull(task_ids="diff", key="usersync_plan")
     return ChangeTables.load(run_folder(dag_run.dag_id, dag_run.run_id), ref).to_changeset().to_json()

@@ -9,7 +9,7 @@ from typing import Any
 
 from usersync.sources.cucm.reader import AxlSettings
 from usersync_airflow.hooks.client_hook import ClientHook
-from usersync_airflow.sources import connection_fields
+from usersync_airflow.hooks.connections import connection_fields
 
 
 class AxlHook(ClientHook):

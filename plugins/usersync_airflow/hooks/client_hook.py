@@ -14,7 +14,7 @@ from usersync.sources.errors import SourceError
 from usersync.sources.read_state import SourceInfo
 from usersync.sources.registry import reader_class, spec_class
 from usersync.sources.spec import SourceSpecBase
-from usersync_airflow.sources import connection_fields
+from usersync_airflow.hooks.connections import connection_fields
 
 #: the source name a Test reads under (a rules file's own name is not known to a connection)
 TEST_SOURCE = "connection-test"

@@ -14,7 +14,7 @@ from typing import Any
 
 from usersync.sources.entra.graph_client import GraphSettings, graph_settings
 from usersync_airflow.hooks.client_hook import ClientHook
-from usersync_airflow.sources import connection_fields
+from usersync_airflow.hooks.connections import connection_fields
 
 
 class EntraHook(ClientHook):

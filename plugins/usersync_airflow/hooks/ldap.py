@@ -13,7 +13,7 @@ from usersync.sources.errors import SourceError
 from usersync.sources.ldap.directory import LdapDirectory, LdapSettings
 from usersync.sources.ldap.reader import LdapSource
 from usersync_airflow.hooks.client_hook import test_reader
-from usersync_airflow.sources import connection_fields
+from usersync_airflow.hooks.connections import connection_fields
 
 
 class LdapHook(BaseHook):

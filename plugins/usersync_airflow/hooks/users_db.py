@@ -18,7 +18,7 @@ from sqlalchemy import URL, Engine, create_engine
 from usersync.core.connection import sqlalchemy_url
 from usersync.core.paths import usersync_home
 from usersync.store.schema_version import ensure_schema, upgrade
-from usersync_airflow.sources import fields_of
+from usersync_airflow.hooks.connections import fields_of
 
 
 def embedded_database_path() -> Path:

@@ -82,7 +82,7 @@ def detach(argv: list[str]) -> int:
 def _record(source: str, report: RunReport) -> None:
     """The report of a detach from the command line, listed on the reports page with the source's runs."""
     from usersync.run.summaries import write_run_record
-    from usersync_airflow.run_storage import run_folder
+    from usersync_airflow.dag.run_storage import run_folder
 
     dag = _dag_of(source)
     folder = run_folder(dag, report.run_id)
@@ -93,7 +93,7 @@ def _record(source: str, report: RunReport) -> None:
 def _dag_of(source: str) -> str:
     """The DAG of ``source`` (its rules file names it); its history holds the detach's report."""
     from usersync.rules import load_rules_dir
-    from usersync_airflow.dag_factory import DAG_PREFIX, dag_id, rules_dir
+    from usersync_airflow.dag.dag_factory import DAG_PREFIX, dag_id, rules_dir
 
     valid, _errors = load_rules_dir(rules_dir())
     return dag_id(valid[source][0]) if source in valid else f"{DAG_PREFIX}{source}"

@@ -1,6 +1,6 @@
 """Builds one Airflow DAG per rules file: ``user_sync__<source>``.
 
-The DAG is a thin shell: every task calls into ``usersync_airflow.tasks`` with the rules file path, so the
+The DAG is a thin shell: every task calls into ``usersync_airflow.dag.tasks`` with the rules file path, so the
 rules are read again at run time and a DAG stays a few lines of wiring.
 """
 
@@ -15,8 +15,8 @@ from airflow.sdk import DAG, CronTriggerTimetable, Param, TriggerRule, task
 
 from usersync.plan.write_back_guard import OPTIONS as WRITE_BACK_OPTIONS
 from usersync.rules import Rules, RulesError, load_rules_dir
-from usersync_airflow.approval import BlockedRunApproval
-from usersync_airflow.assets import users_alias
+from usersync_airflow.dag.approval import BlockedRunApproval
+from usersync_airflow.dag.assets import users_alias
 
 DAG_PREFIX = "user_sync__"
 IMPORT_PREFIX = "user_import__"
@@ -171,26 +171,26 @@ def _add_tasks(rules: Rules, rules_path: str) -> None:
 
     @task(multiple_outputs=False, execution_timeout=step_timeout)
     def check_source() -> list:
-        from usersync_airflow import tasks
+        from usersync_airflow.dag import tasks
 
         return tasks.check_source(rules_path)
 
     @task(multiple_outputs=False, execution_timeout=timedelta(minutes=rules.run.extract_timeout_minutes))
     def extract(job: Any) -> Any:
-        from usersync_airflow import tasks
+        from usersync_airflow.dag import tasks
 
         return tasks.extract(rules_path, job["source_info"], job["partition"])
 
     @task(task_id="map", multiple_outputs=False, execution_timeout=step_timeout)
     def map_users(extracted: Any) -> Any:
-        from usersync_airflow import tasks
+        from usersync_airflow.dag import tasks
 
         return tasks.map_users(rules_path, extracted)
 
     # the plan goes to XCom under its own key; diff's return value is the branch it takes (the guard's verdict)
     @task.branch(multiple_outputs=False, execution_timeout=step_timeout)
     def diff(mapped: Any) -> str:
-        from usersync_airflow import tasks
+        from usersync_airflow.dag import tasks
 
         return tasks.diff(rules_path, mapped)
 
@@ -201,13 +201,13 @@ def _add_tasks(rules: Rules, rules_path: str) -> None:
     @task(multiple_outputs=False, trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
           outlets=[users_alias(rules.target.conn_id)], execution_timeout=step_timeout)
     def apply(outlet_events: Any = None) -> Any:
-        from usersync_airflow import tasks
+        from usersync_airflow.dag import tasks
 
         return tasks.apply(rules_path, outlet_events)
 
     @task(retries=0, trigger_rule=TriggerRule.ALL_DONE, execution_timeout=step_timeout)
     def report() -> str:
-        from usersync_airflow import reporting
+        from usersync_airflow.dag import reporting
 
         return reporting.report(rules_path)
 
@@ -231,7 +231,7 @@ def _add_write_back(rules: Rules, rules_path: str, records: Any, applied: Any, r
 
     @task.branch(multiple_outputs=False, execution_timeout=step_timeout)
     def plan_write_back(extracted: Any) -> str:
-        from usersync_airflow import write_back_tasks
+        from usersync_airflow.dag import write_back_tasks
 
         return write_back_tasks.plan_write_back(rules_path, extracted)
 
@@ -241,7 +241,7 @@ def _add_write_back(rules: Rules, rules_path: str, records: Any, applied: Any, r
 
     @task(multiple_outputs=False, trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS, execution_timeout=step_timeout)
     def write_back() -> Any:
-        from usersync_airflow import write_back_tasks
+        from usersync_airflow.dag import write_back_tasks
 
         return write_back_tasks.write_back(rules_path)
 

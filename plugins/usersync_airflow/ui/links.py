@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from usersync_airflow.reports_page import run_link
-from usersync_airflow.run_storage import run_folder
+from usersync_airflow.dag.run_storage import run_folder
+from usersync_airflow.ui.reports_page import run_link
 
 
 def ui_base_url() -> str:

@@ -2,7 +2,7 @@
 
 Two were found (figures: docs/benchmarks.md): the API server builds its execution API (the one task processes
 report to) on the first request it gets, and the LocalExecutor's forkserver starts, with
-``usersync_airflow.preload``, when the first task is queued. Registered as a plugin listener
+``usersync_airflow.runtime.preload``, when the first task is queued. Registered as a plugin listener
 (``UsersyncPlugin.listeners``), this starts both in a background thread of the scheduler, so the scheduler's own
 start is not delayed and a run triggered early still works (it only waits for what is still warming up).
 """

@@ -39,12 +39,12 @@ from usersync.run.summaries import COUNTS, write_run_record
 from usersync.store.apply import apply_tables
 from usersync.store.detach import DetachError
 from usersync.store.owned import owned_count
-from usersync_airflow import xcom
-from usersync_airflow.assets import users_alias, users_asset
+from usersync_airflow.dag import xcom
+from usersync_airflow.dag.assets import users_alias, users_asset
+from usersync_airflow.dag.run_storage import run_folder
 from usersync_airflow.hooks import UsersDbHook
-from usersync_airflow.run_storage import run_folder
-from usersync_airflow.sources import open_source
-from usersync_airflow.ui_links import change_set_link
+from usersync_airflow.hooks.connections import open_source
+from usersync_airflow.ui.links import change_set_link
 
 log = logging.getLogger(__name__)
 CONFLICT_LINES = 200

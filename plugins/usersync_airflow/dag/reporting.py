@@ -35,10 +35,10 @@ from usersync.run.report import (
     write_report,
 )
 from usersync.run.summaries import write_run_record
-from usersync_airflow import xcom
-from usersync_airflow.alarms import send_report_mail
-from usersync_airflow.run_storage import dag_folder
-from usersync_airflow.tasks import account_shown, dry_run, folder, previewing, run_started, source_info
+from usersync_airflow.dag import xcom
+from usersync_airflow.dag.alarms import send_report_mail
+from usersync_airflow.dag.run_storage import dag_folder
+from usersync_airflow.dag.tasks import account_shown, dry_run, folder, previewing, run_started, source_info
 
 log = logging.getLogger(__name__)
 XCOM_REPORT_CHARS = 16_000

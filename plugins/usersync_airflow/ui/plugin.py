@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from usersync_airflow import warmup
-from usersync_airflow.reports_app import app
+from usersync_airflow.runtime import warmup
+from usersync_airflow.ui.reports_app import app
 
 
 class UsersyncPlugin(AirflowPlugin):

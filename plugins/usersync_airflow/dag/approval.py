@@ -24,8 +24,8 @@ from airflow.sdk.exceptions import AirflowFailException
 from usersync.plan.approval import APPROVE, KEEP_LOCAL, OPTIONS, Decision, own_answer, respondents
 from usersync.rules import load_rules
 from usersync.run.handover import StepFailure
-from usersync_airflow import xcom
-from usersync_airflow.ui_links import ui_base_url
+from usersync_airflow.dag import xcom
+from usersync_airflow.ui.links import ui_base_url
 
 TASK_ID = "approve"
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class BlockedRunApproval(HITLOperator):
         return super().execute(context)
 
     def _announce(self, request: dict[str, str], link: str, context) -> None:
-        from usersync_airflow.alarms import send_approval_mail  # only when a run waits: smtp stays out of parsing
+        from usersync_airflow.dag.alarms import send_approval_mail  # only when a run waits: smtp stays out of parsing
 
         rules = load_rules(self.rules_path)
         self.log.info("approval requested: %s — answer it at %s", request["subject"], link)

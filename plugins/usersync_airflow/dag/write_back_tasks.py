@@ -23,10 +23,8 @@ from usersync.rules import Rules
 from usersync.run import write_back as wb
 from usersync.sources.record import SourceRecord
 from usersync.sources.registry import writer_class
-from usersync_airflow import xcom
-from usersync_airflow.hooks import UsersDbHook
-from usersync_airflow.sources import open_source, open_writer
-from usersync_airflow.tasks import (
+from usersync_airflow.dag import xcom
+from usersync_airflow.dag.tasks import (
     dry_run,
     enforce,
     folder,
@@ -38,6 +36,8 @@ from usersync_airflow.tasks import (
     step,
     triggered_by,
 )
+from usersync_airflow.hooks import UsersDbHook
+from usersync_airflow.hooks.connections import open_source, open_writer
 
 log = logging.getLogger(__name__)
 APPROVAL_TASK = "approve_write_back"

@@ -17,8 +17,8 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 
 from usersync.run.summaries import EXPLANATION, REPORT, read_summary, recent_runs, report_text
-from usersync_airflow.reports_page import page
-from usersync_airflow.run_storage import runs_base
+from usersync_airflow.dag.run_storage import runs_base
+from usersync_airflow.ui.reports_page import page
 
 DEFAULT_DAYS = 15
 #: run_storage's folder names, never ``.``, ``..`` or hidden: anything else never reaches storage

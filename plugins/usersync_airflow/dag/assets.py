@@ -1,7 +1,7 @@
 """The Airflow Asset a sync DAG emits after a live run wrote to the users table: one per target connection,
 so downstream DAGs (phone provisioning, licences) can run when the user list changed::
 
-    from usersync_airflow.assets import users_asset
+    from usersync_airflow.dag.assets import users_asset
 
     @dag(schedule=[users_asset("usersync_target")])
     def provision_phones(): ...

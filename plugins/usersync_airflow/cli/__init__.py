@@ -1,0 +1,1 @@
+"""Command lines over Airflow connections: ``usersync-db``."""
