@@ -451,7 +451,7 @@ def test_retries_are_bounded_and_graph_errors_keep_code_and_message(graph):
     graph.tenant.throttle = [(429, 30)] * 3
     with pytest.raises(GraphError, match="429 TooManyRequests: Too many requests"):
         client.get("v1.0/users")
-    assert client.waited == 10  # two retries, each Retry-After of 30 s capped at max_wait 5 s
+    assert client.http.waited == 10  # two retries, each Retry-After of 30 s capped at max_wait 5 s
     with pytest.raises(GraphError, match="400 Request_UnsupportedQuery: Invalid page size specified: '1000'"):
         client.get("v1.0/users", {"$top": "1000"})
 

@@ -89,7 +89,7 @@ def test_scim_and_graph_share_the_core_and_say_their_own_errors():
     client = ScimClient(ScimSettings("https://scim.example.test/v2"), Counted(), transport=httpx.MockTransport(scim))
     with pytest.raises(ScimError, match="invalidFilter: bad filter"):
         client.get("Users")
-    assert client.requests == 2
+    assert client.http.requests == 2
 
     graph = GraphClient(GraphSettings("tenant", "app", "secret"), sleep=lambda s: None,
                         transport=httpx.MockTransport(lambda request: httpx.Response(401, json={
@@ -98,7 +98,7 @@ def test_scim_and_graph_share_the_core_and_say_their_own_errors():
     graph.token = tokens.token  # type: ignore[method-assign]  # the MSAL side is Entra's, not the core's
     with pytest.raises(SourceAuthError, match="refused the token after renewing it: InvalidAuthenticationToken"):
         graph.get("v1.0/users")
-    assert graph.requests == 2 and tokens.issued == 2
+    assert graph.http.requests == 2 and tokens.issued == 2
 
 
 def test_the_webex_token_renewal_goes_through_the_same_core():

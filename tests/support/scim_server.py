@@ -14,10 +14,6 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import httpx
-from scim2_server.applications.wsgi import WSGIApplication
-from scim2_server.memory import InMemoryStorage
-from scim2_server.service import ScimService
-from scim2_server.utils import load_default_provider
 
 from devtools.netutil import free_port
 
@@ -76,6 +72,13 @@ class ScimServer:
     """
 
     def __init__(self) -> None:
+        # scim2-server is imported here, not at the top: test modules import this one for scim_user, and the
+        # fast lane collects them without starting a server
+        from scim2_server.applications.wsgi import WSGIApplication
+        from scim2_server.memory import InMemoryStorage
+        from scim2_server.service import ScimService
+        from scim2_server.utils import load_default_provider
+
         service = ScimService(load_default_provider())
         self.scim = WSGIApplication(InMemoryStorage(), service.provider, service)
         self.port = free_port()

@@ -23,7 +23,8 @@ class TlsServer(ThreadingHTTPServer):
         self.base_url = f"https://127.0.0.1:{self.port}"
 
     def start(self) -> Self:
-        threading.Thread(target=self.serve_forever, daemon=True).start()
+        # a short poll: stop() (shutdown) waits for the serving loop to notice, up to one interval
+        threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         return self
 
     def stop(self) -> None:

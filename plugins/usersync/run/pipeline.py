@@ -196,6 +196,10 @@ def _empty(info: SourceInfo, source: Source) -> EmptySource:
     return error
 
 
+#: the keys of an extract's document its mapped partition carries on (``Extracted`` and ``Mapped`` share them)
+CARRIED = ("removed", "scanned", "cursor", "reading", "warnings", "account")
+
+
 def map_step(rules: Rules, extracted: Extracted, folder: RunFolder) -> Mapped:
     """Map one partition's records, a batch at a time, into ``mapped/`` and ``skipped/`` files of the run."""
     index, ref = extracted["partition"], TableRef.from_json(extracted["records"])
@@ -220,19 +224,9 @@ def map_step(rules: Rules, extracted: Extracted, folder: RunFolder) -> Mapped:
     log.info("mapped %d of %d records (%d skipped)", mapped_ref.rows, ref.rows, len(skipped))
     out = Mapped(read=ref.rows, mapped=mapped_ref.to_json(), skipped=skipped_ref.to_json(),
                  delta=extracted.get("delta", False))
-    # what the extract found about the read, carried on to the diff
-    if "removed" in extracted:
-        out["removed"] = extracted["removed"]
-    if "scanned" in extracted:
-        out["scanned"] = extracted["scanned"]
-    if "cursor" in extracted:
-        out["cursor"] = extracted["cursor"]
-    if "reading" in extracted:
-        out["reading"] = extracted["reading"]
-    if "warnings" in extracted:
-        out["warnings"] = extracted["warnings"]
-    if "account" in extracted:
-        out["account"] = extracted["account"]
+    for key in CARRIED:  # what the extract found about the read, carried on to the diff
+        if key in extracted:
+            out[key] = extracted[key]  # type: ignore[literal-required]
     return out
 
 

@@ -116,14 +116,6 @@ class GraphClient:
                             settings.max_response_bytes)
         self.http = JsonHttp("Microsoft Graph", http, BearerAuth(self, "Microsoft Graph"), sleep, transport)
 
-    @property
-    def requests(self) -> int:
-        return self.http.requests
-
-    @property
-    def waited(self) -> float:
-        return self.http.waited
-
     # --- the token -----------------------------------------------------------------------------------------
 
     def _msal(self):

@@ -229,7 +229,7 @@ class EntraSource(Source):
         ``$filter`` with ``id eq``) and the disabled and guest tests."""
         asked = account.strip()
         select = ",".join(dict.fromkeys([*self.select.split(","), "accountEnabled", "userType"]))
-        found, before = OneAccount(asked), self.client.requests
+        found, before = OneAccount(asked), self.client.http.requests
         if "@" in asked or _OBJECT_ID.match(asked):
             found.found_by = f"GET /users/{asked}"
             try:
@@ -247,7 +247,7 @@ class EntraSource(Source):
                 raise SourceQueryError(f"{asked!r} names {len(users)} users "
                                        f"({', '.join(u.get('userPrincipalName') or u['id'] for u in users)}): "
                                        "give the userPrincipalName or the object id")
-        found.entries, found.requests = len(users), self.client.requests - before
+        found.entries, found.requests = len(users), self.client.http.requests - before
         if users:
             found.record = self._record(users[0])
             found.checks = self._scope(users[0])

@@ -93,18 +93,6 @@ class ScimClient:
         self.http = JsonHttp("the SCIM provider", settings.http, BearerAuth(tokens, "the SCIM provider"), sleep,
                              transport)
 
-    @property
-    def requests(self) -> int:
-        return self.http.requests
-
-    @property
-    def waited(self) -> float:
-        return self.http.waited
-
-    @property
-    def http_seconds(self) -> float:
-        return self.http.seconds
-
     def url(self, path: str) -> str:
         return f"{self.settings.base_url}/{path.lstrip('/')}"
 
