@@ -110,3 +110,19 @@ def test_the_webex_token_renewal_goes_through_the_same_core():
     tokens = RefreshingToken.from_connection(conn)
     tokens.transport = httpx.MockTransport(lambda request: next(answers))
     assert tokens.token() == "a1" and kept == {"refresh_token": "r2"}
+
+
+def test_the_environments_proxies_are_used_behind_the_retry_layer(monkeypatch):
+    """HTTPS_PROXY and NO_PROXY apply as httpx applies them on its own — and the proxied route is throttled and
+    counted like a direct one (a proxy on a closed loopback port: the request goes there, nowhere else)."""
+    from devtools.netutil import free_port
+    from usersync.sources.http import Throttled
+
+    proxy = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("HTTPS_PROXY", proxy)
+    monkeypatch.setenv("NO_PROXY", "localhost")
+    http = JsonHttp("the test API", HttpSettings(max_retries=0), sleep=lambda s: None)
+    assert isinstance(http.mounts["https://"], Throttled) and http.mounts["all://localhost"] is None
+    with pytest.raises(SourceUnreachable, match="cannot reach the test API at https://api.example.test/x"):
+        http.send("GET", "https://api.example.test/x")
+    assert http.requests == 1

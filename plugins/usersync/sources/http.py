@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx
+from httpx._utils import get_environment_proxies  # how httpx itself reads HTTP(S)_PROXY and NO_PROXY
 
 from usersync.sources.errors import SourceError, SourceQueryError, SourceUnreachable
 
@@ -87,21 +88,28 @@ class BearerAuth(httpx.Auth):
             yield request
 
 
+@dataclass
+class RetryCounts:
+    """What the retry layer did on one client, over all its routes: requests sent, seconds waited."""
+
+    requests: int = 0
+    waited: float = 0.0
+
+
 class Throttled(httpx.BaseTransport):
     """The retry layer: a 429 or 503 waits ``Retry-After`` seconds (at most ``max_wait``) and is sent again, up
-    to ``max_retries`` more times; counts every request sent and every second waited."""
+    to ``max_retries`` more times, its body left unread; counts every request sent and every second waited."""
 
     def __init__(self, inner: httpx.BaseTransport, service: str, max_retries: int, max_wait: float,
-                 sleep: Callable[[float], None]):
+                 sleep: Callable[[float], None], counts: RetryCounts):
         self.inner, self.service, self.max_retries, self.max_wait, self.sleep = inner, service, max_retries, max_wait, sleep
-        self.requests = 0
-        self.waited = 0.0
+        self.counts = counts
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         tries = 0
         while True:
             tries += 1
-            self.requests += 1
+            self.counts.requests += 1
             answer = self.inner.handle_request(request)
             if answer.status_code not in (429, 503) or tries > self.max_retries:
                 return answer
@@ -109,7 +117,7 @@ class Throttled(httpx.BaseTransport):
             answer.close()
             log.warning("%s answered %d (throttled); waiting %.0f s as Retry-After says (try %d of %d)",
                         self.service, answer.status_code, wait, tries, self.max_retries + 1)
-            self.waited += wait
+            self.counts.waited += wait
             self.sleep(wait)
 
     def close(self) -> None:
@@ -142,20 +150,28 @@ class JsonHttp:
 
     def __init__(self, service: str, settings: HttpSettings, auth: httpx.Auth | None = None,
                  sleep: Callable[[float], None] = time.sleep, transport: httpx.BaseTransport | None = None):
-        self.service, self.settings = service, settings
+        self.service, self.settings, self.counts = service, settings, RetryCounts()
         verify: Any = ssl.create_default_context(cafile=settings.ca_certs_file) if settings.ca_certs_file else True
-        self.throttled = Throttled(transport or httpx.HTTPTransport(verify=verify), service, settings.max_retries,
-                                   settings.max_wait, sleep)
-        self._http = httpx.Client(timeout=settings.timeout, auth=auth, transport=self.throttled)
+
+        def throttled(wire: httpx.BaseTransport) -> Throttled:
+            return Throttled(wire, service, settings.max_retries, settings.max_wait, sleep, self.counts)
+
+        # the proxies of the environment (HTTPS_PROXY, NO_PROXY, …), as httpx applies them itself when it builds
+        # its own transports: behind the retry layer and with the connection's CA bundle, like direct routes
+        self.mounts: dict[str, httpx.BaseTransport | None] = {} if transport is not None else {
+            pattern: None if proxy is None else throttled(httpx.HTTPTransport(verify=verify, proxy=proxy))
+            for pattern, proxy in get_environment_proxies().items()}
+        self._http = httpx.Client(timeout=settings.timeout, auth=auth, mounts=self.mounts,
+                                  transport=throttled(transport or httpx.HTTPTransport(verify=verify)))
         self.seconds = 0.0  # time spent waiting on the server (the benchmark's "share spent on HTTP")
 
     @property
     def requests(self) -> int:
-        return self.throttled.requests
+        return self.counts.requests
 
     @property
     def waited(self) -> float:
-        return self.throttled.waited
+        return self.counts.waited
 
     def send(self, method: str, url: str, params: Mapping[str, str] | None = None, json: Any = None,
              data: Mapping[str, str] | None = None, headers: Mapping[str, str] | None = None) -> httpx.Response:
