@@ -13,10 +13,6 @@ from usersync.rules import Rules
 from usersync.rules.fields import Policy
 
 
-def _fold(value: Any) -> str:
-    return str(value).strip().casefold() if value is not None and not pd.isna(value) else ""
-
-
 def _who(row: dict[str, Any]) -> str:
     owner = row.get("source") or "(none: a local user)"
     return f"user #{row['id']} {row.get('username')!r} ({row.get('domain')}\\{row.get('ad_username')}, owner {owner})"

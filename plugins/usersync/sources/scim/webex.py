@@ -25,11 +25,10 @@ from usersync.core.connection import ConnectionFields
 from usersync.sources.errors import SourceAuthError, SourceError
 from usersync.sources.http import HttpSettings, JsonHttp, secure_url
 from usersync.sources.scim.client import ScimSettings, scim_settings
-from usersync.sources.scim.spec import REFRESH_TOKEN, WEBEX_CONN_TYPE, is_webex_connection
+from usersync.sources.scim.spec import REFRESH_TOKEN, is_webex_connection
 
 log = logging.getLogger(__name__)
 WEBEX_API = "https://webexapis.com"
-CONN_TYPE = WEBEX_CONN_TYPE
 
 
 def is_webex(conn: ConnectionFields) -> bool:
