@@ -23,7 +23,7 @@ import time
 
 import pytest
 import yaml
-from sqlalchemy import create_engine, text, update
+from sqlalchemy import create_engine, select, text, update
 
 from bench.dag_runner import admin_env
 from devtools.postgres import PostgresServer
@@ -31,7 +31,7 @@ from tests.support.helpers import table_rows
 from tests.support.repo import REPO
 from tests.support.rules import ad_rules
 from usersync.core.progress import Progress
-from usersync.core.users_table import users
+from usersync.core.users_table import user_events, users
 from usersync.sources import SourceUnreachable
 from usersync.sources.ldap.directory import LdapDirectory, LdapSettings
 
@@ -100,6 +100,55 @@ def _stale(url: str) -> None:
     engine.dispose()
 
 
+def _terminate_writer(url: str) -> None:
+    """End the PostgreSQL backend that holds an open write transaction (the apply's), as a crash would."""
+    admin = create_engine(url)
+    with admin.connect() as conn:
+        killed = conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
+                                   "current_database() AND pid <> pg_backend_pid() AND backend_xid IS NOT NULL"))
+        assert any(r[0] for r in killed)
+    admin.dispose()
+
+
+def _log_records(url: str) -> list:
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(select(user_events).order_by(user_events.c.id))]
+    engine.dispose()
+    return rows
+
+
+def test_a_run_killed_after_its_writes_and_log_but_before_commit_leaves_no_record(
+        airflow_env, make_slapd, users_pg, monkeypatch):
+    from usersync.store.user_log import UserLog
+
+    ldap = make_slapd(40)
+    _server, url = users_pg
+    _setup(airflow_env, ldap, url)
+    assert airflow_env.run("user_sync__corp").state == "success"
+    _stale(url)
+    before, records = table_rows(url), _log_records(url)
+    write, fired = UserLog.write, []
+
+    def write_then_die(self, last: bool = False) -> int:
+        added = write(self, last)
+        if last:  # every write and every record of the run is in the transaction: the backend dies before COMMIT
+            _terminate_writer(url)
+            fired.append(added)
+        return added
+
+    monkeypatch.setattr(UserLog, "write", write_then_die)
+    dr = airflow_env.run("user_sync__corp")
+    assert fired and dr.state == "failed" and dr.get_task_instance("apply").state == "failed"
+    assert table_rows(url) == before and _log_records(url) == records  # no write, no record
+    monkeypatch.setattr(UserLog, "write", write)
+    rerun = airflow_env.run("user_sync__corp")
+    assert rerun.state == "success"
+    logged = [r for r in _log_records(url) if r not in records]
+    assert len(logged) == 40 and {r["action"] for r in logged} == {"updated"}
+    assert not any(r["first_name"] == "stale" for r in table_rows(url).values())
+
+
 def test_postgresql_backend_terminated_mid_apply_rolls_back_and_a_rerun_converges(
         airflow_env, make_slapd, users_pg, monkeypatch):
     ldap = make_slapd(12000)
@@ -109,15 +158,7 @@ def test_postgresql_backend_terminated_mid_apply_rolls_back_and_a_rerun_converge
     _stale(url)
     before = table_rows(url)
 
-    def terminate_the_apply() -> None:
-        admin = create_engine(url)
-        with admin.connect() as conn:
-            killed = conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
-                                       "current_database() AND pid <> pg_backend_pid() AND backend_xid IS NOT NULL"))
-            assert any(r[0] for r in killed)
-        admin.dispose()
-
-    fired = _fault_at(monkeypatch, "apply", terminate_the_apply)  # after the first batch of 5,000 updates
+    fired = _fault_at(monkeypatch, "apply", lambda: _terminate_writer(url))  # after the first batch of 5,000 updates
     dr = airflow_env.run("user_sync__corp")
     assert fired and dr.state == "failed" and dr.get_task_instance("apply").state == "failed"
     assert table_rows(url) == before  # rolled back: identical

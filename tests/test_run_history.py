@@ -14,7 +14,7 @@ from usersync.core.run_folder import MANIFEST, RunFolder
 from usersync.plan.approval import Decision, approval_request, removal_lines
 from usersync.plan.change_tables import ChangeTables
 from usersync.rules.model import SafetySpec
-from usersync.run.export import HEADER, _inert, change_set_csv
+from usersync.run.export import HEADER, change_set_csv, inert
 from usersync.run.summaries import read_summary, recent_runs, report_text, write_run_record
 from usersync_airflow.ui.reports_page import chart, page
 
@@ -164,4 +164,4 @@ def test_change_set_csv_cells_a_spreadsheet_would_run_are_made_text(tmp_path):
     assert "'+cmd|' /C calc'!A0" in cells
     assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in cells)
     # values are trimmed when mapped; a tab or carriage return first is neutralised all the same
-    assert _inert(("\tx", "\ry", "plain", None)) == ("'\tx", "'\ry", "plain", None)
+    assert inert(("\tx", "\ry", "plain", None)) == ("'\tx", "'\ry", "plain", None)

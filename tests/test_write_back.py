@@ -158,6 +158,17 @@ def test_write_back_to_ad_optimistic_reported_and_quiet_on_the_next_full_and_del
     assert "write-back: 5 written, 1 changed meanwhile (left), 0 failed — of 6 planned" in text
     assert f"! {tag}u2: ipPhone not written — ipPhone is no longer empty in the directory" in text
     assert f"↑ {tag}u1: ipPhone (empty) → '7001'" in text and "status:   COMPLETED WITH WARNINGS" in text
+    from sqlalchemy import create_engine
+
+    from usersync.store.history import timeline
+
+    engine = create_engine(url)  # the per-user log: what was written back, per user, old → new; not what was left
+    written = [e for e in timeline(engine, f"{tag}u0") if e.action == "written_back"]
+    assert [(e.run_id, e.detail["changes"]) for e in written] == [
+        (live.run_id, {"ipPhone": [None, "7000"], "telephoneNumber": [None, "+39 02 1234 7000"]})]
+    assert [e.detail["changes"] for e in timeline(engine, f"{tag}u2") if e.action == "written_back"] == [
+        {"telephoneNumber": [None, "+39 02 1234 7002"]}]
+    engine.dispose()
 
     # the application owns the number: the next run writes it over the admin's edit, once
     rows = all_rows(url)

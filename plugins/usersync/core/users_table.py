@@ -9,6 +9,7 @@ creates and upgrades databases, and a test proves migrations and these tables ag
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -89,3 +90,43 @@ source_state = Table(
     Column("saved_at", DateTime(timezone=True), nullable=False, comment="when this row last changed"),
     Column("facts", Text, nullable=True, comment="facts about the source beyond its read position (JSON)"),
 )
+
+
+#: The per-user log: one row per decision a run made about a user (``usersync.store.user_log`` writes it in the
+#: apply transaction; ``usersync.store.history`` reads it). A decision that repeats run after run (a skip, a
+#: held removal) stays one row: ``at`` first seen, ``last_at`` last seen, ``seen`` how many runs.
+user_events = Table(
+    "user_events",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False, comment="when the run applied (first seen, for repeats)"),
+    Column("last_at", DateTime(timezone=True), nullable=True, comment="last seen (repeating decisions)"),
+    Column("seen", Integer, nullable=False, server_default=text("1"), comment="runs that made this decision"),
+    Column("run_id", String(250), nullable=False, comment="the run that made the decision (first, for repeats)"),
+    Column("last_run_id", String(250), nullable=True, comment="the last run that made it again"),
+    Column("source", String(64), nullable=True, comment="rules source name"),
+    Column("rules_hash", String(64), nullable=True, comment="SHA-256 of the rules file the run followed"),
+    Column("action", String(24), nullable=False,
+           comment="inserted, updated, returned, deleted, disabled, detached, held, skipped, written_back"),
+    Column("code", String(64), nullable=True, comment="why an account was skipped (SkipCode)"),
+    Column("user_id", Integer, nullable=True, comment="users.id of the user (NULL: a skipped account)"),
+    Column("username", String(256), nullable=True),
+    Column("ad_username", String(256), nullable=True),
+    Column("domain", String(256), nullable=True),
+    Column("external_id", String(128), nullable=True, comment="the account's anchor"),
+    Column("approved_by", String(256), nullable=True, comment="who let the run through a guard, and the answer"),
+    Column("detail", Text, nullable=True,
+           comment="JSON: changes {column: [old, new]}, row (the values to restore), reason, account, note"),
+    Column("fingerprint", String(64), nullable=True, comment="what makes a repeating decision the same one"),
+    Column("open", Boolean, nullable=False, server_default=false(),
+           comment="a repeating decision the source's last full run still made"),
+)
+
+Index("ix_user_events_user", user_events.c.user_id)
+Index("ix_user_events_username", func.lower(user_events.c.username))
+Index("ix_user_events_ad_username", func.lower(user_events.c.ad_username))
+Index("ix_user_events_anchor", user_events.c.external_id)
+Index("ix_user_events_run", user_events.c.run_id)
+Index("ix_user_events_at", user_events.c.at)
+Index("ix_user_events_open", user_events.c.source, user_events.c.fingerprint,
+      postgresql_where=user_events.c.open, sqlite_where=user_events.c.open)

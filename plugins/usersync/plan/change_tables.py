@@ -35,8 +35,10 @@ LEAVERS_SCHEMA = pa.schema([("id", pa.int64()), ("username", pa.string()), ("ad_
 LIFECYCLE_SCHEMA = pa.schema([*LEAVERS_SCHEMA, ("left_at", TIMESTAMP), ("until", TIMESTAMP), ("days", pa.int32()),
                               ("reason", pa.string())])
 NOTES_SCHEMA = pa.schema([("note", pa.string())])
+#: users put back by an undo: each deleted user's whole row as it was, row id included
+RESTORES_SCHEMA = pa.schema([f for f in USERS_SCHEMA if f.name != "updated_at"])
 SCHEMAS = {"inserts": INSERTS_SCHEMA, "updates": UPDATES_SCHEMA, "deletes": LEAVERS_SCHEMA,
-           "disables": LEAVERS_SCHEMA, "skipped": SKIPPED_SCHEMA, "notes": NOTES_SCHEMA,
+           "disables": LEAVERS_SCHEMA, "skipped": SKIPPED_SCHEMA, "notes": NOTES_SCHEMA, "restores": RESTORES_SCHEMA,
            **{kind: LIFECYCLE_SCHEMA for kind, _count in LIFECYCLE}}
 META = ("source", "read", "unchanged", "owned", "kept", "held", "seen", "as_of", "explained")
 
@@ -77,6 +79,7 @@ class ChangeTables:
     returns: pa.Table = field(default_factory=LIFECYCLE_SCHEMA.empty_table)
     holds: pa.Table = field(default_factory=LIFECYCLE_SCHEMA.empty_table)
     detaches: pa.Table = field(default_factory=LIFECYCLE_SCHEMA.empty_table)
+    restores: pa.Table = field(default_factory=RESTORES_SCHEMA.empty_table)
     read: int = 0
     unchanged: int = 0
     owned: int = 0
@@ -97,7 +100,7 @@ class ChangeTables:
     @property
     def writes(self) -> int:
         return (self.inserts.num_rows + self.updates.num_rows + self.deletes.num_rows + self.disables.num_rows
-                + self.detaches.num_rows)
+                + self.detaches.num_rows + self.restores.num_rows)
 
     @property
     def removals(self) -> int:
@@ -107,7 +110,8 @@ class ChangeTables:
         return {"read": self.read, "inserted": self.inserts.num_rows, "updated": self.updates.num_rows,
                 "deleted": self.deletes.num_rows, "disabled": self.disables.num_rows,
                 "unchanged": self.unchanged, "skipped": self.skipped.num_rows,
-                **{count: getattr(self, kind).num_rows for kind, count in LIFECYCLE if getattr(self, kind).num_rows}}
+                **{count: getattr(self, kind).num_rows for kind, count in LIFECYCLE if getattr(self, kind).num_rows},
+                **({"restored": self.restores.num_rows} if self.restores.num_rows else {})}
 
     def keep_as_local(self, reason: str) -> None:
         """Turn every planned removal (delete, disable) into a detach: those users become local users, kept
@@ -139,7 +143,7 @@ class ChangeTables:
         data = {**{n: getattr(self, n) for n in SCHEMAS if n != "notes"},
                 "notes": pa.table({"note": pa.array(self.notes, pa.string())})}
         refs = {name: folder.write(f"{prefix}/{name}.parquet", data[name], SCHEMAS[name]).to_json()
-                for name in SCHEMAS}
+                for name in SCHEMAS if name != "restores" or self.restores.num_rows}  # only an undo restores
         return PlanRef(source=self.source, read=self.read, unchanged=self.unchanged, owned=self.owned, kept=self.kept,
                        held=self.held, seen=self.seen, as_of=self.as_of, counts=self.counts(), writes=self.writes,
                        removals=self.removals, tables=refs, explained=self.explained)

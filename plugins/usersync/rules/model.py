@@ -123,6 +123,8 @@ class ReportSpec(StrictModel):
     directory: str | None = None  # default: $USERSYNC_REPORTS_DIR, else $USERSYNC_HOME/reports
     retention_days: Annotated[int, Field(ge=1)] = 15
     max_change_lines: Annotated[int, Field(ge=0)] = 200
+    #: how long the per-user log keeps this source's records (a decision still repeating is kept while it does)
+    history_days: Annotated[int, Field(ge=1)] = 400
 
 
 class AlarmsSpec(StrictModel):

@@ -49,7 +49,7 @@ def _lines(kind: str, row: dict[str, Any]) -> Iterator[tuple]:
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _inert(line: tuple) -> tuple:
+def inert(line: tuple) -> tuple:
     """A line whose cells a spreadsheet shows as text: directory values are anyone's to write, and a value such as
     ``=HYPERLINK(...)`` would run in the admin's spreadsheet."""
     return tuple(f"'{v}" if isinstance(v, str) and v.startswith(FORMULA_START) else v for v in line)
@@ -65,7 +65,7 @@ def change_set_csv(folder: RunFolder, plan_ref: dict[str, Any]) -> Iterator[str]
             continue
         for batch in folder.batches(TableRef.from_json(plan_ref["tables"][kind]), batch_size=10_000):
             for row in batch.to_pylist():
-                writer.writerows(map(_inert, _lines(kind, row)))
+                writer.writerows(map(inert, _lines(kind, row)))
             yield out.getvalue()
             out.seek(0)
             out.truncate()

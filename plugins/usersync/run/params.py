@@ -31,3 +31,14 @@ def one_account(value: Any) -> str | None:
 def printable(text: str) -> str:
     """``text`` quoted, control characters written as escapes: safe in a mail header, a log line or a page."""
     return repr(text)
+
+
+def run_to_undo(value: Any) -> str | None:
+    """The ``undo_run`` parameter: None, or the id of a finished run of this source to undo."""
+    text = str(value or "").strip()
+    if not text:
+        return None
+    if CONTROL.search(text) or len(text) > 250:
+        raise BadParameter(f"the undo_run parameter {printable(text[:80])} is not a run id (one line, at most 250 "
+                           "characters, as the reports page shows it); nothing was read or written")
+    return text

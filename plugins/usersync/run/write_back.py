@@ -52,10 +52,12 @@ def planned(folder: RunFolder, plan: dict[str, Any]) -> list[Write]:
 
 
 def write_step(writer: DirectoryWriter, folder: RunFolder, plan: dict[str, Any], dry_run: bool,
-               max_lines: int = 200, guard: Callable[[int], None] | None = None) -> dict[str, Any]:
+               max_lines: int = 200, guard: Callable[[int], None] | None = None,
+               logged: Callable[[list[Write]], Any] | None = None) -> dict[str, Any]:
     """Write the plan (each value only while the directory still holds what the run read), or in a dry run list
     it; returns the counts and the first ``max_lines`` lines — failures and changed values first. ``guard`` is
-    asked with the number of values actually loaded, before any is written (it raises to stop the wave)."""
+    asked with the number of values actually loaded, before any is written (it raises to stop the wave);
+    ``logged`` is given the values written (for the per-user log)."""
     writes = planned(folder, plan)
     if guard is not None and not dry_run:
         guard(len(writes))
@@ -68,6 +70,8 @@ def write_step(writer: DirectoryWriter, folder: RunFolder, plan: dict[str, Any],
     rows = [{**asdict(w), "status": o.status, "message": o.message} for w, o in zip(writes, outcomes, strict=True)]
     results = folder.write(RESULTS_FILE, pa.Table.from_pylist(rows, schema=RESULTS_SCHEMA), RESULTS_SCHEMA)
     counts = Counter(o.status for o in outcomes)
+    if logged is not None:
+        logged([w for w, o in zip(writes, outcomes, strict=True) if o.status == WRITTEN])
     problems = [f"! {w.username}: {w.attribute} not written — {o.message}"
                 for w, o in zip(writes, outcomes, strict=True) if o.status != WRITTEN]
     done = [f"↑ {w.line()}" for w, o in zip(writes, outcomes, strict=True) if o.status == WRITTEN]

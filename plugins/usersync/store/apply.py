@@ -24,9 +24,22 @@ from usersync.core.progress import Progress
 from usersync.core.users_table import users
 from usersync.plan.change_tables import ChangeTables
 from usersync.plan.read_plan import Watermark
+from usersync.store.bulk import copy_rows
 from usersync.store.recheck import Conflict, lock_users_table, recheck
 from usersync.store.schema_version import ensure_schema
 from usersync.store.source_state import save_watermark
+from usersync.store.user_log import (
+    DETACHED,
+    DISABLED,
+    HELD,
+    IDENTITY,
+    INSERTED,
+    RETURNED,
+    SKIPPED,
+    UPDATED,
+    RunStamp,
+    UserLog,
+)
 
 log = logging.getLogger(__name__)
 BATCH = 5000
@@ -54,26 +67,16 @@ def _expect(rowcount: int, expected: int, what: str, countable: bool = True) -> 
         raise ApplyError(f"{what}: expected {expected} rows, the table had {rowcount}; rolled back")
 
 
-def _copy_rows(conn, columns: list[str], rows: list[tuple]) -> int:
-    """PostgreSQL's bulk path: ``COPY … FROM STDIN`` inside the apply transaction; returns the rows copied."""
-    cursor = conn.connection.dbapi_connection.cursor()
-    try:
-        with cursor.copy(f"COPY {users.name} ({', '.join(columns)}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
-        return cursor.rowcount
-    finally:
-        cursor.close()
-
-
 def apply_tables(engine: Engine, plan: ChangeTables, now: datetime | None = None,
-                 watermark: Watermark | None = None) -> dict[str, int]:
+                 watermark: Watermark | None = None, stamp: RunStamp | None = None) -> dict[str, int]:
     """Apply a change set of any size atomically: deletes, disables, updates, then inserts (COPY on PostgreSQL).
 
-    ``watermark`` (delta sources) is stored in the same transaction: it moves exactly when the changes land.
+    ``watermark`` (delta sources) is stored in the same transaction: it moves exactly when the changes land; so
+    is the per-user log of what was written and decided (``usersync.store.user_log``), stamped with ``stamp``.
     """
     ensure_schema(engine)
     now = now or datetime.now(UTC)
+    stamp = stamp or RunStamp(run_id=f"apply__{now:%Y%m%dT%H%M%S%fZ}")
     left_at = datetime.fromisoformat(plan.as_of) if plan.as_of else now  # the day a leaver left: the run's time
     progress = Progress(f"apply {plan.source}", log, total=plan.writes)
     multi_ok = engine.dialect.supports_sane_multi_rowcount
@@ -81,11 +84,13 @@ def apply_tables(engine: Engine, plan: ChangeTables, now: datetime | None = None
     conflicts: list[Conflict] = []
     with engine.begin() as conn:
         lock_users_table(conn)
+        user_log = UserLog(conn, plan.source, stamp, now)
         conflicts += recheck(conn, plan, plan.seen)
         for what, table in (("delete", plan.deletes), ("disable", plan.disables), ("detach", plan.detaches)):
             for batch in _chunks(table.to_pylist()):
-                ids, lost = _still_the_same(conn, plan.source, batch, what)
+                found, lost = _still_the_same(conn, plan.source, batch, what)
                 conflicts += lost
+                ids = [row["id"] for row in found]
                 stmt: Delete | Update
                 if what == "delete":
                     stmt = delete(users).where(users.c.id.in_(ids))
@@ -95,6 +100,7 @@ def apply_tables(engine: Engine, plan: ChangeTables, now: datetime | None = None
                 else:
                     stmt = update(users).where(users.c.id.in_(ids)).values({**LOCAL, "updated_at": now})
                 _expect(conn.execute(stmt).rowcount, len(ids), what)
+                _log_removals(user_log, what, found, batch, left_at)
                 progress.advance(len(batch))
 
         for columns, params in plan.update_groups().items():
@@ -106,19 +112,30 @@ def apply_tables(engine: Engine, plan: ChangeTables, now: datetime | None = None
             )
             for batch in _chunks(params):
                 done = conn.execute(stmt, batch).rowcount
-                if multi_ok and done != len(batch):
-                    conflicts += _unapplied(conn, f"update of {', '.join(columns)}", batch)
+                lost = _unapplied(conn, f"update of {', '.join(columns)}", batch) \
+                    if multi_ok and done != len(batch) else []
+                conflicts += lost
+                _log_updates(conn, user_log, plan, [p for p in batch if p["_id"] not in {c.id for c in lost}])
                 progress.advance(len(batch))
 
+        user_log.write()  # the removals' and updates' records, before the inserts'
         names = [*plan.inserts.column_names, "created_at", "updated_at"]
         for batch in plan.inserts.to_batches(max_chunksize=BATCH):
             values = [batch.column(i).to_pylist() for i in range(batch.num_columns)]
             rows = list(zip(*values, [now] * batch.num_rows, [now] * batch.num_rows))
             if copy:
-                _expect(_copy_rows(conn, names, rows), len(rows), "insert (COPY)")
+                _expect(copy_rows(conn, users.name, names, rows), len(rows), "insert (COPY)")
             else:
                 conn.execute(insert(users), [dict(zip(names, row)) for row in rows])
             progress.advance(batch.num_rows)
+        if plan.inserts.num_rows:
+            user_log.inserted(now)
+        for restored in _chunks(plan.restores.to_pylist()):  # an undo puts deleted users back, row id and all
+            conn.execute(insert(users), [{**row, "updated_at": now} for row in restored])
+            user_log.removed(restored, action=INSERTED)
+            progress.advance(len(restored))
+        _log_decisions(user_log, plan)
+        user_log.write(last=True)
         if watermark is not None:
             save_watermark(conn, watermark, now)
     if plan.writes:
@@ -131,6 +148,8 @@ def apply_tables(engine: Engine, plan: ChangeTables, now: datetime | None = None
                "disabled": plan.disables.num_rows - _count(conflicts, "disable")}
     if plan.detaches.num_rows:
         written["detached"] = plan.detaches.num_rows - _count(conflicts, "detach")
+    if plan.restores.num_rows:
+        written["restored"] = plan.restores.num_rows
     return written
 
 
@@ -142,25 +161,56 @@ LOCAL = {"ad_username": None, "domain": None, "source": None, "disabled_by_sync"
 UNCHECKED = frozenset({"left_at"})
 
 
-def _still_the_same(conn: Connection, source: str, batch: list[dict], what: str) -> tuple[list[int], list[Conflict]]:
-    """Of the users a batch of deletes / disables / detaches was planned for, those still as the diff saw them
-    (locked for the rest of the transaction on PostgreSQL), and a conflict for each of the others. A user the
-    application protected (``sync_protected``) since the diff is not deleted or disabled."""
-    query = select(users.c.id, users.c.sync_protected, *[users.c[c] for c in _IDENTITY]).where(
-        users.c.id.in_([r["id"] for r in batch]), users.c.source == source).with_for_update()
-    now_rows = {r["id"]: r for r in conn.execute(query).mappings()}
-    ids, lost = [], []
+def _still_the_same(conn: Connection, source: str, batch: list[dict], what: str) -> tuple[list[dict], list[Conflict]]:
+    """Of the users a batch of deletes / disables / detaches was planned for, their rows where still as the diff
+    saw them (locked for the rest of the transaction on PostgreSQL), and a conflict for each of the others. A user
+    the application protected (``sync_protected``) since the diff is not deleted or disabled."""
+    query = select(users).where(users.c.id.in_([r["id"] for r in batch]), users.c.source == source).with_for_update()
+    now_rows = {r["id"]: dict(r) for r in conn.execute(query).mappings()}
+    rows, lost = [], []
     for planned in batch:
         row = now_rows.get(planned["id"])
         protected = row is not None and row["sync_protected"] and what != "detach"
         if row is not None and all(row[c] == planned[c] for c in _IDENTITY) and not protected:
-            ids.append(planned["id"])
+            rows.append(row)
             continue
         state = "deleted (or given to another source)" if row is None else \
             "protected (sync_protected)" if protected else "changed"
         lost.append(Conflict(planned["username"], f"{what} not applied: the user was {state} in the users table "
-                                                  "during this run; the next run will reconcile", kind=what))
-    return ids, lost
+                                                  "during this run; the next run will reconcile", kind=what,
+                             id=planned["id"]))
+    return rows, lost
+
+
+def _log_removals(user_log: UserLog, what: str, rows: list[dict], batch: list[dict], left_at: datetime) -> None:
+    """Records of deletes (the whole row), disables and detaches (old → new of what they set)."""
+    if what == "delete":
+        user_log.removed(rows)
+        return
+    reasons = {p["id"]: p.get("reason") for p in batch}
+    for row in rows:
+        new = {"enabled": False, "disabled_by_sync": True, "left_at": left_at} if what == "disable" else LOCAL
+        changes = {c: (row[c], v) for c, v in new.items() if row[c] != v}
+        user_log.changed(DISABLED if what == "disable" else DETACHED, row, changes, reason=reasons.get(row["id"]))
+
+
+def _log_updates(conn: Connection, user_log: UserLog, plan: ChangeTables, written: list[dict]) -> None:
+    """Records of the updates written (each changed column old → new); a returning user's update is its return."""
+    if not written:
+        return
+    rows = {r["id"]: dict(r) for r in conn.execute(select(users.c.id, *[users.c[c] for c in IDENTITY]).where(
+        users.c.id.in_([p["_id"] for p in written]))).mappings()}
+    returning = set(plan.returns.column("id").to_pylist())
+    for p in written:
+        changes = {c[5:]: (old, p[c[5:]]) for c, old in p.items() if c.startswith("_old_")}
+        user_log.changed(RETURNED if p["_id"] in returning else UPDATED, rows[p["_id"]], changes)
+
+
+def _log_decisions(user_log: UserLog, plan: ChangeTables) -> None:
+    """The decisions that wrote nothing, as repeating records: skipped accounts, held (protected) users."""
+    user_log.repeating(SKIPPED, [(s, None, s["code"], {"account": s["account"], "reason": s["reason"]})
+                                 for s in plan.skipped.to_pylist()])
+    user_log.repeating(HELD, [(h, h["id"], None, {"reason": h["reason"]}) for h in plan.holds.to_pylist()])
 
 
 def _unapplied(conn: Connection, what: str, batch: list[dict]) -> list[Conflict]:
@@ -176,7 +226,7 @@ def _unapplied(conn: Connection, what: str, batch: list[dict]) -> list[Conflict]
         state = "deleted" if row is None else "changed"
         name = row["username"] if row is not None else f"id {planned['_id']}"
         out.append(Conflict(name, f"{what} not applied: the user was {state} in the users table during this run; "
-                                  "the next run will reconcile", kind="update"))
+                                  "the next run will reconcile", kind="update", id=planned["_id"]))
     return out
 
 

@@ -40,6 +40,7 @@ class Conflict:
     username: str | None
     reason: str
     kind: str = "claim"  # "claim" (left out before writing), "update", "delete", "disable"
+    id: int | None = None  # the user's row id, when it has one
 
 
 def _claims_of(rows: list[dict]) -> list[set[str]]:

@@ -80,6 +80,12 @@ PARAMS = {
         description="For scripted runs: let this one run through the mass-delete guard without an approval "
                     "(the next run is guarded again).",
     ),
+    "undo_run": Param(
+        None, type=["null", "string"], title="Undo run",
+        description="The id of a finished run of this source to undo instead of syncing: its writes are reversed "
+                    "for every user nobody changed since (the others are listed), through the same guard, approval "
+                    "and report. With Dry run: only list what the undo would do. Empty: a normal run.",
+    ),
 }
 
 

@@ -39,6 +39,7 @@ from usersync_airflow.dag import xcom
 from usersync_airflow.dag.alarms import send_report_mail
 from usersync_airflow.dag.run_storage import dag_folder
 from usersync_airflow.dag.tasks import account_shown, dry_run, folder, previewing, run_started, source_info
+from usersync_airflow.ui.links import history_link
 
 log = logging.getLogger(__name__)
 XCOM_REPORT_CHARS = 16_000
@@ -114,6 +115,7 @@ def _explanation(failure, applied) -> list[str]:
     """The account's explanation as the steps left it, with the result of this run as its last line."""
     sections, facts = explanation.load(folder())
     sections.setdefault("outcome", []).append(result_line(facts, dry_run(), applied, failure))
+    sections["outcome"].append(f"history of this account across runs and sources: {history_link(account_shown() or '')}")
     return explanation.render(account_shown() or "", sections)
 
 
@@ -150,6 +152,7 @@ def report(rules_path: str) -> str:
     explained = next((s.lines for s in run_report.sections if isinstance(s, AccountExplanation) and s.lines), None)
     _record_run(run_report, text, mask("\n".join(explained) + "\n", secrets) if explained else None)
     _prune_run_data(rules)
+    _prune_history(rules)
     send_report_mail(run_report, text, rules.alarms, get_current_context())
     log.info("report: step done in %.3f s", time.perf_counter() - started)
     if run_report.status in (FAILED, BLOCKED):
@@ -175,6 +178,24 @@ def _record_run(run_report: RunReport, text: str, explained: str | None) -> None
         write_run_record(run, summary, text, explained)
     except OSError as exc:
         log.error("could not store the report in the run folder %s: %s", run, exc)
+
+
+def _prune_history(rules: Rules) -> None:
+    """This source's records in the per-user log go after ``report.history_days`` (in bounded batches)."""
+    from datetime import UTC, datetime, timedelta
+
+    from usersync.store.history import prune
+    from usersync_airflow.hooks import UsersDbHook
+
+    hook = UsersDbHook(rules.target.conn_id)
+    try:
+        gone = prune(hook.get_conn(), datetime.now(UTC) - timedelta(days=rules.report.history_days), rules.source.name)
+        if gone:
+            log.info("removed %d per-user log record(s) older than %d days", gone, rules.report.history_days)
+    except Exception as exc:  # noqa: BLE001 - pruning is housekeeping: the run's outcome stands, the next run retries
+        log.error("could not prune the per-user log: %s", exc)
+    finally:
+        hook.close()
 
 
 def _prune_run_data(rules: Rules) -> None:

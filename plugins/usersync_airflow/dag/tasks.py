@@ -34,11 +34,13 @@ from usersync.rules import Rules, load_rules
 from usersync.rules.loader import load_draft
 from usersync.run import confirm, pipeline
 from usersync.run.handover import Extracted, Mapped, PlanRef, SourceInfo, StepFailure
-from usersync.run.params import CONTROL, one_account, printable
+from usersync.run.params import CONTROL, BadParameter, one_account, printable, run_to_undo
 from usersync.run.summaries import COUNTS, write_run_record
+from usersync.run.undo import nothing_read, undo_step
 from usersync.store.apply import apply_tables
 from usersync.store.detach import DetachError
 from usersync.store.owned import owned_count
+from usersync.store.user_log import RunStamp, rules_file_hash
 from usersync_airflow.dag import xcom
 from usersync_airflow.dag.assets import users_alias, users_asset
 from usersync_airflow.dag.run_storage import run_folder
@@ -99,6 +101,11 @@ def previewing() -> bool:
 
 def dry_run() -> bool:
     return bool(params().get("dry_run")) or previewing()
+
+
+def undoing() -> str | None:
+    """The run this run undoes (the ``undo_run`` parameter), or None for a sync."""
+    return run_to_undo(params().get("undo_run"))
 
 
 def account() -> str | None:
@@ -172,6 +179,8 @@ def check_source(rules_path: str) -> list[dict[str, Any]]:
     hook = UsersDbHook(rules.target.conn_id)
     try:
         engine = hook.get_conn()  # refuses a database behind or ahead of this code's schema, naming the fix
+        if undoing():
+            return _undo_jobs(rules, started)
         with open_source(rules, params()) as source:
             # a draft's scope may differ from the live rules': a preview of a delta source reads in full
             full = "a draft preview reads in full (the draft's scope may differ)" if previewing() else \
@@ -190,6 +199,19 @@ def check_source(rules_path: str) -> list[dict[str, Any]]:
     return [{"partition": p, "source_info": info} for p in pipeline.partitions(rules, info)]
 
 
+def _undo_jobs(rules: Rules, started: datetime) -> list[dict[str, Any]]:
+    """An undo reads no source: one empty extract job, so the diff step plans the undo from the per-user log."""
+    if account() or previewing():
+        raise BadParameter("undo_run cannot be combined with account or preview_draft: an undo reverses a whole "
+                           "run; nothing was read or written")
+    info = SourceInfo(url=f"the per-user log of {rules.source.name}",
+                      reading=f"no source read: the undo of run {undoing()}, from the per-user log")
+    log.info("this run undoes run %s of %s: the source is not read", undoing(), rules.source.name)
+    folder().write_manifest(source=rules.source.name, run_id=get_current_context()["run_id"], dry_run=dry_run(),
+                            started=started.isoformat())
+    return [{"partition": 0, "source_info": info}]
+
+
 def source_info() -> SourceInfo:
     """What ``check_source`` found (the same in each of its extract jobs); {} when it failed."""
     return xcom.source_info(get_current_context()["ti"])
@@ -198,6 +220,8 @@ def source_info() -> SourceInfo:
 @step("extract")
 def extract(rules_path: str, source_info: SourceInfo, partition: int) -> Extracted:
     rules = rules_at(rules_path)
+    if undoing():
+        return nothing_read(folder(), rules.source_attributes())
     with open_source(rules, params()) as source:
         return pipeline.extract_step(source, source_info, rules.source_attributes(), folder(), partition,
                                      rules.source.partition_count, rules)
@@ -218,9 +242,12 @@ def diff(rules_path: str, mapped: Any) -> str:
     hook = UsersDbHook(rules.target.conn_id)
     try:
         engine = hook.get_conn()
-        plan_ref = pipeline.diff_step(rules, parts, engine, folder(), as_of=run_time(),
-                                      keep_as_local=keep_as_local(rules))
-        plan_ref = _confirmed(rules, plan_ref, parts, engine, limit=rules.safety.max_confirmations)
+        if undoing():
+            plan_ref = undo_step(rules.source.name, str(undoing()), engine, folder(), as_of=run_time())
+        else:
+            plan_ref = pipeline.diff_step(rules, parts, engine, folder(), as_of=run_time(),
+                                          keep_as_local=keep_as_local(rules))
+            plan_ref = _confirmed(rules, plan_ref, parts, engine, limit=rules.safety.max_confirmations)
     finally:
         hook.close()
     xcom.record_plan(get_current_context()["ti"], plan_ref)
@@ -352,7 +379,7 @@ def apply(rules_path: str, outlet_events: Any) -> dict[str, Any]:
         watermark = dataclasses.replace(watermark, read=watermark.read.with_(cursor=plan_ref["cursor"]))
     hook = UsersDbHook(rules.target.conn_id)
     try:
-        written = apply_tables(hook.get_conn(), plan, watermark=watermark)
+        written = apply_tables(hook.get_conn(), plan, watermark=watermark, stamp=_stamp(rules, rules_path))
     finally:
         hook.close()
     log.info("applied to the users table: %s", written)
@@ -363,6 +390,20 @@ def apply(rules_path: str, outlet_events: Any) -> dict[str, Any]:
     _announce(rules, {k: v for k, v in written.items() if v}, outlet_events)
     # the report lists them (XCom stays small: the first lines and the count; each is in this task's log too)
     return {"dry_run": False, "written": written, "conflicts": conflicts[:CONFLICT_LINES], "conflict_count": len(conflicts)}
+
+
+def _stamp(rules: Rules, rules_path: str) -> RunStamp:
+    """What this run's records in the per-user log say of it: run, rules file, who let it through a guard."""
+    ctx = get_current_context()
+    decision = xcom.decision(ctx["ti"])
+    answer = decision.line() if decision and decision.approved else None
+    if answer is None and params().get(REMOVALS.override) and may_override(rules.approvals, triggered_by()):
+        answer = f"{REMOVALS.override}, set by {triggered_by() or 'a run no person triggered'}"
+    undone = undoing()
+    whole = not undone and not account() and not pipeline.is_delta(source_info())
+    return RunStamp(run_id=ctx["run_id"], rules_hash=rules_file_hash(Path(rules_path).read_bytes()),
+                    approved_by=answer[:256] if answer else None, full_read=whole,
+                    note=f"undo of run {undone}" if undone else None)
 
 
 def _recheck(rules: Rules, plan: ChangeTables, allowed: bool) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from airflow.sdk import get_current_context
@@ -23,6 +24,7 @@ from usersync.rules import Rules
 from usersync.run import write_back as wb
 from usersync.sources.record import SourceRecord
 from usersync.sources.registry import writer_class
+from usersync.store.user_log import RunStamp, log_written_back, rules_file_hash
 from usersync_airflow.dag import xcom
 from usersync_airflow.dag.tasks import (
     dry_run,
@@ -111,5 +113,15 @@ def write_back(rules_path: str) -> dict[str, Any]:
         if again.blocked:
             enforce(WRITE_BACK, again)
 
+    def logged(written: list) -> None:  # each user's values written back, in the per-user log
+        hook = UsersDbHook(rules.target.conn_id)
+        try:
+            stamp = RunStamp(run_id=get_current_context()["run_id"], rules_hash=rules_file_hash(
+                Path(rules_path).read_bytes()), approved_by=decision.line()[:256] if approved and decision else None)
+            log_written_back(hook.get_conn(), rules.source.name, stamp, written)
+        finally:
+            hook.close()
+
     writer = open_writer(rules)
-    return wb.write_step(writer, folder(), plan, dry_run(), rules.report.max_change_lines, guard=guard)
+    return wb.write_step(writer, folder(), plan, dry_run(), rules.report.max_change_lines, guard=guard,
+                         logged=logged)
