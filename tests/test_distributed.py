@@ -307,6 +307,43 @@ def test_a_write_back_wave_over_its_limit_waits_for_approval_and_is_written_once
     assert "write-back: 3 written, 0 changed meanwhile (left), 0 failed — of 3 planned" in report
 
 
+def test_a_run_undone_through_the_api_waits_for_approval_and_puts_the_table_back(stack):
+    """Undo on the scheduler path: a dry undo writes nothing; the live one removes 12 users, so the mass-delete
+    guard asks; approved, the users table is the one before the undone run (bookkeeping aside), and each user's
+    history (the JSON API) says what happened and who approved."""
+    c, dag = stack.cluster, "user_sync__corp"
+    assert c.wait_run(dag, c.trigger(dag))["state"] == "success"  # in step with the directory, whatever ran before
+    for i in range(70, 82):  # 12 new: their removal is over 20 % of what corp owns, whatever ran before
+        stack.ldap.add_user(i)
+    stack.ldap.modify_user(25, department="Board")
+    before = stack.users()
+    run_id = c.trigger(dag)
+    assert c.wait_run(dag, run_id)["state"] == "success"
+    done = stack.users()
+    assert len(done) == len(before) + 12 and done["user000025"]["department"] == "Board"
+
+    dry = c.trigger(dag, {"undo_run": run_id, "dry_run": True})
+    assert c.wait_run(dag, dry)["state"] == "success" and stack.users() == done
+    assert f"undo of run {run_id}: 0 deleted user(s) restored, 1 put back as they were, 12 inserted user(s) deleted" \
+        in _report(stack, dag, dry)
+    undo = c.trigger(dag, {"undo_run": run_id})
+    assert c.wait_task(dag, undo, "approve", {"awaiting_input"}) == "awaiting_input"
+    assert stack.users() == done
+    _answer(stack, dag, undo, "Approve")
+    assert c.wait_run(dag, undo)["state"] == "success"
+    strip = lambda rows: {u: {k: v for k, v in r.items() if k != "updated_at"} for u, r in rows.items()}  # noqa: E731
+    assert strip(stack.users()) == strip(before)
+
+    events = c.api("GET", "/usersync/api/history?q=user000070")["events"]
+    assert [(e["run_id"], e["action"]) for e in events] == [(run_id, "inserted"), (undo, "deleted")]
+    assert events[1]["approved_by"].startswith("approved by alice at ") and \
+        events[1]["detail"]["note"] == f"undo of run {run_id}"
+    board = c.api("GET", "/usersync/api/history?q=EXAMPLE%5Cuser000025")["events"]
+    assert [(e["run_id"], e["detail"]["changes"]["department"][1]) for e in board[-2:]] == [
+        (run_id, "Board"), (undo, before["user000025"]["department"])]
+    assert httpx.get(f"{c.url}/usersync/api/history?q=user000070", timeout=30).status_code == 401
+
+
 def test_stopping_the_cluster_leaves_no_process(stack):
     c = stack.cluster
     assert len(c.procs) == 6 and c.group_members()  # api-server, scheduler, dag-processor, triggerer, 2 workers

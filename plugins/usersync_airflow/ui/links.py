@@ -18,3 +18,10 @@ def change_set_link(dag_id: str, run_id: str) -> str:
     run = run_folder(dag_id, run_id)
     return (f"[change set (CSV)]({ui_base_url()}/usersync/{run_link(dag_id, run.path.name, 'changes.csv')}) "
             f"— or the Parquet files in `{run}/plan`")
+
+
+def history_link(query: str) -> str:
+    """The history page's timeline of a user (the search ``query``: a username, DOMAIN\\user, an anchor …)."""
+    from urllib.parse import quote
+
+    return f"{ui_base_url()}/usersync/history?q={quote(query, safe='')}"

@@ -8,17 +8,20 @@ else. Data comes from the run folders on shared storage (``USERSYNC_RUN_DATA``),
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import posixpath
 import re
 from itertools import chain
 from typing import Annotated
+from urllib.parse import quote, urlsplit
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
-from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request, status
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
 
 from usersync.run.summaries import EXPLANATION, REPORT, read_summary, recent_runs, report_text
 from usersync_airflow.dag.run_storage import runs_base
-from usersync_airflow.ui.reports_page import page
+from usersync_airflow.ui.reports_page import page, run_link
 
 DEFAULT_DAYS = 15
 #: run_storage's folder names, never ``.``, ``..`` or hidden: anything else never reaches storage
@@ -73,8 +76,14 @@ app = FastAPI(title="usersync reports", description="Runs of each user sync DAG:
 
 
 @app.get("/reports", response_class=HTMLResponse)
-def reports(user: User, days: Days = DEFAULT_DAYS) -> HTMLResponse:
-    return HTMLResponse(page(_history(user, days), days))
+def reports(user: User, days: Days = DEFAULT_DAYS, triggered: Annotated[str, Query(max_length=250)] = "") -> HTMLResponse:
+    history = _history(user, days)
+    allowed = {dag_id for dag_id in history if may_trigger(user, dag_id)}
+
+    def token(dag_id: str, run_id: str) -> str | None:
+        return undo_token(user, dag_id, run_id) if dag_id in allowed else None
+
+    return HTMLResponse(page(history, days, undo_token=token, triggered=triggered))
 
 
 @app.get("/api/runs")
@@ -104,6 +113,119 @@ def _text(run_dir, name: str, filename: str, download: bool, what: str) -> Strea
     disposition = "attachment" if download else "inline"
     return StreamingResponse(chain([first], chunks), media_type="text/plain; charset=utf-8",
                              headers={"Content-Disposition": f'{disposition}; filename="{filename}"'})
+
+
+def _sources(user) -> dict[str, tuple[str, str]]:
+    """The sources whose DAG runs ``user`` may read: source → (DAG id, users database connection id)."""
+    from usersync.rules.loader import load_rules_dir
+    from usersync_airflow.dag.dag_factory import dag_id as dag_id_of
+    from usersync_airflow.dag.dag_factory import rules_dir
+
+    valid, _errors = load_rules_dir(rules_dir())
+    return {rules.source.name: (dag_id_of(rules), rules.target.conn_id) for rules, _path in valid.values()
+            if may_read(user, dag_id_of(rules))}
+
+
+def _timeline(user, query: str) -> tuple[list, dict[str, tuple[str, str]]]:
+    """The events of ``query``'s timeline in the sources ``user`` may read (one query per users database)."""
+    from usersync.store.history import timeline
+    from usersync_airflow.hooks import UsersDbHook
+
+    sources = _sources(user)
+    events: list = []
+    for conn_id in sorted({conn for _dag, conn in sources.values()}):
+        hook = UsersDbHook(conn_id)
+        try:
+            events += timeline(hook.get_conn(), query, [s for s, (_d, c) in sources.items() if c == conn_id])
+        finally:
+            hook.close()
+    return sorted(events, key=lambda e: (e.at, e.id)), sources
+
+
+Search = Annotated[str, Query(max_length=256)]
+
+
+@app.get("/history", response_class=HTMLResponse)
+def history(user: User, q: Search = "") -> HTMLResponse:
+    """One user's timeline across sources (username, AD username, DOMAIN\\user, anchor, e-mail or number)."""
+    from usersync.core.run_folder import folder_name
+    from usersync_airflow.ui.history_page import history_page
+
+    events, sources = _timeline(user, q) if q.strip() else ([], {})
+
+    def report_link(event) -> str | None:
+        dag = sources.get(event.source or "", (None, None))[0]
+        return run_link(dag, folder_name(event.run_id), "report.txt") if dag else None
+
+    return HTMLResponse(history_page(q, events, report_link))
+
+
+@app.get("/api/history")
+def history_json(user: User, q: Search = "") -> JSONResponse:
+    """The same timeline as JSON: ``{"query": q, "events": [event, …]}``, oldest first."""
+    events, _sources = _timeline(user, q) if q.strip() else ([], {})
+    return JSONResponse({"query": q, "events": [e.to_json() for e in events]})
+
+
+@app.get("/history.csv")
+def history_csv(user: User, q: Search = "") -> StreamingResponse:
+    from usersync_airflow.ui.history_page import history_csv as rows
+
+    events, _sources = _timeline(user, q) if q.strip() else ([], {})
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", q.strip())[:64] or "history"
+    return StreamingResponse(rows(events), media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": f'attachment; filename="history_{name}.csv"'})
+
+
+@app.post("/runs/{dag_id}/{folder}/undo")
+def undo(user: User, request: Request, dag_id: str, folder: str, token: Annotated[str, Form()],
+         dry_run: Annotated[bool, Form()] = False) -> RedirectResponse:
+    """Trigger the undo of a finished run (a new run of the same DAG with ``undo_run``); the form carries a token
+    bound to this user and run, and the request must come from this site (cross-site forgery is refused)."""
+    from airflow.api.common.trigger_dag import trigger_dag
+    from airflow.utils.types import DagRunTriggeredByType
+
+    run_dir = _run_dir(user, dag_id, folder)
+    summary = read_summary(run_dir) or {}
+    run_id = summary.get("run_id")
+    if not run_id:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such run")
+    if not (same_site(request) and hmac.compare_digest(token, undo_token(user, dag_id, run_id))):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "this form did not come from the reports page; nothing was "
+                                                       "triggered")
+    if not may_trigger(user, dag_id):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "not allowed to trigger this DAG")
+    run = trigger_dag(dag_id, triggered_by=DagRunTriggeredByType.UI, triggering_user_name=getattr(user, "get_name", lambda: None)(),
+                      conf={"undo_run": run_id, "dry_run": bool(dry_run)})
+    new = getattr(run, "run_id", "")
+    return RedirectResponse(f"../../../reports?triggered={quote(new, safe='')}", status.HTTP_303_SEE_OTHER)
+
+
+def may_trigger(user, dag_id: str) -> bool:
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
+
+    return get_auth_manager().is_authorized_dag(method="POST", access_entity=DagAccessEntity.RUN,
+                                                details=DagDetails(id=dag_id), user=user)
+
+
+def undo_token(user, dag_id: str, run_id: str) -> str:
+    """The undo form's token: an HMAC of user, DAG and run under the API server's secret key, so only a page this
+    server rendered for this user can ask for this undo."""
+    from airflow.configuration import conf
+
+    secret = (conf.get("api", "secret_key", fallback="") or conf.get("api_auth", "jwt_secret", fallback="")).encode()
+    message = "\x1f".join((str(user.get_id()), dag_id, run_id)).encode()
+    return hmac.new(secret, message, hashlib.sha256).hexdigest()
+
+
+def same_site(request: Request) -> bool:
+    """The request's Origin (or Referer) is this server: a form posted from another site is refused."""
+    origin = request.headers.get("origin") or request.headers.get("referer")
+    if not origin:
+        return False
+    seen = urlsplit(origin)
+    return (seen.scheme, seen.netloc) == (request.url.scheme, request.url.netloc)
 
 
 @app.get("/runs/{dag_id}/{folder}/changes.csv")

@@ -4,6 +4,7 @@ elsewhere, so it works behind any proxy and in an air-gapped network. Pure text 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from html import escape
 from typing import Any
 from urllib.parse import quote
@@ -65,7 +66,22 @@ def chart(runs: list[dict[str, Any]], width: int = 720, height: int = 180) -> st
     return "".join(parts) + f'<div class="legend">{legend}</div>'
 
 
-def _row(dag_id: str, run: dict[str, Any]) -> str:
+#: counts of a run that wrote the users table: what an undo can reverse
+WRITTEN = ("inserted", "updated", "deleted", "disabled", "detached", "returned", "restored")
+UndoToken = Callable[[str, str], "str | None"]
+
+
+def _undo_form(dag_id: str, run: dict[str, Any], token: str) -> str:
+    """The undo button of a live run that wrote something: a form posting to the app with its token; it triggers
+    a new run (which goes through the guard and approval like any other), optionally as a dry run."""
+    action = run_link(dag_id, run["folder"], "undo")
+    return (f'<form class="undo" method="post" action="{escape(action)}">'
+            f'<input type="hidden" name="token" value="{escape(token)}">'
+            '<label><input type="checkbox" name="dry_run" value="true" checked> dry run</label> '
+            '<button type="submit">undo this run</button></form>')
+
+
+def _row(dag_id: str, run: dict[str, Any], undo_token: UndoToken | None = None) -> str:
     counts = run.get("counts", {})
     status = run.get("status", "")
     approval = run.get("approval") or {}
@@ -77,6 +93,12 @@ def _row(dag_id: str, run: dict[str, Any]) -> str:
                         f'explanation</a>')
     if run.get("plan"):
         links.append(f'<a href="{run_link(dag_id, run["folder"], "changes.csv")}">change set (CSV)</a>')
+    if run.get("account"):
+        links.append(f'<a class="history" href="history?q={quote(str(run["account"]), safe="")}">history</a>')
+    token = undo_token(dag_id, run.get("run_id", "")) if undo_token and run.get("run_id") else None
+    if token and run.get("mode") == "live" and run.get("status") in ("SUCCESS", "COMPLETED WITH WARNINGS") \
+            and any(counts.get(k) for k in WRITTEN):
+        links.append(_undo_form(dag_id, run, token))
     mode = run.get("mode", "") + (f" · account {run['account']}" if run.get("account") else "")
     cells = [f'<td>{escape(run.get("started") or "")}</td>', f'<td class="l">{escape(mode)}</td>',
              f'<td class="l {STATUS_CLASS.get(status, "")}">{escape(status)}{escape(who)}</td>',
@@ -84,10 +106,18 @@ def _row(dag_id: str, run: dict[str, Any]) -> str:
     return f'<tr class="run" data-run-id="{escape(run.get("run_id", ""))}">{"".join(cells)}</tr>'
 
 
-def page(history: dict[str, list[dict[str, Any]]], days: int) -> str:
-    """The whole page: ``history`` is ``usersync.run.summaries.recent_runs`` (per DAG id, oldest first)."""
+def page(history: dict[str, list[dict[str, Any]]], days: int, undo_token: UndoToken | None = None,
+         triggered: str = "") -> str:
+    """The whole page: ``history`` is ``usersync.run.summaries.recent_runs`` (per DAG id, oldest first);
+    ``undo_token`` gives the undo form's token for a run the viewer may undo (None: no undo button)."""
     out = [f"<!doctype html><html><head><meta charset='utf-8'><title>usersync reports</title><style>{STYLE}</style>"
-           f"</head><body><h1>usersync — runs of the last {days} days</h1>"]
+           f"</head><body><h1>usersync — runs of the last {days} days</h1>"
+           '<form class="search" method="get" action="history"><label>What happened to a user? '
+           '<input type="text" name="q" placeholder="username, DOMAIN\\user, anchor, e-mail or number"></label> '
+           '<button type="submit">history</button></form>']
+    if triggered:
+        out.append(f'<p class="triggered">triggered run {escape(triggered)}: it appears here when it has a report '
+                   "(an undo that removes users may wait for an approval in Required Actions)</p>")
     if not history:
         out.append("<p>No runs yet. Trigger a sync DAG (user_sync__…) and its report appears here.</p>")
     header = "".join(f"<th>{h}</th>" for h in ("started", "mode", "status", *TABLE_COUNTS)) + '<th class="l">links</th>'
@@ -96,7 +126,7 @@ def page(history: dict[str, list[dict[str, Any]]], days: int) -> str:
         previews = [r for r in everything if r.get("kind") == "draft preview"]
         out.append(f'<section class="source" id="{escape(dag_id)}"><h2>{escape(dag_id)}</h2>{chart(runs)}'
                    f"<table class=\"runs\"><thead><tr>{header}</tr></thead><tbody>"
-                   + "".join(_row(dag_id, r) for r in reversed(runs)) + "</tbody></table>")
+                   + "".join(_row(dag_id, r, undo_token) for r in reversed(runs)) + "</tbody></table>")
         if previews:  # what draft rules would do: apart from the runs that follow the live rules
             out.append(f"<h3>draft previews (dry runs with the draft rules)</h3><table class=\"previews\"><thead>"
                        f"<tr>{header}</tr></thead><tbody>" + "".join(_row(dag_id, r) for r in reversed(previews))
