@@ -9,6 +9,7 @@ folder) is set by the caller before this process starts, as an admin's shell wou
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -98,8 +99,21 @@ def main() -> None:
     print(json.dumps({"ready": True}), file=answers, flush=True)
     for line in sys.stdin:
         request = json.loads(line)
-        print(json.dumps(run(request["run"], request.get("conf") or {}, request.get("run_after"))), file=answers,
-              flush=True)
+        with _without_user_log() if request.get("user_log") is False else contextlib.nullcontext():
+            result = run(request["run"], request.get("conf") or {}, request.get("run_after"))
+        print(json.dumps(result), file=answers, flush=True)
+
+
+def _without_user_log():
+    """The benchmark's reference for the per-user log's cost: the same run with the log's writes left out."""
+    from unittest import mock
+
+    from usersync.store.user_log import UserLog
+
+    patches = contextlib.ExitStack()
+    patches.enter_context(mock.patch.object(UserLog, "write", lambda self, last=False: 0))
+    patches.enter_context(mock.patch.object(UserLog, "inserted", lambda self, since: 0))
+    return patches
 
 
 if __name__ == "__main__":

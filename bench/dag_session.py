@@ -26,9 +26,12 @@ class Session:
     def __init__(self, ldap: Any, proc: subprocess.Popen, rows: list[dict[str, Any]], target_url: str = ""):
         self.ldap, self.proc, self.rows, self.target_url = ldap, proc, rows, target_url
 
-    def run(self, case: str, conf: dict | None = None, run_after: str | None = None) -> dict[str, Any]:
-        """One DAG run; its figures are appended to ``rows`` under ``case``. A failed run ends the benchmark."""
-        self.proc.stdin.write(json.dumps({"run": DAG, "conf": conf or {}, "run_after": run_after}) + "\n")
+    def run(self, case: str, conf: dict | None = None, run_after: str | None = None,
+            user_log: bool = True) -> dict[str, Any]:
+        """One DAG run; its figures are appended to ``rows`` under ``case``. A failed run ends the benchmark.
+        ``user_log=False``: the run leaves out the per-user log's writes (the reference of its cost)."""
+        self.proc.stdin.write(json.dumps({"run": DAG, "conf": conf or {}, "run_after": run_after,
+                                          "user_log": user_log}) + "\n")
         self.proc.stdin.flush()
         result = json.loads(self.proc.stdout.readline())
         if result["state"] != "success":

@@ -58,6 +58,21 @@ def test_the_leavers_benchmark_runs_on_a_small_directory(tmp_path):
     assert "| 30 days on: 20 deleted |" in leavers_markdown(400, 20, list(rows.values()), "python -m bench.bench_leavers")
 
 
+def test_the_user_log_benchmark_runs_on_a_small_directory(tmp_path):
+    from bench.bench_user_log import markdown as log_markdown
+    from bench.bench_user_log import run_benchmark as run_log
+
+    rows, searches = run_log(300, 6000, work=tmp_path)
+    imports = [r for r in rows if r["case"] == "first import"]
+    assert [(r["logged"], r["written"]["inserted"], r["records"]) for r in imports] == [
+        (False, 300, 0), (True, 300, 300)] * 2
+    churn = [r for r in rows if r["case"] == "1 % churn"]
+    assert [(r["written"]["updated"], r["records"]) for r in churn] == [(3, 0), (3, 3), (3, 0), (3, 3)]
+    assert all(r["records"] == 0 and not any(r["written"].values()) for r in rows if r["case"] == "no-op")
+    assert searches[0]["records"] > 5700 and all(s["found"] == searches[0]["per_user"] + 1 for s in searches)
+    assert "| first import | yes |" in log_markdown(300, rows, searches, "python -m bench.bench_user_log 300")
+
+
 @pytest.mark.samba
 def test_the_write_back_benchmark_runs_on_a_small_directory(tmp_path, samba_dc):
     from bench.bench_write_back import markdown as wb_markdown
