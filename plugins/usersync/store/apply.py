@@ -33,7 +33,6 @@ from usersync.store.user_log import (
     DISABLED,
     HELD,
     IDENTITY,
-    INSERTED,
     RETURNED,
     SKIPPED,
     UPDATED,
@@ -132,7 +131,7 @@ def apply_tables(engine: Engine, plan: ChangeTables, now: datetime | None = None
             user_log.inserted(now)
         for restored in _chunks(plan.restores.to_pylist()):  # an undo puts deleted users back, row id and all
             conn.execute(insert(users), [{**row, "updated_at": now} for row in restored])
-            user_log.removed(restored, action=INSERTED)
+            user_log.restored(restored)
             progress.advance(len(restored))
         _log_decisions(user_log, plan)
         user_log.write(last=True)
