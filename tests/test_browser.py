@@ -1,7 +1,7 @@
 """The admin's path in a real browser (headless Chromium) against the native distributed Airflow: log in, open
 the reports page, see a real run's report, download it, see the chart; trigger a dry run from the trigger form;
 sync one account as a dry run from the form and read its explanation; approve a blocked run from Required
-Actions, or answer it "Keep them as local users"; undo a run from the reports page and search a user's history.
+Actions, or answer it "Keep them as local users"; search a user's history and undo a run from its timeline.
 A screenshot of each step is kept (tests/browser.py)."""
 
 from __future__ import annotations
@@ -197,7 +197,7 @@ def test_a_blocked_run_answered_keep_them_as_local_users_from_required_actions(s
         d.switch_to.default_content()
 
 
-def test_a_run_undone_from_the_reports_page_and_the_users_history(stack, browser):
+def test_a_users_history_searched_and_its_run_undone_from_the_timeline(stack, browser):
     d = browser.driver
     for i in range(50, 58):  # 8 new users: removing them again is over 20 % of what corp owns now
         stack.ldap.add_user(i)
@@ -207,12 +207,18 @@ def test_a_run_undone_from_the_reports_page_and_the_users_history(stack, browser
     assert len(stack.users()) == len(before) + 8
     d.get(f"{stack.cluster.url}/plugin/usersync-reports")
     d.switch_to.frame(d.find_element(By.TAG_NAME, "iframe"))
-    try:
+    try:  # the run's row offers the undo too
         row = browser.wait_for(lambda: d.find_elements(By.CSS_SELECTOR, f"tr.run[data-run-id='{run_id}']"),
                                what="the run's row")[0]
-        form = row.find_element(By.CSS_SELECTOR, "form.undo")
-        form.find_element(By.NAME, "dry_run").click()  # checked by default: a live undo
-        browser.shot("undo-button")
+        assert row.find_elements(By.CSS_SELECTOR, "form.undo button")
+        d.find_element(By.NAME, "q").send_keys("user000050")  # the page's search box
+        d.find_element(By.XPATH, "//button[normalize-space(.)='history']").click()
+        rows = browser.wait_for(lambda: d.find_elements(By.CSS_SELECTOR, "table.timeline tr.event"),
+                                what="the timeline")
+        assert [r.get_attribute("class") for r in rows] == ["event inserted"] and run_id in rows[0].text
+        browser.shot("history-before-undo")
+        form = rows[0].find_element(By.CSS_SELECTOR, "form.undo")
+        form.find_element(By.NAME, "dry_run").click()  # ticked by default: a live undo
         form.find_element(By.XPATH, ".//button[normalize-space(.)='undo this run']").click()
         browser.wait_for(lambda: "triggered run" in d.find_element(By.TAG_NAME, "body").text, what="triggered")
         undo = d.find_element(By.CSS_SELECTOR, "p.triggered").text.split()[2].rstrip(":")
@@ -220,20 +226,17 @@ def test_a_run_undone_from_the_reports_page_and_the_users_history(stack, browser
         d.switch_to.default_content()
     assert stack.cluster.api("GET", f"/api/v2/dags/{DAG}/dagRuns/{undo}")["conf"] == {"undo_run": run_id,
                                                                                          "dry_run": False}
-    stack.cluster.wait_task(DAG, undo, "approve", {"awaiting_input"})
+    stack.cluster.wait_task(DAG, undo, "approve", {"awaiting_input"})  # it removes 8 users: the guard asks
     stack.cluster.api("PATCH", f"/api/v2/dags/{DAG}/dagRuns/{undo}/taskInstances/approve/-1/hitlDetails",
                       {"chosen_options": ["Approve"], "params_input": {}}, as_user="alice")
     assert stack.cluster.wait_run(DAG, undo)["state"] == "success"
     strip = lambda rows: {u: {k: v for k, v in r.items() if k != "updated_at"} for u, r in rows.items()}  # noqa: E731
     assert strip(stack.users()) == strip(before)
 
-    d.get(f"{stack.cluster.url}/usersync/history")
-    d.find_element(By.NAME, "q").send_keys("user000050")
-    d.find_element(By.XPATH, "//button[normalize-space(.)='search']").click()
+    d.get(f"{stack.cluster.url}/usersync/history?q=user000050")
     rows = browser.wait_for(lambda: d.find_elements(By.CSS_SELECTOR, "table.timeline tr.event"), what="the timeline")
     assert [r.get_attribute("class") for r in rows] == ["event inserted", "event deleted"]
-    assert run_id in rows[0].text and undo in rows[1].text and "approved by alice" in rows[1].text
-    assert f"undo of run {run_id}" in rows[1].text
-    browser.shot("history-timeline")
+    assert undo in rows[1].text and "approved by alice" in rows[1].text and f"undo of run {run_id}" in rows[1].text
+    browser.shot("history-after-undo")
     rows[0].find_element(By.LINK_TEXT, run_id).click()
     browser.wait_for(lambda: "status:   SUCCESS" in d.find_element(By.TAG_NAME, "body").text, what="the run's report")

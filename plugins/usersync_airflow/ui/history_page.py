@@ -13,6 +13,7 @@ from typing import Any
 
 from usersync.run.export import inert
 from usersync.store.history import Event
+from usersync.store.user_log import WRITES
 from usersync_airflow.ui.reports_page import STYLE
 
 CSV_COLUMNS = ("at", "last_at", "seen", "source", "run_id", "action", "code", "user_id", "username", "ad_username",
@@ -39,16 +40,15 @@ def _what(event: Event) -> str:
 
 
 def history_page(query: str, events: list[Event], report_link: Callable[[Event], str | None],
-                 explain_hint: str | None = None) -> str:
-    """The search form and, for ``query``, its timeline (oldest first); ``report_link``: an event's run report."""
+                 undo: Callable[[Event], str | None] | None = None) -> str:
+    """The search form and, for ``query``, its timeline (oldest first); ``report_link``: an event's run report;
+    ``undo``: the undo form of an event's run, for a viewer who may trigger its DAG (once per run, on a write)."""
     out = [f"<!doctype html><html><head><meta charset='utf-8'><title>usersync history</title>"
            f"<style>{STYLE}{HISTORY_STYLE}</style></head><body><h1>usersync — what happened to a user</h1>"
            '<p><a href="reports">← runs</a></p>'
            '<form class="search" method="get" action="history"><label>username, AD username, DOMAIN\\user, anchor, '
            f'e-mail or number <input type="text" name="q" value="{escape(query)}" autofocus></label> '
            '<button type="submit">search</button></form>']
-    if explain_hint:
-        out.append(f"<p>{escape(explain_hint)}</p>")
     if query.strip() and not events:
         out.append(f"<p class='none'>Nothing in the per-user log for {escape(query)!s} (in the sources you may "
                    "read, within the log's retention).</p>")
@@ -58,12 +58,16 @@ def history_page(query: str, events: list[Event], report_link: Callable[[Event],
         header = "".join(f"<th class='l'>{h}</th>" for h in ("when", "source", "run", "what", "user", "changes and why",
                                                               "approved by"))
         out.append(f"<table class='timeline'><thead><tr>{header}</tr></thead><tbody>")
+        offered: set[str] = set()
         for e in events:
             when = e.at.strftime("%Y-%m-%d %H:%M UTC")
             if e.seen > 1 and e.last_at:
                 when += f" … {e.last_at:%Y-%m-%d %H:%M} ({e.seen} runs)"
             link = report_link(e)
             run = f'<a href="{escape(link)}">{escape(e.run_id)}</a>' if link else escape(e.run_id)
+            if undo is not None and e.action in WRITES and e.run_id not in offered and (form := undo(e)):
+                run += form
+                offered.add(e.run_id)
             what = escape(e.action) + (f" ({escape(e.code)})" if e.code else "")
             user = escape(" · ".join(x for x in (e.username, e.key, e.external_id) if x))
             out.append(f'<tr class="event {escape(e.action)}" data-event-id="{e.id}"><td class="l">{escape(when)}</td>'

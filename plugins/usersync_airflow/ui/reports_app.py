@@ -21,7 +21,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Stre
 
 from usersync.run.summaries import EXPLANATION, REPORT, read_summary, recent_runs, report_text
 from usersync_airflow.dag.run_storage import runs_base
-from usersync_airflow.ui.reports_page import page, run_link
+from usersync_airflow.ui.reports_page import page, run_link, undo_form
 
 DEFAULT_DAYS = 15
 #: run_storage's folder names, never ``.``, ``..`` or hidden: anything else never reaches storage
@@ -157,7 +157,13 @@ def history(user: User, q: Search = "") -> HTMLResponse:
         dag = sources.get(event.source or "", (None, None))[0]
         return run_link(dag, folder_name(event.run_id), "report.txt") if dag else None
 
-    return HTMLResponse(history_page(q, events, report_link))
+    allowed = {dag for dag, _conn in sources.values() if may_trigger(user, dag)}
+
+    def undo(event) -> str | None:
+        dag = sources.get(event.source or "", (None, None))[0]
+        return undo_form(dag, event.run_id, undo_token(user, dag, event.run_id)) if dag in allowed else None
+
+    return HTMLResponse(history_page(q, events, report_link, undo=undo))
 
 
 @app.get("/api/history")
@@ -177,28 +183,26 @@ def history_csv(user: User, q: Search = "") -> StreamingResponse:
                              headers={"Content-Disposition": f'attachment; filename="history_{name}.csv"'})
 
 
-@app.post("/runs/{dag_id}/{folder}/undo")
-def undo(user: User, request: Request, dag_id: str, folder: str, token: Annotated[str, Form()],
+@app.post("/undo")
+def undo(user: User, request: Request, dag_id: Annotated[str, Form(max_length=250)],
+         run_id: Annotated[str, Form(max_length=250)], token: Annotated[str, Form(max_length=128)],
          dry_run: Annotated[bool, Form()] = False) -> RedirectResponse:
-    """Trigger the undo of a finished run (a new run of the same DAG with ``undo_run``); the form carries a token
-    bound to this user and run, and the request must come from this site (cross-site forgery is refused)."""
+    """Trigger the undo of a finished run (a new run of the same DAG with ``undo_run``). The form carries a token
+    bound to this user, DAG and run, and the request must come from this site: cross-site forgery is refused.
+    The undo reads the per-user log, so a run whose folder was pruned can still be undone."""
     from airflow.api.common.trigger_dag import trigger_dag
     from airflow.utils.types import DagRunTriggeredByType
 
-    run_dir = _run_dir(user, dag_id, folder)
-    summary = read_summary(run_dir) or {}
-    run_id = summary.get("run_id")
-    if not run_id:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such run")
     if not (same_site(request) and hmac.compare_digest(token, undo_token(user, dag_id, run_id))):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "this form did not come from the reports page; nothing was "
                                                        "triggered")
-    if not may_trigger(user, dag_id):
+    if not (_NAME.match(dag_id) and may_read(user, dag_id) and may_trigger(user, dag_id)):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "not allowed to trigger this DAG")
-    run = trigger_dag(dag_id, triggered_by=DagRunTriggeredByType.UI, triggering_user_name=getattr(user, "get_name", lambda: None)(),
+    run = trigger_dag(dag_id, triggered_by=DagRunTriggeredByType.UI,
+                      triggering_user_name=getattr(user, "get_name", lambda: None)(),
                       conf={"undo_run": run_id, "dry_run": bool(dry_run)})
     new = getattr(run, "run_id", "")
-    return RedirectResponse(f"../../../reports?triggered={quote(new, safe='')}", status.HTTP_303_SEE_OTHER)
+    return RedirectResponse(f"reports?triggered={quote(new, safe='')}", status.HTTP_303_SEE_OTHER)
 
 
 def may_trigger(user, dag_id: str) -> bool:

@@ -71,11 +71,13 @@ WRITTEN = ("inserted", "updated", "deleted", "disabled", "detached", "returned",
 UndoToken = Callable[[str, str], "str | None"]
 
 
-def _undo_form(dag_id: str, run: dict[str, Any], token: str) -> str:
-    """The undo button of a live run that wrote something: a form posting to the app with its token; it triggers
-    a new run (which goes through the guard and approval like any other), optionally as a dry run."""
-    action = run_link(dag_id, run["folder"], "undo")
-    return (f'<form class="undo" method="post" action="{escape(action)}">'
+def undo_form(dag_id: str, run_id: str, token: str) -> str:
+    """The undo button of a live run that wrote something: a form posting to the app (``undo``, beside this page)
+    with its token; it triggers a new run, which goes through the guard and approval like any other, optionally
+    as a dry run."""
+    return ('<form class="undo" method="post" action="undo">'
+            f'<input type="hidden" name="dag_id" value="{escape(dag_id)}">'
+            f'<input type="hidden" name="run_id" value="{escape(run_id)}">'
             f'<input type="hidden" name="token" value="{escape(token)}">'
             '<label><input type="checkbox" name="dry_run" value="true" checked> dry run</label> '
             '<button type="submit">undo this run</button></form>')
@@ -98,7 +100,7 @@ def _row(dag_id: str, run: dict[str, Any], undo_token: UndoToken | None = None) 
     token = undo_token(dag_id, run.get("run_id", "")) if undo_token and run.get("run_id") else None
     if token and run.get("mode") == "live" and run.get("status") in ("SUCCESS", "COMPLETED WITH WARNINGS") \
             and any(counts.get(k) for k in WRITTEN):
-        links.append(_undo_form(dag_id, run, token))
+        links.append(undo_form(dag_id, run["run_id"], token))
     mode = run.get("mode", "") + (f" · account {run['account']}" if run.get("account") else "")
     cells = [f'<td>{escape(run.get("started") or "")}</td>', f'<td class="l">{escape(mode)}</td>',
              f'<td class="l {STATUS_CLASS.get(status, "")}">{escape(status)}{escape(who)}</td>',
