@@ -315,12 +315,12 @@ def test_a_run_undone_through_the_api_waits_for_approval_and_puts_the_table_back
     assert c.wait_run(dag, c.trigger(dag))["state"] == "success"  # in step with the directory, whatever ran before
     for i in range(70, 82):  # 12 new: their removal is over 20 % of what corp owns, whatever ran before
         stack.ldap.add_user(i)
-    stack.ldap.modify_user(25, department="Board")
+    stack.ldap.modify_user(28, department="Board")  # 0–25 were deleted or detached by the tests above
     before = stack.users()
     run_id = c.trigger(dag)
     assert c.wait_run(dag, run_id)["state"] == "success"
     done = stack.users()
-    assert len(done) == len(before) + 12 and done["user000025"]["department"] == "Board"
+    assert len(done) == len(before) + 12 and done["user000028"]["department"] == "Board"
 
     dry = c.trigger(dag, {"undo_run": run_id, "dry_run": True})
     assert c.wait_run(dag, dry)["state"] == "success" and stack.users() == done
@@ -338,9 +338,9 @@ def test_a_run_undone_through_the_api_waits_for_approval_and_puts_the_table_back
     assert [(e["run_id"], e["action"]) for e in events] == [(run_id, "inserted"), (undo, "deleted")]
     assert events[1]["approved_by"].startswith("approved by alice at ") and \
         events[1]["detail"]["note"] == f"undo of run {run_id}"
-    board = c.api("GET", "/usersync/api/history?q=EXAMPLE%5Cuser000025")["events"]
+    board = c.api("GET", "/usersync/api/history?q=EXAMPLE%5Cuser000028")["events"]
     assert [(e["run_id"], e["detail"]["changes"]["department"][1]) for e in board[-2:]] == [
-        (run_id, "Board"), (undo, before["user000025"]["department"])]
+        (run_id, "Board"), (undo, before["user000028"]["department"])]
     assert httpx.get(f"{c.url}/usersync/api/history?q=user000070", timeout=30).status_code == 401
 
 
