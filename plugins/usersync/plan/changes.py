@@ -6,9 +6,12 @@ only the changed columns with old → new, so the report can say exactly what ch
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
+
+from usersync.rules.fields import NUMBER_FIELDS
 
 
 def match_key(ad_username: str, domain: str) -> tuple[str, str]:
@@ -27,6 +30,18 @@ def claim_label(claim: str) -> str:
         account, _sep, domain = claim[2:].partition(KEY_SEP)
         return f"AD username {domain}\\{account}"
     return f"{'username' if claim.startswith('u:') else 'number'} {claim[2:]}"
+
+
+def row_claims(row: Mapping[str, Any]) -> set[str]:
+    """A row's claims: ``u:`` username, ``k:`` sync key, ``n:`` each number (as ``plan.claims`` forms them)."""
+    claims = set()
+    if row.get("username"):
+        claims.add("u:" + str(row["username"]).lower())
+    ad, domain = row.get("ad_username"), row.get("domain")
+    if ad and domain:
+        claims.add("k:" + ad.strip().lower() + KEY_SEP + domain.strip().lower())
+    claims.update("n:" + row[c] for c in NUMBER_FIELDS if row.get(c))
+    return claims
 
 
 @dataclass(frozen=True)

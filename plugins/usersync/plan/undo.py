@@ -23,8 +23,7 @@ from usersync.plan.change_tables import (
     UPDATES_SCHEMA,
     ChangeTables,
 )
-from usersync.plan.changes import KEY_SEP
-from usersync.rules.fields import NUMBER_FIELDS
+from usersync.plan.changes import claim_label, row_claims
 
 #: columns a restored row is compared on when deciding whether an inserted user changed since
 _BOOKKEEPING = frozenset({"created_at", "updated_at"})
@@ -106,15 +105,9 @@ def _restore_refused(record: Record, row: Mapping[str, Any] | None, holders: Map
     """Why a deleted user cannot be put back (its row id, username, sync key or a number is someone's now)."""
     if row is not None:
         return f"row id {record.user_id} is user {row.get('username')!r} now"
-    values = record.row
-    wanted = [("u:" + str(values["username"]).lower(), f"username {values['username']}")]
-    if values.get("ad_username") and values.get("domain"):
-        wanted.append(("k:" + values["ad_username"].strip().lower() + KEY_SEP + values["domain"].strip().lower(),
-                       f"AD username {values['domain']}\\{values['ad_username']}"))
-    wanted += [("n:" + values[c], f"number {values[c]}") for c in NUMBER_FIELDS if values.get(c)]
-    for claim, label in wanted:
+    for claim in sorted(row_claims(record.row), key=lambda c: ("ukn".index(c[0]), c)):  # username first
         if claim in holders:
-            return f"{label} is held by user {holders[claim]!r} now"
+            return f"{claim_label(claim)} is held by user {holders[claim]!r} now"
     return None
 
 

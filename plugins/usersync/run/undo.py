@@ -8,20 +8,19 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 
 from usersync.core.errors import UsersyncError
 from usersync.core.run_folder import RunFolder
 from usersync.core.users_table import users
 from usersync.plan.change_tables import PlanRef
-from usersync.plan.changes import KEY_SEP
+from usersync.plan.changes import row_claims
 from usersync.plan.tables import record_batches, records_schema
 from usersync.plan.undo import REVERSIBLE, Record, plan_undo
-from usersync.rules.fields import NUMBER_FIELDS
 from usersync.run.handover import Extracted
 from usersync.store.history import changed_since, normal, run_events
 from usersync.store.owned import owned_count
-from usersync.store.recheck import fingerprint
+from usersync.store.recheck import claim_holders, fingerprint
 from usersync.store.schema_version import ensure_schema
 
 log = logging.getLogger(__name__)
@@ -36,9 +35,10 @@ class UndoError(UsersyncError, ValueError):
 def undo_step(source: str, run_id: str, engine: Engine, folder: RunFolder, as_of: datetime | None = None) -> PlanRef:
     """Plan the undo of run ``run_id`` of ``source``; the plan goes to ``plan/`` (the reference is returned)."""
     ensure_schema(engine)
-    events = [e for e in run_events(engine, source, run_id) if e.user_id is not None]  # skips name no user
+    events = run_events(engine, source, run_id)
     records = [Record(e.action, e.user_id, e.username, {c: (o, n) for c, (o, n) in e.detail.get("changes", {}).items()},
-                      e.detail.get("row", {}), e.at) for e in events if e.action in REVERSIBLE and e.user_id is not None]
+                      e.detail.get("row", {}), e.at)
+               for e in events if e.action in REVERSIBLE and e.user_id is not None]
     if not records:
         raise UndoError(f"run {run_id!r} of source {source!r} wrote nothing the per-user log holds (no such run, a dry "
                         "run, a run that changed nothing, or records older than the log's retention); nothing to undo")
@@ -65,26 +65,8 @@ def undo_step(source: str, run_id: str, engine: Engine, folder: RunFolder, as_of
 
 def _holders(conn, rows: list[Mapping[str, Any]]) -> dict[str, str]:
     """Who holds each username, sync key and number the deleted users of ``rows`` had (claim → username)."""
-    if not rows:
-        return {}
-    names = {str(r["username"]).lower() for r in rows}
-    keys = {(r["ad_username"].strip().lower(), r["domain"].strip().lower()) for r in rows
-            if r.get("ad_username") and r.get("domain")}
-    numbers = {r[c] for r in rows for c in NUMBER_FIELDS if r.get(c)}
-    held: dict[str, str] = {}
-    for (name,) in conn.execute(select(users.c.username).where(func.lower(users.c.username).in_(sorted(names)))):
-        held["u:" + name.lower()] = name
-    accounts = sorted({k[0] for k in keys})
-    query = select(users.c.username, users.c.ad_username, users.c.domain).where(
-        func.lower(users.c.ad_username).in_(accounts))
-    for name, account, domain in conn.execute(query) if accounts else ():
-        if domain and (account.strip().lower(), domain.strip().lower()) in keys:
-            held["k:" + account.strip().lower() + KEY_SEP + domain.strip().lower()] = name
-    for column in NUMBER_FIELDS:
-        for name, number in conn.execute(select(users.c.username, users.c[column])
-                                         .where(users.c[column].in_(sorted(numbers)))) if numbers else ():
-            held["n:" + number] = name
-    return held
+    wanted = set().union(*(row_claims(r) for r in rows))
+    return {claim: min(found)[1] for claim, found in claim_holders(conn, wanted).items()}
 
 
 def nothing_read(folder: RunFolder, attributes: list[str]) -> Extracted:

@@ -19,7 +19,7 @@ from sqlalchemy import Column, Connection, MetaData, String, Table, func, insert
 
 from usersync.core.users_table import users
 from usersync.plan.change_tables import ChangeTables
-from usersync.plan.changes import KEY_SEP, claim_label
+from usersync.plan.changes import KEY_SEP, claim_label, row_claims
 from usersync.rules.fields import NUMBER_FIELDS
 
 #: pg_advisory_xact_lock key shared by every usersync apply on a database ("usersync" in ASCII)
@@ -43,22 +43,7 @@ class Conflict:
     id: int | None = None  # the user's row id, when it has one
 
 
-def _claims_of(rows: list[dict]) -> list[set[str]]:
-    """Per inserted row, its claims: ``u:`` username, ``k:`` sync key, ``n:`` numbers (as ``claims`` forms them)."""
-    out = []
-    for row in rows:
-        claims = set()
-        if row.get("username"):
-            claims.add("u:" + row["username"].lower())
-        ad, domain = row.get("ad_username"), row.get("domain")
-        if ad and domain:
-            claims.add("k:" + ad.strip().lower() + KEY_SEP + domain.strip().lower())
-        claims.update("n:" + row[c] for c in NUMBER_FIELDS if row.get(c))
-        out.append(claims)
-    return out
-
-
-def _holders(conn: Connection, claims: set[str]) -> dict[str, set[tuple[int, str, str | None]]]:
+def claim_holders(conn: Connection, claims: set[str]) -> dict[str, set[tuple[int, str, str | None]]]:
     """Who holds each of ``claims`` now: claim → {(id, username, source)}; one temporary table, one join per column."""
     if not claims:
         return {}
@@ -98,10 +83,10 @@ def recheck(conn: Connection, plan: ChangeTables, seen: list | None) -> list[Con
     conflicts: list[Conflict] = []
     while True:
         inserts, updates = plan.inserts.to_pylist(), plan.updates.to_pylist()
-        wanted_ins = _claims_of(inserts)
+        wanted_ins = [row_claims(row) for row in inserts]
         wanted_upd = [_changed_claims(row, "new_") for row in updates]
         released = {row["id"]: _changed_claims(row, "old_") for row in updates}
-        holders = _holders(conn, set().union(*wanted_ins, *wanted_upd))
+        holders = claim_holders(conn, set().union(*wanted_ins, *wanted_upd))
 
         def taken(claims: set[str], me: int | None) -> str | None:
             for claim in sorted(claims):
