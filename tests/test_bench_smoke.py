@@ -73,6 +73,15 @@ def test_the_user_log_benchmark_runs_on_a_small_directory(tmp_path):
     assert "| first import | yes |" in log_markdown(300, rows, searches, "python -m bench.bench_user_log 300")
 
 
+def test_the_cases_benchmark_runs_on_a_small_directory(tmp_path):
+    from bench.bench_cases import markdown as cases_markdown
+    from bench.bench_cases import run_benchmark as run_cases
+
+    rows = run_cases(200, work=tmp_path)  # each step checks its own outcome (links, open and closed cases)
+    assert [r.get("written", {}).get("updated") for r in rows] == [200, 200, 0, None, 200]
+    assert "| bulk confirm of 200 cases" in cases_markdown(200, rows, "python -m bench.bench_cases 200")
+
+
 @pytest.mark.samba
 def test_the_write_back_benchmark_runs_on_a_small_directory(tmp_path, samba_dc):
     from bench.bench_write_back import markdown as wb_markdown

@@ -1,7 +1,8 @@
 """The admin's path in a real browser (headless Chromium) against the native distributed Airflow: log in, open
 the reports page, see a real run's report, download it, see the chart; trigger a dry run from the trigger form;
 sync one account as a dry run from the form and read its explanation; approve a blocked run from Required
-Actions, or answer it "Keep them as local users"; search a user's history and undo a run from its timeline.
+Actions, or answer it "Keep them as local users"; search a user's history and undo a run from its timeline;
+decide cases in the cases page and the API, and apply them with the page's run button.
 A screenshot of each step is kept (tests/browser.py)."""
 
 from __future__ import annotations
@@ -240,3 +241,72 @@ def test_a_users_history_searched_and_its_run_undone_from_the_timeline(stack, br
     browser.shot("history-after-undo")
     rows[0].find_element(By.LINK_TEXT, run_id).click()
     browser.wait_for(lambda: "status:   SUCCESS" in d.find_element(By.TAG_NAME, "body").text, what="the run's report")
+
+
+def test_cases_decided_in_the_page_and_the_api_are_applied_by_the_run_the_page_triggers(stack, browser):
+    """Onboarding: accounts back in the directory whose local users (detached earlier) match by name are proposed;
+    one confirmed and one rejected in the page, one confirmed through the API; the page's run applies them."""
+    import httpx
+    import yaml
+
+    d, c = browser.driver, stack.cluster
+    rules_path = stack.tmp / "rules" / "corp.yaml"
+    data = yaml.safe_load(rules_path.read_text())
+    rules_path.write_text(yaml.safe_dump({**data, "match": [{"by": "name", "level": "propose"}]}))
+    for i in range(50, 58):  # the users the undo above removed leave the directory too
+        stack.ldap.delete_user(i)
+    for i in (10, 11, 12):  # their users are local users now (answered "Keep them as local users" above)
+        stack.ldap.add_user(i)
+    before = stack.users()
+    run_id = c.trigger(DAG)
+    assert c.wait_run(DAG, run_id)["state"] == "success"
+    assert stack.users() == before  # proposals wait: nothing inserted, nothing linked
+    found = {x["username"]: x for x in c.api("GET", "/usersync/api/cases?source=corp")["cases"]}
+    assert set(found) == {"user000010", "user000011", "user000012"}
+    assert {x["detail"]["candidates"][0]["id"] for x in found.values()} == \
+        {before[f"user0000{i}"]["id"] for i in (10, 11, 12)}
+
+    d.get(f"{c.url}/usersync/cases?source=corp")
+    for name, decision in (("user000010", "confirm"), ("user000011", "reject")):
+        row = browser.wait_for(lambda n=name: d.find_elements(By.CSS_SELECTOR, f"tr.case[data-case-id='{found[n]['id']}']"),
+                               what=f"the case of {name}")[0]
+        assert "Smith" in row.text and "name: propose" in row.text  # the two sides, and why they were matched
+        if name == "user000010":
+            browser.shot("cases-page")
+        row.find_element(By.CSS_SELECTOR, f"form.decide button[value='{decision}']").click()
+        browser.wait_for(lambda: "1 case(s) decided" in d.find_element(By.TAG_NAME, "body").text, what="decided")
+    answer = c.api("POST", "/usersync/api/cases/decide", {"source": "corp", "ids": [found["user000012"]["id"]],
+                                                          "decision": "confirm"})
+    assert answer == {"results": {str(found["user000012"]["id"]): "ok"}}
+    cookie = {"_token": c.token}
+    forged = httpx.post(f"{c.url}/usersync/cases/decide", cookies=cookie, timeout=30, headers={"Origin": "http://evil.test"},
+                        data={"source": "corp", "decision": "reject", "ids": found["user000012"]["id"], "token": "x"})
+    assert forged.status_code == 403
+    no_bearer = httpx.post(f"{c.url}/usersync/api/cases/decide", cookies=cookie, timeout=30,
+                           json={"source": "corp", "ids": [found["user000012"]["id"]], "decision": "reject"})
+    assert no_bearer.status_code == 403
+    states = {x["username"]: (x["status"], x["decision"]) for x in c.api("GET", "/usersync/api/cases?source=corp")["cases"]}
+    assert states == {"user000010": ("decided", "confirm"), "user000011": ("decided", "reject"),
+                      "user000012": ("decided", "confirm")}
+
+    d.get(f"{c.url}/usersync/cases?source=corp")
+    browser.wait_for(lambda: d.find_elements(By.CSS_SELECTOR, "form.run button"), what="run now")[0].click()
+    browser.wait_for(lambda: "triggered run" in d.find_element(By.TAG_NAME, "body").text, what="triggered")
+    applied = d.find_element(By.CSS_SELECTOR, "p.triggered").text.split()[2].rstrip(":")
+    assert c.wait_run(DAG, applied)["state"] == "success"
+    after = stack.users()
+    assert set(after) == set(before)  # the rejected account cannot be a new user: its username is the local user's
+    for name, old in before.items():
+        changed = {k for k in old if old[k] != after[name][k]}
+        if name in ("user000010", "user000012"):  # linked: the same row, now owned by corp
+            assert changed <= {"ad_username", "domain", "source", "external_id", "updated_at"} and \
+                after[name]["source"] == "corp" and after[name]["id"] == old["id"], (name, changed)
+        else:
+            assert changed == set(), name
+    final = {x["username"]: x for x in c.api("GET", "/usersync/api/cases?source=corp&status=all")["cases"]}
+    assert {n: x["status"] for n, x in final.items()} == {"user000010": "closed", "user000011": "rejected",
+                                                          "user000012": "closed"}
+    d.get(f"{c.url}/usersync/cases?source=corp&status=all")
+    browser.wait_for(lambda: "rejected, and not a new user either" in d.find_element(By.TAG_NAME, "body").text,
+                     what="the rejected case's outcome")
+    browser.shot("cases-after-run")

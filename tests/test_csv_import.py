@@ -7,7 +7,7 @@ import yaml
 from sqlalchemy import create_engine, select
 
 from tests.support.repo import REPO
-from tests.support.small_runs import compute_diff
+from tests.support.small_runs import compute_diff, plan_tables
 from usersync.core.users_table import users
 from usersync.plan.mapping import map_records
 from usersync.rules import RulesError, parse_rules
@@ -83,13 +83,16 @@ def test_bad_rows_are_skipped_with_line_numbers_and_good_rows_imported(tmp_path)
     rules = _rules()
     mapped, skipped = map_records(rules, _read(path, rules))
     plan = compute_diff(rules, mapped, [], skipped)
-    assert sorted(i.row["username"] for i in plan.inserts) == ["a6", "a8"]
+    assert {i.row["username"]: i.row["extension"] for i in plan.inserts} == {"a6": "1001", "a8": "1008", "a9": None}
     reasons = {s.account: s.reason for s in plan.skipped}
     assert "no ad_username" in reasons["mixed.csv line 3"]
     assert "e-mail" in reasons["mixed.csv line 4"]
     assert "duplicate key" in reasons["mixed.csv line 2"] and "duplicate key" in reasons["mixed.csv line 5"]
     assert "has 11 fields, the header has 10" in reasons["mixed.csv line 7"]
-    assert "number 1008 is already used" in reasons["mixed.csv line 9"]
+    assert "mixed.csv line 9" not in reasons  # inserted without the number line 8 has: a case says so
+    ((account, field, value, holder),) = [(c["account"], c["field"], c["value"], c["holder"])
+                                          for c in plan_tables(rules, mapped, skipped).cases.to_pylist()]
+    assert (account, field, value, holder) == ("mixed.csv line 9", "extension", "1008", "a8")
 
 
 def test_csv_rules_never_delete_and_run_on_demand():

@@ -128,9 +128,11 @@ def test_broken_rows_are_skipped_and_the_rest_mapped(mariadb, freepbx_db):
     from tests.support.small_runs import compute_diff
 
     plan = compute_diff(rules, mapped, [], skipped)
-    assert len(plan.inserts) == 23  # pbxuser0005 now claims pbxuser0001's extension: skipped, not both
-    reasons = {s.account: s.reason for s in plan.skipped}
-    assert "number 2001 is already used" in reasons["query row 6 (username=pbxuser0005)"]
+    # pbxuser0005 now claims pbxuser0001's extension: inserted without it (the number is held aside), not both
+    assert len(plan.inserts) == 24
+    assert {i.row["username"]: i.row["extension"] for i in plan.inserts
+            if i.row["username"] in ("pbxuser0001", "pbxuser0005")} == {"pbxuser0001": "2001", "pbxuser0005": None}
+    assert [s.account for s in plan.skipped] == ["query row 5 (username=pbxuser0004)"]
 
 
 @pytest.mark.airflow

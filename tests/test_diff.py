@@ -88,8 +88,19 @@ def test_keyed_user_without_owner_is_adopted():
     assert [u.changes for u in p.updates] == [{"source": (None, "corp")}]
 
 
-def test_number_clash_skips_only_that_user():
-    r = rules()
+def _skipping(r):
+    """The rules with every number field set to ``on_clash: skip`` (the behaviour before held numbers)."""
+    from usersync.rules import parse_rules
+    from usersync.rules.fields import NUMBER_FIELDS
+
+    data = r.model_dump(mode="json", exclude_none=True)
+    for name in NUMBER_FIELDS:
+        data["fields"][name] = {**data["fields"][name], "on_clash": "skip"}
+    return parse_rules(data)
+
+
+def test_number_clash_skips_only_that_user_when_the_rules_say_skip():
+    r = _skipping(rules())
     rows = [local_user(1, "reception", extension="10002")]
     p = plan(r, [record(1), record(2), record(3)], rows)
     assert sorted(i.row["username"] for i in p.inserts) == ["user000001", "user000003"]
@@ -99,10 +110,18 @@ def test_number_clash_skips_only_that_user():
 
 
 def test_numbers_are_unique_across_all_number_columns():
-    r = rules()
+    r = _skipping(rules())
     rows = [local_user(1, "fax-room", fax_number="10002")]
     p = plan(r, [record(2)], rows)
     assert p.inserts == [] and "10002" in p.skipped[0].reason
+
+
+def test_a_clashing_number_is_held_aside_and_the_user_inserted_without_it():
+    r = rules()
+    rows = [local_user(1, "fax-room", fax_number="10002")]
+    p = plan(r, [record(1), record(2)], rows)
+    assert p.skipped == []
+    assert {i.row["username"]: i.row["extension"] for i in p.inserts} == {"user000001": "10001", "user000002": None}
 
 
 def test_same_username_from_two_domains_in_one_run_inserts_one_and_skips_the_other():

@@ -110,16 +110,19 @@ def test_out_of_scope_by_the_filter_a_dn_and_a_new_account_in_a_dry_run(airflow_
     assert changed[row_id]["ad_username"] == (None, "user000100") and "result: inserted" in report_of(dr)
 
 
-def test_a_number_another_user_holds_is_refused_naming_the_holder(airflow_env, corp):
+def test_a_number_another_user_holds_is_held_aside_naming_the_holder(airflow_env, corp):
     ldap, url = corp
     ldap.modify_user(9, **{"msRTCSIP-PrimaryUserAddress": "sip:10002@example.test", "department": "Board"})
     before = all_rows(url)
     dr = airflow_env.run("user_sync__corp", {"account": "user000009"})
     assert dr.state == "success"
-    assert all_rows(url) == before
+    changed = changed_rows(before, all_rows(url))  # the department is written, the extension stays as it was
+    ((row_id, row),) = changed.items()
+    assert {c: v for c, v in row.items() if c != "updated_at"} == {"department": (before[row_id]["department"], "Board")}
+    assert before[row_id]["ad_username"] == "user000009" and before[row_id]["department"] != "Board"
     report = report_of(dr)
-    assert "REFUSED: number 10002 is already used by user 'user000002'" in _section(report, "5. claims")
-    assert "result: skipped — nothing written for this account" in _section(report, "6. outcome")
+    assert "HELD ASIDE: extension 10002 is already used by user 'user000002'" in _section(report, "5. claims")
+    assert "? case 1: extension 10002 of EXAMPLE\\user000009 is held aside" in report
 
 
 @pytest.mark.samba
@@ -174,7 +177,7 @@ def test_on_the_samba_dc_by_guid_nested_groups_disabled_renamed_held_number_and_
     samba_dc.modify(dns["u0"], ipPhone="5001")  # u1's number
     dr = airflow_env.run("user_sync__corp", {"account": f"{ou.n('u0')}@example.test"})  # by userPrincipalName
     assert all_rows(url) == before
-    assert f"REFUSED: number 5001 is already used by user '{ou.n('u1r')}'" in _section(report_of(dr), "5. claims")
+    assert f"HELD ASIDE: extension 5001 is already used by user '{ou.n('u1r')}'" in _section(report_of(dr), "5. claims")
     assert load_watermark(engine, "corp") == mark  # single-account runs never move the delta watermark
     engine.dispose()
 

@@ -130,3 +130,47 @@ Index("ix_user_events_run", user_events.c.run_id)
 Index("ix_user_events_at", user_events.c.at)
 Index("ix_user_events_open", user_events.c.source, user_events.c.fingerprint,
       postgresql_where=user_events.c.open, sqlite_where=user_events.c.open)
+
+#: Cases an administrator decides (``usersync.store.cases``): a number held aside because another user holds it,
+#: or an account that may be an existing local user. One row per case, keyed per source by ``key`` (the claimant's
+#: anchor, else its AD username + Domain; and the field for a number), so a case survives renames of either side.
+#: Opened, refreshed and closed by apply in the run's transaction; decided by an admin in the cases page or API.
+cases = Table(
+    "cases",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("source", String(64), nullable=False, comment="rules source name"),
+    Column("kind", String(16), nullable=False, comment="number (a held number) or match (a proposed match)"),
+    Column("key", String(600), nullable=False, comment="what makes the case the same one from run to run"),
+    Column("status", String(16), nullable=False,
+           comment="open, decided (waits for the next run), kept (the holder keeps the number), rejected, closed"),
+    Column("decision", String(16), nullable=True, comment="confirm, reject, give, keep"),
+    Column("user_id", Integer, nullable=True, comment="confirm: the user the account is linked to"),
+    Column("decided_by", String(256), nullable=True),
+    Column("decided_at", DateTime(timezone=True), nullable=True),
+    Column("version", Integer, nullable=False, server_default=text("0"),
+           comment="raised by each decision: a run applies exactly the decision it read"),
+    Column("opened_at", DateTime(timezone=True), nullable=False),
+    Column("opened_run_id", String(250), nullable=False),
+    Column("last_at", DateTime(timezone=True), nullable=False),
+    Column("last_run_id", String(250), nullable=False),
+    Column("seen", Integer, nullable=False, server_default=text("1"), comment="runs that found the case"),
+    Column("changed_at", DateTime(timezone=True), nullable=True, comment="when holder, value or candidates changed"),
+    Column("announced_at", DateTime(timezone=True), nullable=True, comment="when a report last announced it"),
+    Column("closed_at", DateTime(timezone=True), nullable=True),
+    Column("closed_run_id", String(250), nullable=True),
+    Column("outcome", String(256), nullable=True, comment="how the case ended"),
+    Column("account", String(512), nullable=True, comment="the claimant account, as the source names it"),
+    Column("username", String(256), nullable=True, comment="the claimant's username"),
+    Column("ad_username", String(256), nullable=True),
+    Column("domain", String(256), nullable=True),
+    Column("external_id", String(128), nullable=True),
+    Column("field", String(64), nullable=True, comment="number: the field held aside"),
+    Column("value", String(256), nullable=True, comment="number: the value held aside"),
+    Column("holder_id", Integer, nullable=True, comment="number: users.id of the holder"),
+    Column("holder", String(256), nullable=True, comment="number: the holder's username"),
+    Column("detail", Text, nullable=True, comment="JSON: the account's values, the candidates, the holder's owner"),
+)
+Index("ix_cases_source_status", cases.c.source, cases.c.status)
+Index("ux_cases_live_key", cases.c.source, cases.c.key, unique=True,
+      postgresql_where=cases.c.closed_at.is_(None), sqlite_where=cases.c.closed_at.is_(None))

@@ -3,6 +3,7 @@ by the diff step from the users table it compared against and the change set it 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pandas as pd
@@ -102,8 +103,16 @@ def match_sections(rules: Rules, existing: pd.DataFrame, facts: dict[str, Any], 
             fields.append(f"{field}: {rule.policy.value} — written now: the user is new")
     skips = plan.skipped.to_pylist()
     refused = [s["reason"] for s in skips if s.get("code") in SkipCode.CLAIMS]
+    cases = plan.cases.to_pylist()
+    held = [f"HELD ASIDE: {c['field']} {c['value']} is already used by user {c['holder']!r}: the user is written "
+            f"without it, and a case waits (it closes by itself once the holder no longer has it)"
+            for c in cases if c["kind"] == "number"]
+    proposed = [f"WAITING: may be an existing local user ({', '.join(repr(x['username']) for x in json.loads(c['detail'])['candidates'])}); "
+                "not inserted or linked until someone decides the case" for c in cases if c["kind"] == "match"]
     if refused:
         claims = [f"REFUSED: {r}" for r in refused]
+    elif held or proposed:
+        claims = held + proposed
     elif skips:
         claims = ["not reached: the account is skipped before it claims anything (see fields)"]
     elif plan.held:
@@ -125,6 +134,8 @@ def planned(plan: ChangeTables) -> list[str]:
                 + ", ".join(f"{c}: {upd.get(f'old_{c}')!r} → {upd.get(f'new_{c}')!r}" for c in upd["changed"])]
     if plan.skipped.num_rows:
         return [f"skipped: {plan.skipped.to_pylist()[0]['reason']}"]
+    if plan.cases.num_rows:
+        return ["waiting: a case decides whether the account is an existing user (the cases page)"]
     if plan.held:
         return ["held: the user is left exactly as it is"]
     return ["unchanged: the users table already holds every value the rules give"]

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from usersync.core.run_folder import RunFolder, TableRef
+from usersync.plan.cases import CASES_SCHEMA, DECIDED_SCHEMA, MATCH, NUMBER, TAKES_SCHEMA
 from usersync.plan.changes import LIFECYCLE, ChangeSet, Delete, Disable, Insert, Leaving, Update
 from usersync.plan.tables import SKIPPED_SCHEMA, TIMESTAMP, USERS_SCHEMA, skipped_of
 from usersync.rules.fields import FIELDS
@@ -39,7 +40,10 @@ NOTES_SCHEMA = pa.schema([("note", pa.string())])
 RESTORES_SCHEMA = pa.schema([f for f in USERS_SCHEMA if f.name != "updated_at"])
 SCHEMAS = {"inserts": INSERTS_SCHEMA, "updates": UPDATES_SCHEMA, "deletes": LEAVERS_SCHEMA,
            "disables": LEAVERS_SCHEMA, "skipped": SKIPPED_SCHEMA, "notes": NOTES_SCHEMA, "restores": RESTORES_SCHEMA,
+           "cases": CASES_SCHEMA, "decided": DECIDED_SCHEMA, "takes": TAKES_SCHEMA,
            **{kind: LIFECYCLE_SCHEMA for kind, _count in LIFECYCLE}}
+#: tables saved only when they have rows (an undo restores; cases, decisions and takes are the rare run's)
+OPTIONAL = ("restores", "cases", "decided", "takes")
 META = ("source", "read", "unchanged", "owned", "kept", "held", "seen", "as_of", "explained")
 
 
@@ -80,6 +84,11 @@ class ChangeTables:
     holds: pa.Table = field(default_factory=LIFECYCLE_SCHEMA.empty_table)
     detaches: pa.Table = field(default_factory=LIFECYCLE_SCHEMA.empty_table)
     restores: pa.Table = field(default_factory=RESTORES_SCHEMA.empty_table)
+    #: cases this run found (numbers held aside, proposed matches), the decisions it applied, the numbers
+    #: ``give`` decisions take from their holders (``plan.cases``)
+    cases: pa.Table = field(default_factory=CASES_SCHEMA.empty_table)
+    decided: pa.Table = field(default_factory=DECIDED_SCHEMA.empty_table)
+    takes: pa.Table = field(default_factory=TAKES_SCHEMA.empty_table)
     read: int = 0
     unchanged: int = 0
     owned: int = 0
@@ -96,11 +105,13 @@ class ChangeTables:
     explained: dict[str, Any] | None = None
     #: set by apply: planned changes left out because the table changed during the run (``recheck.Conflict``)
     conflicts: list = field(default_factory=list)
+    #: set by apply: what it did to the cases (``store.cases.CaseCounts.to_json``)
+    recorded: dict[str, int] = field(default_factory=dict)
 
     @property
     def writes(self) -> int:
         return (self.inserts.num_rows + self.updates.num_rows + self.deletes.num_rows + self.disables.num_rows
-                + self.detaches.num_rows + self.restores.num_rows)
+                + self.detaches.num_rows + self.restores.num_rows + self.takes.num_rows)
 
     @property
     def removals(self) -> int:
@@ -111,7 +122,14 @@ class ChangeTables:
                 "deleted": self.deletes.num_rows, "disabled": self.disables.num_rows,
                 "unchanged": self.unchanged, "skipped": self.skipped.num_rows,
                 **{count: getattr(self, kind).num_rows for kind, count in LIFECYCLE if getattr(self, kind).num_rows},
-                **({"restored": self.restores.num_rows} if self.restores.num_rows else {})}
+                **({"restored": self.restores.num_rows} if self.restores.num_rows else {}),
+                **{name: n for name, n in self.case_counts().items() if n}}
+
+    def case_counts(self) -> dict[str, int]:
+        """Numbers held aside, matches proposed, and decisions applied by this run."""
+        kinds = self.cases.column("kind").to_pylist()
+        return {"numbers_held": kinds.count(NUMBER), "proposed": kinds.count(MATCH),
+                "decisions": self.decided.num_rows}
 
     def keep_as_local(self, reason: str) -> None:
         """Turn every planned removal (delete, disable) into a detach: those users become local users, kept
@@ -143,7 +161,7 @@ class ChangeTables:
         data = {**{n: getattr(self, n) for n in SCHEMAS if n != "notes"},
                 "notes": pa.table({"note": pa.array(self.notes, pa.string())})}
         refs = {name: folder.write(f"{prefix}/{name}.parquet", data[name], SCHEMAS[name]).to_json()
-                for name in SCHEMAS if name != "restores" or self.restores.num_rows}  # only an undo restores
+                for name in SCHEMAS if name not in OPTIONAL or getattr(self, name).num_rows}
         return PlanRef(source=self.source, read=self.read, unchanged=self.unchanged, owned=self.owned, kept=self.kept,
                        held=self.held, seen=self.seen, as_of=self.as_of, counts=self.counts(), writes=self.writes,
                        removals=self.removals, tables=refs, explained=self.explained)

@@ -125,6 +125,7 @@ class SkipCode:
     KEY_TAKEN = "key_taken"  # ... the sync key (AD username + Domain)
     NUMBER_TAKEN = "number_taken"  # ... a unique number
     RECREATED_KEPT = "recreated_kept"  # re-created in the source while the old account's user stays
+    REJECTED_MATCH = "rejected_match"  # an admin rejected the proposed match and the account cannot be a new user
     #: the codes of claims refused because another user holds the value
     CLAIMS = frozenset({USERNAME_TAKEN, KEY_TAKEN, NUMBER_TAKEN, OWNED_ELSEWHERE, RECREATED_KEPT})
 

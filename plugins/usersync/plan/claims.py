@@ -62,6 +62,8 @@ def describe(claim: str, holder_username: str | None) -> tuple[str, str]:
 class Verdicts:
     order: np.ndarray  # positions of the admitted changes, in admission order (round, then position)
     clashes: dict[int, tuple[str, str]]  # position → why it was skipped: (code, reason)
+    #: position → the claim refused and who holds it (a users.id; ``-(position + 1)`` for another planned insert)
+    blocked: dict[int, tuple[str, int]]
 
 
 def admit(positions: np.ndarray, holders: np.ndarray, wanted: pa.Table, released: pa.Table, held: pa.Table,
@@ -75,6 +77,7 @@ def admit(positions: np.ndarray, holders: np.ndarray, wanted: pa.Table, released
     holder_of = pd.Series(holders, index=positions)
     dependent = _sharing(wanted, released)
     clashes: dict[int, tuple[str, str]] = {}
+    blocked: dict[int, tuple[str, int]] = {}
 
     # Independent changes: blocked exactly when another user holds one of their claims now.
     mine = pc.is_in(wanted["claim"], value_set=held["claim"])
@@ -84,20 +87,21 @@ def admit(positions: np.ndarray, holders: np.ndarray, wanted: pa.Table, released
     against = alone.merge(held.filter(pc.is_in(held["claim"], value_set=pa.array(alone["claim"], pa.string())))
                           .to_pandas(), on="claim")
     against = against[against["holder"].to_numpy() != holder_of.reindex(against["position"]).to_numpy()]
-    blocked = against.sort_values(["position", "claim", "holder"]).drop_duplicates("position")
-    for position, claim, other in zip(blocked["position"], blocked["claim"], blocked["holder"]):
+    first = against.sort_values(["position", "claim", "holder"]).drop_duplicates("position")
+    for position, claim, other in zip(first["position"], first["claim"], first["holder"]):
         clashes[int(position)] = describe(claim, username_of.get(int(other)))
+        blocked[int(position)] = (claim, int(other))
     free = positions[~np.isin(positions, list(dependent)) & ~np.isin(positions, list(clashes))]
     rounds, order = [np.ones(len(free), int)], [free]
 
     # Changes that share claims: admitted round by round, as one by one.
     if dependent:
         holder_at = {int(p): int(holder_of[p]) for p in dependent}
-        admitted = _rounds(sorted(holder_at), holder_at, wanted, released, held, username_of, clashes)
+        admitted = _rounds(sorted(holder_at), holder_at, wanted, released, held, username_of, clashes, blocked)
         rounds.append(np.array([r for r, _p in admitted], int))
         order.append(np.array([p for _r, p in admitted], int))
     rounds_all, order_all = np.concatenate(rounds), np.concatenate(order)
-    return Verdicts(order_all[np.lexsort((order_all, rounds_all))], clashes)
+    return Verdicts(order_all[np.lexsort((order_all, rounds_all))], clashes, blocked)
 
 
 def _sharing(wanted: pa.Table, released: pa.Table) -> set[int]:
@@ -124,7 +128,8 @@ def _rows_of(table: pa.Table, column: str, values: list) -> list[tuple]:
 
 
 def _rounds(order: list[int], holder_at: dict[int, Any], wanted: pa.Table, released: pa.Table,
-            held: pa.Table, username_of: dict[int, str], clashes: dict[int, tuple[str, str]]) -> list[tuple[int, int]]:
+            held: pa.Table, username_of: dict[int, str], clashes: dict[int, tuple[str, str]],
+            blocked: dict[int, tuple[str, int]]) -> list[tuple[int, int]]:
     wants: dict[int, set[str]] = defaultdict(set)
     for p, c in _rows_of(wanted, "holder", order):
         wants[p].add(c)
@@ -158,4 +163,5 @@ def _rounds(order: list[int], holder_at: dict[int, Any], wanted: pa.Table, relea
         clash = next(c for c in sorted(wants[p]) if holders[c] - {me})
         other = min(holders[clash] - {me})
         clashes[p] = describe(clash, username_of.get(int(other)))
+        blocked[p] = (clash, int(other))
     return admitted

@@ -1,9 +1,10 @@
 """Mapped source users + current users table → the change set, computed in columns (pandas over Arrow).
 
 Matching is on (AD username, Domain), case-insensitively. The diff is where the table's business rules are
-kept: local users (blank key) are never touched, a source only updates or deletes users it owns, usernames
-and phone numbers stay unique (a clashing source user is skipped, nobody else is affected — see ``claims``),
-and an account that exists in the source — even one skipped for bad data — is never deleted.
+kept: local users (blank key) are never touched unless a ``match:`` rule or an admin's decision links one, a
+source only updates or deletes users it owns, usernames and phone numbers stay unique (a number another user
+holds is held aside as a case, or — ``on_clash: skip`` — the account is skipped; nobody else is affected — see
+``claims``), and an account that exists in the source — even one skipped for bad data — is never deleted.
 
 The work is a key lookup (Arrow ``index_in``) and column comparisons, read one column at a time, so a run with
 nothing changed costs a few vector operations whatever the directory size, and Python objects are made only for
@@ -12,6 +13,7 @@ what changes (figures at 100,000 and 1,000,000 users: docs/benchmarks.md).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -22,8 +24,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from usersync.plan import claims, leavers
+from usersync.plan.cases import CASES_SCHEMA, DECIDED_SCHEMA, GIVE, NUMBER, TAKES_SCHEMA, Decision, claimant, number_key
 from usersync.plan.change_tables import INSERTS_SCHEMA, UPDATES_SCHEMA, ChangeTables
 from usersync.plan.changes import KEY_SEP, SkipCode, Skipped, match_key
+from usersync.plan.correlate import Correlation, correlate
 from usersync.plan.frames import casefold, frame_table, records
 from usersync.plan.tables import SKIPPED_SCHEMA, TIMESTAMP, value_fields_of
 from usersync.rules import Rules
@@ -171,14 +175,16 @@ def _match(keys: pd.Series, existing_keys: pd.Series, keyed: pd.Series) -> np.nd
 
 def diff_frames(rules: Rules, mapped: pd.DataFrame, existing: pd.DataFrame, skipped: list[Skipped],
                 read: int, removed: set[str] | None = None, as_of: datetime | None = None,
-                one_account: bool = False, explain: Identity | None = None) -> ChangeTables:
+                one_account: bool = False, explain: Identity | None = None,
+                decisions: Mapping[str, Decision] | None = None) -> ChangeTables:
     """The change set of ``mapped`` (frame of ``tables.mapped_schema``) against the users table ``existing``.
 
     ``removed``: for a delta read, the anchors of accounts deleted or moved out of scope since the watermark
     (``mapped`` then holds only the accounts that changed); None for a full read. ``as_of``: the run's time,
     against which grace periods are counted (default: now). ``one_account``: a single-account run, which
     removes nobody (``removed`` is then empty). ``explain``: the account such a run asks about, whose match the
-    plan records (``plan.explained``) for its explanation.
+    plan records (``plan.explained``) for its explanation. ``decisions``: the source's live cases by key
+    (``plan.cases``), what admins decided about held numbers and proposed matches.
 
     One function on purpose: its phases (match by anchor and key, admit claims, compare columns, find leavers)
     share a dozen aligned frames and masks over the same rows; split apart, each phase would take and return
@@ -216,6 +222,16 @@ def diff_frames(rules: Rules, mapped: pd.DataFrame, existing: pd.DataFrame, skip
     positions = np.arange(len(candidate_rows))
     erows, recreated = _identify(rules, keys.iloc[candidate_rows], anchors.iloc[candidate_rows], existing_keys,
                                  existing_anchors, keyed)
+    decisions = decisions or {}
+    correlation = Correlation()
+    if rules.match or any(d.decision for d in decisions.values()):  # accounts no user has: existing local users?
+        open_positions = np.flatnonzero((erows < 0) & ~np.isin(positions, list(recreated)))
+        accounts = mapped.iloc[candidate_rows[open_positions]].set_index(pd.Index(open_positions))
+        local = (~keyed & _blank(existing["source"])).to_numpy(dtype=bool)
+        correlation = correlate(rules, accounts, existing, local, decisions, anchored)
+        for position, row in correlation.links.items():
+            erows[position] = row
+    waiting = np.isin(positions, list(correlation.waiting))
     matched = erows >= 0
 
     # Every account the source holds, mapped or not: none of their users may be deleted.
@@ -262,13 +278,23 @@ def diff_frames(rules: Rules, mapped: pd.DataFrame, existing: pd.DataFrame, skip
     upd_old = ours_old.subset(np.asarray(any_change))
     upd_positions = positions[matched][~foreign][any_change]
 
-    # Inserts: full rows for accounts no user has.
-    new_positions = positions[~matched]
-    inserts = _insert_rows(_Rows(mapped, candidate_rows[~matched]), value_fields, source)
+    # Inserts: full rows for accounts no user has (proposed matches wait for a person).
+    new_positions = positions[~matched & ~waiting]
+    inserts = _insert_rows(_Rows(mapped, candidate_rows[~matched & ~waiting]), value_fields, source)
 
-    # Admit inserts and updates only while their username, sync key and numbers stay unique.
+    # Admit inserts and updates only while their username, sync key and numbers stay unique; a number another
+    # user holds is held aside (a case) where the rules say so, and the change admitted without it.
     upd_ids = upd_old("id").to_numpy(dtype=np.int64)
-    verdicts = _admission(existing, deleted, inserts, new_positions, upd_old, upd_ids, upd_positions, columns)
+    claimed_from = _takes(mapped, existing, decisions, plan)
+    verdicts = _admission(claimed_from, deleted, inserts, new_positions, upd_old, upd_ids, upd_positions, columns)
+    numbers_held: list[tuple[int, str, str, int]] = []
+    for _round in NUMBER_FIELDS:  # each round frees at least one field of a change, so this many at most
+        found = _hold_numbers(rules.held_numbers(), verdicts.blocked, inserts, new_positions, columns, changed,
+                              names, upd_positions)
+        if not found:
+            break
+        numbers_held += found
+        verdicts = _admission(claimed_from, deleted, inserts, new_positions, upd_old, upd_ids, upd_positions, columns)
 
     insert_rows = _rows_in_order(verdicts.order, new_positions, len(positions))
     if not np.array_equal(insert_rows, np.arange(len(inserts))):  # a clash or contested claim reordered them
@@ -276,9 +302,14 @@ def diff_frames(rules: Rules, mapped: pd.DataFrame, existing: pd.DataFrame, skip
     plan.inserts = frame_table(inserts, INSERTS_SCHEMA)
     del inserts
     upd_rows = _rows_in_order(verdicts.order, upd_positions, len(positions))
-    plan.updates = _updates_table(upd_ids, upd_old("username"), columns, names, changed, upd_rows)
+    still = changed[upd_rows].any(axis=1) if len(upd_rows) else np.zeros(0, bool)  # a held number was all it changed
+    plan.unchanged += int((~still).sum())
+    plan.updates = _updates_table(upd_ids, upd_old("username"), columns, names, changed, upd_rows[still])
 
     clashes = dict(verdicts.clashes)
+    candidates = _Rows(mapped, candidate_rows)
+    _number_cases(plan, numbers_held, candidates, existing, clashes, anchored)
+    _decided(plan, correlation, clashes, candidates)
     _explain_recreated(rules, existing, _Rows(mapped, candidate_rows), recreated, clashes, plan)
     if clashes:
         clashed = sorted(clashes)
@@ -460,3 +491,119 @@ def decide(rules: Rules, existing: pd.DataFrame, existing_keys: pd.Series, exist
     if out["owner"] == rules.source.name and not rules.source.on_demand:
         out["if_gone"] = leavers.fate(rules, existing, out["user"], as_of)
     return out
+
+
+def _takes(mapped: pd.DataFrame, existing: pd.DataFrame, decisions: Mapping[str, Decision],
+           plan: ChangeTables) -> pd.DataFrame:
+    """The users table as the uniqueness checks see it once ``give`` decisions have taken their numbers from
+    the holders (``plan.takes``, cleared by apply first). A number is taken only while its holder still has it
+    and an account of this run still claims it."""
+    gives = [d for d in decisions.values() if d.decision == GIVE and d.user_id is not None and d.field in NUMBER_FIELDS
+             and d.field in mapped and (mapped[d.field] == d.value).fillna(False).any()]
+    if not gives:
+        return existing
+    view = existing.assign(**{str(f): existing[f].copy() for f in {d.field for d in gives}})
+    takes, decided = [], []
+    for d in gives:
+        assert d.field is not None
+        at = np.flatnonzero((existing["id"] == d.user_id).to_numpy(dtype=bool) &
+                            (existing[d.field] == d.value).fillna(False).to_numpy(dtype=bool))
+        if not len(at):
+            decided.append({"case_id": d.case_id, "version": d.version, "user_id": d.user_id, "status": "closed",
+                            "outcome": f"the holder no longer has {d.field} {d.value}"})
+            continue
+        view.loc[view.index[at[0]], d.field] = None
+        holder = existing.at[existing.index[at[0]], "username"]
+        takes.append({"id": d.user_id, "username": holder, "field": d.field, "value": d.value, "case_id": d.case_id})
+        decided.append({"case_id": d.case_id, "version": d.version, "user_id": d.user_id, "status": "closed",
+                        "outcome": f"given: {d.field} {d.value} taken from user {holder!r} for the claimant"})
+    plan.takes = pa.Table.from_pylist(takes, schema=TAKES_SCHEMA)
+    plan.decided = pa.concat_tables([plan.decided, pa.Table.from_pylist(decided, schema=DECIDED_SCHEMA)])
+    return view
+
+
+def _hold_numbers(held: frozenset[str], blocked: dict[int, tuple[str, int]], inserts: pd.DataFrame,
+                  new_positions: np.ndarray, columns: dict, changed: np.ndarray, names: list[str],
+                  upd_positions: np.ndarray) -> list[tuple[int, str, str, int]]:
+    """Take the numbers other users hold out of the refused changes whose rules hold them (``on_clash: hold``):
+    an insert gets the field empty, an update leaves it as it was. Returns (position, field, value, holder) of
+    each number held; the changes are then admitted again."""
+    out = []
+    for position, (claim, holder) in sorted(blocked.items()):
+        if not claim.startswith("n:"):
+            continue
+        value = claim[2:]
+        at = int(np.searchsorted(new_positions, position))
+        if at < len(new_positions) and new_positions[at] == position:
+            fields = [f for f in NUMBER_FIELDS if _is(inserts[f].iloc[at], value)]
+            if fields and set(fields) <= held:
+                for f in fields:
+                    inserts.loc[inserts.index[at], f] = None
+        else:
+            at = int(np.searchsorted(upd_positions, position))
+            fields = [f for f in NUMBER_FIELDS if f in columns and bool(columns[f][0].iloc[at])
+                      and _is(columns[f][2].iloc[at], value)]
+            if fields and set(fields) <= held:
+                for f in fields:
+                    columns[f][0].iloc[at] = False
+                    changed[at, names.index(f)] = False
+        if fields and set(fields) <= held:
+            out += [(position, f, value, holder) for f in fields]
+    return out
+
+
+def _is(cell: Any, value: str) -> bool:
+    return isinstance(cell, str) and cell == value
+
+
+def _number_cases(plan: ChangeTables, held: list[tuple[int, str, str, int]], candidates: _Rows,
+                  existing: pd.DataFrame, clashes: dict[int, tuple[str, str]], anchored: bool) -> None:
+    """One case per number held aside, naming the claimant and the holder (local user, another source's user,
+    a protected user, or another account of this run)."""
+    held = [h for h in held if h[0] not in clashes]  # still skipped for another reason: the skip says it
+    if not held:
+        return
+    positions = [p for p, _f, _v, _h in held]
+    who = candidates.subset(np.isin(np.arange(len(candidates)), positions))
+    at = {p: i for i, p in enumerate(sorted(set(positions)))}
+    shown = {c: _py(who(c)) for c in ("account", "username", "ad_username", "domain", "external_id")}
+    holder_ids = [h for _p, _f, _v, h in held if h >= 0]
+    rows = existing[existing["id"].isin(holder_ids)]
+    holders = {int(i): (u, s, bool(pr)) for i, u, s, pr in zip(rows["id"], rows["username"], _py(rows["source"]),
+                                                                 rows["sync_protected"].fillna(False))}
+    out = []
+    for position, field, value, holder in held:
+        i = at[position]
+        if holder >= 0:
+            name, owner, protected = holders[holder]
+            kind = ("a protected user" if protected else "") or (f"a user of source {owner!r}" if owner else "a local user")
+            holder_id: int | None = holder
+        else:
+            other = -holder - 1
+            name, owner, protected = _py(candidates.subset(np.array([other]))("username"))[0], plan.source, False
+            kind, holder_id = "another account of this run", None
+        key = number_key(claimant(shown["ad_username"][i], shown["domain"][i],
+                                  shown["external_id"][i] if anchored else None), field)
+        out.append({"key": key, "kind": NUMBER, **{c: shown[c][i] for c in shown}, "field": field, "value": value,
+                    "holder_id": holder_id, "holder": name,
+                    "detail": json.dumps({"holder_is": kind, "holder_source": owner, "holder_protected": protected})})
+    plan.cases = pa.concat_tables([plan.cases, pa.Table.from_pylist(out, schema=CASES_SCHEMA)])
+
+
+def _decided(plan: ChangeTables, correlation: Correlation, clashes: dict[int, tuple[str, str]],
+             candidates: _Rows) -> None:
+    """The match decisions this run applied, and how each ended; proposals as cases. A rejected account that
+    cannot be a new user either stays skipped as a rejected match; a confirmed link refused by a clash is
+    reopened."""
+    rows = []
+    for position, row in sorted(correlation.decided.items()):
+        if position in clashes and row["status"] == "closed":
+            _code, reason = clashes[position]
+            if position in correlation.rejected:
+                clashes[position] = (SkipCode.REJECTED_MATCH, f"rejected match: {reason}")
+                row = {**row, "status": "rejected", "outcome": f"rejected, and not a new user either: {reason}"}
+            else:
+                row = {**row, "status": "open", "outcome": f"not applied: {reason}; decide again"}
+        rows.append(row)
+    plan.decided = pa.concat_tables([plan.decided, pa.Table.from_pylist(rows, schema=DECIDED_SCHEMA)])
+    plan.cases = pa.concat_tables([plan.cases, pa.Table.from_pylist(correlation.cases, schema=CASES_SCHEMA)])

@@ -16,7 +16,8 @@ from pydantic import Field, field_validator, model_validator
 
 from usersync.core.models import StrictModel
 from usersync.rules import transforms
-from usersync.rules.fields import FIELDS, Kind, Policy
+from usersync.rules.fields import FIELDS, NUMBER_FIELDS, Kind, Policy
+from usersync.rules.match import MatchRule
 from usersync.rules.protect import ProtectRule
 from usersync.rules.write_back import WriteBackSpec
 from usersync.sources.registry import SOURCE_TYPES, SourceSpec, spec_class, writes_back
@@ -153,6 +154,9 @@ class FieldRule(StrictModel):
     attribute: str | None = None
     prefix: str | None = None
     transforms: list[str] = Field(default_factory=list)
+    #: number fields: what a value another user already holds does — ``hold`` (the default: the user is written
+    #: without it and a case opens) or ``skip`` (the whole account is skipped)
+    on_clash: Literal["hold", "skip"] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -211,6 +215,8 @@ class Rules(StrictModel):
     protect: list[ProtectRule] = Field(default_factory=list)
     #: values the application owns, written back to the directory after each run (``usersync.run.write_back``)
     write_back: WriteBackSpec | None = None
+    #: how an account no user has yet may be recognised as an existing local user (``rules.match``)
+    match: list[MatchRule] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
@@ -238,6 +244,11 @@ class Rules(StrictModel):
             raise ValueError(f"attribute {secrets[0]!r}: its name says it holds a secret (password, PIN, token…); a "
                              "secret is never read into the users table, a report, the change set or a log — map "
                              "another attribute")
+        unmapped = [f"match[{i}]: by {m.by} compares {', '.join(m.fields)}, which the rules do not map from the "
+                    "source (policy keep); map it or drop this entry"
+                    for i, m in enumerate(self.match) if any(self.fields[f].policy is Policy.KEEP for f in m.fields)]
+        if unmapped:
+            raise ValueError("\n".join(unmapped))
         if self.write_back is not None:
             problems = _write_back_problems(self)
             if problems:
@@ -260,6 +271,10 @@ class Rules(StrictModel):
 
     def rule(self, field: str) -> FieldRule:
         return self.fields[field]
+
+    def held_numbers(self) -> frozenset[str]:
+        """The number fields whose clashing value is held aside (a case) rather than skipping the account."""
+        return frozenset(f for f in NUMBER_FIELDS if (self.fields[f].on_clash or "hold") == "hold")
 
     def mapped_attributes(self) -> list[str]:
         """The source attributes users-table values come from (the key, the anchor, the field rules')."""
@@ -316,6 +331,8 @@ def _capability_problem(name: str, rule: FieldRule) -> str | None:
     if rule.policy not in spec.policies:
         allowed = ", ".join(sorted(p.value for p in spec.policies))
         return f"policy '{rule.policy.value}' is not available for this field (allowed: {allowed})"
+    if rule.on_clash is not None and spec.kind is not Kind.NUMBER:
+        return f"on_clash is for the unique number fields ({', '.join(NUMBER_FIELDS)}), not {spec.kind.value} fields"
     if rule.value is not None and not spec.constants:
         return "a fixed value makes no sense for this field (each user has their own); import it instead"
     if spec.kind is Kind.BOOL:

@@ -60,6 +60,7 @@ class Applied(TypedDict, total=False):
     written: dict[str, int]
     conflicts: list[str]
     conflict_count: int
+    cases: dict[str, int]  # what apply did to the cases: opened, changed, applied (decisions), closed
 
 
 class StepFailure(TypedDict):

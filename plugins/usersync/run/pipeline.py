@@ -41,6 +41,7 @@ from usersync.run.handover import Extracted, Mapped, PlanRef
 from usersync.sources.base import Source
 from usersync.sources.errors import EmptySource
 from usersync.sources.read_state import ReadPosition, SourceInfo
+from usersync.store.cases import live_decisions
 from usersync.store.detach import DetachError, detach_plan
 from usersync.store.recheck import fingerprint
 from usersync.store.schema_version import ensure_schema
@@ -255,12 +256,13 @@ def diff_step(rules: Rules, parts: list[Mapped], engine: Engine, folder: RunFold
     with engine.connect() as conn:  # before reading: a write after this point makes apply re-check claims
         seen = fingerprint(conn)
     existing = to_frame(users_table(engine))
+    decisions = live_decisions(engine, rules.source.name)  # after the users: a later decision waits for the next run
     log.info("diff: %d source users against %d users in the table", len(source), len(existing))
     facts = explanation.load(folder)[1] if account else {}
     plan = diff_frames(rules, source, existing, skipped, read=read, removed=removed, as_of=as_of,
                        one_account=account is not None,
                        explain=(facts.get("key"), facts.get("domain"), facts.get("anchor"), bool(facts.get("found")))
-                       if account else None)
+                       if account else None, decisions=decisions)
     plan.seen = seen
     if account:
         decided = plan

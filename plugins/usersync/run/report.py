@@ -144,6 +144,57 @@ class Conflicts(ReportSection):
 
 
 @dataclass
+class Cases(ReportSection):
+    """What the run did with cases (``store.cases``): counts in the head; cases that are new or changed since the
+    last report counted as a warning and listed (so each goes out in one mail, not every night)."""
+
+    recorded: dict[str, int] = field(default_factory=dict)  # apply's counts: cases_opened, _changed, _applied, _closed
+    planned: dict[str, int] = field(default_factory=dict)  # the plan's: numbers_held, proposed, decisions
+    live: dict[str, int] = field(default_factory=dict)  # live cases of the source per status, after the run
+    fresh: list[dict[str, Any]] = field(default_factory=list)  # open cases no report announced yet
+    link: str = ""
+    limit: int = 200  # cases listed at most (an onboarding opens thousands; the cases page has them all)
+
+    def head(self, report: RunReport) -> list[str]:
+        out = []
+        if self.planned.get("numbers_held") or self.planned.get("proposed") or self.planned.get("decisions"):
+            verb = "would be " if report.dry_run else ""
+            out.append(f"cases: {self.planned.get('numbers_held', 0)} number(s) {verb}held aside, "
+                       f"{self.planned.get('proposed', 0)} match(es) {verb}waiting for a decision, "
+                       f"{self.planned.get('decisions', 0)} decision(s) {verb}applied")
+        if self.recorded:
+            out.append("cases: " + ", ".join(f"{n} {what.removeprefix('cases_')}" for what, n in self.recorded.items()))
+        if self.live:
+            out.append("live cases: " + ", ".join(f"{n} {status}" for status, n in sorted(self.live.items()))
+                       + (f" — decide them at {self.link}" if self.link else ""))
+        return out
+
+    def warnings(self, report: RunReport) -> list[str]:
+        return [f"{len(self.fresh)} case(s) new or changed, waiting for a decision (see below)"] if self.fresh else []
+
+    def tail(self, report: RunReport) -> list[str]:
+        if not self.fresh:
+            return []
+        more = len(self.fresh) - self.limit
+        return ["", "cases new or changed since the last report (? waiting for a decision):",
+                *(f"? {case_line(c)}" for c in self.fresh[:self.limit]),
+                *([f"… {more} more on the cases page{': ' + self.link if self.link else ''}"] if more > 0 else [])]
+
+
+def case_line(case: dict[str, Any]) -> str:
+    """One case in words."""
+    who = f"{case.get('domain')}\\{case.get('ad_username')}" if case.get("ad_username") else case.get("account")
+    if case["kind"] == "number":
+        holder = case.get("holder") or "?"
+        kind = (case.get("detail") or {}).get("holder_is", "")
+        return (f"case {case['id']}: {case['field']} {case['value']} of {who} is held aside: user {holder!r} "
+                f"({kind}) has it; {who} was written without it")
+    candidates = (case.get("detail") or {}).get("candidates", [])
+    names = ", ".join(f"{c.get('username')!r} (id {c['id']}, by {', '.join(c.get('by', []))})" for c in candidates)
+    return f"case {case['id']}: {who} may be an existing user: {names}; not inserted or linked until decided"
+
+
+@dataclass
 class WriteBack(ReportSection):
     """What write-back did (``usersync.run.write_back.write_step``'s summary), its guard's verdict, the approval."""
 

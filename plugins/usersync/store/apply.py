@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import Connection, Delete, Engine, Update, bindparam, delete, insert, select, update
 
 from usersync.core.errors import UsersyncError
@@ -25,6 +27,7 @@ from usersync.core.users_table import users
 from usersync.plan.change_tables import ChangeTables
 from usersync.plan.read_plan import Watermark
 from usersync.store.bulk import copy_rows
+from usersync.store.cases import hold_back_stale, record, take_numbers
 from usersync.store.recheck import Conflict, lock_users_table, recheck
 from usersync.store.schema_version import ensure_schema
 from usersync.store.source_state import save_watermark
@@ -84,6 +87,8 @@ def apply_tables(engine: Engine, plan: ChangeTables, now: datetime | None = None
     with engine.begin() as conn:
         lock_users_table(conn)
         user_log = UserLog(conn, plan.source, stamp, now)
+        conflicts += hold_back_stale(conn, plan)  # a decision changed since the diff: applied next run, never half
+        missed = take_numbers(conn, plan.takes, user_log, now)  # before the re-check: the claimants' numbers are free
         conflicts += recheck(conn, plan, plan.seen)
         for what, table in (("delete", plan.deletes), ("disable", plan.disables), ("detach", plan.detaches)):
             for batch in _chunks(table.to_pylist()):
@@ -135,6 +140,9 @@ def apply_tables(engine: Engine, plan: ChangeTables, now: datetime | None = None
             progress.advance(len(restored))
         _log_decisions(user_log, plan)
         user_log.write(last=True)
+        decided = plan.decided.filter(pc.invert(pc.is_in(plan.decided["case_id"], value_set=pa.array(missed, pa.int64()))))
+        plan.recorded = record(conn, plan.source, plan.cases, decided, stamp, now,
+                               not_applied={c.id for c in conflicts if c.id is not None}).to_json()
         if watermark is not None:
             save_watermark(conn, watermark, now)
     if plan.writes:

@@ -26,6 +26,7 @@ from usersync.run.report import (
     BLOCKED,
     FAILED,
     AccountExplanation,
+    Cases,
     Conflicts,
     DraftChanges,
     RunReport,
@@ -39,7 +40,7 @@ from usersync_airflow.dag import xcom
 from usersync_airflow.dag.alarms import send_report_mail
 from usersync_airflow.dag.run_storage import dag_folder
 from usersync_airflow.dag.tasks import account_shown, dry_run, folder, previewing, run_started, source_info
-from usersync_airflow.ui.links import history_link
+from usersync_airflow.ui.links import cases_link, history_link
 
 log = logging.getLogger(__name__)
 XCOM_REPORT_CHARS = 16_000
@@ -107,8 +108,48 @@ def build_report(rules: Rules) -> RunReport:
             *([AccountExplanation(_explanation(failure, applied))] if account_shown() else []),
             WriteBack(written_back, wave, wave_decision.to_json() if wave_decision else None),
             Conflicts(applied.get("conflicts") or [], applied.get("conflict_count", 0)),
+            Cases(recorded=applied.get("cases") or {}, planned=(plan_ref or {}).get("counts", {}),
+                  link=cases_link(rules.source.name), limit=rules.report.max_change_lines),
         ],
     )
+
+
+def _cases(rules: Rules, run_report: RunReport) -> list[int]:
+    """Fill the report's cases section from the users database: live cases per status, and the open ones no
+    report announced yet (returned, to mark announced once the mail is out). A database that cannot be read
+    leaves the section with the run's own counts."""
+    from usersync.store.cases import summary, unannounced
+    from usersync_airflow.hooks import UsersDbHook
+
+    section = next(s for s in run_report.sections if isinstance(s, Cases))
+    if run_report.dry_run or run_report.failure:
+        return []
+    hook = UsersDbHook(rules.target.conn_id)
+    try:
+        engine = hook.get_conn()
+        section.live = summary(engine, rules.source.name)
+        section.fresh = unannounced(engine, rules.source.name) if section.live.get("open") else []
+    except Exception as exc:  # noqa: BLE001 - the report goes out all the same, saying what it could not read
+        log.error("could not read the cases of %s: %s", rules.source.name, exc)
+        return []
+    finally:
+        hook.close()
+    return [c["id"] for c in section.fresh]
+
+
+def _announced(rules: Rules, ids: list[int]) -> None:
+    from usersync.store.cases import announce
+    from usersync_airflow.hooks import UsersDbHook
+
+    if not ids:
+        return
+    hook = UsersDbHook(rules.target.conn_id)
+    try:
+        announce(hook.get_conn(), ids)
+    except Exception as exc:  # noqa: BLE001 - announced again next time, rather than never
+        log.error("could not mark %d case(s) as announced: %s", len(ids), exc)
+    finally:
+        hook.close()
 
 
 def _explanation(failure, applied) -> list[str]:
@@ -134,6 +175,7 @@ def report(rules_path: str) -> str:
     started = time.perf_counter()
     rules = load_rules(rules_path)  # the live file's report and alarm settings, also for a draft's preview
     run_report = build_report(rules)
+    fresh = _cases(rules, run_report)
     if previewing():
         _draft(rules_path, run_report, rules)
     secrets = _secrets(rules)
@@ -154,6 +196,7 @@ def report(rules_path: str) -> str:
     _prune_run_data(rules)
     _prune_history(rules)
     send_report_mail(run_report, text, rules.alarms, get_current_context())
+    _announced(rules, fresh)  # in this report (and its mail, when mail is set up): not again until it changes
     log.info("report: step done in %.3f s", time.perf_counter() - started)
     if run_report.status in (FAILED, BLOCKED):
         raise AirflowFailException(f"run {run_report.status.lower()}: {run_report.subject()}")

@@ -389,7 +389,10 @@ def apply(rules_path: str, outlet_events: Any) -> dict[str, Any]:
                  "the delta link for the next run" if watermark.read.get("cursor") else watermark.read.position)
     _announce(rules, {k: v for k, v in written.items() if v}, outlet_events)
     # the report lists them (XCom stays small: the first lines and the count; each is in this task's log too)
-    return {"dry_run": False, "written": written, "conflicts": conflicts[:CONFLICT_LINES], "conflict_count": len(conflicts)}
+    if plan.recorded:
+        log.info("cases: %s", plan.recorded)
+    return {"dry_run": False, "written": written, "conflicts": conflicts[:CONFLICT_LINES], "conflict_count": len(conflicts),
+            "cases": plan.recorded}
 
 
 def _stamp(rules: Rules, rules_path: str) -> RunStamp:

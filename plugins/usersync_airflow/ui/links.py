@@ -25,3 +25,10 @@ def history_link(query: str) -> str:
     from urllib.parse import quote
 
     return f"{ui_base_url()}/usersync/history?q={quote(query, safe='')}"
+
+
+def cases_link(source: str) -> str:
+    """The cases page, filtered to one source."""
+    from urllib.parse import quote
+
+    return f"{ui_base_url()}/usersync/cases?source={quote(source, safe='')}"

@@ -250,3 +250,139 @@ def changes(user: User, dag_id: str, folder: str) -> StreamingResponse:
                              headers={"Content-Disposition": f'attachment; filename="{dag_id}_{folder}_changes.csv"'})
 
 
+
+
+# --- cases ---------------------------------------------------------------------------------------------------
+
+Status = Annotated[str, Query(pattern="^(live|open|decided|kept|rejected|closed|all)$")]
+Kind = Annotated[str, Query(pattern="^(|number|match)$")]
+Name = Annotated[str, Query(max_length=64)]
+
+
+def _case_sources(user, source: str = "") -> dict[str, tuple[str, str]]:
+    """The sources whose cases ``user`` may read (``source``: only that one): source → (DAG id, users db conn)."""
+    sources = _sources(user)
+    return {s: v for s, v in sources.items() if not source or s == source}
+
+
+def _cases_of(sources: dict[str, tuple[str, str]], status: str, kind: str, q: str, page: int) -> tuple[list, int]:
+    """One page of cases of ``sources`` (one query per users database), newest first."""
+    from usersync.store.cases import list_cases
+    from usersync_airflow.hooks import UsersDbHook
+    from usersync_airflow.ui.cases_page import PAGE
+
+    found, total = [], 0
+    for conn_id in sorted({conn for _dag, conn in sources.values()}):
+        hook = UsersDbHook(conn_id)
+        try:
+            rows, n = list_cases(hook.get_conn(), [s for s, (_d, c) in sources.items() if c == conn_id], status,
+                                 kind or None, q, limit=PAGE, offset=page * PAGE)
+        finally:
+            hook.close()
+        found += rows
+        total += n
+    return found, total
+
+
+def cases_token(user, source: str) -> str:
+    """The token a cases form carries: bound to this user and source (see ``undo_token``)."""
+    return undo_token(user, source, "cases")
+
+
+@app.get("/cases", response_class=HTMLResponse)
+def cases_view(user: User, source: Name = "", status: Status = "live", kind: Kind = "", q: Search = "",
+               page: Annotated[int, Query(ge=0, le=10_000)] = 0,
+               done: Annotated[str, Query(max_length=500)] = "") -> HTMLResponse:
+    """Live cases of the sources the viewer may read; decision forms for those whose DAG they may trigger."""
+    from usersync_airflow.ui.cases_page import Filters, cases_page
+
+    sources = _case_sources(user, source)
+    cases, total = _cases_of(sources, status, kind, q, page)
+    tokens = {s: cases_token(user, s) for s, (dag, _c) in sources.items() if may_trigger(user, dag)}
+    return HTMLResponse(cases_page(cases, total, Filters(source, status, kind, q, page), sorted(_sources(user)),
+                                   tokens, done))
+
+
+@app.get("/api/cases")
+def cases_json(user: User, source: Name = "", status: Status = "live", kind: Kind = "", q: Search = "",
+               page: Annotated[int, Query(ge=0, le=10_000)] = 0) -> JSONResponse:
+    """``{"cases": [case, …], "total": n}``: the same cases as the page, as JSON."""
+    cases, total = _cases_of(_case_sources(user, source), status, kind, q, page)
+    return JSONResponse({"cases": cases, "total": total})
+
+
+def _decide(user, source: str, ids: list[int], decision: str, user_id: int | None) -> dict[int, str]:
+    from usersync.store.cases import decide
+    from usersync_airflow.hooks import UsersDbHook
+
+    if decision not in ("confirm", "reject", "give", "keep"):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"unknown decision {decision!r}")
+    sources = _case_sources(user, source)
+    if source not in sources or not may_trigger(user, sources[source][0]):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "not allowed to decide this source's cases (deciding needs the "
+                                                       "right to trigger its DAG)")
+    if not ids:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "no case chosen")
+    hook = UsersDbHook(sources[source][1])
+    try:
+        return decide(hook.get_conn(), ids, decision, by=_name(user), sources=[source], user_id=user_id)
+    finally:
+        hook.close()
+
+
+def _name(user) -> str:
+    return str(getattr(user, "get_name", lambda: None)() or user.get_id())
+
+
+def _said(results: dict[int, str]) -> str:
+    ok = sum(1 for r in results.values() if r == "ok")
+    refused = [f"#{i}: {r}" for i, r in results.items() if r != "ok"]
+    return f"{ok} case(s) decided; the next run applies them" + (f"; refused: {'; '.join(refused[:20])}" if refused else "")
+
+
+@app.post("/cases/decide")
+def cases_decide(user: User, request: Request, source: Annotated[str, Form(max_length=64)],
+                 decision: Annotated[str, Form(max_length=16)], token: Annotated[str, Form(max_length=128)],
+                 ids: Annotated[list[int], Form()], user_id: Annotated[int | None, Form()] = None) -> RedirectResponse:
+    """A decision from the page (one case or the checked ones): same-site, with the page's token."""
+    if not (same_site(request) and hmac.compare_digest(token, cases_token(user, source))):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "this form did not come from the cases page; nothing was decided")
+    results = _decide(user, source, ids, decision, user_id)
+    return RedirectResponse(f"../cases?source={quote(source, safe='')}&done={quote(_said(results)[:480], safe='')}",
+                            status.HTTP_303_SEE_OTHER)
+
+
+@app.post("/api/cases/decide")
+async def cases_decide_json(user: User, request: Request) -> JSONResponse:
+    """``{"source", "ids": [...], "decision", "user_id"?}`` → ``{"results": {id: "ok" | why not}}``. Scripts send
+    the token as ``Authorization: Bearer``; a browser's cookie alone is refused (cross-site forgery)."""
+    if not request.headers.get("authorization", "").lower().startswith("bearer "):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "the API takes the token as Authorization: Bearer")
+    try:
+        body = await request.json()
+        source, decision = str(body["source"]), str(body["decision"])
+        ids = [int(i) for i in body["ids"]]
+        user_id = int(body["user_id"]) if body.get("user_id") is not None else None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
+                            f"expected {{source, ids, decision, user_id?}}: {type(exc).__name__} {exc}") from None
+    return JSONResponse({"results": {str(k): v for k, v in _decide(user, source, ids, decision, user_id).items()}})
+
+
+@app.post("/cases/run")
+def cases_run(user: User, request: Request, source: Annotated[str, Form(max_length=64)],
+              token: Annotated[str, Form(max_length=128)]) -> RedirectResponse:
+    """Run the source now, so the decisions taken are applied (same checks as a decision)."""
+    from airflow.api.common.trigger_dag import trigger_dag
+    from airflow.utils.types import DagRunTriggeredByType
+
+    if not (same_site(request) and hmac.compare_digest(token, cases_token(user, source))):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "this form did not come from the cases page; nothing was "
+                                                       "triggered")
+    sources = _case_sources(user, source)
+    if source not in sources or not may_trigger(user, sources[source][0]):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "not allowed to trigger this DAG")
+    run = trigger_dag(sources[source][0], triggered_by=DagRunTriggeredByType.UI, triggering_user_name=_name(user),
+                      conf={})
+    return RedirectResponse(f"../reports?triggered={quote(getattr(run, 'run_id', ''), safe='')}",
+                            status.HTTP_303_SEE_OTHER)

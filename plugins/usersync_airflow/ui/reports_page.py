@@ -116,7 +116,8 @@ def page(history: dict[str, list[dict[str, Any]]], days: int, undo_token: UndoTo
            f"</head><body><h1>usersync — runs of the last {days} days</h1>"
            '<form class="search" method="get" action="history"><label>What happened to a user? '
            '<input type="text" name="q" placeholder="username, DOMAIN\\user, anchor, e-mail or number"></label> '
-           '<button type="submit">history</button></form>']
+           '<button type="submit">history</button></form>'
+           '<p><a href="cases">cases to decide</a> (held numbers, proposed matches)</p>']
     if triggered:
         out.append(f'<p class="triggered">triggered run {escape(triggered)}: it appears here when it has a report '
                    "(an undo that removes users may wait for an approval in Required Actions)</p>")
