@@ -285,6 +285,13 @@ def test_cases_decided_in_the_page_and_the_api_are_applied_by_the_run_the_page_t
     no_bearer = httpx.post(f"{c.url}/usersync/api/cases/decide", cookies=cookie, timeout=30,
                            json={"source": "corp", "ids": [found["user000012"]["id"]], "decision": "reject"})
     assert no_bearer.status_code == 403
+    viewer = c.api("POST", "/usersync/api/cases/decide", {"source": "corp", "ids": [found["user000012"]["id"]],
+                                                          "decision": "reject"}, ok=False, as_user="carol")
+    assert viewer.status_code == 403 and "right to trigger" in viewer.text  # carol may read the DAG, not trigger it
+    page = httpx.get(f"{c.url}/usersync/cases?source=corp", headers={"Authorization": f"Bearer {c.token_of('carol')}"},
+                     timeout=30)
+    assert page.status_code == 200 and page.text.count("data-case-id") == 3  # she sees the cases ...
+    assert "form class='decide'" not in page.text and "cases/run" not in page.text  # ... and no button
     states = {x["username"]: (x["status"], x["decision"]) for x in c.api("GET", "/usersync/api/cases?source=corp")["cases"]}
     assert states == {"user000010": ("decided", "confirm"), "user000011": ("decided", "reject"),
                       "user000012": ("decided", "confirm")}

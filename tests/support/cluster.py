@@ -46,7 +46,7 @@ provision_phones()
 
 
 #: who signs in besides admin: a second approver, and a user who may trigger runs but approves nothing
-USERS_BESIDES_ADMIN = {"alice": "admin", "bob": "user"}
+USERS_BESIDES_ADMIN = {"alice": "admin", "bob": "user", "carol": "viewer"}  # carol may read, not trigger
 APPROVERS = ["admin", "alice"]
 
 
