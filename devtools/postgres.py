@@ -11,9 +11,10 @@ import pwd
 import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
 
-from devtools.netutil import die_with_parent, free_port, start_retrying, stop_process, wait_for_port
+from devtools.netutil import ExitedBeforeListening, die_with_parent, free_port, start_retrying, stop_process, wait_for_port
 
 
 def _bin(name: str) -> str:
@@ -73,7 +74,24 @@ class PostgresServer:
             stdout=log, stderr=log, **self._run_as(),
         )
         wait_for_port(self.port, proc=self.proc, timeout=30)
+        self._wait_accepting()
         return self
+
+    def _wait_accepting(self, timeout: float = 60.0) -> None:
+        """Poll until the server takes sessions: it listens while it still recovers ("starting up") after a kill."""
+        import psycopg
+
+        deadline = time.monotonic() + timeout  # a hang guard only
+        while True:
+            try:
+                psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres").close()
+                return
+            except psycopg.OperationalError:
+                if self.proc is not None and self.proc.poll() is not None:
+                    raise ExitedBeforeListening(f"PostgreSQL exited with {self.proc.returncode} while starting up")
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
