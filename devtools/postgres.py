@@ -14,7 +14,14 @@ import subprocess
 import time
 from pathlib import Path
 
-from devtools.netutil import ExitedBeforeListening, die_with_parent, free_port, start_retrying, stop_process, wait_for_port
+from devtools.netutil import (
+    ExitedBeforeListening,
+    die_with_parent,
+    free_port,
+    start_retrying,
+    stop_process,
+    wait_for_port,
+)
 
 
 def _bin(name: str) -> str:
@@ -86,9 +93,10 @@ class PostgresServer:
             try:
                 psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres").close()
                 return
-            except psycopg.OperationalError:
+            except psycopg.OperationalError as exc:
                 if self.proc is not None and self.proc.poll() is not None:
-                    raise ExitedBeforeListening(f"PostgreSQL exited with {self.proc.returncode} while starting up")
+                    raise ExitedBeforeListening(f"PostgreSQL exited with {self.proc.returncode} while starting up") \
+                        from exc
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)

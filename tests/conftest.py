@@ -6,6 +6,7 @@ module can import it.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -141,13 +142,37 @@ class AirflowEnv:
 
         return DagBag(dag_folder=str(REPO / "dags"))
 
-    def run(self, dag_id: str, conf: dict | None = None, run_after=None):
-        """One ``dag.test()`` run; ``run_after``: the run's time (a daily run's due time), default now."""
+    def run(self, dag_id: str, conf: dict | None = None, run_after=None, scheduled: bool = False):
+        """One ``dag.test()`` run; ``run_after``: the run's time (a daily run's due time), default now.
+        ``scheduled``: the run is recorded in the metadata database as one the schedule started (``dag.test()``
+        records a manual run), as the scheduler would create it at ``run_after``."""
+        from airflow.models import dagrun
+
         dag = self.dagbag().get_dag(dag_id)
         assert dag is not None, f"DAG {dag_id} not found"
-        if run_after is None:
-            return dag.test(run_conf=conf or {})
-        return dag.test(run_conf=conf or {}, run_after=run_after, logical_date=run_after)
+        create = dagrun.get_or_create_dagrun
+        if scheduled:
+            dagrun.get_or_create_dagrun = functools.partial(_scheduled_run, create)
+        try:
+            if run_after is None:
+                return dag.test(run_conf=conf or {})
+            return dag.test(run_conf=conf or {}, run_after=run_after, logical_date=run_after)
+        finally:
+            dagrun.get_or_create_dagrun = create
+
+
+def _scheduled_run(create, **kwargs):
+    """``dag.test()``'s run, its run type made ``scheduled`` in the metadata database before any task runs."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.types import DagRunType
+    from sqlalchemy import update
+
+    run = create(**kwargs)
+    session = kwargs["session"]
+    session.execute(update(DagRun).where(DagRun.id == run.id).values(run_type=DagRunType.SCHEDULED))
+    session.commit()
+    session.refresh(run)
+    return run
 
 
 @pytest.fixture

@@ -2,7 +2,8 @@
 the reports page, see a real run's report, download it, see the chart; trigger a dry run from the trigger form;
 sync one account as a dry run from the form and read its explanation; approve a blocked run from Required
 Actions, or answer it "Keep them as local users"; search a user's history and undo a run from its timeline;
-decide cases in the cases page and the API, and apply them with the page's run button.
+decide cases in the cases page and the API, and apply them with the page's run button; see a quarantined source
+and release it.
 A screenshot of each step is kept (tests/browser.py)."""
 
 from __future__ import annotations
@@ -317,3 +318,59 @@ def test_cases_decided_in_the_page_and_the_api_are_applied_by_the_run_the_page_t
     browser.wait_for(lambda: "rejected, and not a new user either" in d.find_element(By.TAG_NAME, "body").text,
                      what="the rejected case's outcome")
     browser.shot("cases-after-run")
+
+
+def _service_password(stack, password: str) -> None:
+    """The directory's password for usersync's service account (the Airflow connection keeps the old one)."""
+    import ldap3
+
+    from devtools.slapd import SERVICE_DN
+
+    with stack.ldap.admin() as conn:
+        conn.modify(SERVICE_DN, {"userPassword": [(ldap3.MODIFY_REPLACE, [password])]})
+
+
+def test_a_quarantined_source_shown_on_the_reports_page_released_there_and_healthy_after_the_fix(stack, browser):
+    """The service account's password changes in the directory: the run fails and the source is quarantined at
+    once; the reports page says since when, why, what clears it and the next try; the admin releases it there
+    (a viewer has no button); the password restored, the next run is healthy."""
+    import httpx
+
+    d, c = browser.driver, stack.cluster
+    _service_password(stack, "Rotated-Elsewhere-1!")
+    before = stack.users()
+    failed = c.trigger(DAG)
+    assert c.wait_run(DAG, failed)["state"] == "failed"
+    assert stack.users() == before
+
+    d.get(f"{c.url}/usersync/reports")
+    banner = browser.wait_for(lambda: d.find_elements(By.CSS_SELECTOR, f"section#{DAG} div.health.quarantined"),
+                              what="the quarantine banner")[0]
+    text = banner.text
+    assert "QUARANTINED since" in text and "after 1 failed run(s) in a row" in text and "SourceAuthError" in text
+    assert "correct the password or certificate in the source's Airflow connection" in text
+    assert "Next scheduled try:" in text and "a manual run always tries" in text
+    browser.shot("reports-quarantined")
+    viewer = httpx.get(f"{c.url}/usersync/reports", headers={"Authorization": f"Bearer {c.token_of('carol')}"},
+                       timeout=30)
+    assert viewer.status_code == 200 and "div class=\"health quarantined" in viewer.text
+    assert "form class=\"release\"" not in viewer.text  # carol may read the DAG, not trigger it
+    forged = httpx.post(f"{c.url}/usersync/release", cookies={"_token": c.token}, timeout=30,
+                        headers={"Origin": "http://evil.test"}, data={"source": "corp", "token": "x"})
+    assert forged.status_code == 403
+
+    banner.find_element(By.CSS_SELECTOR, "form.release button").click()
+    browser.wait_for(lambda: "corp released from quarantine" in d.find_element(By.TAG_NAME, "body").text,
+                     what="released")
+    healthy = d.find_element(By.CSS_SELECTOR, f"section#{DAG} div.health").text
+    assert healthy.startswith("healthy") and "released from quarantine by admin" in healthy
+    browser.shot("reports-released")
+
+    _service_password(stack, stack.ldap.service_password)
+    fixed = c.trigger(DAG)
+    assert c.wait_run(DAG, fixed)["state"] == "success"
+    assert stack.users() == before
+    d.get(f"{c.url}/usersync/reports")
+    healthy = browser.wait_for(lambda: d.find_elements(By.CSS_SELECTOR, f"section#{DAG} div.health.ok"),
+                               what="healthy again")[0].text
+    assert "last success" in healthy and "QUARANTINED" not in d.find_element(By.TAG_NAME, "body").text

@@ -174,3 +174,34 @@ cases = Table(
 Index("ix_cases_source_status", cases.c.source, cases.c.status)
 Index("ux_cases_live_key", cases.c.source, cases.c.key, unique=True,
       postgresql_where=cases.c.closed_at.is_(None), sqlite_where=cases.c.closed_at.is_(None))
+
+#: Each source's health between runs (``usersync.store.source_health``): its last applied full read (what the
+#: change guard compares a read with), its last success, and its run of failures — the quarantine that backs its
+#: scheduled runs off, and the reason last alarmed (one alarm per reason). Written in the transaction of what it
+#: records: the read and the success by apply, a failure by the report of the failed run.
+source_health = Table(
+    "source_health",
+    metadata,
+    Column("source", String(64), primary_key=True, comment="rules source name"),
+    Column("last_read", Integer, nullable=True, comment="accounts the last applied full read returned"),
+    Column("last_read_where", Text, nullable=True, comment="JSON: those accounts per place (OU, domain)"),
+    Column("last_read_at", DateTime(timezone=True), nullable=True),
+    Column("last_read_run_id", String(250), nullable=True),
+    Column("last_success_at", DateTime(timezone=True), nullable=True),
+    Column("last_success_run_id", String(250), nullable=True),
+    Column("state", String(16), nullable=False, server_default=text("'ok'"), comment="ok, failing or quarantined"),
+    Column("failure_kind", String(32), nullable=True, comment="credentials, unreachable, timeout, source, other"),
+    Column("reason", Text, nullable=True, comment="the last failure, in one line (never a secret)"),
+    Column("failures", Integer, nullable=False, server_default=text("0"), comment="failed runs in a row"),
+    Column("first_failure_at", DateTime(timezone=True), nullable=True),
+    Column("last_failure_at", DateTime(timezone=True), nullable=True),
+    Column("last_failure_run_id", String(250), nullable=True),
+    Column("quarantined_at", DateTime(timezone=True), nullable=True),
+    Column("next_try_at", DateTime(timezone=True), nullable=True,
+           comment="quarantined: scheduled runs before this skip the source"),
+    Column("alarmed_reason", Text, nullable=True, comment="the reason the last alarm named (one alarm per reason)"),
+    Column("alarmed_at", DateTime(timezone=True), nullable=True),
+    Column("released_by", String(256), nullable=True, comment="who last released the source from quarantine"),
+    Column("released_at", DateTime(timezone=True), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from usersync.plan.change_guard import ChangeVerdict
 from usersync.plan.changes import ChangeSet
 from usersync.plan.safety import Verdict
 from usersync.rules.model import ApprovalsSpec
@@ -71,11 +72,29 @@ def removal_lines(plan: ChangeSet, limit: int = REQUEST_LINES) -> list[str]:
     return lines[:limit]
 
 
-def approval_request(source: str, verdict: Verdict, plan: ChangeSet, where: str, timeout_hours: float) -> ApprovalRequest:
-    """The request an admin answers in Airflow's UI (and that the waiting-for-approval mail repeats)."""
+def _code(line: str) -> str:
+    """A name or value as a Markdown code span: never read as Markdown."""
+    return f"`{line.replace('`', chr(39))}`"
+
+
+def change_lines(changes: ChangeVerdict) -> list[str]:
+    """The change guard's part of a request: each limit the run is over, then where and what (Markdown)."""
+    if not changes.blocked:
+        return []
+    return ["**The change guard stopped this run:**", "", *(f"- {_code(line)}" for line in changes.over), "",
+            "Where the accounts went missing and sample changes:", "",
+            *(f"- {_code(line)}" for line in changes.detail()), ""]
+
+
+def approval_request(source: str, verdict: Verdict, plan: ChangeSet, where: str, timeout_hours: float,
+                     changes: ChangeVerdict | None = None) -> ApprovalRequest:
+    """The request an admin answers in Airflow's UI (and that the waiting-for-approval mail repeats): the
+    mass-delete guard's count and the change guard's breakdown, whichever stopped the run."""
     listed = removal_lines(plan)
     more = verdict.removals - len(listed)
+    changed = change_lines(changes) if changes else []
     body = "\n".join([
+        *changed,
         f"**{verdict.removals} of the {verdict.owned} users** the source `{source}` owns would be removed "
         f"(**{verdict.percent:.1f}%**); the mass-delete guard allows {verdict.max_deletes} users and "
         f"{verdict.max_delete_percent:g}%.",
@@ -83,7 +102,7 @@ def approval_request(source: str, verdict: Verdict, plan: ChangeSet, where: str,
         f"The run also has {plan.writes - plan.removals} insert(s) and update(s); nothing at all is written until "
         "you decide.",
         "",
-        "* **Approve**: apply the whole change set once, with the guard lifted for this run only; the report records "
+        "* **Approve**: apply the whole change set once, with the guards lifted for this run only; the report records "
         "who approved and when.",
         "* **Keep them as local users**: the users listed below are not removed but become local users (AD "
         "username, Domain and owner cleared, every other value kept; no source touches them again); the rest of "
@@ -92,12 +111,13 @@ def approval_request(source: str, verdict: Verdict, plan: ChangeSet, where: str,
         "",
         f"First {len(listed)} planned removal(s):",
         "",
-        *(f"- `{line.replace('`', chr(39))}`" for line in listed),  # code spans: names are never read as Markdown
+        *(f"- {_code(line)}" for line in listed),
         *([f"- … and {more} more"] if more > 0 else []),
         "",
         f"Full change set: {where}",
     ])
-    subject = f"usersync: approve removing {verdict.removals} users from {source}?"
+    subject = f"usersync: approve removing {verdict.removals} users from {source}?" if verdict.blocked or not changed \
+        else f"usersync: approve the run of {source}? {changes.over[0] if changes else ''}"
     return ApprovalRequest(subject, body)
 
 

@@ -68,6 +68,7 @@ class PlanRef(TypedDict, total=False):
     warnings: list[str]  # carried from extract: what the read met
     account: str  # a single-account run: the account it planned for
     confirmation: dict[str, Any]  # removals confirmed with the source (``usersync.run.confirm.Confirmation``)
+    guard: dict[str, Any]  # what the change guard judges: the read's drop, fields over their limits
     parts: list[Any]  # the mapped partitions (``Mapped``), kept while removals wait to be confirmed after approval
 
 

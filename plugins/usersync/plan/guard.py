@@ -60,3 +60,32 @@ class Guard:
         """Refuse to write under a blocked verdict."""
         if verdict.blocked:
             raise self.error(verdict.message)
+
+
+@dataclass(frozen=True)
+class RunVerdicts:
+    """The verdicts of the guards before a run's write, by guard name (``mass-delete`` first, then ``change``):
+    one approval answers them all. Its JSON is the first verdict's, with ``blocked`` and ``message`` for the whole,
+    ``blocked_by`` (the guards that block) and each further verdict under its name."""
+
+    verdicts: dict[str, GuardVerdict]
+
+    @property
+    def blocked(self) -> bool:
+        return any(v.blocked for v in self.verdicts.values())
+
+    @property
+    def message(self) -> str:
+        first, *more = self.verdicts.values()
+        return "\n".join([first.message] + [v.message for v in more if v.blocked or _lifted(v)])
+
+    def to_json(self) -> dict[str, Any]:
+        first, *_ = self.verdicts.values()
+        return {**first.to_json(), **{name: v.to_json() for name, v in list(self.verdicts.items())[1:]},
+                "blocked": self.blocked, "message": self.message,
+                "blocked_by": [name for name, v in self.verdicts.items() if v.blocked]}
+
+
+def _lifted(verdict: GuardVerdict) -> bool:
+    """A verdict worth a line though not blocked: an approval or an override lifted it."""
+    return bool(verdict.to_json().get("allowed_by_override"))

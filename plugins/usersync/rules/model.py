@@ -67,6 +67,15 @@ class RunSpec(StrictModel):
     step_timeout_minutes: Annotated[int, Field(ge=1, le=1440)] = 60
 
 
+class FieldLimit(StrictModel):
+    """How much of one field a run may change before it waits for approval (shares of the users the source owns)."""
+
+    #: users whose value of this field the run changes (any new value, cleared included)
+    max_changed_percent: Annotated[float, Field(ge=0, le=100)] | None = None
+    #: users whose value the run clears (had one, gets none): a renamed or unreadable attribute looks like this
+    max_cleared_percent: Annotated[float, Field(ge=0, le=100)] | None = None
+
+
 class SafetySpec(StrictModel):
     """The mass-delete guard and what happens to users that left the source.
 
@@ -89,6 +98,17 @@ class SafetySpec(StrictModel):
     approve_blocked_runs: bool = True
     #: no answer within this time is a Reject: nothing is written, the run ends as blocked (fractions allowed)
     approval_timeout_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 24.0
+    #: the change guard, before anything is written: a full read that returned this share fewer accounts than the
+    #: last applied full read waits for approval, naming where the drop is (null: off)
+    max_read_drop_percent: Annotated[float, Field(ge=0, le=100)] | None = 30.0
+    #: the change guard per field: a run clearing a field on more than this share of the source's users waits
+    #: for approval (every imported field; ``fields`` below overrides it per field; null: off)
+    max_cleared_percent: Annotated[float, Field(ge=0, le=100)] | None = 30.0
+    #: per-field limits, e.g. ``extension: {max_changed_percent: 40}``
+    fields: dict[str, FieldLimit] = {}
+    #: the share limits of the change guard count only when at least this many users are concerned: on a small
+    #: source one user is a large share
+    guard_min_users: Annotated[int, Field(ge=1)] = 10
 
     @model_validator(mode="after")
     def _grace_needs_disable(self) -> SafetySpec:
@@ -249,11 +269,31 @@ class Rules(StrictModel):
                     for i, m in enumerate(self.match) if any(self.fields[f].policy is Policy.KEEP for f in m.fields)]
         if unmapped:
             raise ValueError("\n".join(unmapped))
+        unknown = [f"safety.fields.{name}: not a field of the users table ({', '.join(FIELDS)})"
+                   for name in self.safety.fields if name not in FIELDS]
+        if unknown:
+            raise ValueError("\n".join(unknown))
         if self.write_back is not None:
             problems = _write_back_problems(self)
             if problems:
                 raise ValueError("\n".join(problems))
         return self
+
+    def field_limits(self) -> dict[str, FieldLimit]:
+        """The change guard's limits per field the source writes (``import`` / ``prefix``): ``safety.fields``
+        over ``safety.max_cleared_percent``."""
+        out = {}
+        for name, rule in self.fields.items():
+            if rule.policy not in (Policy.IMPORT, Policy.PREFIX):
+                continue
+            own = self.safety.fields.get(name)
+            limit = FieldLimit(
+                max_changed_percent=own.max_changed_percent if own else None,
+                max_cleared_percent=own.max_cleared_percent if own and own.max_cleared_percent is not None
+                else self.safety.max_cleared_percent)
+            if limit.max_changed_percent is not None or limit.max_cleared_percent is not None:
+                out[name] = limit
+        return out
 
     @field_validator("fields")
     @classmethod

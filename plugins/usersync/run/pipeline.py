@@ -21,6 +21,7 @@ from usersync.explain import explanation
 from usersync.explain.fields import field_sections
 from usersync.explain.match import absent_sections, match_sections
 from usersync.explain.reading import identity, read_sections
+from usersync.plan.change_guard import LastRead, field_shifts, places, read_drop, shifts_to_json
 from usersync.plan.change_tables import ChangeTables
 from usersync.plan.mapping import map_records
 from usersync.plan.read_plan import choose
@@ -45,6 +46,7 @@ from usersync.store.cases import live_decisions
 from usersync.store.detach import DetachError, detach_plan
 from usersync.store.recheck import fingerprint
 from usersync.store.schema_version import ensure_schema
+from usersync.store.source_health import last_read
 from usersync.store.source_state import load_watermark
 from usersync.store.users_read import users_table
 
@@ -138,6 +140,32 @@ def one_account_step(source: Source, info: SourceInfo, attributes: list[str], fo
     if source.warnings:
         out["warnings"] = list(source.warnings)
     return out
+
+
+#: the places of this run's full read, kept in the run folder until apply stores them as the last good read
+READ_PLACES = "read_places.json"
+
+
+def _change_guard(rules: Rules, engine: Engine, folder: RunFolder, source, skipped: list, read: int,
+                  plan: ChangeTables, full: bool) -> dict:
+    """What the change guard judges (``usersync.plan.change_guard``): a full read against the last applied one,
+    and the fields the plan changes or clears on many users. A full read's places go to the run folder."""
+    drop = None
+    if full:
+        where = places([*source["account"], *(s.account for s in skipped)],
+                       [*source["domain"], *(s.domain for s in skipped)])
+        folder.write_json(READ_PLACES, {"count": read, "where": where})
+        drop = read_drop(read, where, last_read(engine, rules.source.name), rules.safety, removals=plan.removals)
+        if drop is not None:
+            log.info("read: %s", drop.line())
+    shifts = field_shifts(plan.updates, plan.owned, rules.field_limits(), rules.safety.guard_min_users)
+    return shifts_to_json(drop, shifts)
+
+
+def read_to_keep(folder: RunFolder) -> LastRead | None:
+    """This run's full read, as apply stores it for the next run's change guard (None: not a full read)."""
+    kept = folder.read_json(READ_PLACES)
+    return LastRead(count=kept["count"], where=kept["where"]) if kept else None
 
 
 def _detach_one(rules: Rules, existing, account: str, planned: ChangeTables) -> ChangeTables:
@@ -274,6 +302,8 @@ def diff_step(rules: Rules, parts: list[Mapped], engine: Engine, folder: RunFold
     ref = plan.save(folder)
     if account:
         ref["account"] = account
+    else:
+        ref["guard"] = _change_guard(rules, engine, folder, source, skipped, read, plan, full=not delta)
     for key in ("cursor", "reading"):  # the delta link to store on apply; a read that changed its mind
         found = next((p[key] for p in parts if p.get(key)), None)
         if found:

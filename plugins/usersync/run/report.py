@@ -21,6 +21,11 @@ from usersync.run.handover import StepFailure
 from usersync.run.summaries import COUNTS
 
 SUCCESS, WARNINGS, BLOCKED, FAILED = "SUCCESS", "COMPLETED WITH WARNINGS", "BLOCKED", "FAILED"
+#: runs in a row that skip an account for the same bad data before it is *parked*: reported once as parked, then
+#: only counted in the statistics until its data changes (the per-user log counts the runs)
+PARK_AFTER = 2
+#: a scheduled run of a quarantined source that did not try the source (``usersync.plan.health``)
+SKIPPED = "SKIPPED (QUARANTINED)"
 
 
 def _fmt(value: Any) -> str:
@@ -260,6 +265,22 @@ class RunReport:
     #: what each feature adds to the report (``ReportSection``: write-back, conflicts, an explanation, a draft's
     #: changes), in the order given
     sections: list[ReportSection] = field(default_factory=list)
+    #: the source's health after this run, in one line (failing or quarantined; None: healthy)
+    health: str | None = None
+    #: a scheduled run of a quarantined source: why it did not try the source
+    skipped: str | None = None
+    #: a failure that repeats the one last alarmed: why no alarm goes out (None: the alarm is due)
+    said: str | None = None
+    #: accounts skipped for the same bad data run after run: account → runs in a row (the per-user log's count)
+    repeats: dict[str, int] = field(default_factory=dict)
+
+    def _skips(self) -> tuple[list, list, int]:
+        """This run's skipped accounts: reported in full, parked by this run (reported once as parked), and the
+        count of those parked earlier (only counted from now on, until their data changes)."""
+        skipped = self.plan.skipped if self.plan else []
+        full = [s for s in skipped if self.repeats.get(s.account, 1) < PARK_AFTER]
+        parked = [s for s in skipped if self.repeats.get(s.account, 1) == PARK_AFTER]
+        return full, parked, len(skipped) - len(full) - len(parked)
 
     @property
     def kind(self) -> str:
@@ -269,6 +290,8 @@ class RunReport:
 
     @property
     def status(self) -> str:
+        if self.skipped:
+            return SKIPPED
         if self.failure:
             return BLOCKED if self.failure.get("blocked") else FAILED
         if self.all_warnings():
@@ -277,32 +300,51 @@ class RunReport:
 
     def all_warnings(self) -> list[str]:
         out = list(self.warnings)
-        if self.plan and self.plan.skipped:
-            out.append(f"{len(self.plan.skipped)} account(s) skipped: see the list below")
+        full, parked, _earlier = self._skips()
+        if full:
+            out.append(f"{len(full)} account(s) skipped: see the list below")
+        if parked:
+            out.append(f"{len(parked)} account(s) parked: skipped for the same bad data {PARK_AFTER} runs in a row; "
+                       "listed this once, then only counted until their data changes")
         if self.dry_run and self.verdict and self.verdict.get("blocked"):
             out.append(f"a live run with {'these rules' if self.draft else 'this change set'} would be BLOCKED by "
-                       "the mass-delete guard")
+                       f"the {self.blocking_guard()}")
         for section in self.sections:
             out += section.warnings(self)
         return out
 
     def mail_kind(self, notify_on_success: bool) -> str | None:
-        """'alarm' for failed or blocked runs, 'warning' for warnings, 'success' only when asked for."""
+        """'alarm' for failed or blocked runs (not for a failure alarmed already), 'warning' for warnings,
+        'success' only when asked for; none for a quarantined source's skipped run."""
+        if self.status == SKIPPED or (self.status == FAILED and self.said):
+            return None
         if self.status in (FAILED, BLOCKED):
             return "alarm"
         if self.status == WARNINGS:
             return "warning"
         return "success" if notify_on_success else None
 
+    def blocking_guard(self) -> str:
+        """The guards that block the run: the write-back guard, else those its verdict names (mass-delete,
+        change)."""
+        if self.failure and "write_back" in self.failure.get("step", ""):
+            return "write-back guard"
+        blocked_by = (self.verdict or {}).get("blocked_by") or ["mass-delete"]
+        return " and ".join(blocked_by) + (" guards" if len(blocked_by) > 1 else " guard")
+
     def subject(self) -> str:
         mode = " (draft preview)" if self.draft else " (dry run)" if self.dry_run else ""
         if self.account:
             mode = f" (account {self.account}){mode}"
+        if self.status == SKIPPED:
+            return f"[usersync] {self.source}: not run, the source is quarantined{mode}"
+        if self.status == FAILED and self.health and self.health.startswith("QUARANTINED"):
+            return (f"[usersync] ALARM: {self.source} quarantined, failed at step "
+                    f"{self.failure['step'] if self.failure else '?'}{mode}")
         if self.status == FAILED:
             return f"[usersync] ALARM: {self.source} failed at step {self.failure['step'] if self.failure else '?'}{mode}"
         if self.status == BLOCKED:
-            guard = "write-back" if self.failure and "write_back" in self.failure.get("step", "") else "mass-delete"
-            return f"[usersync] ALARM: {self.source} blocked by the {guard} guard{mode}"
+            return f"[usersync] ALARM: {self.source} blocked by the {self.blocking_guard()}{mode}"
         if self.status == WARNINGS:
             return f"[usersync] WARNING: {self.source} completed with warnings{mode}"
         return f"[usersync] {self.source}: sync completed{mode}"
@@ -310,7 +352,8 @@ class RunReport:
     def statistics(self) -> dict[str, int]:
         stats = dict(self.plan.counts()) if self.plan else {}
         withheld = self.plan.writes if self.plan and self.status == BLOCKED else 0
-        return {**stats, "blocked": withheld}
+        _full, parked, earlier = self._skips()
+        return {**stats, "blocked": withheld, **({"parked": len(parked) + earlier} if parked or earlier else {})}
 
     def summary(self) -> dict[str, Any]:
         """The run in a few numbers, for the reports page (JSON-able; no user data)."""
@@ -323,6 +366,7 @@ class RunReport:
             "failed_step": self.failure["step"] if self.failure else None,
             "approval": self.approval,
             "kind": self.kind, "account": self.account, "draft": self.draft,
+            "health": self.health or self.skipped,
         }
 
     def render(self, secrets: list[str] | None = None) -> str:
@@ -347,6 +391,12 @@ class RunReport:
             out.append(f"read:     {self.reading}")
         if self.run_data:
             out.append(f"run data: {self.run_data}")
+        if self.skipped:
+            out.append(f"not run:  {self.skipped}")
+        elif self.health:
+            out.append(f"health:   {self.health}")
+        if self.said:
+            out.append(f"alarm:    not sent again: {self.said}")
         out.append("")
         for section in self.sections:
             out += section.preface(self)
@@ -361,6 +411,9 @@ class RunReport:
             out += [f"note: {n}" for n in self.plan.notes]
         if self.verdict:
             out.append(self._verdict_line(self.verdict))
+            changes = self.verdict.get("change") or {}
+            if changes.get("over"):  # the change guard's breakdown: where the drop is, sample changes per field
+                out += [f"  {line}" for line in changes.get("detail", [])]
         decision = Decision.from_json(self.approval)
         if decision is not None:
             out.append(f"approval: {decision.line()}")
@@ -384,9 +437,16 @@ class RunReport:
                 out += ["", "changes" + (" (would be applied)" if self.dry_run or self.status == BLOCKED else "") + ":"]
                 out += changes
             out += lifecycle_lines(self.plan, self.max_change_lines)
-            if self.plan.skipped:
+            full, parked, earlier = self._skips()
+            if full:
                 out += ["", "skipped accounts (fix them in the source, then run again):"]
-                out += [f"! {s.account}: {s.reason}" for s in self.plan.skipped]
+                out += [f"! {s.account}: {s.reason}" for s in full]
+            if parked:
+                out += ["", f"parked accounts (the same bad data {PARK_AFTER} runs in a row; from now on only counted "
+                            "until their data changes):"]
+                out += [f"! {s.account}: {s.reason}" for s in parked]
+            if earlier:
+                out.append(f"parked earlier and still skipped: {earlier} account(s) (the per-user log has each)")
         for section in self.sections:
             out += section.tail(self)
         return mask("\n".join(out) + "\n", secrets or [])

@@ -24,12 +24,14 @@ from sqlalchemy import Connection, Delete, Engine, Update, bindparam, delete, in
 from usersync.core.errors import UsersyncError
 from usersync.core.progress import Progress
 from usersync.core.users_table import users
+from usersync.plan.change_guard import LastRead
 from usersync.plan.change_tables import ChangeTables
 from usersync.plan.read_plan import Watermark
 from usersync.store.bulk import copy_rows
 from usersync.store.cases import hold_back_stale, record, take_numbers
 from usersync.store.recheck import Conflict, lock_users_table, recheck
 from usersync.store.schema_version import ensure_schema
+from usersync.store.source_health import record_success
 from usersync.store.source_state import save_watermark
 from usersync.store.user_log import (
     DETACHED,
@@ -70,14 +72,17 @@ def _expect(rowcount: int, expected: int, what: str, countable: bool = True) -> 
 
 
 def apply_tables(engine: Engine, plan: ChangeTables, now: datetime | None = None,
-                 watermark: Watermark | None = None, stamp: RunStamp | None = None) -> dict[str, int]:
+                 watermark: Watermark | None = None, stamp: RunStamp | None = None,
+                 read: LastRead | None = None) -> dict[str, int]:
     """Apply a change set of any size atomically: deletes, disables, updates, then inserts (COPY on PostgreSQL).
 
     ``watermark`` (delta sources) is stored in the same transaction: it moves exactly when the changes land; so
-    is the per-user log of what was written and decided (``usersync.store.user_log``), stamped with ``stamp``.
+    is the per-user log of what was written and decided (``usersync.store.user_log``), stamped with ``stamp``,
+    and the source's health: this success, and ``read`` (a full read's count and places) as its last good read.
     """
     ensure_schema(engine)
     now = now or datetime.now(UTC)
+    from_run = stamp is not None  # a sync run (not a detach from the command line): its success is the source's
     stamp = stamp or RunStamp(run_id=f"apply__{now:%Y%m%dT%H%M%S%fZ}")
     left_at = datetime.fromisoformat(plan.as_of) if plan.as_of else now  # the day a leaver left: the run's time
     progress = Progress(f"apply {plan.source}", log, total=plan.writes)
@@ -145,6 +150,8 @@ def apply_tables(engine: Engine, plan: ChangeTables, now: datetime | None = None
                                not_applied={c.id for c in conflicts if c.id is not None}).to_json()
         if watermark is not None:
             save_watermark(conn, watermark, now)
+        if from_run:
+            record_success(conn, plan.source, stamp.run_id, now, read)
     if plan.writes:
         progress.done()
     plan.conflicts = conflicts

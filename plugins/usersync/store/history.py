@@ -18,8 +18,10 @@ from typing import Any
 from sqlalchemy import Boolean, Connection, DateTime, Engine, and_, delete, func, or_, select
 
 from usersync.core.users_table import user_events, users
+from usersync.plan.changes import SkipCode
 from usersync.rules.fields import NUMBER_FIELDS
-from usersync.store.user_log import INSERTED, ROW_COLUMNS, WRITES
+from usersync.store.schema_version import ensure_schema
+from usersync.store.user_log import INSERTED, ROW_COLUMNS, SKIPPED, WRITES
 
 #: at most this many records in one timeline (the oldest are left out beyond it)
 TIMELINE_LIMIT = 2000
@@ -212,3 +214,14 @@ def replay(events: Iterable[Event]) -> dict[int, dict[str, Any]]:
         elif event.action in WRITES and event.user_id in state:
             state[event.user_id].update({c: new for c, (_old, new) in event.detail.get("changes", {}).items()})
     return {id_: row for id_, row in state.items() if row.get("source")}
+
+
+def repeated_skips(engine: Engine, source: str) -> dict[str, int]:
+    """The accounts of ``source`` its runs still skip for the same bad data, with how many runs in a row did
+    (the open repeating records of the per-user log: a change of the data or the reason starts a new one)."""
+    ensure_schema(engine)
+    query = select(user_events.c.detail, user_events.c.seen).where(
+        user_events.c.source == source, user_events.c.open, user_events.c.action == SKIPPED,
+        user_events.c.code == SkipCode.BAD_DATA)
+    with engine.connect() as conn:
+        return {json.loads(detail or "{}").get("account", ""): seen for detail, seen in conn.execute(query)}

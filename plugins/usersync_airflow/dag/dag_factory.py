@@ -53,11 +53,11 @@ def _doc(rules: Rules, path: Path) -> str:
         f"* Rules: `{path}`\n* Schedule: {when}\n* Reads: {src.describe()}\n"
         f"* Domain stored: `{src.domain or '(from ' + str(src.domain_attribute) + ')'}`\n\n"
         f"Steps: check_source → extract → map (×{src.partition_count} partitions, in parallel) → diff (which ends "
-        "with the mass-delete guard) → (approve, only when blocked) → apply (which emits the users table's Asset "
+        "with the mass-delete and change guards) → (approve, only when blocked) → apply (which emits the users table's Asset "
         "event when it wrote) → report; "
         "the run's data (records, mapped users, the change set) is in Parquet files of the run folder, XCom "
         "holds only references. Trigger with **dry_run** to preview, "
-        "with **allow_mass_delete** to let one run past the mass-delete guard"
+        "with **allow_mass_delete** / **allow_mass_change** to let one run past the mass-delete / change guard"
         + (", with **full_sync** to read the whole directory instead of what changed" if src.delta else "")
         + ", with **account** to sync and explain one account only, with **preview_draft** to see what the draft "
           f"rules (`{path.stem}.draft.yaml`) would change"
@@ -79,6 +79,11 @@ PARAMS = {
         False, type="boolean", title="Allow mass delete",
         description="For scripted runs: let this one run through the mass-delete guard without an approval "
                     "(the next run is guarded again).",
+    ),
+    "allow_mass_change": Param(
+        False, type="boolean", title="Allow mass change",
+        description="For scripted runs: let this one run through the change guard (a read that shrank, a field "
+                    "changed or cleared on many users) without an approval (the next run is guarded again).",
     ),
     "undo_run": Param(
         None, type=["null", "string"], title="Undo run",

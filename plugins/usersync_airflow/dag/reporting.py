@@ -39,7 +39,7 @@ from usersync.run.summaries import write_run_record
 from usersync_airflow.dag import xcom
 from usersync_airflow.dag.alarms import send_report_mail
 from usersync_airflow.dag.run_storage import dag_folder
-from usersync_airflow.dag.tasks import account_shown, dry_run, folder, previewing, run_started, source_info
+from usersync_airflow.dag.tasks import account_shown, dry_run, folder, previewing, run_started, run_time, source_info
 from usersync_airflow.ui.links import cases_link, history_link
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,7 @@ def build_report(rules: Rules) -> RunReport:
         verdict=xcom.verdict(ti),
         approval=decision.to_json() if (decision := xcom.decision(ti)) else None,
         failure=failure,
+        skipped=xcom.skipped(ti),
         warnings=warnings,
         max_change_lines=rules.report.max_change_lines,
         run_data=str(folder()) if plan_ref else None,
@@ -135,6 +136,56 @@ def _cases(rules: Rules, run_report: RunReport) -> list[int]:
     finally:
         hook.close()
     return [c["id"] for c in section.fresh]
+
+
+def _health(rules: Rules, run_report: RunReport) -> None:
+    """A failed run goes into the source's health (``usersync.plan.health``): the report says whether the source
+    is failing or quarantined, and a failure alarmed already sends no alarm again. A guard that blocked is no
+    failure of the source; a skipped run records nothing."""
+    from usersync.plan.health import FAILURES_BEFORE_QUARANTINE, QUARANTINED, quarantine_line
+    from usersync.store.source_health import record_failure
+    from usersync_airflow.hooks import UsersDbHook
+
+    failure = run_report.failure
+    if run_report.skipped or not failure or failure.get("blocked"):
+        return
+    reason = (failure.get("error") or "").splitlines()[0][:300] if failure.get("error") else "no message"
+    hook = UsersDbHook(rules.target.conn_id)
+    try:
+        failed = record_failure(hook.get_conn(), rules.source.name, failure["type"], reason, run_time(),
+                                run_report.run_id, datetime.now(UTC))
+    except Exception as exc:  # noqa: BLE001 - the users database may be what failed: the alarm goes out all the same
+        log.error("could not record the failure in the source's health: %s", exc)
+        return
+    finally:
+        hook.close()
+    h = failed.health
+    since = h.first_failure_at.isoformat(timespec="minutes") if h.first_failure_at else "?"
+    if h.state == QUARANTINED:
+        run_report.health = quarantine_line(h)
+    else:
+        run_report.health = (f"FAILING: {h.failures} failed run(s) in a row since {since}; quarantined after "
+                             f"{FAILURES_BEFORE_QUARANTINE[h.failure_kind or 'other']} of this kind")
+    if failed.alarm is None:
+        run_report.said = f"the same failure was alarmed already ({h.failures} failed runs in a row since {since})"
+    log.info("source health: %s%s", run_report.health, f" (alarm: {failed.alarm})" if failed.alarm else "")
+
+
+def _repeats(rules: Rules, run_report: RunReport) -> None:
+    """How many runs in a row skipped each of this run's skipped accounts for the same bad data (the per-user
+    log's count): the report parks those skipped again and again."""
+    from usersync.store.history import repeated_skips
+    from usersync_airflow.hooks import UsersDbHook
+
+    if not (run_report.plan and run_report.plan.skipped):
+        return
+    hook = UsersDbHook(rules.target.conn_id)
+    try:
+        run_report.repeats = repeated_skips(hook.get_conn(), rules.source.name)
+    except Exception as exc:  # noqa: BLE001 - the report lists every skip in full then, rather than none
+        log.error("could not read the repeated skips of %s: %s", rules.source.name, exc)
+    finally:
+        hook.close()
 
 
 def _announced(rules: Rules, ids: list[int]) -> None:
@@ -175,6 +226,8 @@ def report(rules_path: str) -> str:
     started = time.perf_counter()
     rules = load_rules(rules_path)  # the live file's report and alarm settings, also for a draft's preview
     run_report = build_report(rules)
+    _health(rules, run_report)
+    _repeats(rules, run_report)
     fresh = _cases(rules, run_report)
     if previewing():
         _draft(rules_path, run_report, rules)

@@ -20,16 +20,18 @@ from pathlib import Path
 from typing import Any
 
 from airflow.sdk import get_current_context
-from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
+from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException, AirflowSkipException
 from airflow.sdk.log import redact
 
 from usersync.core.errors import Blocked, retryable
 from usersync.core.run_folder import MANIFEST, RunDataError, RunFolder
 from usersync.plan.approval import REQUEST_LINES, ApprovalRequest, approval_request, may_override, override_refused
+from usersync.plan.change_guard import CHANGES, ChangeVerdict, check_changes, field_shifts
 from usersync.plan.change_tables import ChangeTables, preview
-from usersync.plan.guard import ASK, Guard, GuardVerdict, RunMode, route
+from usersync.plan.guard import ASK, Guard, GuardVerdict, RunMode, RunVerdicts, route
+from usersync.plan.health import skip_reason
 from usersync.plan.read_plan import Watermark
-from usersync.plan.safety import REMOVALS, check_removals
+from usersync.plan.safety import REMOVALS, Verdict, check_removals, person
 from usersync.rules import Rules, load_rules
 from usersync.rules.loader import load_draft
 from usersync.run import confirm, pipeline
@@ -37,9 +39,11 @@ from usersync.run.handover import Extracted, Mapped, PlanRef, SourceInfo, StepFa
 from usersync.run.params import CONTROL, BadParameter, one_account, printable, run_to_undo
 from usersync.run.summaries import COUNTS, write_run_record
 from usersync.run.undo import nothing_read, undo_step
+from usersync.store import source_health
 from usersync.store.apply import apply_tables
 from usersync.store.detach import DetachError
 from usersync.store.owned import owned_count
+from usersync.store.source_health import health_of
 from usersync.store.user_log import RunStamp, rules_file_hash
 from usersync_airflow.dag import xcom
 from usersync_airflow.dag.assets import users_alias, users_asset
@@ -61,6 +65,8 @@ def step(name: str) -> Callable:
             started = time.perf_counter()
             try:
                 result = fn(*args, **kwargs)
+            except AirflowSkipException:  # not a failure: a quarantined source's scheduled run
+                raise
             except Exception as exc:
                 blocked = isinstance(exc, Blocked)
                 # redact: connection passwords are registered with Airflow's masker; keep them out of XCom
@@ -179,6 +185,7 @@ def check_source(rules_path: str) -> list[dict[str, Any]]:
     hook = UsersDbHook(rules.target.conn_id)
     try:
         engine = hook.get_conn()  # refuses a database behind or ahead of this code's schema, naming the fix
+        _backed_off(rules, engine)
         if undoing():
             return _undo_jobs(rules, started)
         with open_source(rules, params()) as source:
@@ -197,6 +204,21 @@ def check_source(rules_path: str) -> list[dict[str, Any]]:
     log.info("run data of this run: %s", run)
     # one extract job per partition: all of source.partitions for a full read, one for a delta
     return [{"partition": p, "source_info": info} for p in pipeline.partitions(rules, info)]
+
+
+def scheduled() -> bool:
+    """A run the schedule started (not a person, an API call or an asset)."""
+    return str(get_current_context()["dag_run"].run_type).lower().endswith("scheduled")
+
+
+def _backed_off(rules: Rules, engine: Any) -> None:
+    """A scheduled run of a quarantined source before its next try does not touch the source: it ends skipped,
+    saying why (``usersync.plan.health``); a manual run always tries."""
+    why = skip_reason(health_of(source_health.load(engine, rules.source.name)), scheduled(), run_time())
+    if why:
+        log.warning("not run: %s", why)
+        xcom.record_skip(get_current_context()["ti"], why)
+        raise AirflowSkipException(why)
 
 
 def _undo_jobs(rules: Rules, started: datetime) -> list[dict[str, Any]]:
@@ -274,18 +296,27 @@ def unconfirmed(plan_ref: PlanRef) -> int:
     return int((plan_ref.get("confirmation") or {}).get("waiting", 0))
 
 
+def verdicts(rules: Rules, plan_ref: PlanRef, approver: str | None = None) -> tuple[Verdict, ChangeVerdict]:
+    """The mass-delete and change guards' verdicts on a plan, with this run's overrides and approval."""
+    removals = check_removals(plan_ref["removals"], plan_ref["owned"], rules.safety,
+                              allow_mass_delete=override(rules, REMOVALS.override), approved_by=approver,
+                              unconfirmed=unconfirmed(plan_ref), overridden_by=triggered_by())
+    changes = check_changes(plan_ref.get("guard"), allow=override(rules, CHANGES.override), approved_by=approver,
+                            overridden_by=person(triggered_by()))
+    return removals, changes
+
+
 def _guard(rules: Rules, plan_ref: PlanRef) -> str:
-    verdict = check_removals(plan_ref["removals"], plan_ref["owned"], rules.safety,
-                             allow_mass_delete=override(rules, REMOVALS.override), unconfirmed=unconfirmed(plan_ref),
-                             overridden_by=triggered_by())
+    removals, changes = verdicts(rules, plan_ref)
+    verdict = RunVerdicts({"mass-delete": removals, "change": changes})
     ctx = get_current_context()
 
     asked: list[ApprovalRequest] = []
 
     def request() -> ApprovalRequest:
-        asked.append(approval_request(rules.source.name, verdict, preview(folder(), plan_ref, REQUEST_LINES),
+        asked.append(approval_request(rules.source.name, removals, preview(folder(), plan_ref, REQUEST_LINES),
                                       where=change_set_link(ctx["ti"].dag_id, ctx["run_id"]),
-                                      timeout_hours=rules.safety.approval_timeout_hours))
+                                      timeout_hours=rules.safety.approval_timeout_hours, changes=changes))
         return asked[-1]
 
     following = guarded(rules, verdict, proceed="apply", ask="approve", request=request)
@@ -315,11 +346,17 @@ def guarded(rules: Rules, verdict: GuardVerdict, *, proceed: str, ask: str,
     return ask
 
 
-def enforce(guard: Guard, verdict: GuardVerdict) -> None:
+def enforce(verdict: GuardVerdict, guard: Guard | None = None) -> None:
     """The writing step's check: a blocked verdict, recorded for the report, fails the step having written
-    nothing (a dry run writes nothing and goes on, to list what it would have written)."""
+    nothing (a dry run writes nothing and goes on, to list what it would have written). ``guard`` names the
+    error; the run's guards (``RunVerdicts``) name their own."""
     xcom.record_verdict(get_current_context()["ti"], verdict.to_json())
-    if not dry_run():
+    if dry_run():
+        return
+    if isinstance(verdict, RunVerdicts):
+        REMOVALS.enforce(verdict.verdicts["mass-delete"])
+        CHANGES.enforce(verdict.verdicts["change"])
+    elif guard is not None:
         guard.enforce(verdict)
 
 
@@ -353,10 +390,10 @@ def apply(rules_path: str, outlet_events: Any) -> dict[str, Any]:
     if plan_ref is None:
         raise RunDataError("no change set from the diff task of this run")
     allowed = override(rules, REMOVALS.override)
-    verdict = check_removals(plan_ref["removals"], plan_ref["owned"], rules.safety, allow_mass_delete=allowed,
-                             approved_by=approved_by(), unconfirmed=unconfirmed(plan_ref), overridden_by=triggered_by())
+    removals, changes = verdicts(rules, plan_ref, approved_by())
+    verdict = RunVerdicts({"mass-delete": removals, "change": changes})
     log.info("%s", verdict.message)
-    enforce(REMOVALS, verdict)
+    enforce(verdict)
     if dry_run():
         log.info("dry run: nothing written; the report lists the %d change(s) this run would apply; the plan "
                  "stays in %s/plan for inspection; no asset event", plan_ref["writes"], folder())
@@ -371,7 +408,7 @@ def apply(rules_path: str, outlet_events: Any) -> dict[str, Any]:
         log.info("%d removal(s) confirmed after approval; %d user(s) to remove", plan_ref["confirmation"]["asked"],
                  plan_ref["removals"])
     plan = ChangeTables.load(folder(), plan_ref)
-    _recheck(rules, plan, allowed)
+    _recheck(rules, plan, plan_ref, allowed)
     _keep_local(plan, plan_ref)
     read = source_info().get("read")  # absent on single-account runs: they never move the watermark
     watermark = Watermark.from_json(read["watermark"]) if read else None
@@ -379,7 +416,9 @@ def apply(rules_path: str, outlet_events: Any) -> dict[str, Any]:
         watermark = dataclasses.replace(watermark, read=watermark.read.with_(cursor=plan_ref["cursor"]))
     hook = UsersDbHook(rules.target.conn_id)
     try:
-        written = apply_tables(hook.get_conn(), plan, watermark=watermark, stamp=_stamp(rules, rules_path))
+        stamp = _stamp(rules, rules_path)
+        written = apply_tables(hook.get_conn(), plan, watermark=watermark, stamp=stamp,
+                               read=pipeline.read_to_keep(folder()) if stamp.full_read else None)
     finally:
         hook.close()
     log.info("applied to the users table: %s", written)
@@ -400,8 +439,10 @@ def _stamp(rules: Rules, rules_path: str) -> RunStamp:
     ctx = get_current_context()
     decision = xcom.decision(ctx["ti"])
     answer = decision.line() if decision and decision.approved else None
-    if answer is None and params().get(REMOVALS.override) and may_override(rules.approvals, triggered_by()):
-        answer = f"{REMOVALS.override}, set by {triggered_by() or 'a run no person triggered'}"
+    lifted = [name for name in (REMOVALS.override, CHANGES.override)
+              if params().get(name) and may_override(rules.approvals, triggered_by())]
+    if answer is None and lifted:
+        answer = f"{' and '.join(lifted)}, set by {triggered_by() or 'a run no person triggered'}"
     undone = undoing()
     whole = not undone and not account() and not pipeline.is_delta(source_info())
     return RunStamp(run_id=ctx["run_id"], rules_hash=rules_file_hash(Path(rules_path).read_bytes()),
@@ -409,17 +450,22 @@ def _stamp(rules: Rules, rules_path: str) -> RunStamp:
                     note=f"undo of run {undone}" if undone else None)
 
 
-def _recheck(rules: Rules, plan: ChangeTables, allowed: bool) -> None:
-    """The mass-delete guard once more, on what is about to be written: the removals in the tables just loaded
-    against the users this source owns in the users table now — never on counts handed over in XCom."""
+def _recheck(rules: Rules, plan: ChangeTables, plan_ref: PlanRef, allowed: bool) -> None:
+    """The guards once more, on what is about to be written: the removals and the changes per field in the tables
+    just loaded against the users this source owns in the users table now — never on counts handed over in XCom
+    (the read's drop is a fact of the read, judged again as the diff found it)."""
     hook = UsersDbHook(rules.target.conn_id)
     try:
         owned = owned_count(hook.get_conn(), rules.source.name)
     finally:
         hook.close()
-    verdict = check_removals(plan.removals, owned, rules.safety, allow_mass_delete=allowed, approved_by=approved_by())
+    removals = check_removals(plan.removals, owned, rules.safety, allow_mass_delete=allowed, approved_by=approved_by())
+    found = {**(plan_ref.get("guard") or {}), "fields": [
+        f.to_json() for f in field_shifts(plan.updates, owned, rules.field_limits(), rules.safety.guard_min_users)]}
+    changes = check_changes(found, allow=override(rules, CHANGES.override), approved_by=approved_by())
+    verdict = RunVerdicts({"mass-delete": removals, "change": changes})
     if verdict.blocked:
-        enforce(REMOVALS, verdict)
+        enforce(verdict)
 
 
 def _announce(rules: Rules, written: dict[str, int], outlet_events: Any) -> None:

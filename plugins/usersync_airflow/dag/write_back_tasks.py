@@ -105,13 +105,13 @@ def write_back(rules_path: str) -> dict[str, Any]:
     decision = xcom.decision(ti, APPROVAL_TASK)
     allowed = override(rules, WRITE_BACK.override)
     approved = decision.by if decision and decision.approved else None
-    enforce(WRITE_BACK, check_wave(plan["writes"], _max_writes(rules), allow=allowed, approved_by=approved,
-                                   overridden_by=triggered_by()))
+    enforce(check_wave(plan["writes"], _max_writes(rules), allow=allowed, approved_by=approved,
+                       overridden_by=triggered_by()), WRITE_BACK)
 
     def guard(loaded: int) -> None:  # again on the values loaded, never on the count handed over in XCom
         again = check_wave(loaded, _max_writes(rules), allow=allowed, approved_by=approved)
         if again.blocked:
-            enforce(WRITE_BACK, again)
+            enforce(again, WRITE_BACK)
 
     def logged(written: list) -> None:  # each user's values written back, in the per-user log
         hook = UsersDbHook(rules.target.conn_id)

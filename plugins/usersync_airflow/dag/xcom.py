@@ -22,6 +22,7 @@ DECISION_KEY = "usersync_approval"
 PLAN_KEY = "usersync_plan"
 WRITE_BACK_PLAN_KEY = "usersync_write_back_plan"
 REFUSED_KEY = "usersync_overrides_refused"
+SKIP_KEY = "usersync_quarantined"
 
 
 def _first(value: Any) -> Any:
@@ -47,6 +48,15 @@ def refused_overrides(ti: Any) -> list[str]:
 
 def record_failure(ti: Any, failure: StepFailure) -> None:
     ti.xcom_push(key=ERROR_KEY, value=dict(failure))
+
+
+def record_skip(ti: Any, why: str) -> None:
+    """A quarantined source's scheduled run that does not try the source (check_source), for the report."""
+    ti.xcom_push(key=SKIP_KEY, value=why)
+
+
+def skipped(ti: Any) -> str | None:
+    return cast("str | None", ti.xcom_pull(task_ids="check_source", key=SKIP_KEY))
 
 
 def record_plan(ti: Any, plan: PlanRef) -> None:

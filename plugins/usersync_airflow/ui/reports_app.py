@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import posixpath
 import re
 from itertools import chain
@@ -22,6 +23,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Stre
 from usersync.run.summaries import EXPLANATION, REPORT, read_summary, recent_runs, report_text
 from usersync_airflow.dag.run_storage import runs_base
 from usersync_airflow.ui.reports_page import page, run_link, undo_form
+
+log = logging.getLogger(__name__)
 
 DEFAULT_DAYS = 15
 #: run_storage's folder names, never ``.``, ``..`` or hidden: anything else never reaches storage
@@ -76,14 +79,71 @@ app = FastAPI(title="usersync reports", description="Runs of each user sync DAG:
 
 
 @app.get("/reports", response_class=HTMLResponse)
-def reports(user: User, days: Days = DEFAULT_DAYS, triggered: Annotated[str, Query(max_length=250)] = "") -> HTMLResponse:
+def reports(user: User, days: Days = DEFAULT_DAYS, triggered: Annotated[str, Query(max_length=250)] = "",
+            said: Annotated[str, Query(max_length=500)] = "") -> HTMLResponse:
     history = _history(user, days)
     allowed = {dag_id for dag_id in history if may_trigger(user, dag_id)}
 
     def token(dag_id: str, run_id: str) -> str | None:
         return undo_token(user, dag_id, run_id) if dag_id in allowed else None
 
-    return HTMLResponse(page(history, days, undo_token=token, triggered=triggered))
+    health = _health(user)
+    for dag_id in health:  # a quarantined source shows even when none of its runs is in the window
+        history.setdefault(dag_id, [])
+    releases = {dag_id: release_token(user, row["source"]) for dag_id, row in health.items()
+                if may_trigger(user, dag_id)}
+    return HTMLResponse(page(history, days, undo_token=token, triggered=triggered, health=health,
+                             release_tokens=releases, said=said))
+
+
+def _health(user) -> dict[str, dict]:
+    """Each readable source's health row (``source_health``), by DAG id (one query per users database)."""
+    from usersync.store.source_health import load_all
+    from usersync_airflow.hooks import UsersDbHook
+
+    sources, out = _sources(user), {}
+    for conn_id in sorted({conn for _dag, conn in sources.values()}):
+        hook = UsersDbHook(conn_id)
+        try:
+            rows = load_all(hook.get_conn())
+        except Exception as exc:  # noqa: BLE001 - the page shows the runs all the same
+            log.error("could not read the sources' health from %s: %s", conn_id, exc)
+            rows = {}
+        finally:
+            hook.close()
+        out.update({dag: rows[s] for s, (dag, c) in sources.items() if c == conn_id and s in rows})
+    return out
+
+
+def release_token(user, source: str) -> str:
+    """The token a release form carries: bound to this user and source (see ``undo_token``)."""
+    return undo_token(user, source, "release")
+
+
+@app.post("/release")
+def release(user: User, request: Request, source: Annotated[str, Form(max_length=64)],
+            token: Annotated[str, Form(max_length=128)]) -> RedirectResponse:
+    """End a source's quarantine (who may trigger its DAG may): its next scheduled run tries the source again."""
+    from datetime import UTC, datetime
+
+    from usersync.store.source_health import release as end_quarantine
+    from usersync_airflow.hooks import UsersDbHook
+
+    if not (same_site(request) and hmac.compare_digest(token, release_token(user, source))):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "this form did not come from the reports page; nothing was "
+                                                       "released")
+    sources = _sources(user)
+    if source not in sources or not may_trigger(user, sources[source][0]):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "not allowed to trigger this DAG")
+    hook = UsersDbHook(sources[source][1])
+    try:
+        done = end_quarantine(hook.get_conn(), source, _name(user), datetime.now(UTC))
+    finally:
+        hook.close()
+    said = f"{source} released from quarantine: its next scheduled run tries the source" if done else \
+        f"{source} was not in quarantine: nothing to release"
+    log.info("%s (by %s)", said, _name(user))
+    return RedirectResponse(f"reports?said={quote(said, safe='')}", status.HTTP_303_SEE_OTHER)
 
 
 @app.get("/api/runs")

@@ -15,13 +15,14 @@ TABLE_COUNTS = (*CHART_COUNTS, "pending", "returned", "protected", "detached")
 COLOURS = {"inserted": "#2e7d32", "updated": "#1565c0", "deleted": "#c62828", "disabled": "#ef6c00",
            "skipped": "#757575"}
 STATUS_CLASS = {"SUCCESS": "ok", "COMPLETED WITH WARNINGS": "warn", "FAILED": "bad", "BLOCKED": "bad",
-                "WAITING FOR APPROVAL": "warn"}
+                "WAITING FOR APPROVAL": "warn", "SKIPPED (QUARANTINED)": "warn"}
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}
 h1{font-size:1.4rem}h2{font-size:1.15rem;margin-top:2rem}
 table{border-collapse:collapse;margin:.5rem 0}td,th{border-bottom:1px solid #ddd;padding:.25rem .6rem;text-align:right}
 td:first-child,th:first-child,td.l,th.l{text-align:left}.ok{color:#2e7d32}.warn{color:#ef6c00}.bad{color:#c62828;font-weight:bold}
+.health{padding:.4rem .6rem;border:1px solid #ddd;margin:.4rem 0}.health form{display:inline;margin-left:1rem}
 .legend span{display:inline-block;margin-right:1rem}.legend i{display:inline-block;width:.8rem;height:.8rem;margin-right:.3rem}
 """
 
@@ -108,26 +109,70 @@ def _row(dag_id: str, run: dict[str, Any], undo_token: UndoToken | None = None) 
     return f'<tr class="run" data-run-id="{escape(run.get("run_id", ""))}">{"".join(cells)}</tr>'
 
 
+def _when(value: Any) -> str:
+    return value.isoformat(timespec="minutes") if hasattr(value, "isoformat") else "?"
+
+
+def release_form(source: str, token: str) -> str:
+    """The release button of a quarantined source: its next scheduled run tries the source again."""
+    return ('<form class="release" method="post" action="release">'
+            f'<input type="hidden" name="source" value="{escape(source)}">'
+            f'<input type="hidden" name="token" value="{escape(token)}">'
+            '<button type="submit">release from quarantine</button></form>')
+
+
+def health_banner(health: dict[str, Any] | None, release_token: str | None = None) -> str:
+    """A source's state between runs (``source_health``): quarantined since when, why, what clears it and the
+    next try (with the release button for who may trigger it); failing; or healthy with its last success."""
+    from usersync.plan.health import CLEARS, FAILING, QUARANTINED
+
+    if not health:
+        return ""
+    state, reason = health.get("state"), escape(str(health.get("reason") or ""))
+    if state == QUARANTINED:
+        clears = escape(CLEARS.get(health.get("failure_kind") or "other", CLEARS["other"]))
+        form = release_form(health["source"], release_token) if release_token else ""
+        return (f'<div class="health quarantined bad"><strong>QUARANTINED</strong> since '
+                f'{_when(health.get("quarantined_at"))} after {health.get("failures")} failed run(s) in a row: '
+                f'<span class="reason">{reason}</span>. What clears it: {clears}. Next scheduled try: '
+                f'<span class="next-try">{_when(health.get("next_try_at"))}</span> (a manual run always tries).'
+                f"{form}</div>")
+    if state == FAILING:
+        return (f'<div class="health failing warn"><strong>FAILING</strong>: {health.get("failures")} failed run(s) '
+                f'in a row since {_when(health.get("first_failure_at"))}: <span class="reason">{reason}</span></div>')
+    released = (f' · released from quarantine by {escape(str(health["released_by"]))} at '
+                f'{_when(health.get("released_at"))}') if health.get("released_by") else ""
+    read = f' · last full read {health["last_read"]} accounts' if health.get("last_read") is not None else ""
+    return (f'<div class="health ok">healthy · last success {_when(health.get("last_success_at"))}{read}'
+            f"{released}</div>")
+
+
 def page(history: dict[str, list[dict[str, Any]]], days: int, undo_token: UndoToken | None = None,
-         triggered: str = "") -> str:
+         triggered: str = "", health: dict[str, dict[str, Any]] | None = None,
+         release_tokens: dict[str, str] | None = None, said: str = "") -> str:
     """The whole page: ``history`` is ``usersync.run.summaries.recent_runs`` (per DAG id, oldest first);
-    ``undo_token`` gives the undo form's token for a run the viewer may undo (None: no undo button)."""
+    ``undo_token`` gives the undo form's token for a run the viewer may undo (None: no undo button); ``health``
+    each DAG's source health row, ``release_tokens`` the release form's token per DAG the viewer may trigger."""
     out = [f"<!doctype html><html><head><meta charset='utf-8'><title>usersync reports</title><style>{STYLE}</style>"
            f"</head><body><h1>usersync — runs of the last {days} days</h1>"
            '<form class="search" method="get" action="history"><label>What happened to a user? '
            '<input type="text" name="q" placeholder="username, DOMAIN\\user, anchor, e-mail or number"></label> '
            '<button type="submit">history</button></form>'
            '<p><a href="cases">cases to decide</a> (held numbers, proposed matches)</p>']
+    if said:
+        out.append(f'<p class="said">{escape(said)}</p>')
     if triggered:
         out.append(f'<p class="triggered">triggered run {escape(triggered)}: it appears here when it has a report '
                    "(an undo that removes users may wait for an approval in Required Actions)</p>")
     if not history:
         out.append("<p>No runs yet. Trigger a sync DAG (user_sync__…) and its report appears here.</p>")
     header = "".join(f"<th>{h}</th>" for h in ("started", "mode", "status", *TABLE_COUNTS)) + '<th class="l">links</th>'
+    health, release_tokens = health or {}, release_tokens or {}
     for dag_id, everything in history.items():
         runs = [r for r in everything if r.get("kind") != "draft preview"]
         previews = [r for r in everything if r.get("kind") == "draft preview"]
-        out.append(f'<section class="source" id="{escape(dag_id)}"><h2>{escape(dag_id)}</h2>{chart(runs)}'
+        banner = health_banner(health.get(dag_id), release_tokens.get(dag_id))
+        out.append(f'<section class="source" id="{escape(dag_id)}"><h2>{escape(dag_id)}</h2>{banner}{chart(runs)}'
                    f"<table class=\"runs\"><thead><tr>{header}</tr></thead><tbody>"
                    + "".join(_row(dag_id, r, undo_token) for r in reversed(runs)) + "</tbody></table>")
         if previews:  # what draft rules would do: apart from the runs that follow the live rules
