@@ -6,6 +6,10 @@ and keeping synced users as local users.
     usersync-db detach  USER … [--conn CONN_ID] [--source NAME] [--file LIST] [--by WHO]
                                     turn synced users into local users (AD username, Domain, owner,
                                     disabled_by_sync and left_at cleared; every other value kept)
+    usersync-db test-search RULES_FILE [--samples N]
+                                    run the rules' search through its Airflow connection: the count and
+                                    the first entries as the rules map them (writes nothing; exit 1 when
+                                    the search fails or finds nobody)
 """
 
 from __future__ import annotations
@@ -25,8 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["detach"]:
         return detach(argv[1:])
+    if argv[:1] == ["test-search"]:
+        return test_search(argv[1:])
     parser = argparse.ArgumentParser(prog="usersync-db", description=__doc__.split("\n")[0])
-    parser.add_argument("action", choices=("status", "upgrade", "detach"))
+    parser.add_argument("action", choices=("status", "upgrade", "detach", "test-search"))
     parser.add_argument("conn_id", nargs="?", default=UsersDbHook.default_conn_name)
     args = parser.parse_args(argv)
     hook = UsersDbHook(args.conn_id)
@@ -43,6 +49,31 @@ def main(argv: list[str] | None = None) -> int:
         engine.dispose()
     print(f"{args.conn_id}: schema revision {at or '(none)'}; this usersync writes {schema_version.head()}")
     return 0 if at == schema_version.head() else 1
+
+
+def test_search(argv: list[str]) -> int:
+    """The rules' search, as a run makes it, through the rules' own connection (and secrets backend)."""
+    import logging
+
+    from usersync.rules import RulesError, load_rules
+    from usersync.run.search_test import search_test
+    from usersync.sources.errors import SourceError
+    from usersync_airflow.hooks.connections import open_source
+
+    parser = argparse.ArgumentParser(prog="usersync-db test-search",
+                                     description="run a rules file's search: count and sample entries, mapped")
+    parser.add_argument("rules", help="the rules file (include/rules/<source>.yaml)")
+    parser.add_argument("--samples", type=int, default=3, help="entries shown with their mapped values")
+    args = parser.parse_args(argv)
+    try:
+        rules = load_rules(args.rules)
+        with open_source(rules, {}) as source:
+            result = search_test(source, rules, samples=args.samples, log=logging.getLogger("usersync.search"))
+    except (RulesError, SourceError) as exc:
+        print(f"{args.rules}: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(result.lines()))
+    return 0 if result.ok else 1
 
 
 def detach(argv: list[str]) -> int:

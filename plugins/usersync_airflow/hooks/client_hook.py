@@ -14,7 +14,7 @@ from usersync.sources.errors import SourceError
 from usersync.sources.read_state import SourceInfo
 from usersync.sources.registry import reader_class, spec_class
 from usersync.sources.spec import SourceSpecBase
-from usersync_airflow.hooks.connections import connection_fields
+from usersync_airflow.hooks.connections import connection_fields, search_tests
 
 #: the source name a Test reads under (a rules file's own name is not known to a connection)
 TEST_SOURCE = "connection-test"
@@ -73,8 +73,12 @@ class ClientHook(BaseHook):
             self._source = None
 
     def test_connection(self) -> tuple[bool, str]:
+        """The reader's ``check()``, then the search of every rules file using this connection (count and
+        sample entries as the rules map them): the same reads a run makes."""
         try:
             with test_reader(self.source_type, self.conn_id) as source:
-                return True, checked(source.check())
+                line = checked(source.check())
         except SourceError as exc:
             return False, str(exc)
+        ok, searched = search_tests(self.conn_id)
+        return ok, " | ".join([line, *searched])

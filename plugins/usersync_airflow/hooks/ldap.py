@@ -13,7 +13,7 @@ from usersync.sources.errors import SourceError
 from usersync.sources.ldap.directory import LdapDirectory, LdapSettings
 from usersync.sources.ldap.reader import LdapSource
 from usersync_airflow.hooks.client_hook import test_reader
-from usersync_airflow.hooks.connections import connection_fields
+from usersync_airflow.hooks.connections import connection_fields, search_tests
 
 
 class LdapHook(BaseHook):
@@ -59,4 +59,5 @@ class LdapHook(BaseHook):
             except SourceError as exc:
                 ok = False
                 results.append(f"{one.hosts[0]}: {exc}")
-        return ok, " | ".join(results)
+        searched_ok, searched = search_tests(self.ldap_conn_id)
+        return ok and searched_ok, " | ".join([*results, *searched])
