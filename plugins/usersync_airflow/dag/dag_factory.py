@@ -6,7 +6,6 @@ rules are read again at run time and a DAG stays a few lines of wiring.
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,15 +16,10 @@ from usersync.plan.write_back_guard import OPTIONS as WRITE_BACK_OPTIONS
 from usersync.rules import Rules, RulesError, load_rules_dir
 from usersync_airflow.dag.approval import BlockedRunApproval
 from usersync_airflow.dag.assets import users_alias
+from usersync_airflow.rules_location import rules_dir
 
 DAG_PREFIX = "user_sync__"
 IMPORT_PREFIX = "user_import__"
-DEFAULT_RULES_DIR = Path(__file__).resolve().parents[2] / "include" / "rules"
-
-
-def rules_dir() -> Path:
-    """Where the rules files are: ``$USERSYNC_RULES_DIR`` or the repository's ``include/rules``."""
-    return Path(os.environ.get("USERSYNC_RULES_DIR") or DEFAULT_RULES_DIR)
 
 
 def dag_id(rules: Rules) -> str:

@@ -88,7 +88,7 @@ def search_tests(conn_id: str) -> tuple[bool, list[str]]:
     from usersync.rules.loader import load_rules_dir
     from usersync.run.search_test import search_test
     from usersync.sources.errors import SourceError
-    from usersync_airflow.dag.dag_factory import rules_dir
+    from usersync_airflow.rules_location import rules_dir
 
     valid, _errors = load_rules_dir(rules_dir())
     ok, lines = True, list[str]()

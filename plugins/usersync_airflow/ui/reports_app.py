@@ -179,7 +179,7 @@ def _sources(user) -> dict[str, tuple[str, str]]:
     """The sources whose DAG runs ``user`` may read: source → (DAG id, users database connection id)."""
     from usersync.rules.loader import load_rules_dir
     from usersync_airflow.dag.dag_factory import dag_id as dag_id_of
-    from usersync_airflow.dag.dag_factory import rules_dir
+    from usersync_airflow.rules_location import rules_dir
 
     valid, _errors = load_rules_dir(rules_dir())
     return {rules.source.name: (dag_id_of(rules), rules.target.conn_id) for rules, _path in valid.values()
