@@ -115,6 +115,14 @@ def test_a_blocked_run_waits_for_approval_and_applies_once_approved_through_the_
     text = _body(mail)
     assert f"{c.url}/dags/user_sync__corp/runs/{run_id}/tasks/approve/required_actions" in text
     assert "10 of the 30 users" in text
+    # the rules' notify channels got the same request, with the button to answer it
+    (slack,) = [m for m in stack.hooks.received["slack"] if m["text"].startswith("APPROVAL NEEDED")]
+    assert slack["text"].startswith("APPROVAL NEEDED: approve removing 10 users from corp?\n10 of the 30 users")
+    required_actions = f"{c.url}/dags/user_sync__corp/runs/{run_id}/tasks/approve/required_actions"
+    assert required_actions in slack["blocks"][-1]["elements"][0]["url"]
+    (teams,) = [m for m in stack.hooks.received["teams"]
+                if m["attachments"][0]["content"]["body"][0]["text"].startswith("APPROVAL NEEDED")]
+    assert required_actions in teams["attachments"][0]["content"]["actions"][0]["url"]
     summary = stack.summary("user_sync__corp", run_id)  # the reports page lists the waiting run
     assert summary["status"] == "WAITING FOR APPROVAL" and summary["counts"]["deleted"] == 10
 

@@ -56,6 +56,7 @@ def sync_rules(name: str, timeout_hours: float = 24) -> dict:
     data["safety"] = {"max_delete_percent": 20, "approval_timeout_hours": timeout_hours}
     data["approvals"] = {"approvers": APPROVERS}  # four eyes: never the person who triggered the run
     data["alarms"] = {"to": ADMINS}
+    data["notify"] = [{"type": "slack", "conn_id": "ops_slack"}, {"type": "teams", "conn_id": "ops_teams"}]
     return data
 
 
@@ -88,6 +89,7 @@ class Stack:
         from aiosmtpd.smtp import AuthResult
 
         from devtools.netutil import free_port
+        from tests.support.webhooks import Webhooks
 
         self.ldap = SlapdServer(self.tmp / "slapd", users=USERS).start()
         self.stops.append(self.ldap.stop)
@@ -109,7 +111,10 @@ class Stack:
         self.run_data = self.tmp / "shared-run-data"  # what S3 / NFS is to workers on several machines
         tag = self.tmp.name.replace("-", "_").lower()
         self.users_urls = {name: self.pg.create_database(f"{tag}_{name}_users") for name in ("corp", "quick", "wbk")}
-        connections = {"corp_ldap": self.ldap.connection_extra(), "smtp_default": smtp_connection(controller.port)}
+        self.hooks = Webhooks().start()  # Slack- and Teams-Workflows-compatible endpoints: the rules' notify
+        self.stops.append(self.hooks.stop)
+        connections = {"corp_ldap": self.ldap.connection_extra(), "smtp_default": smtp_connection(controller.port),
+                       **self.hooks.connections()}
         for name, url in self.users_urls.items():
             connections[f"{name}_target"] = {"conn_type": "postgres", "host": "127.0.0.1", "port": self.pg.port,
                                              "login": "postgres", "schema": url.rsplit("/", 1)[1]}

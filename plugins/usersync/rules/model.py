@@ -2,7 +2,7 @@
 
 A rules file says where users come from (``source``, one spec per source type: ``usersync.sources.registry``),
 when the daily run happens (``schedule``), where they go (``target``), how runs are guarded (``safety``), reported
-(``report``) and alarmed (``alarms``), per target field, which policy applies (``fields``), which users are never
+(``report``) and alarmed (``alarms``, ``notify``), per target field, which policy applies (``fields``), which users are never
 removed (``protect``) and which values the application owns go back to the source (``write_back``).
 """
 
@@ -18,6 +18,7 @@ from usersync.core.models import StrictModel
 from usersync.rules import transforms
 from usersync.rules.fields import FIELDS, NUMBER_FIELDS, Kind, Policy
 from usersync.rules.match import MatchRule
+from usersync.rules.notify import NotifyTarget
 from usersync.rules.protect import ProtectRule
 from usersync.rules.write_back import WriteBackSpec
 from usersync.sources.registry import SOURCE_TYPES, SourceSpec, spec_class, writes_back
@@ -230,6 +231,8 @@ class Rules(StrictModel):
     approvals: ApprovalsSpec = ApprovalsSpec()
     report: ReportSpec = ReportSpec()
     alarms: AlarmsSpec = AlarmsSpec()
+    #: chat channels and services told what the alarm mail says (``usersync.rules.notify``)
+    notify: list[NotifyTarget] = Field(default_factory=list)
     fields: dict[str, FieldRule]
     #: conditions on users-table values: a user meeting one is never deleted or disabled (``rules.protect``)
     protect: list[ProtectRule] = Field(default_factory=list)

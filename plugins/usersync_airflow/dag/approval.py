@@ -77,6 +77,11 @@ class BlockedRunApproval(HITLOperator):
         rules = load_rules(self.rules_path)
         self.log.info("approval requested: %s — answer it at %s", request["subject"], link)
         send_approval_mail(request, link, rules.alarms, context)
+        if rules.notify:
+            from usersync.run.notice import approval_notice
+            from usersync_airflow.dag.notify import send_notices
+
+            send_notices(rules.notify, approval_notice(request, link), context)
 
     def execute_complete(self, context, event: dict[str, Any]) -> Any:
         if event.get("error_type") == "timeout":  # no answer and no default: the scheduler's timeout sweep

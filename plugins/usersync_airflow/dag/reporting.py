@@ -38,9 +38,10 @@ from usersync.run.report import (
 from usersync.run.summaries import write_run_record
 from usersync_airflow.dag import xcom
 from usersync_airflow.dag.alarms import send_report_mail
+from usersync_airflow.dag.metrics import emit as emit_metrics
 from usersync_airflow.dag.run_storage import dag_folder
 from usersync_airflow.dag.tasks import account_shown, dry_run, folder, previewing, run_started, run_time, source_info
-from usersync_airflow.ui.links import cases_link, history_link
+from usersync_airflow.ui.links import cases_link, history_link, report_link
 
 log = logging.getLogger(__name__)
 XCOM_REPORT_CHARS = 16_000
@@ -188,6 +189,20 @@ def _repeats(rules: Rules, run_report: RunReport) -> None:
         hook.close()
 
 
+def _notify(rules: Rules, run_report: RunReport) -> None:
+    """The run's notice to the rules' ``notify:`` channels: the same news as the mail (an alarm not repeated, no
+    notice for a skipped run), ``success`` for the channels that ask for it, with the link to the report."""
+    from usersync.run.notice import report_notice
+    from usersync_airflow.dag.notify import send_notices
+
+    event = run_report.mail_kind(notify_on_success=True)
+    if not rules.notify or event is None:
+        return
+    ctx = get_current_context()
+    link = report_link(ctx["ti"].dag_id, run_report.run_id)
+    send_notices(rules.notify, report_notice(run_report, event, link), ctx)
+
+
 def _announced(rules: Rules, ids: list[int]) -> None:
     from usersync.store.cases import announce
     from usersync_airflow.hooks import UsersDbHook
@@ -249,6 +264,8 @@ def report(rules_path: str) -> str:
     _prune_run_data(rules)
     _prune_history(rules)
     send_report_mail(run_report, text, rules.alarms, get_current_context())
+    _notify(rules, run_report)
+    emit_metrics(run_report)
     _announced(rules, fresh)  # in this report (and its mail, when mail is set up): not again until it changes
     log.info("report: step done in %.3f s", time.perf_counter() - started)
     if run_report.status in (FAILED, BLOCKED):

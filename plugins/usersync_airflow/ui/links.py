@@ -20,6 +20,11 @@ def change_set_link(dag_id: str, run_id: str) -> str:
             f"— or the Parquet files in `{run}/plan`")
 
 
+def report_link(dag_id: str, run_id: str) -> str:
+    """A run's report on the reports page (as text)."""
+    return f"{ui_base_url()}/usersync/{run_link(dag_id, run_folder(dag_id, run_id).path.name, 'report.txt')}"
+
+
 def history_link(query: str) -> str:
     """The history page's timeline of a user (the search ``query``: a username, DOMAIN\\user, an anchor …)."""
     from urllib.parse import quote
