@@ -82,6 +82,15 @@ def test_the_cases_benchmark_runs_on_a_small_directory(tmp_path):
     assert "| bulk confirm of 200 cases" in cases_markdown(200, rows, "python -m bench.bench_cases 200")
 
 
+def test_the_change_guard_benchmark_runs_on_a_small_directory(tmp_path):
+    from bench.bench_change_guard import markdown as guard_markdown
+    from bench.bench_change_guard import run_benchmark as run_guard
+
+    rows = run_guard(200, work=tmp_path)  # each run checks what it wrote
+    assert [r.get("written", {}).get("updated", 0) for r in rows] == [0, 0, 0, 200, 200, 200]
+    assert "| department cleared on 200 users, guard on, lifted" in guard_markdown(200, rows, "python -m x 200")
+
+
 @pytest.mark.samba
 def test_the_write_back_benchmark_runs_on_a_small_directory(tmp_path, samba_dc):
     from bench.bench_write_back import markdown as wb_markdown

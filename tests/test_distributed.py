@@ -141,6 +141,34 @@ def test_a_blocked_run_waits_for_approval_and_applies_once_approved_through_the_
     assert stack.summary("user_sync__corp", run_id)["approval"]["by"] == "alice"
 
 
+def test_a_field_cleared_on_most_users_waits_for_approval_with_samples_and_applies_once_approved(stack):
+    """The change guard on the real scheduler path: a department cleared on 13 of the 21 users (a renamed
+    attribute) waits in Required Actions with the field, the share and sample changes; approved, it applies."""
+    c = stack.cluster
+    before = stack.users()
+    cleared = sorted(before)[:13]
+    for name in cleared:
+        stack.ldap.modify_user(int(name[4:]), department=None)
+    run_id = c.trigger("user_sync__corp")
+    assert c.wait_task("user_sync__corp", run_id, "approve", {"awaiting_input"}) == "awaiting_input"
+    assert stack.users() == before
+    detail = c.api("GET", f"/api/v2/dags/user_sync__corp/dagRuns/{run_id}/taskInstances/approve/-1/hitlDetails")
+    assert detail["subject"] == ("usersync: approve the run of corp? department cleared for 13 of the 21 users "
+                                 "(61.9%; limit 30%)")
+    body = detail["body"]
+    assert "**The change guard stopped this run:**" in body
+    assert f"- `department — {cleared[0]}: " in body and " → (empty)`" in body
+    _answer(stack, "user_sync__corp", run_id, "Approve")
+    assert c.wait_run("user_sync__corp", run_id)["state"] == "success"
+    after = stack.users()
+    assert set(after) == set(before)
+    for name, row in after.items():
+        expected = {**before[name], "department": None} if name in cleared else before[name]
+        assert {k: v for k, v in row.items() if k != "updated_at"} == \
+            {k: v for k, v in expected.items() if k != "updated_at"}, name
+    assert "change guard lifted for this run, approved by alice" in _report(stack, "user_sync__corp", run_id)
+
+
 def test_a_rejected_run_writes_nothing_ends_blocked_and_alarms(stack):
     c = stack.cluster
     for i in range(10, 20):  # 10 of the 21 left
@@ -195,8 +223,8 @@ def test_the_reports_page_shows_nothing_without_an_airflow_login(stack):
         assert cookie.status_code in (401, 403) and "user_sync__" not in cookie.text
     runs = c.api("GET", "/usersync/api/runs")
     corp = runs["user_sync__corp"]
-    assert [r["status"] for r in corp][-2:] == ["SUCCESS", "BLOCKED"]
-    folder = corp[-2]["folder"]
+    assert [r["status"] for r in corp][-3:] == ["SUCCESS", "SUCCESS", "BLOCKED"]  # approved removal, approved change
+    folder = corp[-3]["folder"]
     report = httpx.get(f"{c.url}/usersync/runs/user_sync__corp/{folder}/report.txt", timeout=30)
     assert report.status_code == 401 and "usersync report" not in report.text
     auth = {"Authorization": f"Bearer {c.token}"}

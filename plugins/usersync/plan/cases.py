@@ -18,6 +18,9 @@ NUMBER, MATCH = "number", "match"
 #: a decision: the claimant gets the number / the holder keeps it; the account is the proposed user / a new one
 GIVE, KEEP, CONFIRM, REJECT = "give", "keep", "confirm", "reject"
 DECISIONS = {NUMBER: (GIVE, KEEP), MATCH: (CONFIRM, REJECT)}
+#: a case's status: waits for a decision, decided (applied by the next run), the holder keeps the number, a
+#: rejected match (the account stays skipped), ended
+OPEN, DECIDED, KEPT, REJECTED, CLOSED = "open", "decided", "kept", "rejected", "closed"
 
 #: a case found by this run: the claimant account, and for a number what is held and who holds it; for a match
 #: the candidates (JSON: [{id, username, first_name, last_name, email, extension, by: [...], also: [...]}])
@@ -62,3 +65,9 @@ class Decision:
     user_id: int | None = None  # confirm: the user; a held number: its holder
     field: str | None = None
     value: str | None = None
+
+    def row(self, status: str, outcome: str, user_id: int | None | bool = True) -> dict:
+        """This decision as a row of the plan's ``decided`` table: how the case ends (``status``, ``outcome``);
+        ``user_id`` the user it concerns (True: the decision's own, None: none)."""
+        return {"case_id": self.case_id, "version": self.version,
+                "user_id": self.user_id if user_id is True else user_id, "status": status, "outcome": outcome}

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from usersync.plan.cases import CONFIRM, MATCH, REJECT, Decision, claimant, match_key
+from usersync.plan.cases import CLOSED, CONFIRM, MATCH, OPEN, REJECT, Decision, claimant, match_key
 from usersync.plan.frames import casefold
 from usersync.rules import Rules
 from usersync.rules.match import MatchRule
@@ -97,17 +97,14 @@ def correlate(rules: Rules, accounts: pd.DataFrame, existing: pd.DataFrame, loca
         row = row_of_id.get(int(d.user_id)) if d.user_id is not None else None
         if d.decision == REJECT:
             out.rejected.add(p)
-            out.decided[p] = {"case_id": d.case_id, "version": d.version, "user_id": None, "status": "closed",
-                              "outcome": "rejected: inserted as a new user"}
+            out.decided[p] = d.row(CLOSED, "rejected: inserted as a new user", user_id=None)
         elif row is not None and row not in taken:
             out.links[p], taken[row] = row, p
-            out.decided[p] = {"case_id": d.case_id, "version": d.version, "user_id": d.user_id, "status": "closed",
-                              "outcome": f"confirmed: linked to user {existing.at[row, 'username']!r}"}
+            out.decided[p] = d.row(CLOSED, f"confirmed: linked to user {existing.at[row, 'username']!r}")
         else:
             why = "is no longer a local user" if row is None else "was linked to another account by this run"
             out.waiting.add(p)
-            out.decided[p] = {"case_id": d.case_id, "version": d.version, "user_id": d.user_id, "status": "open",
-                              "outcome": f"not applied: the chosen user (id {d.user_id}) {why}; decide again"}
+            out.decided[p] = d.row(OPEN, f"not applied: the chosen user (id {d.user_id}) {why}; decide again")
     if not rules.match:
         return out
     open_accounts = accounts[~accounts.index.isin([*out.links, *out.rejected])]

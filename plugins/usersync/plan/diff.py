@@ -24,7 +24,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from usersync.plan import claims, leavers
-from usersync.plan.cases import CASES_SCHEMA, DECIDED_SCHEMA, GIVE, NUMBER, TAKES_SCHEMA, Decision, claimant, number_key
+from usersync.plan.cases import (
+    CASES_SCHEMA,
+    CLOSED,
+    DECIDED_SCHEMA,
+    GIVE,
+    NUMBER,
+    OPEN,
+    REJECTED,
+    TAKES_SCHEMA,
+    Decision,
+    claimant,
+    number_key,
+)
 from usersync.plan.change_tables import INSERTS_SCHEMA, UPDATES_SCHEMA, ChangeTables
 from usersync.plan.changes import KEY_SEP, SkipCode, Skipped, match_key
 from usersync.plan.correlate import Correlation, correlate
@@ -310,7 +322,7 @@ def diff_frames(rules: Rules, mapped: pd.DataFrame, existing: pd.DataFrame, skip
     candidates = _Rows(mapped, candidate_rows)
     _number_cases(plan, numbers_held, candidates, existing, clashes, anchored)
     _decided(plan, correlation, clashes, candidates)
-    _explain_recreated(rules, existing, _Rows(mapped, candidate_rows), recreated, clashes, plan)
+    _explain_recreated(rules, existing, candidates, recreated, clashes, plan)
     if clashes:
         clashed = sorted(clashes)
         who = _Rows(mapped, candidate_rows[clashed])
@@ -509,14 +521,12 @@ def _takes(mapped: pd.DataFrame, existing: pd.DataFrame, decisions: Mapping[str,
         at = np.flatnonzero((existing["id"] == d.user_id).to_numpy(dtype=bool) &
                             (existing[d.field] == d.value).fillna(False).to_numpy(dtype=bool))
         if not len(at):
-            decided.append({"case_id": d.case_id, "version": d.version, "user_id": d.user_id, "status": "closed",
-                            "outcome": f"the holder no longer has {d.field} {d.value}"})
+            decided.append(d.row(CLOSED, f"the holder no longer has {d.field} {d.value}"))
             continue
         view.loc[view.index[at[0]], d.field] = None
         holder = existing.at[existing.index[at[0]], "username"]
         takes.append({"id": d.user_id, "username": holder, "field": d.field, "value": d.value, "case_id": d.case_id})
-        decided.append({"case_id": d.case_id, "version": d.version, "user_id": d.user_id, "status": "closed",
-                        "outcome": f"given: {d.field} {d.value} taken from user {holder!r} for the claimant"})
+        decided.append(d.row(CLOSED, f"given: {d.field} {d.value} taken from user {holder!r} for the claimant"))
     plan.takes = pa.Table.from_pylist(takes, schema=TAKES_SCHEMA)
     plan.decided = pa.concat_tables([plan.decided, pa.Table.from_pylist(decided, schema=DECIDED_SCHEMA)])
     return view
@@ -534,21 +544,22 @@ def _hold_numbers(held: frozenset[str], blocked: dict[int, tuple[str, int]], ins
             continue
         value = claim[2:]
         at = int(np.searchsorted(new_positions, position))
-        if at < len(new_positions) and new_positions[at] == position:
+        inserting = at < len(new_positions) and new_positions[at] == position
+        if inserting:
             fields = [f for f in NUMBER_FIELDS if _is(inserts[f].iloc[at], value)]
-            if fields and set(fields) <= held:
-                for f in fields:
-                    inserts.loc[inserts.index[at], f] = None
         else:
             at = int(np.searchsorted(upd_positions, position))
             fields = [f for f in NUMBER_FIELDS if f in columns and bool(columns[f][0].iloc[at])
                       and _is(columns[f][2].iloc[at], value)]
-            if fields and set(fields) <= held:
-                for f in fields:
-                    columns[f][0].iloc[at] = False
-                    changed[at, names.index(f)] = False
-        if fields and set(fields) <= held:
-            out += [(position, f, value, holder) for f in fields]
+        if not fields or not set(fields) <= held:
+            continue  # a field the rules do not hold: the claim stays refused (skipped)
+        for f in fields:
+            if inserting:
+                inserts.loc[inserts.index[at], f] = None
+            else:
+                columns[f][0].iloc[at] = False
+                changed[at, names.index(f)] = False
+        out += [(position, f, value, holder) for f in fields]
     return out
 
 
@@ -597,13 +608,13 @@ def _decided(plan: ChangeTables, correlation: Correlation, clashes: dict[int, tu
     reopened."""
     rows = []
     for position, row in sorted(correlation.decided.items()):
-        if position in clashes and row["status"] == "closed":
+        if position in clashes and row["status"] == CLOSED:
             _code, reason = clashes[position]
             if position in correlation.rejected:
                 clashes[position] = (SkipCode.REJECTED_MATCH, f"rejected match: {reason}")
-                row = {**row, "status": "rejected", "outcome": f"rejected, and not a new user either: {reason}"}
+                row = {**row, "status": REJECTED, "outcome": f"rejected, and not a new user either: {reason}"}
             else:
-                row = {**row, "status": "open", "outcome": f"not applied: {reason}; decide again"}
+                row = {**row, "status": OPEN, "outcome": f"not applied: {reason}; decide again"}
         rows.append(row)
     plan.decided = pa.concat_tables([plan.decided, pa.Table.from_pylist(rows, schema=DECIDED_SCHEMA)])
     plan.cases = pa.concat_tables([plan.cases, pa.Table.from_pylist(correlation.cases, schema=CASES_SCHEMA)])

@@ -20,11 +20,24 @@ import pyarrow.compute as pc
 from sqlalchemy import ColumnElement, Connection, Engine, and_, bindparam, func, insert, or_, select, update
 
 from usersync.core.users_table import cases, users
-from usersync.plan.cases import CONFIRM, DECISIONS, GIVE, KEEP, MATCH, NUMBER, REJECT, Decision
+from usersync.plan.cases import (
+    CLOSED,
+    CONFIRM,
+    DECIDED,
+    DECISIONS,
+    GIVE,
+    KEEP,
+    KEPT,
+    MATCH,
+    NUMBER,
+    OPEN,
+    REJECT,
+    REJECTED,
+    Decision,
+)
 from usersync.store.recheck import Conflict
 from usersync.store.user_log import UPDATED, RunStamp, UserLog
 
-OPEN, DECIDED, KEPT, REJECTED, CLOSED = "open", "decided", "kept", "rejected", "closed"
 #: a decision this run planned from, changed since (``hold_back_stale``): not applied, not closed
 STALE = "stale"
 LIVE = (OPEN, DECIDED, KEPT, REJECTED)

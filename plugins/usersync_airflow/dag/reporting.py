@@ -9,7 +9,7 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook, get_current_context
 from airflow.sdk.exceptions import AirflowFailException
@@ -42,6 +42,9 @@ from usersync_airflow.dag.metrics import emit as emit_metrics
 from usersync_airflow.dag.run_storage import dag_folder
 from usersync_airflow.dag.tasks import account_shown, dry_run, folder, previewing, run_started, run_time, source_info
 from usersync_airflow.ui.links import cases_link, history_link, report_link
+
+if TYPE_CHECKING:
+    from usersync_airflow.hooks import UsersDbHook
 
 log = logging.getLogger(__name__)
 XCOM_REPORT_CHARS = 16_000
@@ -116,50 +119,42 @@ def build_report(rules: Rules) -> RunReport:
     )
 
 
-def _cases(rules: Rules, run_report: RunReport) -> list[int]:
+def _cases(db: UsersDbHook, rules: Rules, run_report: RunReport) -> list[int]:
     """Fill the report's cases section from the users database: live cases per status, and the open ones no
     report announced yet (returned, to mark announced once the mail is out). A database that cannot be read
     leaves the section with the run's own counts."""
     from usersync.store.cases import summary, unannounced
-    from usersync_airflow.hooks import UsersDbHook
 
     section = next(s for s in run_report.sections if isinstance(s, Cases))
     if run_report.dry_run or run_report.failure:
         return []
-    hook = UsersDbHook(rules.target.conn_id)
     try:
-        engine = hook.get_conn()
+        engine = db.get_conn()
         section.live = summary(engine, rules.source.name)
         section.fresh = unannounced(engine, rules.source.name) if section.live.get("open") else []
     except Exception as exc:  # noqa: BLE001 - the report goes out all the same, saying what it could not read
         log.error("could not read the cases of %s: %s", rules.source.name, exc)
         return []
-    finally:
-        hook.close()
     return [c["id"] for c in section.fresh]
 
 
-def _health(rules: Rules, run_report: RunReport) -> None:
+def _health(db: UsersDbHook, rules: Rules, run_report: RunReport) -> None:
     """A failed run goes into the source's health (``usersync.plan.health``): the report says whether the source
     is failing or quarantined, and a failure alarmed already sends no alarm again. A guard that blocked is no
     failure of the source; a skipped run records nothing."""
     from usersync.plan.health import FAILURES_BEFORE_QUARANTINE, QUARANTINED, quarantine_line
     from usersync.store.source_health import record_failure
-    from usersync_airflow.hooks import UsersDbHook
 
     failure = run_report.failure
     if run_report.skipped or not failure or failure.get("blocked"):
         return
     reason = (failure.get("error") or "").splitlines()[0][:300] if failure.get("error") else "no message"
-    hook = UsersDbHook(rules.target.conn_id)
     try:
-        failed = record_failure(hook.get_conn(), rules.source.name, failure["type"], reason, run_time(),
+        failed = record_failure(db.get_conn(), rules.source.name, failure["type"], reason, run_time(),
                                 run_report.run_id, datetime.now(UTC))
     except Exception as exc:  # noqa: BLE001 - the users database may be what failed: the alarm goes out all the same
         log.error("could not record the failure in the source's health: %s", exc)
         return
-    finally:
-        hook.close()
     h = failed.health
     since = h.first_failure_at.isoformat(timespec="minutes") if h.first_failure_at else "?"
     if h.state == QUARANTINED:
@@ -172,21 +167,17 @@ def _health(rules: Rules, run_report: RunReport) -> None:
     log.info("source health: %s%s", run_report.health, f" (alarm: {failed.alarm})" if failed.alarm else "")
 
 
-def _repeats(rules: Rules, run_report: RunReport) -> None:
+def _repeats(db: UsersDbHook, rules: Rules, run_report: RunReport) -> None:
     """How many runs in a row skipped each of this run's skipped accounts for the same bad data (the per-user
     log's count): the report parks those skipped again and again."""
     from usersync.store.history import repeated_skips
-    from usersync_airflow.hooks import UsersDbHook
 
     if not (run_report.plan and run_report.plan.skipped):
         return
-    hook = UsersDbHook(rules.target.conn_id)
     try:
-        run_report.repeats = repeated_skips(hook.get_conn(), rules.source.name)
+        run_report.repeats = repeated_skips(db.get_conn(), rules.source.name)
     except Exception as exc:  # noqa: BLE001 - the report lists every skip in full then, rather than none
         log.error("could not read the repeated skips of %s: %s", rules.source.name, exc)
-    finally:
-        hook.close()
 
 
 def _notify(rules: Rules, run_report: RunReport) -> None:
@@ -203,19 +194,15 @@ def _notify(rules: Rules, run_report: RunReport) -> None:
     send_notices(rules.notify, report_notice(run_report, event, link), ctx)
 
 
-def _announced(rules: Rules, ids: list[int]) -> None:
+def _announced(db: UsersDbHook, ids: list[int]) -> None:
     from usersync.store.cases import announce
-    from usersync_airflow.hooks import UsersDbHook
 
     if not ids:
         return
-    hook = UsersDbHook(rules.target.conn_id)
     try:
-        announce(hook.get_conn(), ids)
+        announce(db.get_conn(), ids)
     except Exception as exc:  # noqa: BLE001 - announced again next time, rather than never
         log.error("could not mark %d case(s) as announced: %s", len(ids), exc)
-    finally:
-        hook.close()
 
 
 def _explanation(failure, applied) -> list[str]:
@@ -240,18 +227,41 @@ def _draft(rules_path: str, run_report: RunReport, live: Rules) -> None:
 def report(rules_path: str) -> str:
     started = time.perf_counter()
     rules = load_rules(rules_path)  # the live file's report and alarm settings, also for a draft's preview
-    run_report = build_report(rules)
-    _health(rules, run_report)
-    _repeats(rules, run_report)
-    fresh = _cases(rules, run_report)
-    if previewing():
-        _draft(rules_path, run_report, rules)
-    secrets = _secrets(rules)
-    text = run_report.render(secrets=secrets)
-    for line in text.splitlines():
-        log.info("%s", line)
+    from usersync_airflow.hooks import UsersDbHook  # at run time: DAG parsing stays free of database drivers
+
+    db = UsersDbHook(rules.target.conn_id)  # one engine for the report's reads and writes of the users database
+    try:
+        run_report = build_report(rules)
+        _health(db, rules, run_report)
+        _repeats(db, rules, run_report)
+        fresh = _cases(db, rules, run_report)
+        if previewing():
+            _draft(rules_path, run_report, rules)
+        secrets = _secrets(rules)
+        text = run_report.render(secrets=secrets)
+        for line in text.splitlines():
+            log.info("%s", line)
+        path = _write(rules, run_report, text)
+        explained = next((s.lines for s in run_report.sections if isinstance(s, AccountExplanation) and s.lines),
+                         None)
+        _record_run(run_report, text, mask("\n".join(explained) + "\n", secrets) if explained else None)
+        _prune_run_data(rules)
+        _prune_history(db, rules)
+        send_report_mail(run_report, text, rules.alarms, get_current_context())
+        _notify(rules, run_report)
+        emit_metrics(run_report)
+        _announced(db, fresh)  # in this report (and its mail, when mail is set up): not again until it changes
+    finally:
+        db.close()
+    log.info("report: step done in %.3f s", time.perf_counter() - started)
+    if run_report.status in (FAILED, BLOCKED):
+        raise AirflowFailException(f"run {run_report.status.lower()}: {run_report.subject()}")
+    return _capped(text, path)
+
+
+def _write(rules: Rules, run_report: RunReport, text: str) -> Path | None:
+    """The report into the reports folder, older ones pruned; None when the folder cannot be written."""
     reports = reports_dir(rules)
-    path = None
     try:
         path = write_report(text, reports, rules.source.name, run_report.run_id, run_report.started)
         log.info("report written to %s", path)
@@ -259,18 +269,8 @@ def report(rules_path: str) -> str:
             log.info("removed report older than %d days: %s", rules.report.retention_days, old)
     except OSError as exc:
         log.error("could not write the report under %s: %s", reports, exc)
-    explained = next((s.lines for s in run_report.sections if isinstance(s, AccountExplanation) and s.lines), None)
-    _record_run(run_report, text, mask("\n".join(explained) + "\n", secrets) if explained else None)
-    _prune_run_data(rules)
-    _prune_history(rules)
-    send_report_mail(run_report, text, rules.alarms, get_current_context())
-    _notify(rules, run_report)
-    emit_metrics(run_report)
-    _announced(rules, fresh)  # in this report (and its mail, when mail is set up): not again until it changes
-    log.info("report: step done in %.3f s", time.perf_counter() - started)
-    if run_report.status in (FAILED, BLOCKED):
-        raise AirflowFailException(f"run {run_report.status.lower()}: {run_report.subject()}")
-    return _capped(text, path)
+        return None
+    return path
 
 
 def _capped(text: str, path) -> str:
@@ -293,22 +293,18 @@ def _record_run(run_report: RunReport, text: str, explained: str | None) -> None
         log.error("could not store the report in the run folder %s: %s", run, exc)
 
 
-def _prune_history(rules: Rules) -> None:
+def _prune_history(db: UsersDbHook, rules: Rules) -> None:
     """This source's records in the per-user log go after ``report.history_days`` (in bounded batches)."""
     from datetime import UTC, datetime, timedelta
 
     from usersync.store.history import prune
-    from usersync_airflow.hooks import UsersDbHook
 
-    hook = UsersDbHook(rules.target.conn_id)
     try:
-        gone = prune(hook.get_conn(), datetime.now(UTC) - timedelta(days=rules.report.history_days), rules.source.name)
+        gone = prune(db.get_conn(), datetime.now(UTC) - timedelta(days=rules.report.history_days), rules.source.name)
         if gone:
             log.info("removed %d per-user log record(s) older than %d days", gone, rules.report.history_days)
     except Exception as exc:  # noqa: BLE001 - pruning is housekeeping: the run's outcome stands, the next run retries
         log.error("could not prune the per-user log: %s", exc)
-    finally:
-        hook.close()
 
 
 def _prune_run_data(rules: Rules) -> None:

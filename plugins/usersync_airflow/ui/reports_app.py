@@ -115,6 +115,18 @@ def _health(user) -> dict[str, dict]:
     return out
 
 
+def _form_source(user, request: Request, source: str, token: str, expected: str, refused: str) -> tuple[str, str]:
+    """A write from one of the app's pages: same-site, carrying the page's token for this user and source, by
+    someone who may trigger the source's DAG (403 otherwise, ``refused`` saying from where and what was not
+    done). Returns the source's DAG id and users database connection id."""
+    if not (same_site(request) and hmac.compare_digest(token, expected)):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"this form did not come from {refused}")
+    sources = _sources(user)
+    if source not in sources or not may_trigger(user, sources[source][0]):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "not allowed to trigger this DAG")
+    return sources[source]
+
+
 def release_token(user, source: str) -> str:
     """The token a release form carries: bound to this user and source (see ``undo_token``)."""
     return undo_token(user, source, "release")
@@ -129,13 +141,9 @@ def release(user: User, request: Request, source: Annotated[str, Form(max_length
     from usersync.store.source_health import release as end_quarantine
     from usersync_airflow.hooks import UsersDbHook
 
-    if not (same_site(request) and hmac.compare_digest(token, release_token(user, source))):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "this form did not come from the reports page; nothing was "
-                                                       "released")
-    sources = _sources(user)
-    if source not in sources or not may_trigger(user, sources[source][0]):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "not allowed to trigger this DAG")
-    hook = UsersDbHook(sources[source][1])
+    _dag_id, conn_id = _form_source(user, request, source, token, release_token(user, source),
+                                    "the reports page; nothing was released")
+    hook = UsersDbHook(conn_id)
     try:
         done = end_quarantine(hook.get_conn(), source, _name(user), datetime.now(UTC))
     finally:
@@ -436,13 +444,9 @@ def cases_run(user: User, request: Request, source: Annotated[str, Form(max_leng
     from airflow.api.common.trigger_dag import trigger_dag
     from airflow.utils.types import DagRunTriggeredByType
 
-    if not (same_site(request) and hmac.compare_digest(token, cases_token(user, source))):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "this form did not come from the cases page; nothing was "
-                                                       "triggered")
-    sources = _case_sources(user, source)
-    if source not in sources or not may_trigger(user, sources[source][0]):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "not allowed to trigger this DAG")
-    run = trigger_dag(sources[source][0], triggered_by=DagRunTriggeredByType.UI, triggering_user_name=_name(user),
+    dag_id, _conn_id = _form_source(user, request, source, token, cases_token(user, source),
+                                    "the cases page; nothing was triggered")
+    run = trigger_dag(dag_id, triggered_by=DagRunTriggeredByType.UI, triggering_user_name=_name(user),
                       conf={})
     return RedirectResponse(f"../reports?triggered={quote(getattr(run, 'run_id', ''), safe='')}",
                             status.HTTP_303_SEE_OTHER)
