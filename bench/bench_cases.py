@@ -30,7 +30,7 @@ import yaml
 from sqlalchemy import create_engine, func, insert, select, text
 
 from bench.bench_dag import FULL_FIELDS, publish, rules
-from bench.dag_session import dag_session, written
+from bench.dag_session import dag_session, task_table
 from devtools.ad_data import ad_user
 from usersync.core.users_table import cases, users
 from usersync.store.cases import decide
@@ -105,13 +105,8 @@ def markdown(n: int, rows: list[dict], command: str) -> str:
         f"of `{command}` (dag.test(); the reference — the same links made by the run itself — first, in the same "
         "session).",
         "",
-        "| step | wall s | diff task s | apply task s | rows written | XCom bytes |",
-        "|---|---:|---:|---:|---|---:|",
+        *task_table(rows, "step"),
     ]
-    for r in rows:
-        tasks = r.get("tasks", {})
-        lines.append(f"| {r['case']} | {r['seconds']:.2f} | {tasks.get('diff', '—')} | {tasks.get('apply', '—')} | "
-                     f"{written(r.get('written'))} | {r.get('xcom_bytes', '—')} |")
     lines.append("")
     return "\n".join(lines)
 

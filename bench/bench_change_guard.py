@@ -28,7 +28,7 @@ from pathlib import Path
 import yaml
 
 from bench.bench_dag import FULL_FIELDS, publish, rules
-from bench.dag_session import dag_session, written
+from bench.dag_session import dag_session, task_table
 
 DAY0 = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)
 OFF = {"max_read_drop_percent": None, "max_cleared_percent": None}
@@ -76,13 +76,8 @@ def markdown(n: int, rows: list[dict], command: str) -> str:
         f"of `{command}` (dag.test(); each reference — the same run with the guard off — just before, in the same "
         "session).",
         "",
-        "| run | wall s | diff task s | apply task s | rows written | XCom bytes |",
-        "|---|---:|---:|---:|---|---:|",
+        *task_table(rows, "run"),
     ]
-    for r in rows:
-        tasks = r.get("tasks", {})
-        lines.append(f"| {r['case']} | {r['seconds']:.2f} | {tasks.get('diff', '—')} | {tasks.get('apply', '—')} | "
-                     f"{written(r.get('written'))} | {r.get('xcom_bytes', '—')} |")
     lines.append("")
     return "\n".join(lines)
 

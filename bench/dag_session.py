@@ -81,3 +81,14 @@ def runner_session(work: Path, rules: dict[str, Any], database: str, rows: list[
 def written(counts: dict | None) -> str:
     """A run's written counts as a table cell: ``inserted 5, updated 2``, or a dash."""
     return ", ".join(f"{k} {v}" for k, v in (counts or {}).items() if v) or "—"
+
+
+def task_table(rows: list[dict[str, Any]], first: str = "run") -> list[str]:
+    """Markdown table lines of DAG runs: wall and diff / apply task seconds, rows written, XCom bytes."""
+    lines = [f"| {first} | wall s | diff task s | apply task s | rows written | XCom bytes |",
+             "|---|---:|---:|---:|---|---:|"]
+    for r in rows:
+        tasks = r.get("tasks", {})
+        lines.append(f"| {r['case']} | {r['seconds']:.2f} | {tasks.get('diff', '—')} | {tasks.get('apply', '—')} | "
+                     f"{written(r.get('written'))} | {r.get('xcom_bytes', '—')} |")
+    return lines
