@@ -242,6 +242,14 @@ class AirflowCluster:
             time.sleep(0.5)
         return run
 
+    def wait_idle(self, dag_id: str, timeout: float = 300) -> None:
+        """Wait until no run of ``dag_id`` is queued or running (one a failed test left behind, say)."""
+        deadline = time.monotonic() + timeout
+        while self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns?state=queued&state=running")["total_entries"]:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{dag_id} still has a queued or running run after {timeout:.0f} s")
+            time.sleep(0.5)
+
     def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
         return self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
 

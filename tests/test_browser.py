@@ -337,6 +337,7 @@ def test_a_quarantined_source_shown_on_the_reports_page_released_there_and_healt
     import httpx
 
     d, c = browser.driver, stack.cluster
+    c.wait_idle(DAG)  # a run still going would fail too and count as a second failure
     _service_password(stack, "Rotated-Elsewhere-1!")
     before = stack.users()
     failed = c.trigger(DAG)

@@ -47,13 +47,24 @@ class Browser:
         return path
 
     def wait_for(self, predicate, timeout: float = 30, what: str = "condition"):
+        """Poll ``predicate`` until it holds; an element that went stale (the page was replaced between finding it
+        and reading it, as after a form's redirect) counts as "not yet"."""
         deadline = time.monotonic() + timeout
-        while not (result := predicate()):
+        while not (result := self._poll(predicate)):
             if time.monotonic() > deadline:
                 self.shot(f"timeout-{what.replace(' ', '-')}")
                 raise TimeoutError(f"browser: no {what} after {timeout:.0f} s (screenshot kept)")
             time.sleep(0.3)
         return result
+
+    @staticmethod
+    def _poll(predicate):
+        from selenium.common.exceptions import StaleElementReferenceException
+
+        try:
+            return predicate()
+        except StaleElementReferenceException:
+            return None
 
     def quit(self) -> None:
         self.driver.quit()
