@@ -117,3 +117,13 @@ def test_the_scim_benchmark_runs_on_a_small_directory(tmp_path):
     assert cases["3 deleted in the provider (1 %): each removal confirmed"]["written"]["deleted"] == 3
     text = scim_markdown(300, result, "python -m bench.bench_scim 300")
     assert "Waiting on HTTP is" in text and "Confirming 3 removals one by one" in text
+
+
+def test_the_console_benchmark_builds_the_pages_it_times():
+    """Five rules files: the sources page lists all five and the editor renders (the figures are the bench's)."""
+    from bench.bench_console import render
+    from bench.bench_console import run_benchmark as run_console
+
+    figures = run_console(5)
+    assert figures["largest"] == "corp_ad.yaml" and figures["first"] > 0 and figures["editor"] > 0
+    assert "| sources page's HTML, 5 rows |" in render(5, figures)

@@ -28,7 +28,8 @@ def test_shipped_rules_load_without_import_errors(shipped_bag):
 def test_csv_imports_are_manual_with_a_file_parameter_and_only_delta_sources_offer_full_sync(shipped_bag):
     dag = shipped_bag.get_dag("user_import__staff_csv")
     assert dag.schedule is None
-    every = {"dry_run", "allow_mass_delete", "allow_mass_change", "undo_run", "account", "keep_as_local", "preview_draft"}  # one account, draft previews, undo: all
+    every = {"dry_run", "allow_mass_delete", "allow_mass_change", "undo_run", "account", "keep_as_local", "preview_draft",
+             "draft_rules"}  # one account, draft previews, undo: all
     assert set(dag.params) == every | {"file"}
     assert set(shipped_bag.get_dag("user_sync__corp_ad").params) == every | {"full_sync"}
     assert set(shipped_bag.get_dag("user_sync__demo").params) == every

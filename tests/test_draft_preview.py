@@ -124,3 +124,20 @@ def test_a_delta_source_previews_with_a_full_read_and_keeps_its_delta_link(airfl
         assert "- delete user000000" in report
         assert all_rows(url) == before and load_watermark(engine, "entra") == mark
         engine.dispose()
+
+
+def test_draft_rules_sent_with_the_run_are_previewed_and_may_not_read_another_connection(airflow_env, corp):
+    """What the console sends where the rules folder cannot be written: the rules as text with the run."""
+    narrowed = ad_rules(filter=f"(&(objectClass=user)(!(department={DEPARTMENTS[0]})))")
+    before = all_rows(corp)
+    dr = airflow_env.run("user_sync__corp", {"preview_draft": True, "draft_rules": yaml.safe_dump(narrowed)})
+    assert dr.state == "success" and all_rows(corp) == before
+    leaving = sorted(f"user{i:06d}" for i in range(USERS) if ad_user(i)["department"] == DEPARTMENTS[0])
+    assert sorted(d["username"] for d in planned(dr)["deletes"]) == leaving
+    report = report_of(dr)
+    assert "mode:     DRAFT PREVIEW of the draft sent with the run (console)" in report
+    assert f"scope: source.filter: '(objectClass=user)' → '{narrowed['source']['filter']}'" in report
+    elsewhere = ad_rules(conn_id="someone_elses_ldap")
+    dr = airflow_env.run("user_sync__corp", {"preview_draft": True, "draft_rules": yaml.safe_dump(elsewhere)})
+    assert dr.state == "failed" and all_rows(corp) == before
+    assert "keep the live source's type and connection" in report_of_failed(dr)

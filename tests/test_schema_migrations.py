@@ -34,7 +34,7 @@ def _context(conn) -> MigrationContext:
 def test_fresh_database_is_created_at_the_newest_revision_and_matches_the_tables(users_url):
     engine = create_engine(users_url)
     ensure_schema(engine)
-    assert schema_version.current(engine) == head() == "0009"
+    assert schema_version.current(engine) == head() == "0010"
     with engine.connect() as conn:  # the migrations build exactly what schema.py describes
         diffs = compare_metadata(_context(conn), metadata)
     assert diffs == []
@@ -78,7 +78,7 @@ def test_first_landed_database_is_refused_then_upgraded_keeping_every_row(users_
 def test_a_database_behind_or_ahead_is_refused_naming_the_fix(users_url):
     engine = create_engine(users_url)
     upgrade(engine, "0002")
-    with pytest.raises(SchemaVersionError, match=r"revision 0002, behind this usersync \(0009\).*usersync-db upgrade x"):
+    with pytest.raises(SchemaVersionError, match=r"revision 0002, behind this usersync \(0010\).*usersync-db upgrade x"):
         ensure_schema(engine, upgrade_command="usersync-db upgrade x")
     assert not {"sync_state", "source_state"} & set(inspect(engine).get_table_names())
     upgrade(engine)

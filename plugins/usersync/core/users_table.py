@@ -205,3 +205,24 @@ source_health = Table(
     Column("released_at", DateTime(timezone=True), nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
+
+#: What administrators did to a source's configuration from the console (``usersync.store.admin_log``): a draft
+#: saved, rules gone live (with the text they replaced), a source or connection created, a Test, a run triggered,
+#: the schedule enabled. Beside the per-user log, so "who changed the rules before that run" is one query away.
+admin_log = Table(
+    "admin_log",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("by", String(256), nullable=False, comment="the Airflow user"),
+    Column("source", String(64), nullable=False, comment="rules source name"),
+    Column("action", String(32), nullable=False,
+           comment="draft, live, created, connection, test, triggered, schedule"),
+    Column("ok", Boolean, nullable=False, server_default=true(), comment="false: a Test that failed"),
+    Column("summary", Text, nullable=False, comment="what was done, in one line (never a secret)"),
+    Column("detail", Text, nullable=True, comment="JSON: the settings changed, the Test's lines, the run id"),
+    Column("before_text", Text, nullable=True, comment="the rules file's text this change replaced"),
+    Column("after_text", Text, nullable=True, comment="the rules file's text after the change"),
+)
+
+Index("ix_admin_log_source", admin_log.c.source, admin_log.c.at)

@@ -82,14 +82,39 @@ def load_draft(live_path: str | Path, live: Rules | None = None) -> Rules:
         raise RulesError(path, [("", f"no draft rules file beside {Path(live_path).name}: write {path.name} to preview")])
     live = live or load_rules(live_path)
     draft = load_rules(path, name=live.source.name)
+    problems = _draft_problems(draft, live)
+    if problems:
+        raise RulesError(path, problems)
+    return draft
+
+
+def _draft_problems(draft: Rules, live: Rules) -> list[tuple[str, str]]:
     problems = []
     if draft.source.name != live.source.name:
         problems.append(("source.name", f"a draft of source {live.source.name!r} must keep that name, not "
                                         f"{draft.source.name!r}"))
     if draft.target != live.target:
         problems.append(("target", "a draft is previewed against the live users table: keep the live 'target'"))
+    return problems
+
+
+def draft_from_text(text: str, live: Rules, where: str = "<draft sent with the run>") -> Rules:
+    """Draft rules sent as text with a preview run (the console's, where the rules folder cannot be written).
+    Whoever may trigger the DAG may send them, so besides a draft's own limits they keep the live source's type
+    and connection: a preview never reads a directory the live rules do not."""
+    try:
+        data = yaml.load(text, Loader=_SAFE_LOADER)
+    except yaml.YAMLError as exc:
+        raise RulesError(where, [("", f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
+    if isinstance(data, dict) and isinstance(data.get("source"), dict) and "name" not in data["source"]:
+        data = {**data, "source": {**data["source"], "name": live.source.name}}
+    draft = parse_rules(data, where)
+    problems = _draft_problems(draft, live)
+    if (draft.source.type, draft.source.connection_id()) != (live.source.type, live.source.connection_id()):
+        problems.append(("source.conn_id", "draft rules sent with a run keep the live source's type and connection "
+                                           "(save the draft as a file to preview another)"))
     if problems:
-        raise RulesError(path, problems)
+        raise RulesError(where, problems)
     return draft
 
 

@@ -45,6 +45,10 @@ class SourceSpecBase(StrictModel):
     listing_shifts: ClassVar[str | None] = None
     #: What an admin may type to name one account (the ``account`` trigger parameter)
     account_forms: ClassVar[str] = "its key"
+    #: what a new source of this type starts with (the console's new-source wizard, the editor's Default): source
+    #: options beyond the model's defaults, and the field rules a typical source of this type needs
+    example_source: ClassVar[dict[str, Any]] = {}
+    example_fields: ClassVar[dict[str, Any]] = {}
 
     #: ``source.type``: each spec narrows it to its own names (the union's discriminator)
     type: str

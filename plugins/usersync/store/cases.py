@@ -259,6 +259,15 @@ def list_cases(engine: Engine, sources: Iterable[str], status: str = "live", kin
     return [shown(dict(r)) for r in rows], int(total)
 
 
+def waiting_counts(engine: Engine, sources: Iterable[str]) -> dict[str, int]:
+    """Cases waiting for a person (``open``) per source: one query (the sources page's column)."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(cases.c.source, func.count()).where(
+            cases.c.source.in_(list(sources)), cases.c.status == OPEN, cases.c.closed_at.is_(None))
+            .group_by(cases.c.source)).all()
+    return {source: int(n) for source, n in rows}
+
+
 def shown(row: Mapping[str, Any]) -> dict[str, Any]:
     """A case as pages and the API show it (times as ISO 8601, the detail unpacked)."""
     out = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items() if k != "detail"}

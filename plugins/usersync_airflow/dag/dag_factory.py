@@ -115,6 +115,12 @@ def one_user_params(rules: Rules, path: Path) -> dict[str, Param]:
             description=f"A dry run with {path.stem}.draft.yaml instead of the live rules: the report lists what "
                         "the draft changes and what it would insert, update, delete or disable. Writes nothing.",
         ),
+        # what the console sends when the rules folder cannot be written (a read-only bundle)
+        "draft_rules": Param(
+            None, type=["null", "string"], title="Draft rules (YAML)",
+            description="With Preview draft: these rules instead of the draft file. They keep the live source's "
+                        "name, type, connection and target. Empty: the draft file.",
+        ),
     }
 
 

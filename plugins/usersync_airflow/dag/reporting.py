@@ -21,7 +21,7 @@ from usersync.explain.outcome import result_line
 from usersync.plan.change_tables import preview
 from usersync.rules import Rules, RulesError
 from usersync.rules.compare import rules_changes
-from usersync.rules.loader import draft_path, load_draft, load_rules
+from usersync.rules.loader import draft_path, load_rules
 from usersync.run.report import (
     BLOCKED,
     FAILED,
@@ -40,7 +40,17 @@ from usersync_airflow.dag import xcom
 from usersync_airflow.dag.alarms import send_report_mail
 from usersync_airflow.dag.metrics import emit as emit_metrics
 from usersync_airflow.dag.run_storage import dag_folder
-from usersync_airflow.dag.tasks import account_shown, dry_run, folder, previewing, run_started, run_time, source_info
+from usersync_airflow.dag.tasks import (
+    account_shown,
+    draft_rules,
+    dry_run,
+    folder,
+    params,
+    previewing,
+    run_started,
+    run_time,
+    source_info,
+)
 from usersync_airflow.ui.links import cases_link, history_link, report_link
 
 if TYPE_CHECKING:
@@ -215,10 +225,10 @@ def _explanation(failure, applied) -> list[str]:
 
 def _draft(rules_path: str, run_report: RunReport, live: Rules) -> None:
     """A preview names its draft and what the draft changes; a draft that will not load is said, not hidden."""
-    path = draft_path(rules_path)
-    run_report.draft = path.name
+    sent = bool(params().get("draft_rules"))
+    run_report.draft = "the draft sent with the run (console)" if sent else draft_path(rules_path).name
     try:
-        changes = rules_changes(live, load_draft(rules_path, live))
+        changes = rules_changes(live, draft_rules(rules_path, live))
     except RulesError as exc:
         changes = [f"the draft cannot be used: {exc}"]
     run_report.sections.insert(0, DraftChanges(changes))

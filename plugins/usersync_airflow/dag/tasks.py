@@ -33,7 +33,7 @@ from usersync.plan.health import skip_reason
 from usersync.plan.read_plan import Watermark
 from usersync.plan.safety import REMOVALS, Verdict, check_removals, person
 from usersync.rules import Rules, load_rules
-from usersync.rules.loader import load_draft
+from usersync.rules.loader import draft_from_text, load_draft
 from usersync.run import confirm, pipeline
 from usersync.run.handover import Extracted, Mapped, PlanRef, SourceInfo, StepFailure
 from usersync.run.params import CONTROL, BadParameter, one_account, printable, run_to_undo
@@ -92,8 +92,16 @@ def step(name: str) -> Callable:
 def rules_at(path: str) -> Rules:
     """The rules this run follows: the live file, or its draft when the run previews it."""
     if previewing():
-        return load_draft(path)
+        return draft_rules(path)
     return load_rules(Path(path))
+
+
+def draft_rules(path: str, live: Rules | None = None) -> Rules:
+    """The draft a preview follows: the rules sent with the run (``draft_rules``), else the draft file."""
+    sent = params().get("draft_rules")
+    if sent:
+        return draft_from_text(sent, live or load_rules(Path(path)))
+    return load_draft(path, live)
 
 
 def params() -> dict[str, Any]:

@@ -8,20 +8,28 @@ else. Data comes from the run folders on shared storage (``USERSYNC_RUN_DATA``),
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 import posixpath
 import re
 from itertools import chain
 from typing import Annotated
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
-from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request, status
+from fastapi import FastAPI, Form, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
 
 from usersync.run.summaries import EXPLANATION, REPORT, read_summary, recent_runs, report_text
 from usersync_airflow.dag.run_storage import runs_base
+from usersync_airflow.ui.access import (
+    User,
+    form_token,
+    may_read,
+    may_trigger,
+    readable_sources,
+    same_site,
+    user_name,
+)
 from usersync_airflow.ui.reports_page import page, run_link, undo_form
 
 log = logging.getLogger(__name__)
@@ -29,30 +37,6 @@ log = logging.getLogger(__name__)
 DEFAULT_DAYS = 15
 #: run_storage's folder names, never ``.``, ``..`` or hidden: anything else never reaches storage
 _NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
-
-
-async def current_user(request: Request):
-    """The Airflow user behind this request, or 401/403 (Airflow's own token check, as its REST API does).
-
-    Not ``Depends(airflow…security.get_user)``: importing that module here would slow the start of every
-    process that loads plugins; the same token resolution is imported only when a request comes."""
-    from airflow.api_fastapi.auth.managers.base_auth_manager import COOKIE_NAME_JWT_TOKEN
-    from airflow.api_fastapi.core_api.security import resolve_user_from_token
-
-    header = request.headers.get("authorization", "")
-    token = header[7:] if header.lower().startswith("bearer ") else request.cookies.get(COOKIE_NAME_JWT_TOKEN)
-    return await resolve_user_from_token(token)
-
-
-User = Annotated[object, Depends(current_user)]
-
-
-def may_read(user, dag_id: str) -> bool:
-    from airflow.api_fastapi.app import get_auth_manager
-    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
-
-    return get_auth_manager().is_authorized_dag(method="GET", access_entity=DagAccessEntity.RUN,
-                                                details=DagDetails(id=dag_id), user=user)
 
 
 def _history(user, days: int) -> dict:
@@ -184,14 +168,7 @@ def _text(run_dir, name: str, filename: str, download: bool, what: str) -> Strea
 
 
 def _sources(user) -> dict[str, tuple[str, str]]:
-    """The sources whose DAG runs ``user`` may read: source → (DAG id, users database connection id)."""
-    from usersync.rules.loader import load_rules_dir
-    from usersync_airflow.dag.dag_factory import dag_id as dag_id_of
-    from usersync_airflow.rules_location import rules_dir
-
-    valid, _errors = load_rules_dir(rules_dir())
-    return {rules.source.name: (dag_id_of(rules), rules.target.conn_id) for rules, _path in valid.values()
-            if may_read(user, dag_id_of(rules))}
+    return readable_sources(user)
 
 
 def _timeline(user, query: str) -> tuple[list, dict[str, tuple[str, str]]]:
@@ -273,31 +250,9 @@ def undo(user: User, request: Request, dag_id: Annotated[str, Form(max_length=25
     return RedirectResponse(f"reports?triggered={quote(new, safe='')}", status.HTTP_303_SEE_OTHER)
 
 
-def may_trigger(user, dag_id: str) -> bool:
-    from airflow.api_fastapi.app import get_auth_manager
-    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
-
-    return get_auth_manager().is_authorized_dag(method="POST", access_entity=DagAccessEntity.RUN,
-                                                details=DagDetails(id=dag_id), user=user)
-
-
 def undo_token(user, dag_id: str, run_id: str) -> str:
-    """The undo form's token: an HMAC of user, DAG and run under the API server's secret key, so only a page this
-    server rendered for this user can ask for this undo."""
-    from airflow.configuration import conf
-
-    secret = (conf.get("api", "secret_key", fallback="") or conf.get("api_auth", "jwt_secret", fallback="")).encode()
-    message = "\x1f".join((str(user.get_id()), dag_id, run_id)).encode()
-    return hmac.new(secret, message, hashlib.sha256).hexdigest()
-
-
-def same_site(request: Request) -> bool:
-    """The request's Origin (or Referer) is this server: a form posted from another site is refused."""
-    origin = request.headers.get("origin") or request.headers.get("referer")
-    if not origin:
-        return False
-    seen = urlsplit(origin)
-    return (seen.scheme, seen.netloc) == (request.url.scheme, request.url.netloc)
+    """The undo form's token: bound to this user, DAG and run (``access.form_token``)."""
+    return form_token(user, dag_id, run_id)
 
 
 @app.get("/runs/{dag_id}/{folder}/changes.csv")
@@ -398,8 +353,7 @@ def _decide(user, source: str, ids: list[int], decision: str, user_id: int | Non
         hook.close()
 
 
-def _name(user) -> str:
-    return str(getattr(user, "get_name", lambda: None)() or user.get_id())
+_name = user_name
 
 
 def _said(results: dict[int, str]) -> str:
@@ -450,3 +404,15 @@ def cases_run(user: User, request: Request, source: Annotated[str, Form(max_leng
                       conf={})
     return RedirectResponse(f"../reports?triggered={quote(getattr(run, 'run_id', ''), safe='')}",
                             status.HTTP_303_SEE_OTHER)
+
+
+# --- the console: sources, rules editor, new-source wizard ----------------------------------------------------
+
+def _console() -> None:
+    from usersync_airflow.ui import console_app, wizard_app
+
+    app.include_router(console_app.router)
+    app.include_router(wizard_app.router)
+
+
+_console()

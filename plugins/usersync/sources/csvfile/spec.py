@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from usersync.sources.spec import SourceSpecBase
 
@@ -13,6 +13,17 @@ class CsvSourceSpec(SourceSpecBase):
     on_demand: ClassVar[bool] = True
 
     account_forms: ClassVar[str] = "the key column's value, or 'line N'"
+    example_source: ClassVar[dict[str, Any]] = {"key_attribute": "username", "domain": "EXAMPLE"}
+    example_fields: ClassVar[dict[str, Any]] = {
+        "username": {"policy": "import", "attribute": "username", "transforms": ["lower"]},
+        "first_name": {"policy": "import", "attribute": "first_name"},
+        "last_name": {"policy": "import", "attribute": "last_name"},
+        "email": {"policy": "import", "attribute": "email", "transforms": ["lower"]},
+        "department": {"policy": "import", "attribute": "department"},
+        "extension": {"policy": "import", "attribute": "extension"},
+        "mobile": {"policy": "import", "attribute": "mobile"},
+        "language": {"policy": "on_insert", "value": "en"},
+        "enabled": {"policy": "on_insert", "value": True}}
     type: Literal["csv"]
     #: Folder the imported files must be in. Default: $USERSYNC_IMPORTS_DIR, else $USERSYNC_HOME/imports.
     imports_dir: str | None = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -22,6 +22,17 @@ class CucmSourceSpec(ConnectedSpec):
     disabled_attribute: ClassVar[str | None] = "status"
 
     account_forms: ClassVar[str] = "the CUCM userid"
+    example_source: ClassVar[dict[str, Any]] = {"domain": "EXAMPLE"}
+    example_fields: ClassVar[dict[str, Any]] = {
+        "username": {"policy": "import", "attribute": "userid", "transforms": ["lower"]},
+        "first_name": {"policy": "import", "attribute": "firstName"},
+        "last_name": {"policy": "import", "attribute": "lastName"},
+        "email": {"policy": "import", "attribute": "mailid", "transforms": ["lower"]},
+        "department": {"policy": "import", "attribute": "department"},
+        "extension": {"policy": "import", "attribute": "primaryExtension"},
+        "mobile": {"policy": "import", "attribute": "mobileNumber"},
+        "language": {"policy": "on_insert", "value": "en"},
+        "enabled": {"policy": "import", "attribute": "status", "transforms": ["cucm_active"]}}
     listing_shifts: ClassVar[str | None] = "AXL listUser pages by offset (skip / first)"
     type: Literal["cucm"]
     key_attribute: str = "userid"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -14,6 +14,17 @@ class DatabaseSourceSpec(ConnectedSpec):
     """A SQL database: a table or one read-only SELECT, streamed in chunks."""
 
     account_forms: ClassVar[str] = "the key column's value (or the anchor column's)"
+    example_source: ClassVar[dict[str, Any]] = {"key_attribute": "username", "table": "users", "domain": "EXAMPLE"}
+    example_fields: ClassVar[dict[str, Any]] = {
+        "username": {"policy": "import", "attribute": "username", "transforms": ["lower"]},
+        "first_name": {"policy": "import", "attribute": "first_name"},
+        "last_name": {"policy": "import", "attribute": "last_name"},
+        "email": {"policy": "import", "attribute": "email", "transforms": ["lower"]},
+        "department": {"policy": "import", "attribute": "department"},
+        "extension": {"policy": "import", "attribute": "extension"},
+        "mobile": {"policy": "import", "attribute": "mobile"},
+        "language": {"policy": "on_insert", "value": "en"},
+        "enabled": {"policy": "on_insert", "value": True}}
     type: Literal["database"]
     table: str | None = None
     query: str | None = None

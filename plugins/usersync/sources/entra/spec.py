@@ -33,6 +33,17 @@ class EntraSourceSpec(ConnectedSpec):
     delta_anchor: ClassVar[str | None] = "id"
 
     account_forms: ClassVar[str] = "the userPrincipalName, the object id, or the UPN's name part"
+    example_source: ClassVar[dict[str, Any]] = {}
+    example_fields: ClassVar[dict[str, Any]] = {
+        "username": {"policy": "import", "attribute": "upnLocalPart", "transforms": ["lower"]},
+        "first_name": {"policy": "import", "attribute": "givenName"},
+        "last_name": {"policy": "import", "attribute": "surname"},
+        "email": {"policy": "import", "attribute": "mail", "transforms": ["lower"]},
+        "department": {"policy": "import", "attribute": "department"},
+        "extension": {"policy": "import", "attribute": "extensionAttribute1"},
+        "mobile": {"policy": "import", "attribute": "mobilePhone"},
+        "language": {"policy": "on_insert", "value": "en"},
+        "enabled": {"policy": "import", "attribute": "accountEnabled", "transforms": ["flag"]}}
     type: Literal["entra_id"]
     key_attribute: str = "upnLocalPart"
     external_id_attribute: str | None = "id"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
@@ -14,6 +14,17 @@ class LdapSourceSpec(ConnectedSpec):
     """An LDAP directory (OpenLDAP, 389 DS, …): no disabled flag, no anchor, read whole."""
 
     account_forms: ClassVar[str] = "the key attribute's value or the entry's DN"
+    example_source: ClassVar[dict[str, Any]] = {
+        "object_path": "ou=people,dc=example,dc=org", "filter": "(objectClass=inetOrgPerson)", "key_attribute": "uid",
+        "domain": "EXAMPLE", "partitions": 1}
+    example_fields: ClassVar[dict[str, Any]] = {
+        "username": {"policy": "import", "attribute": "uid", "transforms": ["lower"]},
+        "first_name": {"policy": "import", "attribute": "givenName"},
+        "last_name": {"policy": "import", "attribute": "sn"},
+        "email": {"policy": "import", "attribute": "mail", "transforms": ["lower"]},
+        "extension": {"policy": "import", "attribute": "telephoneNumber", "transforms": ["digits"]},
+        "mobile": {"policy": "import", "attribute": "mobile"},
+        "enabled": {"policy": "on_insert", "value": True}}
 
     type: Literal["ldap"]
     #: LDAP object path (search base). Blank: the ``CN=Users`` container of the default naming context.
@@ -67,6 +78,19 @@ class ActiveDirectorySourceSpec(LdapSourceSpec):
     delta_anchor: ClassVar[str | None] = "objectGUID"
 
     account_forms: ClassVar[str] = "the sAMAccountName, the userPrincipalName, the objectGUID or the DN"
+    example_source: ClassVar[dict[str, Any]] = {
+        "object_path": "OU=Staff,DC=corp,DC=example", "filter": "(&(objectCategory=person)(objectClass=user))",
+        "key_attribute": "sAMAccountName", "domain": "CORP"}
+    example_fields: ClassVar[dict[str, Any]] = {
+        "username": {"policy": "import", "attribute": "sAMAccountName", "transforms": ["lower"]},
+        "first_name": {"policy": "import", "attribute": "givenName"},
+        "last_name": {"policy": "import", "attribute": "sn"},
+        "email": {"policy": "import", "attribute": "mail", "transforms": ["lower"]},
+        "department": {"policy": "import", "attribute": "department"},
+        "extension": {"policy": "prefix", "prefix": "", "attribute": "ipPhone", "transforms": ["digits"]},
+        "mobile": {"policy": "import", "attribute": "mobile"},
+        "language": {"policy": "on_insert", "value": "en"},
+        "enabled": {"policy": "import", "attribute": "userAccountControl", "transforms": ["ad_enabled"]}}
 
     type: Literal["active_directory"]  # type: ignore[assignment]  # AD is the same reader with more to offer
     #: objectGUID never changes, renames included: the anchor unless the rules say otherwise

@@ -30,6 +30,18 @@ class ScimSourceSpec(ConnectedSpec):
 
     disabled_attribute: ClassVar[str | None] = "active"
     account_forms: ClassVar[str] = "the userName or the resource id"
+    example_source: ClassVar[dict[str, Any]] = {"domain": "EXAMPLE"}
+    example_fields: ClassVar[dict[str, Any]] = {
+        "username": {"policy": "import", "attribute": "userName", "transforms": ["lower"]},
+        "first_name": {"policy": "import", "attribute": "name.givenName"},
+        "last_name": {"policy": "import", "attribute": "name.familyName"},
+        "email": {"policy": "import", "attribute": 'emails[type eq "work"].value', "transforms": ["lower"]},
+        "department": {"policy": "import", "attribute":
+                       "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department"},
+        "extension": {"policy": "import", "attribute": 'phoneNumbers[type eq "work"].value'},
+        "mobile": {"policy": "import", "attribute": 'phoneNumbers[type eq "mobile"].value'},
+        "language": {"policy": "on_insert", "value": "en"},
+        "enabled": {"policy": "import", "attribute": "active", "transforms": ["flag"]}}
     listing_shifts: ClassVar[str | None] = "GET /Users pages by offset (startIndex)"
     no_delta: ClassVar[str] = "SCIM 2.0 defines no change feed; each run reads only the attributes the rules use"
 
