@@ -47,8 +47,6 @@ def edited_text(text: str, before: Mapping[str, Any], after: Mapping[str, Any], 
         one = inputs.get(path)
         if new is None and (one is None or one.default is None):
             _drop(doc, keys)
-        elif one is not None and new == one.default and _get(before, keys) == one.default:
-            continue
         else:
             _put(doc, keys, new)
     out = io.StringIO()

@@ -86,21 +86,25 @@ def search_tests(conn_id: str) -> tuple[bool, list[str]]:
     """The search test (``usersync.run.search_test``) of every rules file whose source uses ``conn_id``: what the
     connection's Test button adds to the bind (False when a search failed or found nobody)."""
     from usersync.rules.loader import load_rules_dir
-    from usersync.run.search_test import search_test
-    from usersync.sources.errors import SourceError
     from usersync_airflow.rules_location import rules_dir
 
     valid, _errors = load_rules_dir(rules_dir())
     ok, lines = True, list[str]()
     for rules, _path in sorted(valid.values(), key=lambda v: v[0].source.name):
-        if rules.source.connection_id() != conn_id:
-            continue
-        try:
-            with open_source(rules, {}) as source:
-                result = search_test(source, rules)
-        except SourceError as exc:
-            ok, lines = False, [*lines, f"source {rules.source.name}: the rules' search failed: {exc}"]
-            continue
-        ok = ok and result.ok
-        lines += result.lines()
+        if rules.source.connection_id() == conn_id:
+            passed, said = search_rules(rules)
+            ok, lines = ok and passed, [*lines, *said]
     return ok, lines
+
+
+def search_rules(rules: Rules) -> tuple[bool, list[str]]:
+    """One rules file's search test on its own connection: (passed, what it says)."""
+    from usersync.run.search_test import search_test
+    from usersync.sources.errors import SourceError
+
+    try:
+        with open_source(rules, {}) as source:
+            result = search_test(source, rules)
+    except SourceError as exc:
+        return False, [f"source {rules.source.name}: the rules' search failed: {exc}"]
+    return result.ok, result.lines()

@@ -70,16 +70,21 @@ def _checked_form(user, request: Request, source: str, token: str, right: str) -
 
 
 def audit(rules: Rules, user, action: str, summary: str, ok: bool = True, **extra: Any) -> None:
+    """Record what ``user`` did to a source in its users database's ``admin_log``."""
+    record_action(rules.target.conn_id, rules.source.name, user, action, summary, ok, **extra)
+
+
+def record_action(conn_id: str, source: str, user, action: str, summary: str, ok: bool = True, **extra: Any) -> None:
+    """Record an action in the ``admin_log`` of users database ``conn_id`` (a new source's, before its rules)."""
     from usersync.store.admin_log import record
     from usersync_airflow.hooks import UsersDbHook
 
-    hook = UsersDbHook(rules.target.conn_id)
+    hook = UsersDbHook(conn_id)
     try:
-        record(hook.get_conn(), AdminAction(datetime.now(UTC), user_name(user), rules.source.name, action, summary,
-                                            ok, **extra))
+        record(hook.get_conn(), AdminAction(datetime.now(UTC), user_name(user), source, action, summary, ok, **extra))
     finally:
         hook.close()
-    log.info("console: %s %s %s: %s", user_name(user), action, rules.source.name, summary)
+    log.info("console: %s %s %s: %s", user_name(user), action, source, summary)
 
 
 # --- the sources page ----------------------------------------------------------------------------------------
@@ -149,19 +154,13 @@ def sources_test(user: User, request: Request, source: SourceName, token: Token)
 
 
 def search_lines(rules: Rules) -> tuple[bool, list[str]]:
-    """The bind and the rules' real search (``usersync.run.search_test``): (passed, what it says)."""
-    from usersync.run.search_test import search_test
-    from usersync.sources.errors import SourceError
-    from usersync_airflow.hooks.connections import open_source
+    """The bind and the rules' real search, as the connection's Test button runs it: (passed, what it says)."""
+    from usersync_airflow.hooks.connections import search_rules
 
     try:
-        with open_source(rules, {}) as source:
-            result = search_test(source, rules)
-    except SourceError as exc:
-        return False, [f"source {rules.source.name}: {exc}"]
+        return search_rules(rules)
     except Exception as exc:  # noqa: BLE001 - a connection that cannot be used is the Test's answer, not a 500
         return False, [f"source {rules.source.name}: {type(exc).__name__}: {exc}"]
-    return result.ok, result.lines()
 
 
 def _back(said: str) -> RedirectResponse:
@@ -177,13 +176,9 @@ def _editing(path: Path) -> tuple[str, str]:
                                                                                    "live")
 
 
-def _effective(text: str, path: Path, live: Rules) -> dict[str, Any]:
-    """The settings a text holds (those of the live rules when the text does not validate: a broken draft)."""
-    return _parsed(text, path, live)[0]
-
-
 def _parsed(text: str, path: Path, live: Rules) -> tuple[dict[str, Any], str]:
-    """(settings, why the text does not validate, or "")."""
+    """The settings a text holds, and why it does not validate ("" when it does; the live rules' settings then
+    stand in: a broken draft)."""
     import yaml
 
     try:
@@ -230,7 +225,7 @@ def rules_view(user: User, source: str, said: Said = "") -> HTMLResponse:
         history = []
     finally:
         hook.close()
-    live_text = path.read_text(encoding="utf-8")
+    live_text = text if editing == "live" else path.read_text(encoding="utf-8")
     view = EditorView(source, path.name, rules_form(effective), editing, text_diff(live_text, text, path.name,
                       draft_path(path).name), console_token(user, source), writable(), may_edit(user, dag),
                       may_trigger(user, dag), stats, stats_from, history, said, text)
@@ -246,7 +241,7 @@ def _edit(path: Path, rules: Rules, posted: dict[str, str]) -> tuple[str, list[t
     """The posted form applied to the text being edited: (new text, problems as ``usersync rules validate``
     names them, the text it started from)."""
     text, _editing_what = _editing(path)
-    before = _effective(text, path, rules)
+    before, _broken = _parsed(text, path, rules)
     form = rules_form(before)
     try:
         data = settings(before, form_values(form, posted))

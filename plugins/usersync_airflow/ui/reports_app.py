@@ -85,7 +85,7 @@ def _health(user) -> dict[str, dict]:
     from usersync.store.source_health import load_all
     from usersync_airflow.hooks import UsersDbHook
 
-    sources, out = _sources(user), {}
+    sources, out = readable_sources(user), {}
     for conn_id in sorted({conn for _dag, conn in sources.values()}):
         hook = UsersDbHook(conn_id)
         try:
@@ -105,7 +105,7 @@ def _form_source(user, request: Request, source: str, token: str, expected: str,
     done). Returns the source's DAG id and users database connection id."""
     if not (same_site(request) and hmac.compare_digest(token, expected)):
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"this form did not come from {refused}")
-    sources = _sources(user)
+    sources = readable_sources(user)
     if source not in sources or not may_trigger(user, sources[source][0]):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "not allowed to trigger this DAG")
     return sources[source]
@@ -129,12 +129,12 @@ def release(user: User, request: Request, source: Annotated[str, Form(max_length
                                     "the reports page; nothing was released")
     hook = UsersDbHook(conn_id)
     try:
-        done = end_quarantine(hook.get_conn(), source, _name(user), datetime.now(UTC))
+        done = end_quarantine(hook.get_conn(), source, user_name(user), datetime.now(UTC))
     finally:
         hook.close()
     said = f"{source} released from quarantine: its next scheduled run tries the source" if done else \
         f"{source} was not in quarantine: nothing to release"
-    log.info("%s (by %s)", said, _name(user))
+    log.info("%s (by %s)", said, user_name(user))
     return RedirectResponse(f"reports?said={quote(said, safe='')}", status.HTTP_303_SEE_OTHER)
 
 
@@ -167,16 +167,12 @@ def _text(run_dir, name: str, filename: str, download: bool, what: str) -> Strea
                              headers={"Content-Disposition": f'{disposition}; filename="{filename}"'})
 
 
-def _sources(user) -> dict[str, tuple[str, str]]:
-    return readable_sources(user)
-
-
 def _timeline(user, query: str) -> tuple[list, dict[str, tuple[str, str]]]:
     """The events of ``query``'s timeline in the sources ``user`` may read (one query per users database)."""
     from usersync.store.history import timeline
     from usersync_airflow.hooks import UsersDbHook
 
-    sources = _sources(user)
+    sources = readable_sources(user)
     events: list = []
     for conn_id in sorted({conn for _dag, conn in sources.values()}):
         hook = UsersDbHook(conn_id)
@@ -284,7 +280,7 @@ Name = Annotated[str, Query(max_length=64)]
 
 def _case_sources(user, source: str = "") -> dict[str, tuple[str, str]]:
     """The sources whose cases ``user`` may read (``source``: only that one): source → (DAG id, users db conn)."""
-    sources = _sources(user)
+    sources = readable_sources(user)
     return {s: v for s, v in sources.items() if not source or s == source}
 
 
@@ -322,7 +318,7 @@ def cases_view(user: User, source: Name = "", status: Status = "live", kind: Kin
     sources = _case_sources(user, source)
     cases, total = _cases_of(sources, status, kind, q, page)
     tokens = {s: cases_token(user, s) for s, (dag, _c) in sources.items() if may_trigger(user, dag)}
-    return HTMLResponse(cases_page(cases, total, Filters(source, status, kind, q, page), sorted(_sources(user)),
+    return HTMLResponse(cases_page(cases, total, Filters(source, status, kind, q, page), sorted(readable_sources(user)),
                                    tokens, done))
 
 
@@ -348,12 +344,9 @@ def _decide(user, source: str, ids: list[int], decision: str, user_id: int | Non
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "no case chosen")
     hook = UsersDbHook(sources[source][1])
     try:
-        return decide(hook.get_conn(), ids, decision, by=_name(user), sources=[source], user_id=user_id)
+        return decide(hook.get_conn(), ids, decision, by=user_name(user), sources=[source], user_id=user_id)
     finally:
         hook.close()
-
-
-_name = user_name
 
 
 def _said(results: dict[int, str]) -> str:
@@ -400,7 +393,7 @@ def cases_run(user: User, request: Request, source: Annotated[str, Form(max_leng
 
     dag_id, _conn_id = _form_source(user, request, source, token, cases_token(user, source),
                                     "the cases page; nothing was triggered")
-    run = trigger_dag(dag_id, triggered_by=DagRunTriggeredByType.UI, triggering_user_name=_name(user),
+    run = trigger_dag(dag_id, triggered_by=DagRunTriggeredByType.UI, triggering_user_name=user_name(user),
                       conf={})
     return RedirectResponse(f"../reports?triggered={quote(getattr(run, 'run_id', ''), safe='')}",
                             status.HTTP_303_SEE_OTHER)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from usersync.rules import Rules
+from usersync.rules.loader import draft_path
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def source_rows(sources: dict[str, tuple[Rules, Path, str]], trigger: set[str], 
     """One row per source (``sources``: name → (rules, path, DAG id)); ``trigger`` / ``edit``: the DAG ids the
     viewer may trigger / edit."""
     rows = {name: SourceRow(name, rules.source.type, rules.source.connection_id(), dag, path.name, _schedule(rules),
-                            rules.schedule.auto, path.with_name(f"{path.stem}.draft{path.suffix}").exists(),
+                            rules.schedule.auto, draft_path(path).exists(),
                             may_trigger=dag in trigger, may_edit=dag in edit)
             for name, (rules, path, dag) in sources.items()}
     by_dag = {r.dag_id: r for r in rows.values()}

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -23,11 +22,17 @@ from usersync.rules.form import FormProblem, form_values, new_rules, rules_form,
 from usersync.rules.loader import RulesError, parse_rules
 from usersync.rules.model import TargetSpec
 from usersync.sources.registry import SOURCE_TYPES
-from usersync.store.admin_log import AdminAction
 from usersync_airflow.rules_location import rules_dir
-from usersync_airflow.ui.access import User, form_token, genuine, may_create_source, may_edit, user_name
+from usersync_airflow.ui.access import User, form_token, genuine, may_create_source, may_edit
 from usersync_airflow.ui.airflow_dags import dag_state, unpause
-from usersync_airflow.ui.console_app import audit, console_token, inputs_of, posted_form, search_lines
+from usersync_airflow.ui.console_app import (
+    audit,
+    console_token,
+    inputs_of,
+    posted_form,
+    record_action,
+    search_lines,
+)
 from usersync_airflow.ui.rules_files import live_rules, writable, write_atomically
 from usersync_airflow.ui.wizard_page import NAME_RULE, SHOWN, WizardView, wizard_page
 
@@ -141,14 +146,7 @@ def wizard_connection(user: User, request: Request, token: Annotated[str, Form(m
 def _audit_new(name: str, user, action: str, summary: str, ok: bool = True, target: str | None = None,
                **extra: Any) -> None:
     """A new source's actions, to its users database (the default one before its rules say another)."""
-    from usersync.store.admin_log import record
-    from usersync_airflow.hooks import UsersDbHook
-
-    hook = UsersDbHook(target or TargetSpec().conn_id)
-    try:
-        record(hook.get_conn(), AdminAction(datetime.now(UTC), user_name(user), name, action, summary, ok, **extra))
-    finally:
-        hook.close()
+    record_action(target or TargetSpec().conn_id, name, user, action, summary, ok, **extra)
 
 
 def _new_rules(posted: dict[str, str]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
