@@ -17,10 +17,6 @@ Each step checks its outcome: N users owned by the source after 1 and 4, N open 
 
 from __future__ import annotations
 
-import argparse
-import os
-import platform
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -29,8 +25,8 @@ from pathlib import Path
 import yaml
 from sqlalchemy import create_engine, func, insert, select, text
 
-from bench.bench_dag import FULL_FIELDS, publish, rules
-from bench.dag_session import dag_session, task_table
+from bench.bench_dag import FULL_FIELDS, rules
+from bench.dag_session import bench_main, dag_section, dag_session
 from devtools.ad_data import ad_user
 from usersync.core.users_table import cases, users
 from usersync.store.cases import decide
@@ -97,27 +93,12 @@ def run_benchmark(n: int, work: Path | None = None) -> list[dict]:
 
 
 def markdown(n: int, rows: list[dict], command: str) -> str:
-    lines = [
-        f"## Cases: an onboarding of {n:,} proposals, confirmed in bulk and applied by one run — measured "
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
-        "",
-        f"Machine: {platform.platform()}, {os.cpu_count()} cores; slapd and PostgreSQL private on loopback, one run "
-        f"of `{command}` (dag.test(); the reference — the same links made by the run itself — first, in the same "
-        "session).",
-        "",
-        *task_table(rows, "step"),
-    ]
-    lines.append("")
-    return "\n".join(lines)
+    return dag_section(f"Cases: an onboarding of {n:,} proposals, confirmed in bulk and applied by one run", command,
+                       "the reference — the same links made by the run itself — first", rows, "step")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("n", nargs="?", type=int, default=5_000)
-    parser.add_argument("--out", type=Path, help="append the results as a Markdown section to this file")
-    args = parser.parse_args()
-    rows = run_benchmark(args.n)
-    publish(markdown(args.n, rows, " ".join(["python -m bench.bench_cases", *sys.argv[1:]])), args.out)
+    bench_main(__doc__, "bench.bench_cases", 5_000, run_benchmark, markdown)
 
 
 if __name__ == "__main__":

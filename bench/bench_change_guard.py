@@ -16,19 +16,14 @@ Each step checks what it wrote: nothing on the no-op runs, N updates on the rena
 
 from __future__ import annotations
 
-import argparse
-import os
-import platform
-import sys
 import tempfile
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import yaml
 
-from bench.bench_dag import FULL_FIELDS, publish, rules
-from bench.dag_session import dag_session, task_table
+from bench.bench_dag import FULL_FIELDS, rules
+from bench.dag_session import bench_main, dag_section, dag_session
 
 DAY0 = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)
 OFF = {"max_read_drop_percent": None, "max_cleared_percent": None}
@@ -68,27 +63,12 @@ def run_benchmark(n: int, work: Path | None = None) -> list[dict]:
 
 
 def markdown(n: int, rows: list[dict], command: str) -> str:
-    lines = [
-        f"## Change guard: its cost on a run of {n:,} users, beside the same run without it — measured "
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
-        "",
-        f"Machine: {platform.platform()}, {os.cpu_count()} cores; slapd and PostgreSQL private on loopback, one run "
-        f"of `{command}` (dag.test(); each reference — the same run with the guard off — just before, in the same "
-        "session).",
-        "",
-        *task_table(rows, "run"),
-    ]
-    lines.append("")
-    return "\n".join(lines)
+    return dag_section(f"Change guard: its cost on a run of {n:,} users, beside the same run without it", command,
+                       "each reference — the same run with the guard off — just before", rows, "run")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("n", nargs="?", type=int, default=20_000)
-    parser.add_argument("--out", type=Path, help="append the results as a Markdown section to this file")
-    args = parser.parse_args()
-    rows = run_benchmark(args.n)
-    publish(markdown(args.n, rows, " ".join(["python -m bench.bench_change_guard", *sys.argv[1:]])), args.out)
+    bench_main(__doc__, "bench.bench_change_guard", 20_000, run_benchmark, markdown)
 
 
 if __name__ == "__main__":

@@ -4,10 +4,14 @@ run a sequence of DAG runs against one directory and read each run's figures."""
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
+import platform
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -92,3 +96,30 @@ def task_table(rows: list[dict[str, Any]], first: str = "run") -> list[str]:
         lines.append(f"| {r['case']} | {r['seconds']:.2f} | {tasks.get('diff', '—')} | {tasks.get('apply', '—')} | "
                      f"{written(r.get('written'))} | {r.get('xcom_bytes', '—')} |")
     return lines
+
+
+def dag_section(title: str, command: str, reference: str, rows: list[dict[str, Any]], first: str) -> str:
+    """A DAG benchmark's Markdown section: its title and when it was measured, the machine, the command and where
+    its reference ran (``reference``), then the table of its runs."""
+    return "\n".join([
+        f"## {title} — measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        "",
+        f"Machine: {platform.platform()}, {os.cpu_count()} cores; slapd and PostgreSQL private on loopback, one run "
+        f"of `{command}` (dag.test(); {reference}, in the same session).",
+        "",
+        *task_table(rows, first),
+        "",
+    ])
+
+
+def bench_main(doc: str | None, module: str, default_n: int, run: Callable[[int], list[dict[str, Any]]],
+               markdown: Callable[[int, list[dict[str, Any]], str], str]) -> None:
+    """A DAG benchmark's command line: ``python -m <module> [N] [--out FILE]``."""
+    from bench.bench_dag import publish
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("n", nargs="?", type=int, default=default_n)
+    parser.add_argument("--out", type=Path, help="append the results as a Markdown section to this file")
+    args = parser.parse_args()
+    rows = run(args.n)
+    publish(markdown(args.n, rows, " ".join([f"python -m {module}", *sys.argv[1:]])), args.out)
