@@ -268,6 +268,10 @@ def test_cases_decided_in_the_page_and_the_api_are_applied_by_the_run_the_page_t
         {before[f"user0000{i}"]["id"] for i in (10, 11, 12)}
 
     d.get(f"{c.url}/usersync/cases?source=corp")
+    browser.wait_for(lambda: d.find_elements(By.CSS_SELECTOR, "form.bulk button[value='reject']"),
+                     what="the bulk form")[0].click()  # nothing ticked: said on the page, nothing decided
+    browser.wait_for(lambda: "no case ticked" in d.find_element(By.TAG_NAME, "body").text, what="no case ticked")
+    assert {x["status"] for x in c.api("GET", "/usersync/api/cases?source=corp")["cases"]} == {"open"}
     for name, decision in (("user000010", "confirm"), ("user000011", "reject")):
         row = browser.wait_for(lambda n=name: d.find_elements(By.CSS_SELECTOR, f"tr.case[data-case-id='{found[n]['id']}']"),
                                what=f"the case of {name}")[0]

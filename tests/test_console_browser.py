@@ -112,8 +112,10 @@ def test_a_new_ldap_source_from_nothing_to_a_dry_run_and_its_schedule_in_the_wiz
     Select(browser.wait_for(lambda: d.find_elements(By.NAME, "type"), what="type")[0]).select_by_visible_text(
         "active_directory")
     type_into(d.find_element(By.NAME, "name"), "x y")  # a blank: refused by the browser's own check
+    page = d.current_url
     d.find_element(By.XPATH, "//button[text()='Continue']").click()
-    assert "step-connection" not in d.page_source
+    assert d.execute_script("return document.querySelector('input[name=name]').validity.patternMismatch")
+    assert d.current_url == page and "step-connection" not in d.page_source
     d.get(f"{c.url}/usersync/new?type=active_directory&name=corp")  # a name in use: said
     assert "a source of that name exists already" in browser.wait_for(lambda: body(d), what="page")
     d.get(f"{c.url}/usersync/new")
@@ -327,6 +329,7 @@ def test_the_sources_page_with_200_sources_loads_in_under_a_second(stack, browse
     c = stack.cluster
     folder = stack.tmp / "rules"
     base = yaml.safe_load((folder / "corp.yaml").read_text())
+    sources = 200 + len(list(folder.glob("*.yaml")))  # the earlier tests' sources, and the wizard's when it ran
     for i in range(200):
         data = {**base, "source": {**base["source"], "name": f"site{i:03d}"}}
         (folder / f"site{i:03d}.yaml").write_text(yaml.safe_dump(data))
@@ -337,7 +340,7 @@ def test_the_sources_page_with_200_sources_loads_in_under_a_second(stack, browse
         started = time.perf_counter()
         page = httpx.get(f"{c.url}/usersync/sources", headers=headers, timeout=60)
         times.append(time.perf_counter() - started)
-        assert page.status_code == 200 and page.text.count("<tr class=\"source\"") == 204
+        assert page.status_code == 200 and page.text.count("<tr class=\"source\"") == sources
     largest = max(folder.glob("*.yaml"), key=lambda p: p.stat().st_size)
     editor = []
     for _ in range(5):
@@ -345,7 +348,7 @@ def test_the_sources_page_with_200_sources_loads_in_under_a_second(stack, browse
         assert httpx.get(f"{c.url}/usersync/rules/{load_rules(largest).source.name}", headers=headers,
                          timeout=60).status_code == 200
         editor.append(time.perf_counter() - started)
-    figures = {"sources": 204, "sources_page_s": times, "editor_page_s": editor, "largest_rules_file": largest.name}
+    figures = {"sources": sources, "sources_page_s": times, "editor_page_s": editor, "largest_rules_file": largest.name}
     (artifacts_dir().parent / "console-timings.json").write_text(json.dumps(figures, indent=2))
     assert statistics.median(times) < 1.0 and statistics.median(editor) < 1.0, figures
     for i in range(200):

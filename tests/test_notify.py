@@ -1,6 +1,7 @@
 """Notices through the DAG (real slapd, Airflow's Slack and Apprise notifiers, usersync's Teams Workflows
 notifier) to Slack-, Teams-Workflows- and Apprise-compatible endpoints on loopback: the alarm of a blocked run
-arrives with its summary and the link to the report; a dead endpoint does not fail the run."""
+arrives with its summary and the link to the report; a dead or refusing endpoint (Apprise's too) is logged and does
+not fail the run."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def _setup(airflow_env, ldap, tmp_path, monkeypatch, hooks, notify, connections=
 
 
 def test_a_blocked_run_alarms_slack_teams_and_apprise_with_its_summary_and_the_report_link(
-        airflow_env, make_slapd, tmp_path, monkeypatch, hooks):
+        airflow_env, make_slapd, tmp_path, monkeypatch, hooks, caplog):
     ldap = make_slapd(20)
     url = _setup(airflow_env, ldap, tmp_path, monkeypatch, hooks, [
         {"type": "slack", "conn_id": "ops_slack"}, {"type": "teams", "conn_id": "ops_teams"},
@@ -65,6 +66,7 @@ def test_a_blocked_run_alarms_slack_teams_and_apprise_with_its_summary_and_the_r
     assert card["actions"] == [{"type": "Action.OpenUrl", "title": "Open the report", "url": link}]
     assert len(hooks.received["apprise"]) == 2 and "12 of the 20 users" in hooks.received["apprise"][1]["message"]
     assert "secret" not in repr(hooks.received) and ldap.service_password not in repr(hooks.received)
+    assert "notified apprise through connection 'ops_apprise'" in caplog.text and "could not notify" not in caplog.text
 
 
 def test_a_dead_or_refusing_endpoint_is_logged_and_never_fails_the_run(
@@ -72,10 +74,13 @@ def test_a_dead_or_refusing_endpoint_is_logged_and_never_fails_the_run(
     ldap = make_slapd(5)
     dead = {"conn_type": "slackwebhook", "password": f"http://127.0.0.1:{free_port()}/services/T/B/X"}
     refusing = {"conn_type": "http", "password": hooks.url + "/workflows/unknown"}
+    refusing_apprise = {"conn_type": "apprise",
+                        "extra": {"config": [{"path": f"json://127.0.0.1:{hooks.port}/unknown"}]}}
     url = _setup(airflow_env, ldap, tmp_path, monkeypatch, hooks,
                  [{"type": "slack", "conn_id": "dead_slack", "on": ["success"]},
-                  {"type": "teams", "conn_id": "refusing_teams", "on": ["success"]}],
-                 connections={"dead_slack": dead, "refusing_teams": refusing})
+                  {"type": "teams", "conn_id": "refusing_teams", "on": ["success"]},
+                  {"type": "apprise", "conn_id": "refusing_apprise", "on": ["success"]}],
+                 connections={"dead_slack": dead, "refusing_teams": refusing, "refusing_apprise": refusing_apprise})
     dr = airflow_env.run("user_sync__corp")
     assert dr.state == "success" and len(table_rows(url)) == 5
     assert dr.get_task_instance("report").state == "success"
@@ -83,3 +88,6 @@ def test_a_dead_or_refusing_endpoint_is_logged_and_never_fails_the_run(
     assert "could not notify slack through connection 'dead_slack'" in logged
     assert "could not notify teams through connection 'refusing_teams': RuntimeError: the Teams Workflows " \
            "webhook answered 404" in logged
+    assert "could not notify apprise through connection 'refusing_apprise': RuntimeError: Apprise did not deliver " \
+           "the notice to every one of the connection's 1 service(s)" in logged
+    assert "notified apprise" not in logged

@@ -46,6 +46,18 @@ def test_fresh_database_is_created_at_the_newest_revision_and_matches_the_tables
     engine.dispose()
 
 
+def test_every_field_of_a_sources_health_has_its_column_in_the_migrated_table(users_url):
+    """``store.source_health`` maps ``Health`` to ``source_health`` by name: a field the migrations do not create
+    would fail only when a source first fails."""
+    from usersync.store.source_health import HEALTH_FIELDS
+
+    engine = create_engine(users_url)
+    ensure_schema(engine)
+    columns = {c["name"] for c in inspect(engine).get_columns("source_health")}
+    engine.dispose()
+    assert set(HEALTH_FIELDS) <= columns, set(HEALTH_FIELDS) - columns
+
+
 def test_first_landed_database_is_refused_then_upgraded_keeping_every_row(users_url):
     engine = create_engine(users_url)
     old = _first_landed_schema()

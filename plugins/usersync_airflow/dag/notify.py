@@ -1,7 +1,8 @@
 """Notices to chat channels through Airflow notifiers, beside the alarm mail (the rules' ``notify:`` section).
 
-Slack goes through the Slack provider's ``SlackWebhookNotifier``, Apprise through the Apprise provider's
-``AppriseNotifier``; Microsoft Teams through ``TeamsWorkflowsNotifier`` below, a ``BaseNotifier`` posting an
+Slack goes through the Slack provider's ``SlackWebhookNotifier``, Apprise through ``CheckedAppriseNotifier`` below
+(the Apprise provider's hook, but Apprise's answer is read); Microsoft Teams through ``TeamsWorkflowsNotifier``
+below, a ``BaseNotifier`` posting an
 Adaptive Card to a Teams Workflows webhook (Teams' Office 365 connectors, which the Airflow providers still
 target, are retired). Like the mail, ``notify()`` is called directly, never with Jinja rendering: directory data
 is never a template. A channel that cannot be reached is logged and named in the task log; it never fails a run.
@@ -75,6 +76,31 @@ class TeamsWorkflowsNotifier(BaseNotifier):
             raise RuntimeError(f"the Teams Workflows webhook answered {response.status_code}")
 
 
+class CheckedAppriseNotifier(BaseNotifier):
+    """Sends a notice through the services of an Apprise connection. The provider's ``AppriseNotifier`` drops
+    Apprise's answer, so a service that refused or could not be reached looked sent; here it is an error, as it
+    is for Slack and Teams."""
+
+    template_fields = ()
+
+    def __init__(self, *, conn_id: str, notice: Notice, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.conn_id = conn_id
+        self.notice = notice
+
+    def notify(self, context: Any) -> None:
+        import apprise
+        from airflow.providers.apprise.hooks.apprise import AppriseHook
+
+        hook = AppriseHook(apprise_conn_id=self.conn_id)
+        services = apprise.Apprise()
+        hook.set_config_from_conn(conn=hook.get_connection(self.conn_id), apprise_obj=services)
+        body = "\n".join([*self.notice.lines, *([self.notice.link] if self.notice.link else [])])
+        if not services.notify(body=body, title=self.notice.title):
+            raise RuntimeError(f"Apprise did not deliver the notice to every one of the connection's {len(services)} "
+                               "service(s)")
+
+
 def notifier(target: NotifyTarget, notice: Notice) -> BaseNotifier:
     """The Airflow notifier for one ``notify:`` entry."""
     if target.type == "slack":
@@ -83,10 +109,7 @@ def notifier(target: NotifyTarget, notice: Notice) -> BaseNotifier:
         return SlackWebhookNotifier(slack_webhook_conn_id=target.conn_id, text=notice.text(),
                                     blocks=slack_blocks(notice), timeout=TIMEOUT)
     if target.type == "apprise":
-        from airflow.providers.apprise.notifications.apprise import AppriseNotifier
-
-        return AppriseNotifier(body="\n".join([*notice.lines, *([notice.link] if notice.link else [])]),
-                               title=notice.title, apprise_conn_id=target.conn_id)
+        return CheckedAppriseNotifier(conn_id=target.conn_id, notice=notice)
     return TeamsWorkflowsNotifier(conn_id=target.conn_id, notice=notice)
 
 

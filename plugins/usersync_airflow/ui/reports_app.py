@@ -358,12 +358,15 @@ def _said(results: dict[int, str]) -> str:
 @app.post("/cases/decide")
 def cases_decide(user: User, request: Request, source: Annotated[str, Form(max_length=64)],
                  decision: Annotated[str, Form(max_length=16)], token: Annotated[str, Form(max_length=128)],
-                 ids: Annotated[list[int], Form()], user_id: Annotated[int | None, Form()] = None) -> RedirectResponse:
-    """A decision from the page (one case or the checked ones): same-site, with the page's token."""
+                 ids: Annotated[list[int], Form(default_factory=list)],
+                 user_id: Annotated[int | None, Form()] = None) -> RedirectResponse:
+    """A decision from the page (one case or the checked ones): same-site, with the page's token. The bulk form
+    sent with no case ticked comes back to the page with a line saying so."""
     if not (same_site(request) and hmac.compare_digest(token, cases_token(user, source))):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "this form did not come from the cases page; nothing was decided")
-    results = _decide(user, source, ids, decision, user_id)
-    return RedirectResponse(f"../cases?source={quote(source, safe='')}&done={quote(_said(results)[:480], safe='')}",
+    said = _said(_decide(user, source, ids, decision, user_id)) if ids else \
+        "no case ticked: tick the cases to decide, then choose the decision; nothing was decided"
+    return RedirectResponse(f"../cases?source={quote(source, safe='')}&done={quote(said[:480], safe='')}",
                             status.HTTP_303_SEE_OTHER)
 
 

@@ -34,11 +34,10 @@ from usersync_airflow.ui.console_app import (
     search_lines,
 )
 from usersync_airflow.ui.rules_files import live_rules, writable, write_atomically
-from usersync_airflow.ui.wizard_page import NAME_RULE, SHOWN, WizardView, wizard_page
+from usersync_airflow.ui.wizard_page import NAME_PATTERN, NAME_RULE, SHOWN, WizardView, wizard_page
 
 log = logging.getLogger(__name__)
 router = APIRouter()
-NAME = re.compile(r"^[A-Za-z0-9_-]{3,64}$")
 Text = Annotated[str, Query(max_length=250)]
 
 
@@ -55,7 +54,7 @@ def _creator(user, request: Request | None = None, token: str = "") -> None:
 
 
 def name_problem(name: str) -> str:
-    if not NAME.match(name):
+    if not re.fullmatch(NAME_PATTERN, name):
         return f"name {name!r}: {NAME_RULE}"
     if name in live_rules() or (rules_dir() / f"{name}.yaml").exists():
         return f"name {name!r}: a source of that name exists already"

@@ -18,6 +18,9 @@ from usersync_airflow.ui.reports_page import STYLE
 CONNECTION_TYPES = {"active_directory": "usersync_ldap", "ldap": "usersync_ldap", "entra_id": "usersync_entra",
                     "scim": "usersync_scim", "cucm": "usersync_axl", "database": "postgres", "csv": ""}
 NAME_RULE = "three or more letters, digits, '_' or '-', no blanks"
+# valid both for Python and for the browser, which compiles ``pattern`` with the ``v`` flag: there an unescaped '-'
+# in a class is an error, and a broken pattern is silently ignored
+NAME_PATTERN = r"[A-Za-z0-9_\-]{3,64}"
 #: the sections of the rules the wizard shows (the field rules too); the editor shows them all afterwards
 SHOWN = ("source", "target", "safety", "alarms")
 
@@ -69,7 +72,7 @@ def _step_source(v: WizardView) -> str:
     options = "".join(f'<option{" selected" if t == v.type else ""}>{escape(t)}</option>' for t in v.types)
     return (f'<section class="step" id="step-source"><h2>1. Type and name</h2><form method="get" action="new">'
             f'<label>type <select name="type">{options}</select></label> '
-            f'<label>unique name <input name="name" value="{escape(v.name)}" pattern="[A-Za-z0-9_-]{{3,64}}" '
+            f'<label>unique name <input name="name" value="{escape(v.name)}" pattern="{NAME_PATTERN}" '
             f'title="{NAME_RULE}" required></label> <button>Continue</button>'
             f"<small class=\"help\">The name becomes the DAG id user_sync__&lt;name&gt;: {NAME_RULE}.</small>"
             f"</form></section>")
