@@ -54,10 +54,8 @@ def teams_card(notice: Notice) -> dict[str, Any]:
                              "content": card}]}
 
 
-class TeamsWorkflowsNotifier(BaseNotifier):
-    """Posts a notice to a Microsoft Teams Workflows webhook ("Post to a channel when a webhook request is
-    received"). The webhook URL — its ``sig`` parameter is a secret — is the connection's password (or its host,
-    with the scheme)."""
+class NoticeNotifier(BaseNotifier):
+    """A notifier of usersync's own: one notice through one connection, nothing templated."""
 
     template_fields = ()
 
@@ -65,6 +63,12 @@ class TeamsWorkflowsNotifier(BaseNotifier):
         super().__init__(**kwargs)
         self.conn_id = conn_id
         self.notice = notice
+
+
+class TeamsWorkflowsNotifier(NoticeNotifier):
+    """Posts a notice to a Microsoft Teams Workflows webhook ("Post to a channel when a webhook request is
+    received"). The webhook URL — its ``sig`` parameter is a secret — is the connection's password (or its host,
+    with the scheme)."""
 
     def notify(self, context: Any) -> None:
         conn = BaseHook.get_connection(self.conn_id)
@@ -76,17 +80,10 @@ class TeamsWorkflowsNotifier(BaseNotifier):
             raise RuntimeError(f"the Teams Workflows webhook answered {response.status_code}")
 
 
-class CheckedAppriseNotifier(BaseNotifier):
+class CheckedAppriseNotifier(NoticeNotifier):
     """Sends a notice through the services of an Apprise connection. The provider's ``AppriseNotifier`` drops
     Apprise's answer, so a service that refused or could not be reached looked sent; here it is an error, as it
     is for Slack and Teams."""
-
-    template_fields = ()
-
-    def __init__(self, *, conn_id: str, notice: Notice, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.conn_id = conn_id
-        self.notice = notice
 
     def notify(self, context: Any) -> None:
         import apprise
