@@ -10,6 +10,7 @@ checkbox for yes/no fields. What the walker cannot show as a plain input (lists 
 from __future__ import annotations
 
 import ast
+import copy
 import enum
 import inspect
 import textwrap
@@ -247,7 +248,7 @@ def _parse(one: Input, raw: str | None) -> Any:
 
 def settings(effective: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
     """``effective`` with the form's ``values`` set at their paths: the data the rules model validates."""
-    data = _copy(effective)
+    data = copy.deepcopy(dict(effective))
     for path, value in values.items():
         _set(data, path.split("."), value)
     for name, rule in (data.get("fields") or {}).items():
@@ -402,14 +403,6 @@ def _bounds(info, base: type) -> tuple[float | None, float | None]:
             if isinstance(inner, annotated_types.Le | annotated_types.Lt):
                 high = getattr(inner, "le", getattr(inner, "lt", None))
     return low, high
-
-
-def _copy(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
-    return value
 
 
 def _set(data: dict, path: list[str], value: Any) -> None:

@@ -23,8 +23,13 @@ class RulesError(UsersyncError, ValueError):
     def __init__(self, path: str | Path, problems: list[tuple[str, str]]):
         self.path = str(path)
         self.problems = problems
-        lines = "\n".join(f"  - {loc}: {msg}" if loc else f"  - {msg}" for loc, msg in problems)
+        lines = "\n".join(f"  - {line}" for line in problem_lines(problems))
         super().__init__(f"rules file {self.path} is invalid:\n{lines}")
+
+
+def problem_lines(problems: list[tuple[str, str]]) -> list[str]:
+    """Each (location, reason) as one line, as ``usersync rules validate`` says it: ``source.filter: …``."""
+    return [f"{loc}: {msg}" if loc else msg for loc, msg in problems]
 
 
 def _format_loc(loc: tuple, kind: str = "") -> str:

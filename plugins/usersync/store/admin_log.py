@@ -33,6 +33,10 @@ class AdminAction:
     after_text: str | None = None
 
 
+#: the columns lists show: all but the rules texts, which can be long
+_LISTED = [c for c in admin_log.c if c.name not in ("before_text", "after_text")]
+
+
 def record(engine: Engine, one: AdminAction) -> None:
     ensure_schema(engine)
     with engine.begin() as conn:
@@ -45,9 +49,8 @@ def record(engine: Engine, one: AdminAction) -> None:
 def recent(engine: Engine, source: str, limit: int = 20) -> list[dict[str, Any]]:
     """``source``'s latest actions, newest first (without the texts)."""
     ensure_schema(engine)
-    columns = [c for c in admin_log.c if c.name not in ("before_text", "after_text")]
     with engine.connect() as conn:
-        rows = conn.execute(select(*columns).where(admin_log.c.source == source)
+        rows = conn.execute(select(*_LISTED).where(admin_log.c.source == source)
                             .order_by(desc(admin_log.c.at), desc(admin_log.c.id)).limit(limit)).mappings().all()
     return [_row(r) for r in rows]
 
@@ -58,9 +61,8 @@ def last_of(engine: Engine, action: str, sources: list[str]) -> dict[str, dict[s
     newest = (select(admin_log.c.source, func.max(admin_log.c.id).label("id"))
               .where(admin_log.c.action == action, admin_log.c.source.in_(sources))
               .group_by(admin_log.c.source).subquery())
-    columns = [c for c in admin_log.c if c.name not in ("before_text", "after_text")]
     with engine.connect() as conn:
-        rows = conn.execute(select(*columns).join(newest, newest.c.id == admin_log.c.id)).mappings().all()
+        rows = conn.execute(select(*_LISTED).join(newest, newest.c.id == admin_log.c.id)).mappings().all()
     return {r["source"]: _row(r) for r in rows}
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 from urllib.parse import quote
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request, status
@@ -22,7 +22,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from usersync.rules import Rules
 from usersync.rules.edit import edited_text, text_diff
 from usersync.rules.form import FormProblem, Input, RulesForm, form_values, rules_form, settings
-from usersync.rules.loader import RulesError, draft_path, parse_rules
+from usersync.rules.loader import RulesError, draft_path, parse_rules, problem_lines
 from usersync.store.admin_log import AdminAction
 from usersync_airflow.ui.access import (
     User,
@@ -169,11 +169,19 @@ def _back(said: str) -> RedirectResponse:
 
 # --- the rules editor ----------------------------------------------------------------------------------------
 
-def _editing(path: Path) -> tuple[str, str]:
-    """What the editor edits: the draft when there is one, else the live file (its text, and which)."""
+class Editing(NamedTuple):
+    """What the editor edits — the draft when there is one, else the live file — and the live file's text (each
+    file read once)."""
+
+    text: str
+    what: str  # "draft" or "live"
+    live: str
+
+
+def _editing(path: Path) -> Editing:
+    live = path.read_text(encoding="utf-8")
     draft = draft_path(path)
-    return (draft.read_text(encoding="utf-8"), "draft") if draft.exists() else (path.read_text(encoding="utf-8"),
-                                                                                   "live")
+    return Editing(draft.read_text(encoding="utf-8"), "draft", live) if draft.exists() else Editing(live, "live", live)
 
 
 def _parsed(text: str, path: Path, live: Rules) -> tuple[dict[str, Any], str]:
@@ -212,7 +220,7 @@ def rules_view(user: User, source: str, said: Said = "") -> HTMLResponse:
     from usersync_airflow.ui.editor_page import EditorView, editor_page
 
     rules, path, dag = _source(user, source)
-    text, editing = _editing(path)
+    text, editing, live_text = _editing(path)
     effective, broken = _parsed(text, path, rules)
     if broken:
         said = f"{said} The draft does not validate, so the form shows the live rules: {broken}".strip()
@@ -225,7 +233,6 @@ def rules_view(user: User, source: str, said: Said = "") -> HTMLResponse:
         history = []
     finally:
         hook.close()
-    live_text = text if editing == "live" else path.read_text(encoding="utf-8")
     view = EditorView(source, path.name, rules_form(effective), editing, text_diff(live_text, text, path.name,
                       draft_path(path).name), console_token(user, source), writable(), may_edit(user, dag),
                       may_trigger(user, dag), stats, stats_from, history, said, text)
@@ -237,21 +244,22 @@ async def posted_form(request: Request) -> dict[str, str]:
     return {k: v for k, v in form.items() if isinstance(v, str)}
 
 
-def _edit(path: Path, rules: Rules, posted: dict[str, str]) -> tuple[str, list[tuple[str, str]], str]:
+def _edit(path: Path, rules: Rules, posted: dict[str, str]) -> tuple[str, list[tuple[str, str]], Editing]:
     """The posted form applied to the text being edited: (new text, problems as ``usersync rules validate``
-    names them, the text it started from)."""
-    text, _editing_what = _editing(path)
+    names them, what it started from)."""
+    editing = _editing(path)
+    text = editing.text
     before, _broken = _parsed(text, path, rules)
     form = rules_form(before)
     try:
         data = settings(before, form_values(form, posted))
     except FormProblem as exc:
-        return text, [(exc.path, exc.reason)], text
+        return text, [(exc.path, exc.reason)], editing
     try:
         after = parse_rules(data, path).model_dump(mode="json")
     except RulesError as exc:
-        return text, exc.problems, text
-    return edited_text(text, before, after, inputs_of(form)), [], text
+        return text, exc.problems, editing
+    return edited_text(text, before, after, inputs_of(form)), [], editing
 
 
 def inputs_of(form: RulesForm) -> dict[str, Input]:
@@ -262,19 +270,19 @@ def inputs_of(form: RulesForm) -> dict[str, Input]:
 async def rules_check(user: User, request: Request, source: str) -> JSONResponse:
     """Validation as the admin types: the problems, located, and the diff against the live file (no write)."""
     rules, path, _dag = _source(user, source)
-    new, problems, _old = _edit(path, rules, await posted_form(request))
-    live = path.read_text(encoding="utf-8")
-    return JSONResponse({"problems": problems, "diff": text_diff(live, new, path.name, "edited"), "yaml": new})
+    new, problems, started = _edit(path, rules, await posted_form(request))
+    return JSONResponse({"problems": problems, "diff": text_diff(started.live, new, path.name, "edited"),
+                         "yaml": new})
 
 
-async def _valid_edit(user, request: Request, source: str, right: str) -> tuple[Rules, Path, str, str, str]:
+async def _valid_edit(user, request: Request, source: str, right: str) -> tuple[Rules, Path, str, str, Editing]:
     posted = await posted_form(request)
     rules, path, dag = _checked_form(user, request, source, posted.get("token", ""), right)
-    new, problems, old = _edit(path, rules, posted)
+    new, problems, started = _edit(path, rules, posted)
     if problems:
-        lines = "; ".join(f"{loc}: {msg}" if loc else msg for loc, msg in problems)
+        lines = "; ".join(problem_lines(problems))
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"not saved, the rules are invalid: {lines}")
-    return rules, path, dag, new, old
+    return rules, path, dag, new, started
 
 
 def _editor(source: str, said: str) -> RedirectResponse:
@@ -291,12 +299,12 @@ def _needs_folder() -> None:
 @router.post("/rules/{source}/save")
 async def rules_save(user: User, request: Request, source: str) -> RedirectResponse:
     """*Save as draft*: ``<source>.draft.yaml`` beside the live file (previewed, never run on its own)."""
-    rules, path, _dag, new, old = await _valid_edit(user, request, source, "edit")
+    rules, path, _dag, new, started = await _valid_edit(user, request, source, "edit")
     _needs_folder()
     draft = draft_path(path)
     write_atomically(draft, new)
-    audit(rules, user, "draft", f"saved {draft.name}", detail={"diff": text_diff(old, new, "before", "after")},
-           before_text=old, after_text=new)
+    audit(rules, user, "draft", f"saved {draft.name}",
+          detail={"diff": text_diff(started.text, new, "before", "after")}, before_text=started.text, after_text=new)
     return _editor(source, f"draft saved as {draft.name}: Preview shows what it would do; Go live makes it the rules")
 
 
@@ -304,9 +312,9 @@ async def rules_save(user: User, request: Request, source: str) -> RedirectRespo
 async def rules_live(user: User, request: Request, source: str) -> RedirectResponse:
     """*Go live*: the edited rules replace the live file (the text replaced is kept in the log); the draft is
     consumed. The DAG processor reads the new file as it would a hand edit."""
-    rules, path, _dag, new, _old = await _valid_edit(user, request, source, "edit")
+    rules, path, _dag, new, started = await _valid_edit(user, request, source, "edit")
     _needs_folder()
-    live = path.read_text(encoding="utf-8")
+    live = started.live
     write_atomically(path, new)
     draft_path(path).unlink(missing_ok=True)
     audit(rules, user, "live", f"{path.name} replaced (the previous text is kept in this log)",
@@ -317,7 +325,7 @@ async def rules_live(user: User, request: Request, source: str) -> RedirectRespo
 @router.post("/rules/{source}/download")
 async def rules_download(user: User, request: Request, source: str) -> Response:
     """Where the folder cannot be written: the edited file, to commit where the rules come from."""
-    _rules, path, _dag, new, _old = await _valid_edit(user, request, source, "edit")
+    _rules, path, _dag, new, _started = await _valid_edit(user, request, source, "edit")
     return Response(new, media_type="application/yaml; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{path.name}"'})
 
@@ -326,7 +334,7 @@ async def rules_download(user: User, request: Request, source: str) -> Response:
 async def rules_preview(user: User, request: Request, source: str) -> RedirectResponse:
     """*Preview*: a dry run of the edited rules (sent with the run, so nothing needs writing), its report on the
     reports page."""
-    rules, _path, dag, new, _old = await _valid_edit(user, request, source, "trigger")
+    rules, _path, dag, new, _started = await _valid_edit(user, request, source, "trigger")
     run_id = trigger(dag, user, {"preview_draft": True, "draft_rules": new})
     audit(rules, user, "triggered", f"draft preview {run_id}", detail={"run_id": run_id})
     return RedirectResponse(f"../../reports?triggered={quote(run_id, safe='')}", status.HTTP_303_SEE_OTHER)

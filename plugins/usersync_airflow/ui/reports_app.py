@@ -8,7 +8,6 @@ else. Data comes from the run folders on shared storage (``USERSYNC_RUN_DATA``),
 
 from __future__ import annotations
 
-import hmac
 import logging
 import posixpath
 import re
@@ -24,12 +23,13 @@ from usersync_airflow.dag.run_storage import runs_base
 from usersync_airflow.ui.access import (
     User,
     form_token,
+    genuine,
     may_read,
     may_trigger,
     readable_sources,
-    same_site,
     user_name,
 )
+from usersync_airflow.ui.airflow_dags import trigger
 from usersync_airflow.ui.reports_page import page, run_link, undo_form
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ def _form_source(user, request: Request, source: str, token: str, expected: str,
     """A write from one of the app's pages: same-site, carrying the page's token for this user and source, by
     someone who may trigger the source's DAG (403 otherwise, ``refused`` saying from where and what was not
     done). Returns the source's DAG id and users database connection id."""
-    if not (same_site(request) and hmac.compare_digest(token, expected)):
+    if not genuine(request, token, expected):
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"this form did not come from {refused}")
     sources = readable_sources(user)
     if source not in sources or not may_trigger(user, sources[source][0]):
@@ -231,18 +231,12 @@ def undo(user: User, request: Request, dag_id: Annotated[str, Form(max_length=25
     """Trigger the undo of a finished run (a new run of the same DAG with ``undo_run``). The form carries a token
     bound to this user, DAG and run, and the request must come from this site: cross-site forgery is refused.
     The undo reads the per-user log, so a run whose folder was pruned can still be undone."""
-    from airflow.api.common.trigger_dag import trigger_dag
-    from airflow.utils.types import DagRunTriggeredByType
-
-    if not (same_site(request) and hmac.compare_digest(token, undo_token(user, dag_id, run_id))):
+    if not genuine(request, token, undo_token(user, dag_id, run_id)):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "this form did not come from the reports page; nothing was "
                                                        "triggered")
     if not (_NAME.match(dag_id) and may_read(user, dag_id) and may_trigger(user, dag_id)):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "not allowed to trigger this DAG")
-    run = trigger_dag(dag_id, triggered_by=DagRunTriggeredByType.UI,
-                      triggering_user_name=getattr(user, "get_name", lambda: None)(),
-                      conf={"undo_run": run_id, "dry_run": bool(dry_run)})
-    new = getattr(run, "run_id", "")
+    new = trigger(dag_id, user, {"undo_run": run_id, "dry_run": bool(dry_run)})
     return RedirectResponse(f"reports?triggered={quote(new, safe='')}", status.HTTP_303_SEE_OTHER)
 
 
@@ -362,7 +356,7 @@ def cases_decide(user: User, request: Request, source: Annotated[str, Form(max_l
                  user_id: Annotated[int | None, Form()] = None) -> RedirectResponse:
     """A decision from the page (one case or the checked ones): same-site, with the page's token. The bulk form
     sent with no case ticked comes back to the page with a line saying so."""
-    if not (same_site(request) and hmac.compare_digest(token, cases_token(user, source))):
+    if not genuine(request, token, cases_token(user, source)):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "this form did not come from the cases page; nothing was decided")
     said = _said(_decide(user, source, ids, decision, user_id)) if ids else \
         "no case ticked: tick the cases to decide, then choose the decision; nothing was decided"
@@ -391,14 +385,9 @@ async def cases_decide_json(user: User, request: Request) -> JSONResponse:
 def cases_run(user: User, request: Request, source: Annotated[str, Form(max_length=64)],
               token: Annotated[str, Form(max_length=128)]) -> RedirectResponse:
     """Run the source now, so the decisions taken are applied (same checks as a decision)."""
-    from airflow.api.common.trigger_dag import trigger_dag
-    from airflow.utils.types import DagRunTriggeredByType
-
     dag_id, _conn_id = _form_source(user, request, source, token, cases_token(user, source),
                                     "the cases page; nothing was triggered")
-    run = trigger_dag(dag_id, triggered_by=DagRunTriggeredByType.UI, triggering_user_name=user_name(user),
-                      conf={})
-    return RedirectResponse(f"../reports?triggered={quote(getattr(run, 'run_id', ''), safe='')}",
+    return RedirectResponse(f"../reports?triggered={quote(trigger(dag_id, user, {}), safe='')}",
                             status.HTTP_303_SEE_OTHER)
 
 

@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 
 from usersync.rules.edit import edited_text, new_text
 from usersync.rules.form import FormProblem, form_values, new_rules, rules_form, settings
-from usersync.rules.loader import RulesError, parse_rules
+from usersync.rules.loader import RulesError, parse_rules, problem_lines
 from usersync.rules.model import TargetSpec
 from usersync.sources.registry import SOURCE_TYPES
 from usersync_airflow.rules_location import rules_dir
@@ -183,7 +183,7 @@ async def wizard_test(user: User, request: Request) -> JSONResponse:
     _creator(user, request, posted.get("token", ""))
     data, problems = _new_rules(posted)
     if problems:
-        return JSONResponse({"ok": False, "lines": [f"{loc}: {msg}" if loc else msg for loc, msg in problems]})
+        return JSONResponse({"ok": False, "lines": problem_lines(problems)})
     ok, lines = search_lines(parse_rules(data))
     _audit_new(data["source"]["name"], user, "test", lines[0] if lines else "", ok,
                target=(data.get("target") or {}).get("conn_id"))
@@ -198,7 +198,7 @@ async def wizard_create(user: User, request: Request) -> Response:
     _creator(user, request, posted.get("token", ""))
     data, problems = _new_rules(posted)
     if problems:
-        lines = "; ".join(f"{loc}: {msg}" if loc else msg for loc, msg in problems)
+        lines = "; ".join(problem_lines(problems))
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"not created, the rules are invalid: {lines}")
     name, text = data["source"]["name"], new_text(data)
     if not writable():
